@@ -1,0 +1,72 @@
+//! Encoding of every structure the vault stores: one format-version byte,
+//! then bincode 1.3.3 through `DefaultOptions` with a size limit, because
+//! stored bytes are untrusted input (a huge length prefix must be an error,
+//! not an allocation).
+
+use bincode::Options;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// The encoding version written in front of every stored structure.
+pub(crate) const FORMAT_V1: u8 = 1;
+
+/// No stored structure may claim more than this many bytes.
+pub(crate) const DECODE_LIMIT: u64 = 64 * 1024 * 1024;
+
+fn options() -> impl Options {
+    bincode::DefaultOptions::new()
+        .with_limit(DECODE_LIMIT)
+        .with_little_endian()
+        .with_varint_encoding()
+        .reject_trailing_bytes()
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    let mut out = vec![FORMAT_V1];
+    options()
+        .serialize_into(&mut out, value)
+        .map_err(|e| Error::internal(format!("encoding a stored structure: {e}")))?;
+    Ok(out)
+}
+
+/// Decodes bytes written by [`encode`]; `what` names the structure in the
+/// `Corrupt` error.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    match bytes.split_first() {
+        Some((&FORMAT_V1, body)) => options()
+            .deserialize(body)
+            .map_err(|e| Error::corrupt(format!("{what} does not decode: {e}"))),
+        Some((version, _)) => Err(Error::corrupt(format!(
+            "{what} has unknown format version {version}"
+        ))),
+        None => Err(Error::corrupt(format!("{what} is empty"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_length_prefix_is_corrupt_not_an_allocation() {
+        // A Vec<u8> whose varint length claims u64::MAX bytes.
+        let mut bytes = vec![FORMAT_V1, 0xff];
+        bytes.extend_from_slice(&u64::MAX.to_le_bytes());
+        let err = decode::<Vec<u8>>(&bytes, "test").unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Corrupt);
+    }
+
+    #[test]
+    fn round_trip_and_version_checks() {
+        let bytes = encode(&(1u32, "x".to_string())).unwrap();
+        let back: (u32, String) = decode(&bytes, "test").unwrap();
+        assert_eq!(back, (1, "x".to_string()));
+        let mut wrong = bytes.clone();
+        wrong[0] = 9;
+        assert!(decode::<(u32, String)>(&wrong, "test").is_err());
+        assert!(decode::<(u32, String)>(&[], "test").is_err());
+        assert!(decode::<(u32, String)>(&bytes[..bytes.len() - 1], "test").is_err());
+    }
+}

@@ -1,0 +1,277 @@
+//! Sealing, key derivation and randomness, all through ring.
+//!
+//! ring does not zeroize its own key schedules, so raw key bytes live only in
+//! [`SecretKey`] (zeroized on drop, `Debug` prints `[redacted]`) and ring keys
+//! are built for the one operation that needs them and dropped at once.
+//!
+//! A sealed value is `nonce (12 bytes) || AES-256-GCM ciphertext || tag (16)`.
+//! Nonces are random: a subject key seals at most a few million values over
+//! its life (every rectification replaces it), far below the 2^32 bound for
+//! random 96-bit nonces.
+
+use std::fmt;
+
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use ring::rand::{SecureRandom, SystemRandom};
+use ring::{hkdf, hmac};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::error::{Error, Result};
+
+pub(crate) const KEY_LEN: usize = 32;
+pub(crate) const TAG_LEN: usize = 16;
+/// Bytes a sealed value adds to its plaintext.
+pub(crate) const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+
+/// 32 bytes of key material. Zeroized on drop; never printed.
+#[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+pub struct SecretKey([u8; KEY_LEN]);
+
+impl SecretKey {
+    pub(crate) fn from_array(bytes: [u8; KEY_LEN]) -> Self {
+        SecretKey(bytes)
+    }
+
+    /// Copies `bytes` into a key; anything but 32 bytes is `InvalidArgument`.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self> {
+        let array: [u8; KEY_LEN] = bytes.try_into().map_err(|_| {
+            Error::invalid(format!("a key must be 32 bytes, not {}", bytes.len()))
+        })?;
+        Ok(SecretKey(array))
+    }
+
+    pub(crate) fn random() -> Result<Self> {
+        Ok(SecretKey(random_array()?))
+    }
+
+    pub(crate) fn expose(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The caller's root key: 32 bytes, held by the caller, never written by the
+/// vault. Everything the vault stores is wrapped by keys derived from it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RootKey(SecretKey);
+
+impl RootKey {
+    /// A root key from 32 raw bytes; other lengths are `InvalidArgument`.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        SecretKey::from_slice(bytes)
+            .map(RootKey)
+            .map_err(|_| Error::invalid(format!("root key must be 32 bytes, not {}", bytes.len())))
+    }
+
+    /// A root key from 64 hex characters (surrounding white space ignored).
+    pub fn from_hex(text: &str) -> Result<Self> {
+        let text = text.trim();
+        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+        if text.len() != 2 * KEY_LEN || hex::decode_to_slice(text, &mut bytes[..]).is_err() {
+            return Err(Error::invalid("root key must be 64 hex characters"));
+        }
+        Ok(RootKey(SecretKey::from_array(*bytes)))
+    }
+
+    /// A fresh random root key (for tests, demos and key generation tools).
+    pub fn generate() -> Result<Self> {
+        SecretKey::random().map(RootKey)
+    }
+
+    /// The raw bytes, for callers that must store the key in their own KMS.
+    pub fn to_bytes(&self) -> Zeroizing<[u8; KEY_LEN]> {
+        Zeroizing::new(*self.0.expose())
+    }
+
+    pub(crate) fn secret(&self) -> &SecretKey {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RootKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RootKey([redacted])")
+    }
+}
+
+/// The keys derived from one root key.
+pub(crate) struct DerivedKeys {
+    /// Wraps every key stored in the keystore.
+    pub kek: SecretKey,
+    /// Keys the HMAC of blind indexes.
+    pub index: SecretKey,
+}
+
+impl DerivedKeys {
+    pub fn from_root(root: &RootKey) -> Self {
+        let root = root.secret();
+        DerivedKeys {
+            kek: derive_key(root.expose(), b"", b"shredvault kek v1"),
+            index: derive_key(root.expose(), b"", b"blind index v1"),
+        }
+    }
+}
+
+struct KeyLen;
+impl hkdf::KeyType for KeyLen {
+    fn len(&self) -> usize {
+        KEY_LEN
+    }
+}
+
+/// HKDF-SHA256(salt, ikm) expanded with `info` to 32 bytes.
+pub(crate) fn derive_key(ikm: &[u8], salt: &[u8], info: &[u8]) -> SecretKey {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(ikm);
+    let info = [info];
+    let okm = prk
+        .expand(&info, KeyLen)
+        .expect("HKDF output of 32 bytes is always within bounds");
+    let mut out = [0u8; KEY_LEN];
+    okm.fill(&mut out).expect("the buffer has the length asked for");
+    let key = SecretKey::from_array(out);
+    out.zeroize();
+    key
+}
+
+fn system_random() -> &'static SystemRandom {
+    static RNG: std::sync::OnceLock<SystemRandom> = std::sync::OnceLock::new();
+    RNG.get_or_init(SystemRandom::new)
+}
+
+pub(crate) fn fill_random(buf: &mut [u8]) -> Result<()> {
+    system_random()
+        .fill(buf)
+        .map_err(|_| Error::internal("the system random number generator failed"))
+}
+
+pub(crate) fn random_array<const N: usize>() -> Result<[u8; N]> {
+    let mut out = [0u8; N];
+    fill_random(&mut out)?;
+    Ok(out)
+}
+
+fn aead_key(key: &SecretKey) -> LessSafeKey {
+    let unbound = UnboundKey::new(&AES_256_GCM, key.expose())
+        .expect("AES-256-GCM takes a 32-byte key");
+    LessSafeKey::new(unbound)
+}
+
+/// Seals `plaintext` under `key` with a fresh random nonce, binding `aad`.
+pub(crate) fn seal(key: &SecretKey, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+    let nonce_bytes: [u8; NONCE_LEN] = random_array()?;
+    let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+    out.extend_from_slice(&nonce_bytes);
+    out.extend_from_slice(plaintext);
+    let tag = aead_key(key)
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce_bytes),
+            Aad::from(aad),
+            &mut out[NONCE_LEN..],
+        )
+        .map_err(|_| Error::internal("sealing failed"))?;
+    out.extend_from_slice(tag.as_ref());
+    Ok(out)
+}
+
+/// Opens a value sealed by [`seal`]. Any failure (wrong key, wrong `aad`, a
+/// flipped bit, truncation) is `Corrupt` naming `what`.
+pub(crate) fn open(
+    key: &SecretKey,
+    aad: &[u8],
+    sealed: &[u8],
+    what: &str,
+) -> Result<Zeroizing<Vec<u8>>> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return Err(Error::corrupt(format!("{what} is truncated")));
+    }
+    let (nonce_bytes, body) = sealed.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce_bytes)
+        .map_err(|_| Error::corrupt(format!("{what} has a bad nonce")))?;
+    let mut buf = Zeroizing::new(body.to_vec());
+    let len = aead_key(key)
+        .open_in_place(nonce, Aad::from(aad), &mut buf[..])
+        .map_err(|_| Error::corrupt(format!("{what} failed authentication")))?
+        .len();
+    buf.truncate(len);
+    Ok(buf)
+}
+
+/// HMAC-SHA256 of `parts`, each prefixed by its length so that no two
+/// different lists of parts give the same input.
+pub(crate) fn mac(key: &SecretKey, parts: &[&[u8]]) -> [u8; 32] {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, key.expose());
+    let mut ctx = hmac::Context::with_key(&key);
+    for part in parts {
+        ctx.update(&(part.len() as u64).to_le_bytes());
+        ctx.update(part);
+    }
+    let tag = ctx.sign();
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    out
+}
+
+/// Constant-time check of a MAC computed by [`mac`].
+pub(crate) fn mac_matches(key: &SecretKey, parts: &[&[u8]], expected: &[u8]) -> bool {
+    let computed = mac(key, parts);
+    expected.len() == computed.len()
+        && bool::from(subtle::ConstantTimeEq::ct_eq(&computed[..], expected))
+}
+
+/// SHA-256 truncated to 8 bytes: a checksum against torn or flipped bytes
+/// (authentication is the AEAD's job, not this one's).
+pub(crate) fn checksum8(bytes: &[u8]) -> [u8; 8] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&digest.as_ref()[..8]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_and_rejections() {
+        let key = SecretKey::random().unwrap();
+        let sealed = seal(&key, b"ad", b"hello").unwrap();
+        assert_eq!(&open(&key, b"ad", &sealed, "x").unwrap()[..], b"hello");
+        assert!(open(&key, b"other", &sealed, "x").is_err());
+        let other = SecretKey::random().unwrap();
+        assert!(open(&other, b"ad", &sealed, "x").is_err());
+        for i in 0..sealed.len() {
+            let mut flipped = sealed.clone();
+            flipped[i] ^= 0x01;
+            assert!(open(&key, b"ad", &flipped, "x").is_err(), "flip at {i}");
+        }
+        for len in 0..sealed.len() {
+            assert!(open(&key, b"ad", &sealed[..len], "x").is_err(), "truncated to {len}");
+        }
+    }
+
+    #[test]
+    fn keys_never_print() {
+        let key = SecretKey::from_array([0xab; 32]);
+        assert_eq!(format!("{key:?}"), "[redacted]");
+        let root = RootKey::from_bytes(&[0xcd; 32]).unwrap();
+        assert!(!format!("{root:?}").contains("cd"));
+        assert!(!format!("{root:?}").contains("205"));
+    }
+
+    #[test]
+    fn root_key_lengths() {
+        assert!(RootKey::from_bytes(&[0; 31]).is_err());
+        assert!(RootKey::from_bytes(&[0; 33]).is_err());
+        assert!(RootKey::from_hex(&"00".repeat(31)).is_err());
+        assert!(RootKey::from_hex(&"zz".repeat(32)).is_err());
+        assert_eq!(
+            RootKey::from_hex(&"01".repeat(32)).unwrap(),
+            RootKey::from_bytes(&[1; 32]).unwrap()
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! Subject, record and request ids: 128 random bits, written as 32 lowercase
+//! hex characters everywhere they cross a boundary.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::random_array;
+use crate::error::{Error, Result};
+
+macro_rules! define_id {
+    ($name:ident, $what:literal) => {
+        #[doc = concat!("The id of a ", $what, ": 16 random bytes, shown as 32 lowercase hex characters.")]
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub struct $name(pub(crate) [u8; 16]);
+
+        impl $name {
+            pub(crate) fn random() -> Result<Self> {
+                Ok($name(random_array()?))
+            }
+
+            /// Parses 32 lowercase hex characters; anything else is `InvalidArgument`.
+            pub fn parse(text: &str) -> Result<Self> {
+                parse_hex_id(text, $what).map($name)
+            }
+
+            pub fn as_bytes(&self) -> &[u8; 16] {
+                &self.0
+            }
+
+            pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Self> {
+                let array: [u8; 16] = bytes.try_into().map_err(|_| {
+                    Error::corrupt(concat!("stored ", $what, " id has the wrong length"))
+                })?;
+                Ok($name(array))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&hex::encode(self.0))
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Error;
+            fn from_str(text: &str) -> Result<Self> {
+                Self::parse(text)
+            }
+        }
+    };
+}
+
+define_id!(SubjectId, "subject");
+define_id!(RecordId, "record");
+
+fn parse_hex_id(text: &str, what: &str) -> Result<[u8; 16]> {
+    let well_formed = text.len() == 32
+        && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !well_formed {
+        return Err(Error::invalid(format!(
+            "malformed {what} id {:?}: expected 32 lowercase hex characters",
+            truncate_for_message(text)
+        )));
+    }
+    let mut out = [0u8; 16];
+    hex::decode_to_slice(text, &mut out)
+        .map_err(|_| Error::invalid(format!("malformed {what} id")))?;
+    Ok(out)
+}
+
+/// Keeps hostile input from bloating error messages.
+pub(crate) fn truncate_for_message(text: &str) -> String {
+    const MAX: usize = 48;
+    if text.chars().count() <= MAX {
+        text.to_string()
+    } else {
+        let cut: String = text.chars().take(MAX).collect();
+        format!("{cut}...")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_reject_bad_text() {
+        let id = SubjectId::random().unwrap();
+        let text = id.to_string();
+        assert_eq!(text.len(), 32);
+        assert_eq!(SubjectId::parse(&text).unwrap(), id);
+        for bad in ["", "abc", &text.to_uppercase(), &format!("{text}0"), &"g".repeat(32)] {
+            let err = SubjectId::parse(bad).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The storage layout of `data/`: every sled key and value the vault writes,
+//! in one place.
+//!
+//! All vault state lives in one sled tree, `vault`, under one-byte prefixes,
+//! so that every change touching several entries (a key rotation re-sealing a
+//! subject's records, an erasure) is a single `apply_batch`: atomic against
+//! crashes and, since sled batches take its write lock, against concurrent
+//! readers.
+//!
+//! ```text
+//! key                                   value
+//! 'M'                                   VaultMeta
+//! 'P'                                   the policy's TOML source (String)
+//! 'S' subject id (16)                   SubjectEntry: live (key slot, sealed
+//!                                       identifiers, blind-index hashes) or
+//!                                       an erasure tombstone (ids and time only)
+//! 'X' subject id (16) record id (16)    empty: the subject's records, in order
+//! 'R' record id (16)                    RecordEntry: live (metadata and the
+//!                                       sealed data) or a husk saying the
+//!                                       record was erased, and when
+//! 'B' HMAC(index key, kind, value) (32) subject id: the blind index
+//! ```
+//!
+//! What is in clear here: ids, category names, timestamps, counts, HMACs.
+//! What is sealed: record data and identifiers, each under its subject's key.
+//! What is never here: any key. Every value starts with a format-version byte
+//! (see `codec`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::error::Result;
+use crate::ids::{RecordId, SubjectId};
+use crate::keystore::SlotRef;
+
+pub(crate) const TREE: &str = "vault";
+
+pub(crate) const META_KEY: &[u8] = b"M";
+pub(crate) const POLICY_KEY: &[u8] = b"P";
+pub(crate) const SUBJECT: u8 = b'S';
+pub(crate) const SUBJECT_RECORD: u8 = b'X';
+pub(crate) const RECORD: u8 = b'R';
+pub(crate) const BLIND: u8 = b'B';
+
+pub(crate) fn subject_key(id: &SubjectId) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = SUBJECT;
+    k[1..].copy_from_slice(id.as_bytes());
+    k
+}
+
+pub(crate) fn record_key(id: &RecordId) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = RECORD;
+    k[1..].copy_from_slice(id.as_bytes());
+    k
+}
+
+pub(crate) fn subject_records_prefix(id: &SubjectId) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = SUBJECT_RECORD;
+    k[1..].copy_from_slice(id.as_bytes());
+    k
+}
+
+pub(crate) fn subject_record_key(subject: &SubjectId, record: &RecordId) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = SUBJECT_RECORD;
+    k[1..17].copy_from_slice(subject.as_bytes());
+    k[17..].copy_from_slice(record.as_bytes());
+    k
+}
+
+pub(crate) fn blind_key(mac: &[u8; 32]) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = BLIND;
+    k[1..].copy_from_slice(mac);
+    k
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct VaultMeta {
+    pub vault_id: [u8; 16],
+    pub created_at: i64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) enum SubjectEntry {
+    Live(LiveSubject),
+    Erased { erased_at: i64 },
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct LiveSubject {
+    pub created_at: i64,
+    pub key: SlotRef,
+    /// `Vec<(kind, value)>` encoded, sealed under the subject key.
+    pub identifiers: Vec<u8>,
+    /// Blind-index MACs of the identifiers, so erasure can remove them
+    /// without decrypting anything.
+    pub blind: Vec<[u8; 32]>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) enum RecordEntry {
+    Live(LiveRecord),
+    Gone(RecordHusk),
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct LiveRecord {
+    pub subject: SubjectId,
+    pub category: String,
+    /// Starts at 1; each rectification adds one. Bound into the AAD.
+    pub version: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// The key id of the subject key the data is sealed under.
+    pub subject_key_id: u64,
+    /// nonce || ciphertext || tag.
+    pub sealed: Vec<u8>,
+}
+
+/// What is left of a record once its key is gone: enough to answer `Erased`
+/// rather than `NotFound`, nothing personal.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct RecordHusk {
+    pub subject: SubjectId,
+    pub category: String,
+    pub gone_at: i64,
+    pub reason: GoneReason,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GoneReason {
+    Erased,
+    Expired,
+}
+
+pub(crate) fn decode_subject(bytes: &[u8]) -> Result<SubjectEntry> {
+    codec::decode(bytes, "subject entry")
+}
+
+pub(crate) fn decode_record(bytes: &[u8]) -> Result<RecordEntry> {
+    codec::decode(bytes, "record entry")
+}
+
+/// The associated data binding a sealed record to its place.
+pub(crate) fn record_aad(vault_id: &[u8; 16], subject: &SubjectId, record: &RecordId, category: &str, version: u64) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(64 + category.len());
+    aad.extend_from_slice(b"sv record v1");
+    aad.extend_from_slice(vault_id);
+    aad.extend_from_slice(subject.as_bytes());
+    aad.extend_from_slice(record.as_bytes());
+    aad.extend_from_slice(&(category.len() as u32).to_le_bytes());
+    aad.extend_from_slice(category.as_bytes());
+    aad.extend_from_slice(&version.to_le_bytes());
+    aad
+}
+
+/// The associated data of a subject's sealed identifiers.
+pub(crate) fn identifiers_aad(vault_id: &[u8; 16], subject: &SubjectId) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(48);
+    aad.extend_from_slice(b"sv identifiers v1");
+    aad.extend_from_slice(vault_id);
+    aad.extend_from_slice(subject.as_bytes());
+    aad
+}

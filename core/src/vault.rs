@@ -1,0 +1,1064 @@
+//! The vault: opening, subjects, identifiers, records, erasure.
+//!
+//! # Keys
+//!
+//! ```text
+//! root key (caller's) ─ HKDF ─> KEK (wraps keystore slots), index key, receipt key
+//! subject key      random, one live per subject, in a keystore slot
+//! record key       HKDF(ikm = subject key ‖ "open", salt = vault id, info = "record v1")
+//! identifiers key  HKDF(ikm = subject key, salt = vault id, info = "identifiers v1")
+//! ```
+//!
+//! Derived keys are cached in memory by the subject key's [`SlotRef`]; a
+//! key's cache entries are dropped when it is destroyed.
+//!
+//! # Crash order of the mutating operations
+//!
+//! - `create_subject`: the subject key comes from a pool of slots that are
+//!   already durable; then one sled batch writes the subject and its
+//!   blind-index entries.
+//! - `put`: one sled batch writes the record and its subject-index entry.
+//! - `update` / `delete` (rotation): a fresh durable key; one sled batch
+//!   re-seals every record of the subject (and its identifiers) under it and
+//!   points the subject at it; that batch is made durable; only then is the
+//!   old key's slot zeroed. A crash before the batch leaves the new slot
+//!   unreferenced; after it, the old one: the repair pass at open zeroes
+//!   either.
+//! - `erase_subject`: the key's slot is zeroed and fsynced first (that is the
+//!   erasure), then one durable batch replaces the subject by a tombstone,
+//!   removes its blind-index entries and turns its records into husks. A
+//!   crash between leaves a subject pointing at a destroyed key, which the
+//!   repair pass finishes erasing.
+//!
+//! With `Durability::Immediate` every mutating call ends with a sled flush and
+//! an fsync of sled's file (sled's own flush uses `sync_file_range`, which
+//! does not reach the drive's cache). Erasure and rotation are durable in
+//! either mode.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::time::Duration;
+
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::codec;
+use crate::crypto::{self, derive_key, DerivedKeys, RootKey, SecretKey};
+use crate::error::{Error, ErrorKind, Result};
+use crate::ids::{truncate_for_message, RecordId, SubjectId};
+use crate::keystore::{KeyKind, Keystore, LoadError, SlotRef};
+use crate::layout::{self, *};
+use crate::policy::Policy;
+
+/// When a mutating call's effects reach the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Durable before the call returns (the default).
+    #[default]
+    Immediate,
+    /// Durable at the next [`Vault::flush`] or within about a second.
+    /// Erasure, consent withdrawal and key destruction stay immediate.
+    Batched,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "immediate" => Ok(Durability::Immediate),
+            "batched" => Ok(Durability::Batched),
+            other => Err(Error::invalid(format!(
+                "durability must be \"immediate\" or \"batched\", not {:?}",
+                truncate_for_message(other)
+            ))),
+        }
+    }
+}
+
+/// The source of "now", in Unix seconds. Tests replace it with a simulated
+/// clock.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    })
+}
+
+/// How to open a vault.
+#[derive(Clone, Default)]
+pub struct VaultOptions {
+    pub durability: Durability,
+    /// `None`: the system clock.
+    pub clock: Option<Clock>,
+}
+
+impl std::fmt::Debug for VaultOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultOptions")
+            .field("durability", &self.durability)
+            .field("clock", &self.clock.as_ref().map(|_| "custom"))
+            .finish()
+    }
+}
+
+/// A record read back: its data and metadata. The data is zeroized when the
+/// record is dropped, and never printed by `Debug`.
+#[derive(Clone)]
+pub struct Record {
+    pub id: RecordId,
+    pub subject: SubjectId,
+    pub category: String,
+    pub version: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub data: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Record")
+            .field("id", &self.id)
+            .field("subject", &self.subject)
+            .field("category", &self.category)
+            .field("version", &self.version)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .field("data", &format_args!("[redacted; {} bytes]", self.data.len()))
+            .finish()
+    }
+}
+
+/// A record's metadata, without its data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RecordInfo {
+    pub id: RecordId,
+    pub subject: SubjectId,
+    pub category: String,
+    pub version: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub size: usize,
+}
+
+/// What `erase_subject` did, as returned to the caller (and later signed).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ErasureReceipt {
+    pub receipt_version: u32,
+    pub vault: String,
+    pub subject: String,
+    pub erased_at: i64,
+    /// Records erased at once, by category.
+    pub erased: Vec<CategoryCount>,
+    /// Records kept (restricted), by category, with why and until when.
+    pub retained: Vec<RetainedRecords>,
+    pub identifiers_removed: usize,
+    pub subject_key_destroyed: bool,
+}
+
+impl ErasureReceipt {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a receipt always serializes")
+    }
+
+    pub fn records_erased(&self) -> u64 {
+        self.erased.iter().map(|c| c.records).sum()
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct CategoryCount {
+    pub category: String,
+    pub records: u64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct RetainedRecords {
+    pub category: String,
+    pub records: u64,
+    pub reason: String,
+    pub until: Option<i64>,
+}
+
+/// Counts describing a vault, for `shredvault stats`.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Stats {
+    pub subjects_live: u64,
+    pub subjects_erased: u64,
+    pub records_live: u64,
+    pub records_gone: u64,
+    pub identifiers_indexed: u64,
+    pub keystore_slots_live: u64,
+    pub keystore_slots_free: u64,
+    pub data_bytes: u64,
+    pub keys_bytes: u64,
+}
+
+/// Largest record a vault accepts.
+pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
+/// Largest identifier value (after trimming).
+pub const MAX_IDENTIFIER_BYTES: usize = 1024;
+/// Most identifiers one subject may carry.
+pub const MAX_IDENTIFIERS_PER_SUBJECT: usize = 64;
+
+const STRIPES: usize = 64;
+const KEY_POOL_BATCH: usize = 16;
+const KEY_CACHE_MAX: usize = 1 << 16;
+
+/// An open vault. `Sync`: one handle may be shared by many threads.
+pub struct Vault {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault").field("path", &self.inner.root).finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    root: PathBuf,
+    data_dir: PathBuf,
+    tree: sled::Tree,
+    db: sled::Db,
+    db_file: File,
+    keystore: Keystore,
+    keys: DerivedKeys,
+    vault_id: [u8; 16],
+    policy: RwLock<Arc<Policy>>,
+    durability: Durability,
+    clock: Clock,
+    /// Derived keys by the subject key they come from.
+    key_cache: Mutex<HashMap<(SlotRef, KeyUse), SecretKey>>,
+    /// Durable, unreferenced subject keys ready to hand out.
+    key_pool: Mutex<Vec<(SlotRef, SecretKey)>>,
+    /// Writers of one subject serialize on its stripe.
+    stripes: Vec<Mutex<()>>,
+    /// Blind-index writers serialize here (check-then-insert).
+    blind_lock: Mutex<()>,
+    dirty: AtomicBool,
+    closing: AtomicBool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum KeyUse {
+    RecordOpen,
+    Identifiers,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The data behind these locks stays consistent across a panic (caches,
+    // pools, unit guards), so a poisoned lock is simply taken over.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Vault {
+    /// Opens the vault at `path` (creating it if needed) with the default
+    /// options. `policy`: required for a new vault; for an existing one,
+    /// `None` keeps the stored policy and `Some` replaces it once validated
+    /// against the stored data.
+    pub fn open(path: impl AsRef<Path>, root: &RootKey, policy: Option<Policy>) -> Result<Vault> {
+        Vault::open_with(path, root, policy, VaultOptions::default())
+    }
+
+    pub fn open_with(path: impl AsRef<Path>, root: &RootKey, policy: Option<Policy>, options: VaultOptions) -> Result<Vault> {
+        let root_dir = path.as_ref().to_path_buf();
+        if root_dir.as_os_str().is_empty() {
+            return Err(Error::invalid("the vault path is empty"));
+        }
+        std::fs::create_dir_all(&root_dir).map_err(|e| Error::io(format!("creating {}", root_dir.display()), e))?;
+        let keys = DerivedKeys::from_root(root);
+        // The keystore first: its lock and key check come before sled is
+        // touched, so a second process gets `Locked` and a wrong key
+        // `WrongKey` without side effects.
+        let keystore = Keystore::open(&root_dir.join("keys"), &keys, crypto::random_array()?)?;
+        let vault_id = *keystore.vault_id();
+
+        let data_dir = root_dir.join("data");
+        let fresh_data = !data_dir.join("db").exists();
+        let db = sled::Config::new()
+            .path(&data_dir)
+            .cache_capacity(256 * 1024 * 1024)
+            .flush_every_ms(Some(1000))
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => Error::new(
+                    ErrorKind::Locked,
+                    format!("the vault at {} is open in another process", root_dir.display()),
+                ),
+                other => Error::from(other),
+            })?;
+        let tree = db.open_tree(TREE)?;
+        let db_file = File::open(data_dir.join("db")).map_err(|e| Error::io(format!("opening {}", data_dir.display()), e))?;
+
+        match tree.get(META_KEY)? {
+            Some(bytes) => {
+                let meta: VaultMeta = codec::decode(&bytes, "vault metadata")?;
+                if meta.vault_id != vault_id {
+                    return Err(Error::corrupt(format!(
+                        "{} belongs to another vault than {}/keys",
+                        data_dir.display(),
+                        root_dir.display()
+                    )));
+                }
+            }
+            None => {
+                let (live, _) = keystore.counts();
+                if live > 0 && (fresh_data || tree.is_empty()) {
+                    // Opening would make every stored key look unreferenced
+                    // and the repair pass would destroy them all.
+                    return Err(Error::corrupt(format!(
+                        "{} is missing or empty but {} holds {live} keys; refusing to open (restore data/ first)",
+                        data_dir.display(),
+                        keystore.path().display()
+                    )));
+                }
+                let meta = VaultMeta { vault_id, created_at: options.clock.as_ref().map(|c| c()).unwrap_or_else(|| system_clock()()) };
+                tree.insert(META_KEY, codec::encode(&meta)?)?;
+            }
+        }
+
+        let stored_policy = match tree.get(POLICY_KEY)? {
+            Some(bytes) => {
+                let text: String = codec::decode(&bytes, "stored policy")?;
+                Some(Policy::parse(&text, "stored policy").map_err(|e| Error::corrupt(format!("the stored policy no longer parses: {}", e.message())))?)
+            }
+            None => None,
+        };
+
+        let inner = Inner {
+            root: root_dir.clone(),
+            data_dir,
+            tree,
+            db,
+            db_file,
+            keystore,
+            keys,
+            vault_id,
+            policy: RwLock::new(Arc::new(match (&policy, &stored_policy) {
+                (Some(p), _) => p.clone(),
+                (None, Some(p)) => p.clone(),
+                (None, None) => {
+                    return Err(Error::new(
+                        ErrorKind::Policy,
+                        format!("the vault at {} has no policy yet: give one to create it", root_dir.display()),
+                    ))
+                }
+            })),
+            durability: options.durability,
+            clock: options.clock.unwrap_or_else(system_clock),
+            key_cache: Mutex::new(HashMap::new()),
+            key_pool: Mutex::new(Vec::new()),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            blind_lock: Mutex::new(()),
+            dirty: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+        };
+        if let Some(new) = policy {
+            if stored_policy.as_ref().map(|p| p.source()) != Some(new.source()) {
+                inner.check_policy_fits(&new)?;
+                inner.tree.insert(POLICY_KEY, codec::encode(&new.source().to_string())?)?;
+            }
+        }
+        inner.repair()?;
+        inner.make_durable()?;
+        let inner = Arc::new(inner);
+        if inner.durability == Durability::Batched {
+            spawn_flusher(Arc::downgrade(&inner));
+        }
+        Ok(Vault { inner })
+    }
+
+    /// The vault's directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The vault's id (32 hex characters).
+    pub fn vault_id(&self) -> String {
+        hex::encode(self.inner.vault_id)
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.inner.policy()
+    }
+
+    /// Replaces the policy, once checked against the stored data (a category
+    /// that still has live records cannot disappear).
+    pub fn set_policy(&self, policy: Policy) -> Result<()> {
+        let inner = &self.inner;
+        // Every subject stripe, so no put races the check.
+        let _guards: Vec<_> = inner.stripes.iter().map(lock).collect();
+        inner.check_policy_fits(&policy)?;
+        inner.tree.insert(POLICY_KEY, codec::encode(&policy.source().to_string())?)?;
+        inner.make_durable()?;
+        *inner.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+        Ok(())
+    }
+
+    /// Creates a subject with a random id, indexing `identifiers` (kind,
+    /// value) in the blind index.
+    pub fn create_subject(&self, identifiers: &[(&str, &str)]) -> Result<SubjectId> {
+        let inner = &self.inner;
+        let mut normalized = Vec::with_capacity(identifiers.len());
+        for (kind, value) in identifiers {
+            let ident = normalize_identifier(kind, value)?;
+            if !normalized.contains(&ident) {
+                normalized.push(ident);
+            }
+        }
+        if normalized.len() > MAX_IDENTIFIERS_PER_SUBJECT {
+            return Err(Error::invalid(format!("a subject may have at most {MAX_IDENTIFIERS_PER_SUBJECT} identifiers")));
+        }
+        let id = SubjectId::random()?;
+        let blind: Vec<[u8; 32]> = normalized.iter().map(|(k, v)| inner.blind_mac(k, v)).collect();
+        let _blind_guard = lock(&inner.blind_lock);
+        for (mac, (kind, _)) in blind.iter().zip(&normalized) {
+            if inner.tree.contains_key(blind_key(mac))? {
+                return Err(Error::invalid(format!("a subject with this {kind} identifier already exists")));
+            }
+        }
+        let (slot, key) = inner.take_subject_key()?;
+        let sealed_identifiers = inner.seal_identifiers(&id, slot, &key, &normalized)?;
+        let entry = SubjectEntry::Live(LiveSubject { created_at: inner.now(), key: slot, identifiers: sealed_identifiers, blind: blind.clone() });
+        let mut batch = sled::Batch::default();
+        batch.insert(&subject_key(&id), codec::encode(&entry)?);
+        for mac in &blind {
+            batch.insert(&blind_key(mac)[..], &id.as_bytes()[..]);
+        }
+        if let Err(e) = inner.tree.apply_batch(batch) {
+            let _ = inner.keystore.destroy(&[slot]);
+            return Err(e.into());
+        }
+        inner.commit()?;
+        Ok(id)
+    }
+
+    /// Adds an identifier to a subject. Linking one it already has is a no-op;
+    /// one that belongs to another subject is `InvalidArgument`.
+    pub fn link_identifier(&self, subject: &SubjectId, kind: &str, value: &str) -> Result<()> {
+        let inner = &self.inner;
+        let ident = normalize_identifier(kind, value)?;
+        let mac = inner.blind_mac(&ident.0, &ident.1);
+        let _stripe = inner.stripe(subject);
+        let _blind_guard = lock(&inner.blind_lock);
+        let mut live = inner.live_subject(subject)?;
+        if let Some(owner) = inner.tree.get(blind_key(&mac))? {
+            if owner.as_ref() == subject.as_bytes() {
+                return Ok(());
+            }
+            return Err(Error::invalid(format!("this {} identifier belongs to another subject", ident.0)));
+        }
+        let subject_key = inner.subject_key(subject, live.key)?;
+        let mut idents = inner.open_identifiers(subject, live.key, &subject_key, &live.identifiers)?;
+        if idents.len() >= MAX_IDENTIFIERS_PER_SUBJECT {
+            return Err(Error::invalid(format!("a subject may have at most {MAX_IDENTIFIERS_PER_SUBJECT} identifiers")));
+        }
+        idents.push(ident);
+        live.identifiers = inner.seal_identifiers(subject, live.key, &subject_key, &idents)?;
+        live.blind.push(mac);
+        let mut batch = sled::Batch::default();
+        batch.insert(&subject_key_bytes(subject), codec::encode(&SubjectEntry::Live(live))?);
+        batch.insert(&blind_key(&mac)[..], &subject.as_bytes()[..]);
+        inner.tree.apply_batch(batch)?;
+        inner.commit()
+    }
+
+    /// The subject an identifier belongs to, if any (erased subjects have
+    /// none).
+    pub fn find_subject(&self, kind: &str, value: &str) -> Result<Option<SubjectId>> {
+        let inner = &self.inner;
+        let (kind, value) = normalize_identifier(kind, value)?;
+        let mac = inner.blind_mac(&kind, &value);
+        match inner.tree.get(blind_key(&mac))? {
+            None => Ok(None),
+            Some(bytes) => {
+                let id = SubjectId::from_bytes(&bytes)?;
+                match inner.subject_entry(&id)? {
+                    Some(SubjectEntry::Live(_)) => Ok(Some(id)),
+                    _ => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// The identifiers of a subject, decrypted: (kind, normalized value).
+    pub fn identifiers(&self, subject: &SubjectId) -> Result<Vec<(String, String)>> {
+        let inner = &self.inner;
+        let live = inner.live_subject(subject)?;
+        let key = inner.subject_key(subject, live.key)?;
+        inner.open_identifiers(subject, live.key, &key, &live.identifiers)
+    }
+
+    /// Seals `data` as a new record of `subject` in `category`.
+    pub fn put(&self, subject: &SubjectId, category: &str, data: &[u8]) -> Result<RecordId> {
+        let inner = &self.inner;
+        let policy = inner.policy();
+        let category = policy.category(category)?;
+        check_record_size(data)?;
+        let _stripe = inner.stripe(subject);
+        let live = inner.live_subject(subject)?;
+        let record_key = inner.record_key(subject, live.key)?;
+        let id = RecordId::random()?;
+        let now = inner.now();
+        let aad = record_aad(&inner.vault_id, subject, &id, &category.name, 1);
+        let record = LiveRecord {
+            subject: *subject,
+            category: category.name.clone(),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            subject_key_id: live.key.key_id,
+            sealed: crypto::seal(&record_key, &aad, data)?,
+        };
+        let mut batch = sled::Batch::default();
+        batch.insert(&subject_record_key(subject, &id)[..], &[][..]);
+        batch.insert(&layout::record_key(&id), codec::encode(&RecordEntry::Live(record))?);
+        inner.tree.apply_batch(batch)?;
+        inner.commit()?;
+        Ok(id)
+    }
+
+    /// Reads a record for `purpose`.
+    pub fn get(&self, record: &RecordId, purpose: &str) -> Result<Record> {
+        let inner = &self.inner;
+        let policy = inner.policy();
+        // A rotation may replace the record and its subject's key between
+        // our two reads; it finishes quickly, so re-reading settles it.
+        for _ in 0..16 {
+            let live = inner.live_record(record)?;
+            let category = policy.category(&live.category).map_err(|_| {
+                Error::corrupt(format!("record {record} names category {:?}, which the policy lacks", live.category))
+            })?;
+            if !category.allows(purpose) {
+                policy.purpose(purpose).map_err(|_| {
+                    Error::new(ErrorKind::PurposeDenied, format!("unknown purpose {:?}", truncate_for_message(purpose)))
+                })?;
+                return Err(Error::new(
+                    ErrorKind::PurposeDenied,
+                    format!("category {:?} does not allow purpose {:?}", category.name, purpose),
+                ));
+            }
+            let subject = inner.live_subject(&live.subject)?;
+            if subject.key.key_id != live.subject_key_id {
+                continue;
+            }
+            let key = match inner.record_key(&live.subject, subject.key) {
+                Ok(k) => k,
+                Err(e) if e.kind() == ErrorKind::Erased => continue,
+                Err(e) => return Err(e),
+            };
+            let aad = record_aad(&inner.vault_id, &live.subject, record, &live.category, live.version);
+            let data = crypto::open(&key, &aad, &live.sealed, &format!("record {record}"))?;
+            return Ok(Record {
+                id: *record,
+                subject: live.subject,
+                category: live.category,
+                version: live.version,
+                created_at: live.created_at,
+                updated_at: live.updated_at,
+                data,
+            });
+        }
+        Err(Error::internal(format!("record {record} kept changing while being read")))
+    }
+
+    /// Rectifies a record: the subject's key is rotated, so the old value is
+    /// no longer decryptable anywhere.
+    pub fn update(&self, record: &RecordId, data: &[u8]) -> Result<()> {
+        check_record_size(data)?;
+        self.inner.rotate_for(record, Edit::Update(data))
+    }
+
+    /// Erases one record: the subject's key is rotated.
+    pub fn delete(&self, record: &RecordId) -> Result<()> {
+        self.inner.rotate_for(record, Edit::Delete)
+    }
+
+    /// The metadata of a subject's live records, oldest first by id order.
+    pub fn records(&self, subject: &SubjectId) -> Result<Vec<RecordInfo>> {
+        let inner = &self.inner;
+        inner.live_subject(subject)?;
+        let mut out = Vec::new();
+        for item in inner.tree.scan_prefix(subject_records_prefix(subject)) {
+            let (k, _) = item?;
+            let id = RecordId::from_bytes(&k[17..])?;
+            if let Some(RecordEntry::Live(r)) = inner.record_entry(&id)? {
+                out.push(RecordInfo {
+                    id,
+                    subject: r.subject,
+                    category: r.category,
+                    version: r.version,
+                    created_at: r.created_at,
+                    updated_at: r.updated_at,
+                    size: r.sealed.len().saturating_sub(crypto::SEAL_OVERHEAD),
+                });
+            }
+        }
+        out.sort_by_key(|r| (r.created_at, r.id));
+        Ok(out)
+    }
+
+    /// Crypto-shreds a subject: its key is destroyed (durably) before this
+    /// returns, then its metadata and blind-index entries are removed.
+    pub fn erase_subject(&self, subject: &SubjectId) -> Result<ErasureReceipt> {
+        let inner = &self.inner;
+        let _stripe = inner.stripe(subject);
+        let live = inner.live_subject(subject)?;
+        let now = inner.now();
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        let mut record_ids = Vec::new();
+        for item in inner.tree.scan_prefix(subject_records_prefix(subject)) {
+            let (k, _) = item?;
+            let id = RecordId::from_bytes(&k[17..])?;
+            let category = match inner.record_entry(&id) {
+                Ok(Some(RecordEntry::Live(r))) => r.category,
+                Ok(Some(RecordEntry::Gone(h))) => h.category,
+                Ok(None) => continue,
+                // A record whose entry is damaged is erased all the same.
+                Err(_) => "(unreadable)".to_string(),
+            };
+            *counts.entry(category.clone()).or_default() += 1;
+            record_ids.push((id, category));
+        }
+        // The erasure itself: the key's slot is zeroed and fsynced.
+        inner.destroy_subject_key(live.key)?;
+        inner.finish_erasure(subject, &live, &record_ids, now)?;
+        Ok(ErasureReceipt {
+            receipt_version: 1,
+            vault: hex::encode(inner.vault_id),
+            subject: subject.to_string(),
+            erased_at: now,
+            erased: counts.into_iter().map(|(category, records)| CategoryCount { category, records }).collect(),
+            retained: Vec::new(),
+            identifiers_removed: live.blind.len(),
+            subject_key_destroyed: true,
+        })
+    }
+
+    /// Makes everything written so far durable.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.make_durable()
+    }
+
+    /// Counts of subjects, records and keys, and the bytes on disk.
+    pub fn stats(&self) -> Result<Stats> {
+        let inner = &self.inner;
+        let mut stats = Stats::default();
+        for item in inner.tree.scan_prefix([SUBJECT]) {
+            let (_, v) = item?;
+            match decode_subject(&v)? {
+                SubjectEntry::Live(_) => stats.subjects_live += 1,
+                SubjectEntry::Erased { .. } => stats.subjects_erased += 1,
+            }
+        }
+        for item in inner.tree.scan_prefix([RECORD]) {
+            let (_, v) = item?;
+            match decode_record(&v)? {
+                RecordEntry::Live(_) => stats.records_live += 1,
+                RecordEntry::Gone(_) => stats.records_gone += 1,
+            }
+        }
+        stats.identifiers_indexed = inner.tree.scan_prefix([BLIND]).count() as u64;
+        let (live, free) = inner.keystore.counts();
+        stats.keystore_slots_live = live as u64;
+        stats.keystore_slots_free = free as u64;
+        stats.data_bytes = dir_size(&inner.data_dir);
+        stats.keys_bytes = dir_size(&inner.root.join("keys"));
+        Ok(stats)
+    }
+
+    /// Flushes and closes. Dropping the vault does the same, ignoring errors.
+    pub fn close(self) -> Result<()> {
+        self.inner.make_durable()
+    }
+}
+
+enum Edit<'a> {
+    Update(&'a [u8]),
+    Delete,
+}
+
+fn subject_key_bytes(id: &SubjectId) -> [u8; 17] {
+    layout::subject_key(id)
+}
+
+fn check_record_size(data: &[u8]) -> Result<()> {
+    if data.len() > MAX_RECORD_BYTES {
+        return Err(Error::invalid(format!("a record may hold at most {MAX_RECORD_BYTES} bytes, not {}", data.len())));
+    }
+    Ok(())
+}
+
+/// Normalizes an identifier: the kind must be a name (lowercase letters,
+/// digits, `_`); the value is trimmed, and e-mail addresses lower-cased.
+pub fn normalize_identifier(kind: &str, value: &str) -> Result<(String, String)> {
+    let kind_ok = !kind.is_empty()
+        && kind.len() <= 64
+        && kind.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !kind_ok {
+        return Err(Error::invalid(format!(
+            "identifier kind {:?} must be 1 to 64 lowercase letters, digits or _",
+            truncate_for_message(kind)
+        )));
+    }
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(Error::invalid(format!("the {kind} identifier is empty")));
+    }
+    if trimmed.len() > MAX_IDENTIFIER_BYTES {
+        return Err(Error::invalid(format!("the {kind} identifier is longer than {MAX_IDENTIFIER_BYTES} bytes")));
+    }
+    let value = if kind == "email" { trimmed.to_lowercase() } else { trimmed.to_string() };
+    Ok((kind.to_string(), value))
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn spawn_flusher(inner: Weak<Inner>) {
+    let _ = std::thread::Builder::new().name("shredvault-flush".into()).spawn(move || loop {
+        for _ in 0..10 {
+            std::thread::sleep(Duration::from_millis(100));
+            match inner.upgrade() {
+                Some(i) if !i.closing.load(Ordering::Relaxed) => {}
+                _ => return,
+            }
+        }
+        let Some(i) = inner.upgrade() else { return };
+        if i.dirty.load(Ordering::Relaxed) {
+            let _ = i.make_durable();
+        }
+    });
+}
+
+impl Inner {
+    fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    fn policy(&self) -> Arc<Policy> {
+        self.policy.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn stripe(&self, subject: &SubjectId) -> MutexGuard<'_, ()> {
+        let b = subject.as_bytes();
+        let i = u64::from_le_bytes(b[..8].try_into().expect("8 bytes")) as usize % STRIPES;
+        lock(&self.stripes[i])
+    }
+
+    /// Flushes sled and fsyncs its file: the durable point.
+    fn make_durable(&self) -> Result<()> {
+        self.dirty.store(false, Ordering::Relaxed);
+        self.db.flush()?;
+        self.db_file.sync_data().map_err(|e| Error::io(format!("syncing {}", self.data_dir.display()), e))
+    }
+
+    /// The end of a mutating call: durable now, or soon, by the mode.
+    fn commit(&self) -> Result<()> {
+        match self.durability {
+            Durability::Immediate => self.make_durable(),
+            Durability::Batched => {
+                self.dirty.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+        }
+    }
+
+    fn blind_mac(&self, kind: &str, value: &str) -> [u8; 32] {
+        crypto::mac(&self.keys.index, &[b"sv blind v1", &self.vault_id, kind.as_bytes(), value.as_bytes()])
+    }
+
+    fn subject_entry(&self, id: &SubjectId) -> Result<Option<SubjectEntry>> {
+        match self.tree.get(subject_key(id))? {
+            None => Ok(None),
+            Some(bytes) => decode_subject(&bytes)
+                .map(Some)
+                .map_err(|e| Error::corrupt(format!("subject {id}: {}", e.message()))),
+        }
+    }
+
+    fn live_subject(&self, id: &SubjectId) -> Result<LiveSubject> {
+        match self.subject_entry(id)? {
+            None => Err(Error::not_found(format!("no subject {id}"))),
+            Some(SubjectEntry::Erased { .. }) => Err(Error::new(ErrorKind::Erased, format!("subject {id} was erased"))),
+            Some(SubjectEntry::Live(live)) => Ok(live),
+        }
+    }
+
+    fn record_entry(&self, id: &RecordId) -> Result<Option<RecordEntry>> {
+        match self.tree.get(layout::record_key(id))? {
+            None => Ok(None),
+            Some(bytes) => decode_record(&bytes)
+                .map(Some)
+                .map_err(|e| Error::corrupt(format!("record {id}: {}", e.message()))),
+        }
+    }
+
+    fn live_record(&self, id: &RecordId) -> Result<LiveRecord> {
+        match self.record_entry(id)? {
+            None => Err(Error::not_found(format!("no record {id}"))),
+            Some(RecordEntry::Gone(h)) => Err(match h.reason {
+                GoneReason::Erased => Error::new(ErrorKind::Erased, format!("record {id} was erased")),
+                GoneReason::Expired => Error::new(ErrorKind::Expired, format!("record {id} expired")),
+            }),
+            Some(RecordEntry::Live(r)) => Ok(r),
+        }
+    }
+
+    /// The raw subject key, from the keystore. A destroyed key is `Erased`.
+    fn subject_key(&self, subject: &SubjectId, slot: SlotRef) -> Result<SecretKey> {
+        match self.keystore.load(slot) {
+            Ok(k) => Ok(k),
+            Err(LoadError::Destroyed) => Err(Error::new(ErrorKind::Erased, format!("subject {subject} was erased (its key is destroyed)"))),
+            Err(LoadError::Corrupt(m)) => Err(Error::corrupt(format!("subject {subject}: {m}"))),
+            Err(LoadError::Other(e)) => Err(e),
+        }
+    }
+
+    fn derived_key(&self, subject: &SubjectId, slot: SlotRef, use_: KeyUse) -> Result<SecretKey> {
+        if let Some(k) = lock(&self.key_cache).get(&(slot, use_)) {
+            return Ok(k.clone());
+        }
+        let raw = self.subject_key(subject, slot)?;
+        let key = derive_for(&raw, &self.vault_id, use_);
+        let mut cache = lock(&self.key_cache);
+        // Re-check under the lock: the key may have been destroyed (and its
+        // entries dropped) while we derived.
+        if !self.keystore.holds(slot) {
+            return Err(Error::new(ErrorKind::Erased, format!("subject {subject} was erased")));
+        }
+        if cache.len() >= KEY_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert((slot, use_), key.clone());
+        Ok(key)
+    }
+
+    fn record_key(&self, subject: &SubjectId, slot: SlotRef) -> Result<SecretKey> {
+        self.derived_key(subject, slot, KeyUse::RecordOpen)
+    }
+
+    fn seal_identifiers(&self, subject: &SubjectId, _slot: SlotRef, subject_key: &SecretKey, idents: &[(String, String)]) -> Result<Vec<u8>> {
+        let key = derive_for(subject_key, &self.vault_id, KeyUse::Identifiers);
+        let plain = Zeroizing::new(codec::encode(&idents)?);
+        crypto::seal(&key, &identifiers_aad(&self.vault_id, subject), &plain)
+    }
+
+    fn open_identifiers(&self, subject: &SubjectId, _slot: SlotRef, subject_key: &SecretKey, sealed: &[u8]) -> Result<Vec<(String, String)>> {
+        let key = derive_for(subject_key, &self.vault_id, KeyUse::Identifiers);
+        let plain = crypto::open(&key, &identifiers_aad(&self.vault_id, subject), sealed, &format!("identifiers of subject {subject}"))?;
+        codec::decode(&plain, "identifiers")
+    }
+
+    /// A durable, unreferenced subject key from the pool (refilled
+    /// `KEY_POOL_BATCH` at a time, one fsync each).
+    fn take_subject_key(&self) -> Result<(SlotRef, SecretKey)> {
+        let mut pool = lock(&self.key_pool);
+        if pool.is_empty() {
+            *pool = self.keystore.allocate(KeyKind::Subject, KEY_POOL_BATCH)?;
+        }
+        Ok(pool.pop().expect("the pool was just filled"))
+    }
+
+    fn destroy_subject_key(&self, slot: SlotRef) -> Result<()> {
+        // Cache first: from here on no reader derives from this key again
+        // (`derived_key` re-checks the slot under the cache lock).
+        let mut cache = lock(&self.key_cache);
+        self.keystore.destroy(&[slot])?;
+        cache.remove(&(slot, KeyUse::RecordOpen));
+        cache.remove(&(slot, KeyUse::Identifiers));
+        Ok(())
+    }
+
+    /// After the key is gone: tombstone, blind-index removal, record husks;
+    /// one durable batch.
+    fn finish_erasure(&self, subject: &SubjectId, live: &LiveSubject, records: &[(RecordId, String)], now: i64) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        batch.insert(&subject_key(subject), codec::encode(&SubjectEntry::Erased { erased_at: now })?);
+        for mac in &live.blind {
+            batch.remove(&blind_key(mac)[..]);
+        }
+        for (id, category) in records {
+            batch.remove(&subject_record_key(subject, id)[..]);
+            let husk = RecordEntry::Gone(RecordHusk { subject: *subject, category: category.clone(), gone_at: now, reason: GoneReason::Erased });
+            batch.insert(&layout::record_key(id), codec::encode(&husk)?);
+        }
+        self.tree.apply_batch(batch)?;
+        self.make_durable()
+    }
+
+    /// `update` and `delete`: re-seal everything of the subject under a fresh
+    /// key with the edit applied, then destroy the old key.
+    fn rotate_for(&self, record: &RecordId, edit: Edit) -> Result<()> {
+        let subject = self.live_record(record)?.subject;
+        let _stripe = self.stripe(&subject);
+        // Re-read under the stripe: the record may have been deleted meanwhile.
+        self.live_record(record)?;
+        let mut live = self.live_subject(&subject)?;
+        let old_slot = live.key;
+        let old_raw = self.subject_key(&subject, old_slot)?;
+        let old_record_key = derive_for(&old_raw, &self.vault_id, KeyUse::RecordOpen);
+        let idents = self.open_identifiers(&subject, old_slot, &old_raw, &live.identifiers)?;
+
+        let (new_slot, new_raw) = self.take_subject_key()?;
+        let result = (|| -> Result<()> {
+            let new_record_key = derive_for(&new_raw, &self.vault_id, KeyUse::RecordOpen);
+            let now = self.now();
+            let mut batch = sled::Batch::default();
+            for item in self.tree.scan_prefix(subject_records_prefix(&subject)) {
+                let (k, _) = item?;
+                let id = RecordId::from_bytes(&k[17..])?;
+                let Some(RecordEntry::Live(mut r)) = self.record_entry(&id)? else {
+                    batch.remove(k);
+                    continue;
+                };
+                if id == *record {
+                    if let Edit::Delete = edit {
+                        batch.remove(k);
+                        let husk = RecordHusk { subject, category: r.category, gone_at: now, reason: GoneReason::Erased };
+                        batch.insert(&layout::record_key(&id), codec::encode(&RecordEntry::Gone(husk))?);
+                        continue;
+                    }
+                }
+                if r.subject_key_id != old_slot.key_id {
+                    return Err(Error::corrupt(format!("record {id} is sealed under another key than its subject's")));
+                }
+                let old_aad = record_aad(&self.vault_id, &subject, &id, &r.category, r.version);
+                let mut data = crypto::open(&old_record_key, &old_aad, &r.sealed, &format!("record {id}"))?;
+                if id == *record {
+                    if let Edit::Update(new_data) = edit {
+                        data = Zeroizing::new(new_data.to_vec());
+                        r.version += 1;
+                        r.updated_at = now;
+                    }
+                }
+                let aad = record_aad(&self.vault_id, &subject, &id, &r.category, r.version);
+                r.sealed = crypto::seal(&new_record_key, &aad, &data)?;
+                r.subject_key_id = new_slot.key_id;
+                batch.insert(&layout::record_key(&id), codec::encode(&RecordEntry::Live(r))?);
+            }
+            live.key = new_slot;
+            live.identifiers = self.seal_identifiers(&subject, new_slot, &new_raw, &idents)?;
+            batch.insert(&subject_key(&subject), codec::encode(&SubjectEntry::Live(live))?);
+            self.tree.apply_batch(batch)?;
+            // The new state must be durable before the old key goes, or a
+            // crash would leave records under a destroyed key.
+            self.make_durable()
+        })();
+        if let Err(e) = result {
+            let _ = self.keystore.destroy(&[new_slot]);
+            return Err(e);
+        }
+        self.destroy_subject_key(old_slot)
+    }
+
+    /// A new policy may not drop a category that still has live records.
+    fn check_policy_fits(&self, policy: &Policy) -> Result<()> {
+        let mut missing = HashSet::new();
+        for item in self.tree.scan_prefix([RECORD]) {
+            let (_, v) = item?;
+            if let RecordEntry::Live(r) = decode_record(&v)? {
+                if policy.category(&r.category).is_err() {
+                    missing.insert(r.category);
+                }
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            let mut names: Vec<_> = missing.into_iter().collect();
+            names.sort();
+            Err(Error::new(
+                ErrorKind::Policy,
+                format!("the new policy drops categories that still have live records: {}", names.join(", ")),
+            ))
+        }
+    }
+
+    /// The repair pass at open: destroys keys nothing refers to (a crash
+    /// between allocating and using a key, or between replacing and
+    /// destroying one), and finishes erasing subjects whose key is gone.
+    fn repair(&self) -> Result<()> {
+        let mut referenced = HashSet::new();
+        let mut dead = Vec::new();
+        for item in self.tree.scan_prefix([SUBJECT]) {
+            let (k, v) = item?;
+            let id = SubjectId::from_bytes(&k[1..])?;
+            // A subject entry that does not decode keeps whatever it might
+            // refer to: we cannot tell, so we destroy nothing on its account.
+            let entry = match decode_subject(&v) {
+                Ok(e) => e,
+                Err(_) => return Ok(()),
+            };
+            if let SubjectEntry::Live(live) = entry {
+                if self.keystore.holds(live.key) {
+                    referenced.insert(live.key);
+                } else {
+                    dead.push((id, live));
+                }
+            }
+        }
+        let orphans: Vec<u32> = self
+            .keystore
+            .occupied_slots()
+            .into_iter()
+            .filter(|(index, _, key_id)| !referenced.contains(&SlotRef { index: *index, key_id: *key_id }))
+            .map(|(index, _, _)| index)
+            .collect();
+        self.keystore.destroy_indexes(&orphans)?;
+        let now = self.now();
+        for (id, live) in dead {
+            let mut records = Vec::new();
+            for item in self.tree.scan_prefix(subject_records_prefix(&id)) {
+                let (k, _) = item?;
+                let rid = RecordId::from_bytes(&k[17..])?;
+                let category = match self.record_entry(&rid) {
+                    Ok(Some(RecordEntry::Live(r))) => r.category,
+                    Ok(Some(RecordEntry::Gone(h))) => h.category,
+                    _ => "(unreadable)".to_string(),
+                };
+                records.push((rid, category));
+            }
+            self.finish_erasure(&id, &live, &records, now)?;
+        }
+        Ok(())
+    }
+}
+
+fn derive_for(subject_key: &SecretKey, vault_id: &[u8; 16], use_: KeyUse) -> SecretKey {
+    match use_ {
+        KeyUse::RecordOpen => {
+            let mut ikm = Zeroizing::new(Vec::with_capacity(36));
+            ikm.extend_from_slice(subject_key.expose());
+            ikm.extend_from_slice(b"open");
+            derive_key(&ikm, vault_id, b"record v1")
+        }
+        KeyUse::Identifiers => derive_key(subject_key.expose(), vault_id, b"identifiers v1"),
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.closing.store(true, Ordering::Relaxed);
+        let pool: Vec<SlotRef> = lock(&self.key_pool).drain(..).map(|(s, _)| s).collect();
+        let _ = self.keystore.destroy(&pool);
+        let _ = self.make_durable();
+    }
+}

@@ -1,0 +1,1 @@
+//! C ABI for shredvault (issue 5 builds it out).

@@ -1,0 +1,1 @@
+//! Python bindings for shredvault (issue 6 builds them out).
