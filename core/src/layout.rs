@@ -145,9 +145,12 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<RecordEntry> {
     codec::decode(bytes, "record entry")
 }
 
-/// The associated data binding a sealed record to its place.
-pub(crate) fn record_aad(vault_id: &[u8; 16], subject: &SubjectId, record: &RecordId, category: &str, version: u64) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(64 + category.len());
+/// The associated data binding a sealed record to its place and its
+/// metadata: vault, subject, record, category, version and timestamps, so
+/// that moving a ciphertext or editing its metadata fails authentication.
+pub(crate) fn record_aad(vault_id: &[u8; 16], record: &RecordId, meta: &LiveRecord) -> Vec<u8> {
+    let (subject, category, version) = (&meta.subject, &meta.category, meta.version);
+    let mut aad = Vec::with_capacity(80 + category.len());
     aad.extend_from_slice(b"sv record v1");
     aad.extend_from_slice(vault_id);
     aad.extend_from_slice(subject.as_bytes());
@@ -155,6 +158,9 @@ pub(crate) fn record_aad(vault_id: &[u8; 16], subject: &SubjectId, record: &Reco
     aad.extend_from_slice(&(category.len() as u32).to_le_bytes());
     aad.extend_from_slice(category.as_bytes());
     aad.extend_from_slice(&version.to_le_bytes());
+    aad.extend_from_slice(&meta.created_at.to_le_bytes());
+    aad.extend_from_slice(&meta.updated_at.to_le_bytes());
+    aad.extend_from_slice(&meta.subject_key_id.to_le_bytes());
     aad
 }
 

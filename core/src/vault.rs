@@ -508,16 +508,16 @@ impl Vault {
         let record_key = inner.record_key(subject, live.key)?;
         let id = RecordId::random()?;
         let now = inner.now();
-        let aad = record_aad(&inner.vault_id, subject, &id, &category.name, 1);
-        let record = LiveRecord {
+        let mut record = LiveRecord {
             subject: *subject,
             category: category.name.clone(),
             version: 1,
             created_at: now,
             updated_at: now,
             subject_key_id: live.key.key_id,
-            sealed: crypto::seal(&record_key, &aad, data)?,
+            sealed: Vec::new(),
         };
+        record.sealed = crypto::seal(&record_key, &record_aad(&inner.vault_id, &id, &record), data)?;
         let mut batch = sled::Batch::default();
         batch.insert(&subject_record_key(subject, &id)[..], &[][..]);
         batch.insert(&layout::record_key(&id), codec::encode(&RecordEntry::Live(record))?);
@@ -532,7 +532,8 @@ impl Vault {
         let policy = inner.policy();
         // A rotation may replace the record and its subject's key between
         // our two reads; it finishes quickly, so re-reading settles it.
-        for _ in 0..16 {
+        let mut last_mismatch = None;
+        for _ in 0..64 {
             let live = inner.live_record(record)?;
             let category = policy.category(&live.category).map_err(|_| {
                 Error::corrupt(format!("record {record} names category {:?}, which the policy lacks", live.category))
@@ -548,6 +549,13 @@ impl Vault {
             }
             let subject = inner.live_subject(&live.subject)?;
             if subject.key.key_id != live.subject_key_id {
+                // Mid-rotation, the pair changes between reads; the same
+                // mismatch seen twice is damage, not a race.
+                let mismatch = (live.subject_key_id, subject.key);
+                if last_mismatch == Some(mismatch) {
+                    return Err(Error::corrupt(format!("record {record} is sealed under a key its subject does not hold")));
+                }
+                last_mismatch = Some(mismatch);
                 continue;
             }
             let key = match inner.record_key(&live.subject, subject.key) {
@@ -555,7 +563,7 @@ impl Vault {
                 Err(e) if e.kind() == ErrorKind::Erased => continue,
                 Err(e) => return Err(e),
             };
-            let aad = record_aad(&inner.vault_id, &live.subject, record, &live.category, live.version);
+            let aad = record_aad(&inner.vault_id, record, &live);
             let data = crypto::open(&key, &aad, &live.sealed, &format!("record {record}"))?;
             return Ok(Record {
                 id: *record,
@@ -940,8 +948,10 @@ impl Inner {
                 if r.subject_key_id != old_slot.key_id {
                     return Err(Error::corrupt(format!("record {id} is sealed under another key than its subject's")));
                 }
-                let old_aad = record_aad(&self.vault_id, &subject, &id, &r.category, r.version);
-                let mut data = crypto::open(&old_record_key, &old_aad, &r.sealed, &format!("record {id}"))?;
+                if r.subject != subject {
+                    return Err(Error::corrupt(format!("record {id} is indexed under another subject")));
+                }
+                let mut data = crypto::open(&old_record_key, &record_aad(&self.vault_id, &id, &r), &r.sealed, &format!("record {id}"))?;
                 if id == *record {
                     if let Edit::Update(new_data) = edit {
                         data = Zeroizing::new(new_data.to_vec());
@@ -949,9 +959,8 @@ impl Inner {
                         r.updated_at = now;
                     }
                 }
-                let aad = record_aad(&self.vault_id, &subject, &id, &r.category, r.version);
-                r.sealed = crypto::seal(&new_record_key, &aad, &data)?;
                 r.subject_key_id = new_slot.key_id;
+                r.sealed = crypto::seal(&new_record_key, &record_aad(&self.vault_id, &id, &r), &data)?;
                 batch.insert(&layout::record_key(&id), codec::encode(&RecordEntry::Live(r))?);
             }
             live.key = new_slot;
@@ -1015,12 +1024,15 @@ impl Inner {
                 }
             }
         }
+        // `holds` matched the key id of every live slot in `referenced`, and
+        // a damaged slot is kept as long as someone refers to its index.
+        let referenced_indexes: HashSet<u32> = referenced.iter().map(|r| r.index).collect();
         let orphans: Vec<u32> = self
             .keystore
             .occupied_slots()
             .into_iter()
-            .filter(|(index, _, key_id)| !referenced.contains(&SlotRef { index: *index, key_id: *key_id }))
             .map(|(index, _, _)| index)
+            .filter(|index| !referenced_indexes.contains(index))
             .collect();
         self.keystore.destroy_indexes(&orphans)?;
         let now = self.now();

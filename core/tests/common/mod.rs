@@ -1,0 +1,63 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use shredvault::{Policy, RootKey, Vault};
+
+pub fn example_policy_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../example-policy.toml")
+}
+
+pub fn example_policy() -> Policy {
+    Policy::from_file(&example_policy_path()).expect("example policy parses")
+}
+
+pub fn root() -> RootKey {
+    RootKey::from_bytes(&[0x5a; 32]).unwrap()
+}
+
+pub fn new_vault(dir: &Path) -> Vault {
+    Vault::open(dir, &root(), Some(example_policy())).expect("vault opens")
+}
+
+/// Every file under `dir`, with its bytes.
+pub fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// Panics naming the file if `needle` occurs in any file under `dir`.
+pub fn assert_absent(dir: &Path, needle: &[u8], what: &str) {
+    assert!(!needle.is_empty());
+    for (path, bytes) in all_files(dir) {
+        if bytes.windows(needle.len()).any(|w| w == needle) {
+            panic!("{what} found in {}", path.display());
+        }
+    }
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
