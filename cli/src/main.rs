@@ -1,1 +1,290 @@
-fn main() {}
+//! `shredvault`: the operator's command line over a vault directory.
+//!
+//! Ids and JSON go to stdout, messages to stderr; the exit status is 0 on
+//! success and non-zero with a one-line reason otherwise. The root key comes
+//! from `--key-file` or `SHREDVAULT_ROOT_KEY`, never from an argument.
+
+mod demo;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use shredvault::{Error, ErrorKind, Policy, RecordId, RootKey, SubjectId, Vault};
+use zeroize::Zeroizing;
+
+#[derive(Parser)]
+#[command(
+    name = "shredvault",
+    version,
+    about = "Embedded privacy vault: personal data erased by destroying keys"
+)]
+struct Cli {
+    /// File holding the root key: 32 raw bytes or 64 hex characters.
+    /// Otherwise the SHREDVAULT_ROOT_KEY environment variable (64 hex).
+    #[arg(long, global = true, value_name = "F")]
+    key_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a vault with a policy.
+    Init {
+        vault: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+    },
+    /// Create or find data subjects.
+    #[command(subcommand)]
+    Subject(SubjectCommand),
+    /// Store a record; prints its id. Data from --data, --file, or stdin.
+    Put {
+        vault: PathBuf,
+        subject: String,
+        category: String,
+        #[arg(long, conflicts_with = "file")]
+        data: Option<String>,
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Print a record's data, raw, for a purpose.
+    Get {
+        vault: PathBuf,
+        record: String,
+        #[arg(long)]
+        purpose: String,
+    },
+    /// Erase one record (rotates the subject's key).
+    Delete { vault: PathBuf, record: String },
+    /// Crypto-shred a subject; prints the receipt JSON.
+    Erase { vault: PathBuf, subject: String },
+    /// Counts of subjects, records and keys; bytes on disk (JSON).
+    Stats { vault: PathBuf },
+    /// Replace the vault's policy, once checked against the stored data.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Run the whole story on ./shredvault-demo and print what it did.
+    Demo,
+}
+
+#[derive(Subcommand)]
+enum SubjectCommand {
+    /// Create a subject; prints its id.
+    Create {
+        vault: PathBuf,
+        /// An identifier, KIND=VALUE (e.g. email=alice@example.com); repeatable.
+        #[arg(long = "identifier", value_name = "KIND=VALUE")]
+        identifiers: Vec<String>,
+    },
+    /// Print the id of the subject an identifier belongs to.
+    Find {
+        vault: PathBuf,
+        kind: String,
+        value: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate FILE against the vault's data and make it the policy.
+    Set { vault: PathBuf, file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shredvault: {e}");
+            ExitCode::from(exit_code(e.kind()))
+        }
+    }
+}
+
+/// 1 for every vault error, except that callers can tell "not there" (3)
+/// and "erased" (4) apart without parsing the message. clap uses 2.
+fn exit_code(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::NotFound => 3,
+        ErrorKind::Erased => 4,
+        _ => 1,
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    let key_file = cli.key_file.as_deref();
+    match cli.command {
+        Command::Init { vault, policy } => {
+            if vault.join("keys").join("keystore").exists() {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("{} is already a vault", vault.display()),
+                ));
+            }
+            let policy = Policy::from_file(&policy)?;
+            let v = Vault::open(&vault, &root_key(key_file)?, Some(policy))?;
+            eprintln!("created vault {} at {}", v.vault_id(), vault.display());
+            v.close()
+        }
+        Command::Subject(SubjectCommand::Create { vault, identifiers }) => {
+            let pairs = identifiers
+                .iter()
+                .map(|i| {
+                    i.split_once('=').ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::InvalidArgument,
+                            format!("--identifier takes KIND=VALUE, not {i:?}"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let v = open(&vault, key_file)?;
+            println!("{}", v.create_subject(&pairs)?);
+            v.close()
+        }
+        Command::Subject(SubjectCommand::Find { vault, kind, value }) => {
+            let v = open(&vault, key_file)?;
+            match v.find_subject(&kind, &value)? {
+                Some(id) => println!("{id}"),
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::NotFound,
+                        format!("no subject has this {kind} identifier"),
+                    ))
+                }
+            }
+            v.close()
+        }
+        Command::Put {
+            vault,
+            subject,
+            category,
+            data,
+            file,
+        } => {
+            let subject = SubjectId::parse(&subject)?;
+            let bytes = Zeroizing::new(match (data, file) {
+                (Some(d), _) => d.into_bytes(),
+                (None, Some(f)) => std::fs::read(&f).map_err(|e| io_error(&f, e))?,
+                (None, None) => {
+                    let mut buf = Vec::new();
+                    std::io::stdin()
+                        .read_to_end(&mut buf)
+                        .map_err(|e| io_error(Path::new("stdin"), e))?;
+                    buf
+                }
+            });
+            let v = open(&vault, key_file)?;
+            println!("{}", v.put(&subject, &category, &bytes)?);
+            v.close()
+        }
+        Command::Get {
+            vault,
+            record,
+            purpose,
+        } => {
+            let record = RecordId::parse(&record)?;
+            let v = open(&vault, key_file)?;
+            let rec = v.get(&record, &purpose)?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&rec.data)
+                .and_then(|_| out.flush())
+                .map_err(|e| io_error(Path::new("stdout"), e))?;
+            v.close()
+        }
+        Command::Delete { vault, record } => {
+            let record = RecordId::parse(&record)?;
+            let v = open(&vault, key_file)?;
+            v.delete(&record)?;
+            eprintln!("erased record {record} (subject key rotated)");
+            v.close()
+        }
+        Command::Erase { vault, subject } => {
+            let subject = SubjectId::parse(&subject)?;
+            let v = open(&vault, key_file)?;
+            let receipt = v.erase_subject(&subject)?;
+            println!("{}", receipt.to_json());
+            v.close()
+        }
+        Command::Stats { vault } => {
+            let v = open(&vault, key_file)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&v.stats()?).expect("stats serialize")
+            );
+            v.close()
+        }
+        Command::Policy(PolicyCommand::Set { vault, file }) => {
+            let policy = Policy::from_file(&file)?;
+            let v = open(&vault, key_file)?;
+            v.set_policy(policy)?;
+            eprintln!(
+                "policy of {} replaced by {}",
+                vault.display(),
+                file.display()
+            );
+            v.close()
+        }
+        Command::Demo => demo::run(),
+    }
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> Error {
+    Error::new(ErrorKind::Io, format!("{}: {e}", path.display()))
+}
+
+/// Opens an existing vault (never creates one: that is `init`'s job).
+fn open(vault: &Path, key_file: Option<&Path>) -> Result<Vault, Error> {
+    if !vault.join("keys").join("keystore").exists() {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "no vault at {} (create one with `shredvault init`)",
+                vault.display()
+            ),
+        ));
+    }
+    Vault::open(vault, &root_key(key_file)?, None)
+}
+
+fn root_key(key_file: Option<&Path>) -> Result<RootKey, Error> {
+    if let Some(path) = key_file {
+        let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| io_error(path, e))?);
+        if bytes.len() == 32 {
+            return RootKey::from_bytes(&bytes);
+        }
+        let text = std::str::from_utf8(&bytes).map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "{}: a key file holds 32 raw bytes or 64 hex characters",
+                    path.display()
+                ),
+            )
+        })?;
+        return RootKey::from_hex(text).map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "{}: a key file holds 32 raw bytes or 64 hex characters",
+                    path.display()
+                ),
+            )
+        });
+    }
+    match std::env::var("SHREDVAULT_ROOT_KEY") {
+        Ok(hex) => RootKey::from_hex(&Zeroizing::new(hex)).map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                "SHREDVAULT_ROOT_KEY must be 64 hex characters",
+            )
+        }),
+        Err(_) => Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "no root key: pass --key-file F or set SHREDVAULT_ROOT_KEY (64 hex characters)",
+        )),
+    }
+}

@@ -34,9 +34,9 @@ impl SecretKey {
 
     /// Copies `bytes` into a key; anything but 32 bytes is `InvalidArgument`.
     pub fn from_slice(bytes: &[u8]) -> Result<Self> {
-        let array: [u8; KEY_LEN] = bytes.try_into().map_err(|_| {
-            Error::invalid(format!("a key must be 32 bytes, not {}", bytes.len()))
-        })?;
+        let array: [u8; KEY_LEN] = bytes
+            .try_into()
+            .map_err(|_| Error::invalid(format!("a key must be 32 bytes, not {}", bytes.len())))?;
         Ok(SecretKey(array))
     }
 
@@ -132,7 +132,8 @@ pub(crate) fn derive_key(ikm: &[u8], salt: &[u8], info: &[u8]) -> SecretKey {
         .expand(&info, KeyLen)
         .expect("HKDF output of 32 bytes is always within bounds");
     let mut out = [0u8; KEY_LEN];
-    okm.fill(&mut out).expect("the buffer has the length asked for");
+    okm.fill(&mut out)
+        .expect("the buffer has the length asked for");
     let key = SecretKey::from_array(out);
     out.zeroize();
     key
@@ -156,8 +157,8 @@ pub(crate) fn random_array<const N: usize>() -> Result<[u8; N]> {
 }
 
 fn aead_key(key: &SecretKey) -> LessSafeKey {
-    let unbound = UnboundKey::new(&AES_256_GCM, key.expose())
-        .expect("AES-256-GCM takes a 32-byte key");
+    let unbound =
+        UnboundKey::new(&AES_256_GCM, key.expose()).expect("AES-256-GCM takes a 32-byte key");
     LessSafeKey::new(unbound)
 }
 
@@ -250,7 +251,10 @@ mod tests {
             assert!(open(&key, b"ad", &flipped, "x").is_err(), "flip at {i}");
         }
         for len in 0..sealed.len() {
-            assert!(open(&key, b"ad", &sealed[..len], "x").is_err(), "truncated to {len}");
+            assert!(
+                open(&key, b"ad", &sealed[..len], "x").is_err(),
+                "truncated to {len}"
+            );
         }
     }
 

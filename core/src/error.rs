@@ -93,7 +93,11 @@ pub struct Error {
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), source: None }
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
     }
 
     pub fn with_source(
@@ -101,7 +105,11 @@ impl Error {
         message: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        Error { kind, message: message.into(), source: Some(Box::new(source)) }
+        Error {
+            kind,
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
     }
 
     pub fn kind(&self) -> ErrorKind {
@@ -135,9 +143,7 @@ impl From<sled::Error> for Error {
     fn from(e: sled::Error) -> Self {
         match e {
             sled::Error::Io(io) => Error::io("database", io),
-            sled::Error::Corruption { .. } => {
-                Error::corrupt(format!("database: {e}"))
-            }
+            sled::Error::Corruption { .. } => Error::corrupt(format!("database: {e}")),
             other => Error::internal(format!("database: {other}")),
         }
     }

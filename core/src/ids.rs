@@ -63,7 +63,9 @@ define_id!(RecordId, "record");
 
 fn parse_hex_id(text: &str, what: &str) -> Result<[u8; 16]> {
     let well_formed = text.len() == 32
-        && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if !well_formed {
         return Err(Error::invalid(format!(
             "malformed {what} id {:?}: expected 32 lowercase hex characters",
@@ -97,7 +99,13 @@ mod tests {
         let text = id.to_string();
         assert_eq!(text.len(), 32);
         assert_eq!(SubjectId::parse(&text).unwrap(), id);
-        for bad in ["", "abc", &text.to_uppercase(), &format!("{text}0"), &"g".repeat(32)] {
+        for bad in [
+            "",
+            "abc",
+            &text.to_uppercase(),
+            &format!("{text}0"),
+            &"g".repeat(32),
+        ] {
             let err = SubjectId::parse(bad).unwrap_err();
             assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument, "{bad}");
         }

@@ -80,7 +80,9 @@ impl KeyKind {
 }
 
 /// Where a key lives: its slot and the random id of the key in it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub(crate) struct SlotRef {
     pub index: u32,
     pub key_id: u64,
@@ -100,7 +102,10 @@ pub(crate) enum LoadError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SlotState {
     Empty,
-    Live { kind: KeyKind, key_id: u64 },
+    Live {
+        kind: KeyKind,
+        key_id: u64,
+    },
     /// Unreadable; never reused until repaired, never handed out.
     Damaged,
 }
@@ -122,7 +127,9 @@ pub(crate) struct Keystore {
 
 impl std::fmt::Debug for Keystore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keystore").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("Keystore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -200,12 +207,20 @@ impl Keystore {
             }
         })?;
         if &header[0..8] != MAGIC {
-            return Err(Error::corrupt(format!("{} is not a shredvault keystore", path.display())));
+            return Err(Error::corrupt(format!(
+                "{} is not a shredvault keystore",
+                path.display()
+            )));
         }
         if crypto::checksum8(&header[..CHECKSUM_AT]) != header[CHECKSUM_AT..] {
-            return Err(Error::corrupt(format!("{} header fails its checksum", path.display())));
+            return Err(Error::corrupt(format!(
+                "{} header fails its checksum",
+                path.display()
+            )));
         }
-        if header[8] != FORMAT_VERSION || u16::from_le_bytes([header[10], header[11]]) as usize != SLOT_SIZE {
+        if header[8] != FORMAT_VERSION
+            || u16::from_le_bytes([header[10], header[11]]) as usize != SLOT_SIZE
+        {
             return Err(Error::corrupt(format!(
                 "{} has an unsupported format version {}",
                 path.display(),
@@ -214,10 +229,17 @@ impl Keystore {
         }
         let mut vault_id = [0u8; 16];
         vault_id.copy_from_slice(&header[16..32]);
-        if !mac_matches(&keys.kek, &[b"shredvault key check v1", &vault_id], &header[32..64]) {
+        if !mac_matches(
+            &keys.kek,
+            &[b"shredvault key check v1", &vault_id],
+            &header[32..64],
+        ) {
             return Err(Error::new(
                 ErrorKind::WrongKey,
-                format!("the root key does not open the vault at {}", dir.parent().unwrap_or(dir).display()),
+                format!(
+                    "the root key does not open the vault at {}",
+                    dir.parent().unwrap_or(dir).display()
+                ),
             ));
         }
 
@@ -244,11 +266,13 @@ impl Keystore {
         // Written to a temporary name and renamed, so a crash never leaves a
         // keystore without a complete header.
         let tmp = dir.join("keystore.tmp");
-        let f = File::create(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+        let f =
+            File::create(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
         f.write_all_at(&header, 0)
             .and_then(|_| f.sync_all())
             .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming {}", tmp.display()), e))?;
+        std::fs::rename(&tmp, path)
+            .map_err(|e| Error::io(format!("renaming {}", tmp.display()), e))?;
         sync_dir(dir)
     }
 
@@ -328,7 +352,11 @@ impl Keystore {
                 raw[0] = STATE_LIVE;
                 raw[1] = kind as u8;
                 raw[8..16].copy_from_slice(&key_id.to_le_bytes());
-                let wrapped = crypto::seal(&self.kek, &wrap_aad(&self.vault_id, index, kind, key_id), key.expose())?;
+                let wrapped = crypto::seal(
+                    &self.kek,
+                    &wrap_aad(&self.vault_id, index, kind, key_id),
+                    key.expose(),
+                )?;
                 debug_assert_eq!(wrapped.len(), WRAPPED_LEN);
                 raw[WRAPPED_AT..WRAPPED_AT + WRAPPED_LEN].copy_from_slice(&wrapped);
                 let sum = crypto::checksum8(&raw[..CHECKSUM_AT]);
@@ -345,7 +373,10 @@ impl Keystore {
         match result {
             Ok(()) => {
                 for (slot, _) in &out {
-                    slots.states[slot.index as usize] = SlotState::Live { kind, key_id: slot.key_id };
+                    slots.states[slot.index as usize] = SlotState::Live {
+                        kind,
+                        key_id: slot.key_id,
+                    };
                 }
                 Ok(out)
             }
@@ -367,7 +398,12 @@ impl Keystore {
         match self.file.read_exact_at(&mut raw, slot_offset(slot.index)) {
             Ok(()) => {}
             Err(e) if e.kind() == IoErrorKind::UnexpectedEof => return Err(LoadError::Destroyed),
-            Err(e) => return Err(LoadError::Other(Error::io(format!("reading {}", self.path.display()), e))),
+            Err(e) => {
+                return Err(LoadError::Other(Error::io(
+                    format!("reading {}", self.path.display()),
+                    e,
+                )))
+            }
         }
         if raw.iter().all(|&b| b == 0) {
             return Err(LoadError::Destroyed);
@@ -380,11 +416,18 @@ impl Keystore {
         if raw[0] != STATE_LIVE || key_id != slot.key_id {
             return Err(LoadError::Destroyed);
         }
-        let kind = KeyKind::from_byte(raw[1]).ok_or_else(|| LoadError::Corrupt(format!("{what} has an unknown kind")))?;
+        let kind = KeyKind::from_byte(raw[1])
+            .ok_or_else(|| LoadError::Corrupt(format!("{what} has an unknown kind")))?;
         let aad = wrap_aad(&self.vault_id, slot.index, kind, key_id);
-        let key = crypto::open(&self.kek, &aad, &raw[WRAPPED_AT..WRAPPED_AT + WRAPPED_LEN], &what)
-            .map_err(|e| LoadError::Corrupt(e.message().to_string()))?;
-        SecretKey::from_slice(&key).map_err(|_| LoadError::Corrupt(format!("{what} holds a key of the wrong length")))
+        let key = crypto::open(
+            &self.kek,
+            &aad,
+            &raw[WRAPPED_AT..WRAPPED_AT + WRAPPED_LEN],
+            &what,
+        )
+        .map_err(|e| LoadError::Corrupt(e.message().to_string()))?;
+        SecretKey::from_slice(&key)
+            .map_err(|_| LoadError::Corrupt(format!("{what} holds a key of the wrong length")))
     }
 
     /// Overwrites the slots of `refs` with zeros and fsyncs. A reference whose
@@ -397,7 +440,9 @@ impl Keystore {
         let zero = [0u8; SLOT_SIZE];
         let mut destroyed = Vec::new();
         for r in refs {
-            let Some(state) = slots.states.get(r.index as usize).copied() else { continue };
+            let Some(state) = slots.states.get(r.index as usize).copied() else {
+                continue;
+            };
             let ours = match state {
                 SlotState::Live { key_id, .. } => key_id == r.key_id,
                 // A damaged slot is zeroed too: whatever it held goes.
@@ -445,8 +490,14 @@ impl Keystore {
             indexes
                 .iter()
                 .filter_map(|&i| match slots.states.get(i as usize)? {
-                    SlotState::Live { key_id, .. } => Some(SlotRef { index: i, key_id: *key_id }),
-                    SlotState::Damaged => Some(SlotRef { index: i, key_id: 0 }),
+                    SlotState::Live { key_id, .. } => Some(SlotRef {
+                        index: i,
+                        key_id: *key_id,
+                    }),
+                    SlotState::Damaged => Some(SlotRef {
+                        index: i,
+                        key_id: 0,
+                    }),
                     SlotState::Empty => None,
                 })
                 .collect()
@@ -460,13 +511,20 @@ impl Keystore {
     pub fn holds(&self, slot: SlotRef) -> bool {
         let slots = self.lock_slots();
         matches!(slots.states.get(slot.index as usize), Some(SlotState::Live { key_id, .. }) if *key_id == slot.key_id)
-            || matches!(slots.states.get(slot.index as usize), Some(SlotState::Damaged))
+            || matches!(
+                slots.states.get(slot.index as usize),
+                Some(SlotState::Damaged)
+            )
     }
 
     /// Counts of (live, empty) slots.
     pub fn counts(&self) -> (usize, usize) {
         let slots = self.lock_slots();
-        let live = slots.states.iter().filter(|s| !matches!(s, SlotState::Empty)).count();
+        let live = slots
+            .states
+            .iter()
+            .filter(|s| !matches!(s, SlotState::Empty))
+            .count();
         (live, slots.states.len() - live)
     }
 }
@@ -479,7 +537,10 @@ fn parse_slot_state(raw: &[u8]) -> SlotState {
         return SlotState::Damaged;
     }
     match KeyKind::from_byte(raw[1]) {
-        Some(kind) => SlotState::Live { kind, key_id: u64::from_le_bytes(raw[8..16].try_into().expect("8 bytes")) },
+        Some(kind) => SlotState::Live {
+            kind,
+            key_id: u64::from_le_bytes(raw[8..16].try_into().expect("8 bytes")),
+        },
         None => SlotState::Damaged,
     }
 }
@@ -544,7 +605,10 @@ mod tests {
             bytes[off] ^= 0x40;
             std::fs::write(&path, &bytes).unwrap();
             let ks = Keystore::open(dir.path(), &keys(), [1; 16]).unwrap();
-            assert!(matches!(ks.load(got[0].0), Err(LoadError::Corrupt(_))), "byte {byte}");
+            assert!(
+                matches!(ks.load(got[0].0), Err(LoadError::Corrupt(_))),
+                "byte {byte}"
+            );
             assert_eq!(&ks.load(got[1].0).unwrap(), &got[1].1);
             drop(ks);
             bytes[off] ^= 0x40;

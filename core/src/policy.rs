@@ -76,7 +76,10 @@ pub enum SpanUnit {
 }
 
 impl CalendarSpan {
-    pub const ZERO: CalendarSpan = CalendarSpan { amount: 0, unit: SpanUnit::Days };
+    pub const ZERO: CalendarSpan = CalendarSpan {
+        amount: 0,
+        unit: SpanUnit::Days,
+    };
 
     fn parse(text: &str) -> std::result::Result<CalendarSpan, String> {
         let digits = text.bytes().take_while(u8::is_ascii_digit).count();
@@ -185,10 +188,16 @@ impl Rule {
         let body = match &self.kind {
             RuleKind::After(c) => clause(c),
             RuleKind::Earliest(cs) => {
-                format!("at the earliest of: {}", cs.iter().map(clause).collect::<Vec<_>>().join("; "))
+                format!(
+                    "at the earliest of: {}",
+                    cs.iter().map(clause).collect::<Vec<_>>().join("; ")
+                )
             }
             RuleKind::Latest(cs) => {
-                format!("at the latest of: {}", cs.iter().map(clause).collect::<Vec<_>>().join("; "))
+                format!(
+                    "at the latest of: {}",
+                    cs.iter().map(clause).collect::<Vec<_>>().join("; ")
+                )
             }
             RuleKind::UntilConsentWithdrawn => "until consent is withdrawn".to_string(),
         };
@@ -315,13 +324,23 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.source.len());
-        self.source.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+        self.source.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
     }
 
     fn err(&self, span: std::ops::Range<usize>, key: &str, message: impl fmt::Display) -> Error {
         Error::new(
             ErrorKind::Policy,
-            format!("{}:{}: {}: {}", self.file, self.line_of(span.start), key, message),
+            format!(
+                "{}:{}: {}: {}",
+                self.file,
+                self.line_of(span.start),
+                key,
+                message
+            ),
         )
     }
 }
@@ -329,7 +348,8 @@ impl Ctx<'_> {
 fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         && s.as_bytes()[0].is_ascii_lowercase()
 }
 
@@ -351,22 +371,37 @@ impl Policy {
         let ctx = Ctx { file, source };
         let raw: RawPolicy = toml::from_str(source).map_err(|e| {
             let line = e.span().map(|s| ctx.line_of(s.start)).unwrap_or(1);
-            Error::new(ErrorKind::Policy, format!("{file}:{line}: {}", e.message().trim()))
+            Error::new(
+                ErrorKind::Policy,
+                format!("{file}:{line}: {}", e.message().trim()),
+            )
         })?;
 
         let mut purposes = BTreeMap::new();
         for (name, p) in raw.purposes {
             check_name(&ctx, &name, &format!("purposes.{}", name.get_ref()))?;
             let name = name.into_inner();
-            purposes.insert(name.clone(), Purpose { name, description: p.description, sale: p.sale });
+            purposes.insert(
+                name.clone(),
+                Purpose {
+                    name,
+                    description: p.description,
+                    sale: p.sale,
+                },
+            );
         }
-        purposes.entry(LEGAL_CLAIMS.to_string()).or_insert_with(|| Purpose {
-            name: LEGAL_CLAIMS.to_string(),
-            description: "Establishing, exercising or defending legal claims".to_string(),
-            sale: false,
-        });
+        purposes
+            .entry(LEGAL_CLAIMS.to_string())
+            .or_insert_with(|| Purpose {
+                name: LEGAL_CLAIMS.to_string(),
+                description: "Establishing, exercising or defending legal claims".to_string(),
+                sale: false,
+            });
         if purposes[LEGAL_CLAIMS].sale {
-            return Err(Error::new(ErrorKind::Policy, format!("{file}: purposes.legal_claims: cannot be a sale purpose")));
+            return Err(Error::new(
+                ErrorKind::Policy,
+                format!("{file}: purposes.legal_claims: cannot be a sale purpose"),
+            ));
         }
 
         let mut flags = BTreeSet::new();
@@ -378,7 +413,11 @@ impl Policy {
         for name in raw.events.keys() {
             check_name(&ctx, name, &format!("events.{}", name.get_ref()))?;
             if name.get_ref() == COLLECTED {
-                return Err(ctx.err(name.span(), "events.collected", "is the record's own creation time, not a subject event"));
+                return Err(ctx.err(
+                    name.span(),
+                    "events.collected",
+                    "is the record's own creation time, not a subject event",
+                ));
             }
             events.insert(name.get_ref().clone());
         }
@@ -391,7 +430,11 @@ impl Policy {
             check_name(&ctx, &name, &base)?;
             let name = name.into_inner();
             if c.purposes.get_ref().is_empty() {
-                return Err(ctx.err(c.purposes.span(), &format!("{base}.purposes"), "a category needs at least one purpose"));
+                return Err(ctx.err(
+                    c.purposes.span(),
+                    &format!("{base}.purposes"),
+                    "a category needs at least one purpose",
+                ));
             }
             let mut cat_purposes = Vec::new();
             for p in c.purposes.into_inner() {
@@ -399,7 +442,11 @@ impl Policy {
                     return Err(ctx.err(
                         p.span(),
                         &format!("{base}.purposes"),
-                        format!("unknown purpose {:?}: declare it under [purposes.{}]", p.get_ref(), p.get_ref()),
+                        format!(
+                            "unknown purpose {:?}: declare it under [purposes.{}]",
+                            p.get_ref(),
+                            p.get_ref()
+                        ),
                     ));
                 }
                 if !cat_purposes.contains(p.get_ref()) {
@@ -411,9 +458,22 @@ impl Policy {
             for (i, rule) in c.retention.into_iter().enumerate() {
                 let key = format!("{base}.retention[{i}]");
                 let span = rule.span();
-                let rule = parse_rule(&ctx, rule.into_inner(), span.clone(), &key, &mut flags, &mut events)?;
-                if rule.kind == RuleKind::UntilConsentWithdrawn && legal_basis != LegalBasis::Consent {
-                    return Err(ctx.err(span, &key, "until = \"consent_withdrawn\" needs legal_basis = \"consent\""));
+                let rule = parse_rule(
+                    &ctx,
+                    rule.into_inner(),
+                    span.clone(),
+                    &key,
+                    &mut flags,
+                    &mut events,
+                )?;
+                if rule.kind == RuleKind::UntilConsentWithdrawn
+                    && legal_basis != LegalBasis::Consent
+                {
+                    return Err(ctx.err(
+                        span,
+                        &key,
+                        "until = \"consent_withdrawn\" needs legal_basis = \"consent\"",
+                    ));
                 }
                 retention.push(rule);
             }
@@ -433,21 +493,37 @@ impl Policy {
                     description: c.description,
                     legal_basis,
                     purposes: cat_purposes,
-                    on_erasure_request: c.on_erasure_request.map(Spanned::into_inner).unwrap_or_default(),
+                    on_erasure_request: c
+                        .on_erasure_request
+                        .map(Spanned::into_inner)
+                        .unwrap_or_default(),
                     retention,
                 },
             );
         }
         if categories.is_empty() {
-            return Err(Error::new(ErrorKind::Policy, format!("{file}: categories: a policy needs at least one category")));
+            return Err(Error::new(
+                ErrorKind::Policy,
+                format!("{file}: categories: a policy needs at least one category"),
+            ));
         }
-        Ok(Policy { source: source.to_string(), purposes, categories, flags, events })
+        Ok(Policy {
+            source: source.to_string(),
+            purposes,
+            categories,
+            flags,
+            events,
+        })
     }
 
     /// Reads and parses a policy file.
     pub fn from_file(path: &std::path::Path) -> Result<Policy> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::with_source(ErrorKind::Policy, format!("cannot read policy file {}: {e}", path.display()), e)
+            Error::with_source(
+                ErrorKind::Policy,
+                format!("cannot read policy file {}: {e}", path.display()),
+                e,
+            )
         })?;
         Policy::parse(&text, &path.display().to_string())
     }
@@ -459,7 +535,10 @@ impl Policy {
 
     pub fn category(&self, name: &str) -> Result<&Category> {
         self.categories.get(name).ok_or_else(|| {
-            Error::invalid(format!("unknown category {:?}", crate::ids::truncate_for_message(name)))
+            Error::invalid(format!(
+                "unknown category {:?}",
+                crate::ids::truncate_for_message(name)
+            ))
         })
     }
 
@@ -469,7 +548,10 @@ impl Policy {
 
     pub fn purpose(&self, name: &str) -> Result<&Purpose> {
         self.purposes.get(name).ok_or_else(|| {
-            Error::invalid(format!("unknown purpose {:?}", crate::ids::truncate_for_message(name)))
+            Error::invalid(format!(
+                "unknown purpose {:?}",
+                crate::ids::truncate_for_message(name)
+            ))
         })
     }
 
@@ -492,11 +574,17 @@ impl Policy {
 fn parse_span_field(ctx: &Ctx, keep: Option<Spanned<String>>, key: &str) -> Result<CalendarSpan> {
     match keep {
         None => Ok(CalendarSpan::ZERO),
-        Some(k) => CalendarSpan::parse(k.get_ref()).map_err(|m| ctx.err(k.span(), &format!("{key}.keep"), m)),
+        Some(k) => CalendarSpan::parse(k.get_ref())
+            .map_err(|m| ctx.err(k.span(), &format!("{key}.keep"), m)),
     }
 }
 
-fn parse_event(ctx: &Ctx, after: Spanned<String>, key: &str, events: &mut BTreeSet<String>) -> Result<Event> {
+fn parse_event(
+    ctx: &Ctx,
+    after: Spanned<String>,
+    key: &str,
+    events: &mut BTreeSet<String>,
+) -> Result<Event> {
     check_name(ctx, &after, &format!("{key}.after"))?;
     if after.get_ref() == COLLECTED {
         Ok(Event::Collected)
@@ -524,7 +612,10 @@ fn parse_clauses(
             return Err(ctx.err(span, &ckey, "a clause needs `after = \"<event>\"`"));
         };
         let event = parse_event(ctx, after, &ckey, events)?;
-        out.push(Clause { event, keep: parse_span_field(ctx, c.keep, &ckey)? });
+        out.push(Clause {
+            event,
+            keep: parse_span_field(ctx, c.keep, &ckey)?,
+        });
     }
     Ok(out)
 }
@@ -537,14 +628,35 @@ fn parse_rule(
     flags: &mut BTreeSet<String>,
     events: &mut BTreeSet<String>,
 ) -> Result<Rule> {
-    let forms = [raw.after.is_some(), raw.earliest.is_some(), raw.latest.is_some(), raw.until.is_some()];
+    let forms = [
+        raw.after.is_some(),
+        raw.earliest.is_some(),
+        raw.latest.is_some(),
+        raw.until.is_some(),
+    ];
     match forms.iter().filter(|&&f| f).count() {
-        0 => return Err(ctx.err(span, key, "a rule names no event: use after, earliest, latest or until")),
+        0 => {
+            return Err(ctx.err(
+                span,
+                key,
+                "a rule names no event: use after, earliest, latest or until",
+            ))
+        }
         1 => {}
-        _ => return Err(ctx.err(span, key, "a rule takes exactly one of after, earliest, latest, until")),
+        _ => {
+            return Err(ctx.err(
+                span,
+                key,
+                "a rule takes exactly one of after, earliest, latest, until",
+            ))
+        }
     }
     if raw.keep.is_some() && raw.after.is_none() {
-        return Err(ctx.err(span, &format!("{key}.keep"), "keep goes with after (inside earliest/latest, on each clause)"));
+        return Err(ctx.err(
+            span,
+            &format!("{key}.keep"),
+            "keep goes with after (inside earliest/latest, on each clause)",
+        ));
     }
     let if_flag = match raw.if_flag {
         Some(flag) => {
@@ -556,18 +668,34 @@ fn parse_rule(
     };
     let kind = if let Some(after) = raw.after {
         let event = parse_event(ctx, after, key, events)?;
-        RuleKind::After(Clause { event, keep: parse_span_field(ctx, raw.keep, key)? })
+        RuleKind::After(Clause {
+            event,
+            keep: parse_span_field(ctx, raw.keep, key)?,
+        })
     } else if let Some(clauses) = raw.earliest {
-        RuleKind::Earliest(parse_clauses(ctx, clauses, &format!("{key}.earliest"), events)?)
+        RuleKind::Earliest(parse_clauses(
+            ctx,
+            clauses,
+            &format!("{key}.earliest"),
+            events,
+        )?)
     } else if let Some(clauses) = raw.latest {
-        RuleKind::Latest(parse_clauses(ctx, clauses, &format!("{key}.latest"), events)?)
+        RuleKind::Latest(parse_clauses(
+            ctx,
+            clauses,
+            &format!("{key}.latest"),
+            events,
+        )?)
     } else {
         let until = raw.until.expect("one form is present");
         if until.get_ref() != "consent_withdrawn" {
             return Err(ctx.err(
                 until.span(),
                 &format!("{key}.until"),
-                format!("unknown condition {:?}: the only one is \"consent_withdrawn\"", until.get_ref()),
+                format!(
+                    "unknown condition {:?}: the only one is \"consent_withdrawn\"",
+                    until.get_ref()
+                ),
             ));
         }
         RuleKind::UntilConsentWithdrawn
@@ -629,7 +757,10 @@ retention = [{ after = "collected", keep = "13mo" }]
         let cert = p.category("certificate").unwrap();
         assert_eq!(cert.on_erasure_request, OnErasureRequest::Retain);
         assert_eq!(cert.retention.len(), 2);
-        assert_eq!(cert.retention[0].if_flag.as_deref(), Some("qualified_certificate"));
+        assert_eq!(
+            cert.retention[0].if_flag.as_deref(),
+            Some("qualified_certificate")
+        );
         assert!(cert.allows("legal_claims"));
         assert!(!cert.allows("marketing"));
         assert!(p.flags().contains("qualified_certificate"));
@@ -637,8 +768,20 @@ retention = [{ after = "collected", keep = "13mo" }]
         assert!(p.category("codeguard").unwrap().follows_erasure_request());
         assert!(p.purpose("sale").unwrap().sale);
         let usage = &p.category("usage_log").unwrap().retention[0];
-        assert_eq!(usage.kind, RuleKind::After(Clause { event: Event::Collected, keep: CalendarSpan { amount: 13, unit: SpanUnit::Months } }));
-        assert_eq!(cert.retention[1].describe(), "7y after last_certificate_end");
+        assert_eq!(
+            usage.kind,
+            RuleKind::After(Clause {
+                event: Event::Collected,
+                keep: CalendarSpan {
+                    amount: 13,
+                    unit: SpanUnit::Months
+                }
+            })
+        );
+        assert_eq!(
+            cert.retention[1].describe(),
+            "7y after last_certificate_end"
+        );
     }
 
     fn error_of(src: &str) -> String {
@@ -654,28 +797,45 @@ retention = [{ after = "collected", keep = "13mo" }]
         assert!(m.starts_with("bad.toml:5"), "{m}");
         assert!(m.contains("colour"), "{m}");
         let m = error_of("[purposes.p]\n[categories.c]\nlegal_basis = \"contract\"\npurposes = [\"p\", \"nope\"]\n");
-        assert!(m.starts_with("bad.toml:4: categories.c.purposes: unknown purpose \"nope\""), "{m}");
-        let m = error_of("[purposes.p]\n[categories.c]\nlegal_basis = \"whim\"\npurposes = [\"p\"]\n");
+        assert!(
+            m.starts_with("bad.toml:4: categories.c.purposes: unknown purpose \"nope\""),
+            "{m}"
+        );
+        let m =
+            error_of("[purposes.p]\n[categories.c]\nlegal_basis = \"whim\"\npurposes = [\"p\"]\n");
         assert!(m.starts_with("bad.toml:3"), "{m}");
-        let m = error_of(&format!("{base}retention = [{{ after = \"x\", keep = \"7 years\" }}]\n"));
-        assert!(m.starts_with("bad.toml:5: categories.c.retention[0].keep: bad span"), "{m}");
+        let m = error_of(&format!(
+            "{base}retention = [{{ after = \"x\", keep = \"7 years\" }}]\n"
+        ));
+        assert!(
+            m.starts_with("bad.toml:5: categories.c.retention[0].keep: bad span"),
+            "{m}"
+        );
         let m = error_of(&format!("{base}retention = [{{ keep = \"7y\" }}]\n"));
         assert!(m.contains("names no event"), "{m}");
         let m = error_of(&format!("{base}retention = [{{ before = \"x\" }}]\n"));
         assert!(m.contains("before"), "{m}");
         let m = error_of(&format!("{base}retention = [{{ until = \"bored\" }}]\n"));
         assert!(m.contains("consent_withdrawn"), "{m}");
-        let m = error_of(&format!("{base}retention = [{{ until = \"consent_withdrawn\" }}]\n"));
+        let m = error_of(&format!(
+            "{base}retention = [{{ until = \"consent_withdrawn\" }}]\n"
+        ));
         assert!(m.contains("legal_basis = \"consent\""), "{m}");
-        let m = error_of(&format!("{base}retention = [{{ earliest = [{{ after = \"a\" }}] }}]\n"));
+        let m = error_of(&format!(
+            "{base}retention = [{{ earliest = [{{ after = \"a\" }}] }}]\n"
+        ));
         assert!(m.contains("at least two"), "{m}");
-        let m = error_of(&format!("{base}retention = [{{ after = \"a\" }}, {{ after = \"b\" }}]\n"));
+        let m = error_of(&format!(
+            "{base}retention = [{{ after = \"a\" }}, {{ after = \"b\" }}]\n"
+        ));
         assert!(m.contains("unreachable"), "{m}");
         let m = error_of("[purposes.p]\n");
         assert!(m.contains("at least one category"), "{m}");
         let m = error_of("this is not toml");
         assert!(m.starts_with("bad.toml:1"), "{m}");
-        let m = error_of("[purposes.Bad-Name]\n[categories.c]\nlegal_basis = \"contract\"\npurposes = [\"p\"]\n");
+        let m = error_of(
+            "[purposes.Bad-Name]\n[categories.c]\nlegal_basis = \"contract\"\npurposes = [\"p\"]\n",
+        );
         assert!(m.contains("not a valid name"), "{m}");
     }
 
@@ -683,7 +843,17 @@ retention = [{ after = "collected", keep = "13mo" }]
     fn spans() {
         assert_eq!(CalendarSpan::parse("0d").unwrap(), CalendarSpan::ZERO);
         assert_eq!(CalendarSpan::parse("13mo").unwrap().unit, SpanUnit::Months);
-        for bad in ["", "7", "y", "-1y", "1.5y", "7Y", "1001y", "99999999999d", "7 y"] {
+        for bad in [
+            "",
+            "7",
+            "y",
+            "-1y",
+            "1.5y",
+            "7Y",
+            "1001y",
+            "99999999999d",
+            "7 y",
+        ] {
             assert!(CalendarSpan::parse(bad).is_err(), "{bad}");
         }
     }

@@ -130,7 +130,10 @@ impl std::fmt::Debug for Record {
             .field("version", &self.version)
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
-            .field("data", &format_args!("[redacted; {} bytes]", self.data.len()))
+            .field(
+                "data",
+                &format_args!("[redacted; {} bytes]", self.data.len()),
+            )
             .finish()
     }
 }
@@ -218,7 +221,9 @@ pub struct Vault {
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vault").field("path", &self.inner.root).finish_non_exhaustive()
+        f.debug_struct("Vault")
+            .field("path", &self.inner.root)
+            .finish_non_exhaustive()
     }
 }
 
@@ -267,12 +272,28 @@ impl Vault {
         Vault::open_with(path, root, policy, VaultOptions::default())
     }
 
-    pub fn open_with(path: impl AsRef<Path>, root: &RootKey, policy: Option<Policy>, options: VaultOptions) -> Result<Vault> {
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        root: &RootKey,
+        policy: Option<Policy>,
+        options: VaultOptions,
+    ) -> Result<Vault> {
         let root_dir = path.as_ref().to_path_buf();
         if root_dir.as_os_str().is_empty() {
             return Err(Error::invalid("the vault path is empty"));
         }
-        std::fs::create_dir_all(&root_dir).map_err(|e| Error::io(format!("creating {}", root_dir.display()), e))?;
+        if policy.is_none() && !root_dir.join("keys").join("keystore").exists() {
+            // Refused before anything is created.
+            return Err(Error::new(
+                ErrorKind::Policy,
+                format!(
+                    "there is no vault at {} yet: give a policy to create one",
+                    root_dir.display()
+                ),
+            ));
+        }
+        std::fs::create_dir_all(&root_dir)
+            .map_err(|e| Error::io(format!("creating {}", root_dir.display()), e))?;
         let keys = DerivedKeys::from_root(root);
         // The keystore first: its lock and key check come before sled is
         // touched, so a second process gets `Locked` and a wrong key
@@ -290,12 +311,25 @@ impl Vault {
             .map_err(|e| match e {
                 sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => Error::new(
                     ErrorKind::Locked,
-                    format!("the vault at {} is open in another process", root_dir.display()),
+                    format!(
+                        "the vault at {} is open in another process",
+                        root_dir.display()
+                    ),
                 ),
                 other => Error::from(other),
             })?;
         let tree = db.open_tree(TREE)?;
-        let db_file = File::open(data_dir.join("db")).map_err(|e| Error::io(format!("opening {}", data_dir.display()), e))?;
+        let db_file = File::open(data_dir.join("db"))
+            .map_err(|e| Error::io(format!("opening {}", data_dir.display()), e))?;
+        if fresh_data {
+            // New directory entries (data/, data/db, data/conf) must survive
+            // a power cut too.
+            for dir in [&data_dir, &root_dir] {
+                File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))?;
+            }
+        }
 
         match tree.get(META_KEY)? {
             Some(bytes) => {
@@ -319,7 +353,14 @@ impl Vault {
                         keystore.path().display()
                     )));
                 }
-                let meta = VaultMeta { vault_id, created_at: options.clock.as_ref().map(|c| c()).unwrap_or_else(|| system_clock()()) };
+                let meta = VaultMeta {
+                    vault_id,
+                    created_at: options
+                        .clock
+                        .as_ref()
+                        .map(|c| c())
+                        .unwrap_or_else(|| system_clock()()),
+                };
                 tree.insert(META_KEY, codec::encode(&meta)?)?;
             }
         }
@@ -327,7 +368,12 @@ impl Vault {
         let stored_policy = match tree.get(POLICY_KEY)? {
             Some(bytes) => {
                 let text: String = codec::decode(&bytes, "stored policy")?;
-                Some(Policy::parse(&text, "stored policy").map_err(|e| Error::corrupt(format!("the stored policy no longer parses: {}", e.message())))?)
+                Some(Policy::parse(&text, "stored policy").map_err(|e| {
+                    Error::corrupt(format!(
+                        "the stored policy no longer parses: {}",
+                        e.message()
+                    ))
+                })?)
             }
             None => None,
         };
@@ -347,7 +393,10 @@ impl Vault {
                 (None, None) => {
                     return Err(Error::new(
                         ErrorKind::Policy,
-                        format!("the vault at {} has no policy yet: give one to create it", root_dir.display()),
+                        format!(
+                            "the vault at {} has no policy yet: give one to create it",
+                            root_dir.display()
+                        ),
                     ))
                 }
             })),
@@ -363,7 +412,9 @@ impl Vault {
         if let Some(new) = policy {
             if stored_policy.as_ref().map(|p| p.source()) != Some(new.source()) {
                 inner.check_policy_fits(&new)?;
-                inner.tree.insert(POLICY_KEY, codec::encode(&new.source().to_string())?)?;
+                inner
+                    .tree
+                    .insert(POLICY_KEY, codec::encode(&new.source().to_string())?)?;
             }
         }
         inner.repair()?;
@@ -397,7 +448,9 @@ impl Vault {
         // Every subject stripe, so no put races the check.
         let _guards: Vec<_> = inner.stripes.iter().map(lock).collect();
         inner.check_policy_fits(&policy)?;
-        inner.tree.insert(POLICY_KEY, codec::encode(&policy.source().to_string())?)?;
+        inner
+            .tree
+            .insert(POLICY_KEY, codec::encode(&policy.source().to_string())?)?;
         inner.make_durable()?;
         *inner.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
         Ok(())
@@ -415,19 +468,31 @@ impl Vault {
             }
         }
         if normalized.len() > MAX_IDENTIFIERS_PER_SUBJECT {
-            return Err(Error::invalid(format!("a subject may have at most {MAX_IDENTIFIERS_PER_SUBJECT} identifiers")));
+            return Err(Error::invalid(format!(
+                "a subject may have at most {MAX_IDENTIFIERS_PER_SUBJECT} identifiers"
+            )));
         }
         let id = SubjectId::random()?;
-        let blind: Vec<[u8; 32]> = normalized.iter().map(|(k, v)| inner.blind_mac(k, v)).collect();
+        let blind: Vec<[u8; 32]> = normalized
+            .iter()
+            .map(|(k, v)| inner.blind_mac(k, v))
+            .collect();
         let _blind_guard = lock(&inner.blind_lock);
         for (mac, (kind, _)) in blind.iter().zip(&normalized) {
             if inner.tree.contains_key(blind_key(mac))? {
-                return Err(Error::invalid(format!("a subject with this {kind} identifier already exists")));
+                return Err(Error::invalid(format!(
+                    "a subject with this {kind} identifier already exists"
+                )));
             }
         }
         let (slot, key) = inner.take_subject_key()?;
         let sealed_identifiers = inner.seal_identifiers(&id, slot, &key, &normalized)?;
-        let entry = SubjectEntry::Live(LiveSubject { created_at: inner.now(), key: slot, identifiers: sealed_identifiers, blind: blind.clone() });
+        let entry = SubjectEntry::Live(LiveSubject {
+            created_at: inner.now(),
+            key: slot,
+            identifiers: sealed_identifiers,
+            blind: blind.clone(),
+        });
         let mut batch = sled::Batch::default();
         batch.insert(&subject_key(&id), codec::encode(&entry)?);
         for mac in &blind {
@@ -454,18 +519,27 @@ impl Vault {
             if owner.as_ref() == subject.as_bytes() {
                 return Ok(());
             }
-            return Err(Error::invalid(format!("this {} identifier belongs to another subject", ident.0)));
+            return Err(Error::invalid(format!(
+                "this {} identifier belongs to another subject",
+                ident.0
+            )));
         }
         let subject_key = inner.subject_key(subject, live.key)?;
-        let mut idents = inner.open_identifiers(subject, live.key, &subject_key, &live.identifiers)?;
+        let mut idents =
+            inner.open_identifiers(subject, live.key, &subject_key, &live.identifiers)?;
         if idents.len() >= MAX_IDENTIFIERS_PER_SUBJECT {
-            return Err(Error::invalid(format!("a subject may have at most {MAX_IDENTIFIERS_PER_SUBJECT} identifiers")));
+            return Err(Error::invalid(format!(
+                "a subject may have at most {MAX_IDENTIFIERS_PER_SUBJECT} identifiers"
+            )));
         }
         idents.push(ident);
         live.identifiers = inner.seal_identifiers(subject, live.key, &subject_key, &idents)?;
         live.blind.push(mac);
         let mut batch = sled::Batch::default();
-        batch.insert(&subject_key_bytes(subject), codec::encode(&SubjectEntry::Live(live))?);
+        batch.insert(
+            &subject_key_bytes(subject),
+            codec::encode(&SubjectEntry::Live(live))?,
+        );
         batch.insert(&blind_key(&mac)[..], &subject.as_bytes()[..]);
         inner.tree.apply_batch(batch)?;
         inner.commit()
@@ -517,10 +591,17 @@ impl Vault {
             subject_key_id: live.key.key_id,
             sealed: Vec::new(),
         };
-        record.sealed = crypto::seal(&record_key, &record_aad(&inner.vault_id, &id, &record), data)?;
+        record.sealed = crypto::seal(
+            &record_key,
+            &record_aad(&inner.vault_id, &id, &record),
+            data,
+        )?;
         let mut batch = sled::Batch::default();
         batch.insert(&subject_record_key(subject, &id)[..], &[][..]);
-        batch.insert(&layout::record_key(&id), codec::encode(&RecordEntry::Live(record))?);
+        batch.insert(
+            &layout::record_key(&id),
+            codec::encode(&RecordEntry::Live(record))?,
+        );
         inner.tree.apply_batch(batch)?;
         inner.commit()?;
         Ok(id)
@@ -536,15 +617,24 @@ impl Vault {
         for _ in 0..64 {
             let live = inner.live_record(record)?;
             let category = policy.category(&live.category).map_err(|_| {
-                Error::corrupt(format!("record {record} names category {:?}, which the policy lacks", live.category))
+                Error::corrupt(format!(
+                    "record {record} names category {:?}, which the policy lacks",
+                    live.category
+                ))
             })?;
             if !category.allows(purpose) {
                 policy.purpose(purpose).map_err(|_| {
-                    Error::new(ErrorKind::PurposeDenied, format!("unknown purpose {:?}", truncate_for_message(purpose)))
+                    Error::new(
+                        ErrorKind::PurposeDenied,
+                        format!("unknown purpose {:?}", truncate_for_message(purpose)),
+                    )
                 })?;
                 return Err(Error::new(
                     ErrorKind::PurposeDenied,
-                    format!("category {:?} does not allow purpose {:?}", category.name, purpose),
+                    format!(
+                        "category {:?} does not allow purpose {:?}",
+                        category.name, purpose
+                    ),
                 ));
             }
             let subject = inner.live_subject(&live.subject)?;
@@ -553,7 +643,9 @@ impl Vault {
                 // mismatch seen twice is damage, not a race.
                 let mismatch = (live.subject_key_id, subject.key);
                 if last_mismatch == Some(mismatch) {
-                    return Err(Error::corrupt(format!("record {record} is sealed under a key its subject does not hold")));
+                    return Err(Error::corrupt(format!(
+                        "record {record} is sealed under a key its subject does not hold"
+                    )));
                 }
                 last_mismatch = Some(mismatch);
                 continue;
@@ -575,7 +667,9 @@ impl Vault {
                 data,
             });
         }
-        Err(Error::internal(format!("record {record} kept changing while being read")))
+        Err(Error::internal(format!(
+            "record {record} kept changing while being read"
+        )))
     }
 
     /// Rectifies a record: the subject's key is rotated, so the old value is
@@ -644,7 +738,10 @@ impl Vault {
             vault: hex::encode(inner.vault_id),
             subject: subject.to_string(),
             erased_at: now,
-            erased: counts.into_iter().map(|(category, records)| CategoryCount { category, records }).collect(),
+            erased: counts
+                .into_iter()
+                .map(|(category, records)| CategoryCount { category, records })
+                .collect(),
             retained: Vec::new(),
             identifiers_removed: live.blind.len(),
             subject_key_destroyed: true,
@@ -700,7 +797,10 @@ fn subject_key_bytes(id: &SubjectId) -> [u8; 17] {
 
 fn check_record_size(data: &[u8]) -> Result<()> {
     if data.len() > MAX_RECORD_BYTES {
-        return Err(Error::invalid(format!("a record may hold at most {MAX_RECORD_BYTES} bytes, not {}", data.len())));
+        return Err(Error::invalid(format!(
+            "a record may hold at most {MAX_RECORD_BYTES} bytes, not {}",
+            data.len()
+        )));
     }
     Ok(())
 }
@@ -710,7 +810,9 @@ fn check_record_size(data: &[u8]) -> Result<()> {
 pub fn normalize_identifier(kind: &str, value: &str) -> Result<(String, String)> {
     let kind_ok = !kind.is_empty()
         && kind.len() <= 64
-        && kind.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if !kind_ok {
         return Err(Error::invalid(format!(
             "identifier kind {:?} must be 1 to 64 lowercase letters, digits or _",
@@ -722,14 +824,22 @@ pub fn normalize_identifier(kind: &str, value: &str) -> Result<(String, String)>
         return Err(Error::invalid(format!("the {kind} identifier is empty")));
     }
     if trimmed.len() > MAX_IDENTIFIER_BYTES {
-        return Err(Error::invalid(format!("the {kind} identifier is longer than {MAX_IDENTIFIER_BYTES} bytes")));
+        return Err(Error::invalid(format!(
+            "the {kind} identifier is longer than {MAX_IDENTIFIER_BYTES} bytes"
+        )));
     }
-    let value = if kind == "email" { trimmed.to_lowercase() } else { trimmed.to_string() };
+    let value = if kind == "email" {
+        trimmed.to_lowercase()
+    } else {
+        trimmed.to_string()
+    };
     Ok((kind.to_string(), value))
 }
 
 fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|e| match e.metadata() {
@@ -741,19 +851,21 @@ fn dir_size(dir: &Path) -> u64 {
 }
 
 fn spawn_flusher(inner: Weak<Inner>) {
-    let _ = std::thread::Builder::new().name("shredvault-flush".into()).spawn(move || loop {
-        for _ in 0..10 {
-            std::thread::sleep(Duration::from_millis(100));
-            match inner.upgrade() {
-                Some(i) if !i.closing.load(Ordering::Relaxed) => {}
-                _ => return,
+    let _ = std::thread::Builder::new()
+        .name("shredvault-flush".into())
+        .spawn(move || loop {
+            for _ in 0..10 {
+                std::thread::sleep(Duration::from_millis(100));
+                match inner.upgrade() {
+                    Some(i) if !i.closing.load(Ordering::Relaxed) => {}
+                    _ => return,
+                }
             }
-        }
-        let Some(i) = inner.upgrade() else { return };
-        if i.dirty.load(Ordering::Relaxed) {
-            let _ = i.make_durable();
-        }
-    });
+            let Some(i) = inner.upgrade() else { return };
+            if i.dirty.load(Ordering::Relaxed) {
+                let _ = i.make_durable();
+            }
+        });
 }
 
 impl Inner {
@@ -762,7 +874,10 @@ impl Inner {
     }
 
     fn policy(&self) -> Arc<Policy> {
-        self.policy.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.policy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn stripe(&self, subject: &SubjectId) -> MutexGuard<'_, ()> {
@@ -775,7 +890,9 @@ impl Inner {
     fn make_durable(&self) -> Result<()> {
         self.dirty.store(false, Ordering::Relaxed);
         self.db.flush()?;
-        self.db_file.sync_data().map_err(|e| Error::io(format!("syncing {}", self.data_dir.display()), e))
+        self.db_file
+            .sync_data()
+            .map_err(|e| Error::io(format!("syncing {}", self.data_dir.display()), e))
     }
 
     /// The end of a mutating call: durable now, or soon, by the mode.
@@ -790,7 +907,15 @@ impl Inner {
     }
 
     fn blind_mac(&self, kind: &str, value: &str) -> [u8; 32] {
-        crypto::mac(&self.keys.index, &[b"sv blind v1", &self.vault_id, kind.as_bytes(), value.as_bytes()])
+        crypto::mac(
+            &self.keys.index,
+            &[
+                b"sv blind v1",
+                &self.vault_id,
+                kind.as_bytes(),
+                value.as_bytes(),
+            ],
+        )
     }
 
     fn subject_entry(&self, id: &SubjectId) -> Result<Option<SubjectEntry>> {
@@ -805,7 +930,10 @@ impl Inner {
     fn live_subject(&self, id: &SubjectId) -> Result<LiveSubject> {
         match self.subject_entry(id)? {
             None => Err(Error::not_found(format!("no subject {id}"))),
-            Some(SubjectEntry::Erased { .. }) => Err(Error::new(ErrorKind::Erased, format!("subject {id} was erased"))),
+            Some(SubjectEntry::Erased { .. }) => Err(Error::new(
+                ErrorKind::Erased,
+                format!("subject {id} was erased"),
+            )),
             Some(SubjectEntry::Live(live)) => Ok(live),
         }
     }
@@ -823,8 +951,12 @@ impl Inner {
         match self.record_entry(id)? {
             None => Err(Error::not_found(format!("no record {id}"))),
             Some(RecordEntry::Gone(h)) => Err(match h.reason {
-                GoneReason::Erased => Error::new(ErrorKind::Erased, format!("record {id} was erased")),
-                GoneReason::Expired => Error::new(ErrorKind::Expired, format!("record {id} expired")),
+                GoneReason::Erased => {
+                    Error::new(ErrorKind::Erased, format!("record {id} was erased"))
+                }
+                GoneReason::Expired => {
+                    Error::new(ErrorKind::Expired, format!("record {id} expired"))
+                }
             }),
             Some(RecordEntry::Live(r)) => Ok(r),
         }
@@ -834,7 +966,10 @@ impl Inner {
     fn subject_key(&self, subject: &SubjectId, slot: SlotRef) -> Result<SecretKey> {
         match self.keystore.load(slot) {
             Ok(k) => Ok(k),
-            Err(LoadError::Destroyed) => Err(Error::new(ErrorKind::Erased, format!("subject {subject} was erased (its key is destroyed)"))),
+            Err(LoadError::Destroyed) => Err(Error::new(
+                ErrorKind::Erased,
+                format!("subject {subject} was erased (its key is destroyed)"),
+            )),
             Err(LoadError::Corrupt(m)) => Err(Error::corrupt(format!("subject {subject}: {m}"))),
             Err(LoadError::Other(e)) => Err(e),
         }
@@ -850,7 +985,10 @@ impl Inner {
         // Re-check under the lock: the key may have been destroyed (and its
         // entries dropped) while we derived.
         if !self.keystore.holds(slot) {
-            return Err(Error::new(ErrorKind::Erased, format!("subject {subject} was erased")));
+            return Err(Error::new(
+                ErrorKind::Erased,
+                format!("subject {subject} was erased"),
+            ));
         }
         if cache.len() >= KEY_CACHE_MAX {
             cache.clear();
@@ -863,15 +1001,32 @@ impl Inner {
         self.derived_key(subject, slot, KeyUse::RecordOpen)
     }
 
-    fn seal_identifiers(&self, subject: &SubjectId, _slot: SlotRef, subject_key: &SecretKey, idents: &[(String, String)]) -> Result<Vec<u8>> {
+    fn seal_identifiers(
+        &self,
+        subject: &SubjectId,
+        _slot: SlotRef,
+        subject_key: &SecretKey,
+        idents: &[(String, String)],
+    ) -> Result<Vec<u8>> {
         let key = derive_for(subject_key, &self.vault_id, KeyUse::Identifiers);
         let plain = Zeroizing::new(codec::encode(&idents)?);
         crypto::seal(&key, &identifiers_aad(&self.vault_id, subject), &plain)
     }
 
-    fn open_identifiers(&self, subject: &SubjectId, _slot: SlotRef, subject_key: &SecretKey, sealed: &[u8]) -> Result<Vec<(String, String)>> {
+    fn open_identifiers(
+        &self,
+        subject: &SubjectId,
+        _slot: SlotRef,
+        subject_key: &SecretKey,
+        sealed: &[u8],
+    ) -> Result<Vec<(String, String)>> {
         let key = derive_for(subject_key, &self.vault_id, KeyUse::Identifiers);
-        let plain = crypto::open(&key, &identifiers_aad(&self.vault_id, subject), sealed, &format!("identifiers of subject {subject}"))?;
+        let plain = crypto::open(
+            &key,
+            &identifiers_aad(&self.vault_id, subject),
+            sealed,
+            &format!("identifiers of subject {subject}"),
+        )?;
         codec::decode(&plain, "identifiers")
     }
 
@@ -897,15 +1052,29 @@ impl Inner {
 
     /// After the key is gone: tombstone, blind-index removal, record husks;
     /// one durable batch.
-    fn finish_erasure(&self, subject: &SubjectId, live: &LiveSubject, records: &[(RecordId, String)], now: i64) -> Result<()> {
+    fn finish_erasure(
+        &self,
+        subject: &SubjectId,
+        live: &LiveSubject,
+        records: &[(RecordId, String)],
+        now: i64,
+    ) -> Result<()> {
         let mut batch = sled::Batch::default();
-        batch.insert(&subject_key(subject), codec::encode(&SubjectEntry::Erased { erased_at: now })?);
+        batch.insert(
+            &subject_key(subject),
+            codec::encode(&SubjectEntry::Erased { erased_at: now })?,
+        );
         for mac in &live.blind {
             batch.remove(&blind_key(mac)[..]);
         }
         for (id, category) in records {
             batch.remove(&subject_record_key(subject, id)[..]);
-            let husk = RecordEntry::Gone(RecordHusk { subject: *subject, category: category.clone(), gone_at: now, reason: GoneReason::Erased });
+            let husk = RecordEntry::Gone(RecordHusk {
+                subject: *subject,
+                category: category.clone(),
+                gone_at: now,
+                reason: GoneReason::Erased,
+            });
             batch.insert(&layout::record_key(id), codec::encode(&husk)?);
         }
         self.tree.apply_batch(batch)?;
@@ -940,18 +1109,35 @@ impl Inner {
                 if id == *record {
                     if let Edit::Delete = edit {
                         batch.remove(k);
-                        let husk = RecordHusk { subject, category: r.category, gone_at: now, reason: GoneReason::Erased };
-                        batch.insert(&layout::record_key(&id), codec::encode(&RecordEntry::Gone(husk))?);
+                        let husk = RecordHusk {
+                            subject,
+                            category: r.category,
+                            gone_at: now,
+                            reason: GoneReason::Erased,
+                        };
+                        batch.insert(
+                            &layout::record_key(&id),
+                            codec::encode(&RecordEntry::Gone(husk))?,
+                        );
                         continue;
                     }
                 }
                 if r.subject_key_id != old_slot.key_id {
-                    return Err(Error::corrupt(format!("record {id} is sealed under another key than its subject's")));
+                    return Err(Error::corrupt(format!(
+                        "record {id} is sealed under another key than its subject's"
+                    )));
                 }
                 if r.subject != subject {
-                    return Err(Error::corrupt(format!("record {id} is indexed under another subject")));
+                    return Err(Error::corrupt(format!(
+                        "record {id} is indexed under another subject"
+                    )));
                 }
-                let mut data = crypto::open(&old_record_key, &record_aad(&self.vault_id, &id, &r), &r.sealed, &format!("record {id}"))?;
+                let mut data = crypto::open(
+                    &old_record_key,
+                    &record_aad(&self.vault_id, &id, &r),
+                    &r.sealed,
+                    &format!("record {id}"),
+                )?;
                 if id == *record {
                     if let Edit::Update(new_data) = edit {
                         data = Zeroizing::new(new_data.to_vec());
@@ -960,12 +1146,19 @@ impl Inner {
                     }
                 }
                 r.subject_key_id = new_slot.key_id;
-                r.sealed = crypto::seal(&new_record_key, &record_aad(&self.vault_id, &id, &r), &data)?;
-                batch.insert(&layout::record_key(&id), codec::encode(&RecordEntry::Live(r))?);
+                r.sealed =
+                    crypto::seal(&new_record_key, &record_aad(&self.vault_id, &id, &r), &data)?;
+                batch.insert(
+                    &layout::record_key(&id),
+                    codec::encode(&RecordEntry::Live(r))?,
+                );
             }
             live.key = new_slot;
             live.identifiers = self.seal_identifiers(&subject, new_slot, &new_raw, &idents)?;
-            batch.insert(&subject_key(&subject), codec::encode(&SubjectEntry::Live(live))?);
+            batch.insert(
+                &subject_key(&subject),
+                codec::encode(&SubjectEntry::Live(live))?,
+            );
             self.tree.apply_batch(batch)?;
             // The new state must be durable before the old key goes, or a
             // crash would leave records under a destroyed key.
@@ -996,7 +1189,10 @@ impl Inner {
             names.sort();
             Err(Error::new(
                 ErrorKind::Policy,
-                format!("the new policy drops categories that still have live records: {}", names.join(", ")),
+                format!(
+                    "the new policy drops categories that still have live records: {}",
+                    names.join(", ")
+                ),
             ))
         }
     }

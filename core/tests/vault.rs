@@ -4,7 +4,9 @@
 mod common;
 
 use common::*;
-use shredvault::{Durability, ErrorKind, Policy, RecordId, RootKey, SubjectId, Vault, VaultOptions};
+use shredvault::{
+    Durability, ErrorKind, Policy, RecordId, RootKey, SubjectId, Vault, VaultOptions,
+};
 
 #[test]
 fn put_get_update_delete_records() {
@@ -15,23 +17,38 @@ fn put_get_update_delete_records() {
     let r2 = v.put(&s, "certificate", b"CN=alice").unwrap();
     let rec = v.get(&r1, "account_admin").unwrap();
     assert_eq!(&rec.data[..], br#"{"name":"Alice"}"#);
-    assert_eq!((rec.subject, rec.category.as_str(), rec.version), (s, "account", 1));
-    assert_eq!(&v.get(&r1, "billing").unwrap().data[..], br#"{"name":"Alice"}"#);
+    assert_eq!(
+        (rec.subject, rec.category.as_str(), rec.version),
+        (s, "account", 1)
+    );
+    assert_eq!(
+        &v.get(&r1, "billing").unwrap().data[..],
+        br#"{"name":"Alice"}"#
+    );
     assert_eq!(&v.get(&r2, "legal_claims").unwrap().data[..], b"CN=alice");
 
     v.update(&r1, br#"{"name":"Alice B"}"#).unwrap();
     let rec = v.get(&r1, "account_admin").unwrap();
     assert_eq!(&rec.data[..], br#"{"name":"Alice B"}"#);
     assert_eq!(rec.version, 2);
-    assert_eq!(&v.get(&r2, "certificate_validation").unwrap().data[..], b"CN=alice");
+    assert_eq!(
+        &v.get(&r2, "certificate_validation").unwrap().data[..],
+        b"CN=alice"
+    );
 
     let infos = v.records(&s).unwrap();
     assert_eq!(infos.len(), 2);
     v.delete(&r2).unwrap();
-    assert_eq!(v.get(&r2, "certificate_validation").unwrap_err().kind(), ErrorKind::Erased);
+    assert_eq!(
+        v.get(&r2, "certificate_validation").unwrap_err().kind(),
+        ErrorKind::Erased
+    );
     assert_eq!(v.delete(&r2).unwrap_err().kind(), ErrorKind::Erased);
     assert_eq!(v.records(&s).unwrap().len(), 1);
-    assert_eq!(&v.get(&r1, "account_admin").unwrap().data[..], br#"{"name":"Alice B"}"#);
+    assert_eq!(
+        &v.get(&r1, "account_admin").unwrap().data[..],
+        br#"{"name":"Alice B"}"#
+    );
     // Empty data is a record like any other.
     let r3 = v.put(&s, "account", b"").unwrap();
     assert!(v.get(&r3, "account_admin").unwrap().data.is_empty());
@@ -43,16 +60,37 @@ fn purposes_categories_and_ids_are_checked() {
     let v = new_vault(dir.path());
     let s = v.create_subject(&[]).unwrap();
     let r = v.put(&s, "account", b"x").unwrap();
-    assert_eq!(v.get(&r, "marketing").unwrap_err().kind(), ErrorKind::PurposeDenied);
-    assert_eq!(v.get(&r, "no_such_purpose").unwrap_err().kind(), ErrorKind::PurposeDenied);
-    assert_eq!(v.put(&s, "no_such_category", b"x").unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        v.get(&r, "marketing").unwrap_err().kind(),
+        ErrorKind::PurposeDenied
+    );
+    assert_eq!(
+        v.get(&r, "no_such_purpose").unwrap_err().kind(),
+        ErrorKind::PurposeDenied
+    );
+    assert_eq!(
+        v.put(&s, "no_such_category", b"x").unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
     let missing = SubjectId::parse(&"0".repeat(32)).unwrap();
-    assert_eq!(v.put(&missing, "account", b"x").unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        v.put(&missing, "account", b"x").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     let missing_record = RecordId::parse(&"1".repeat(32)).unwrap();
-    assert_eq!(v.get(&missing_record, "account_admin").unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(SubjectId::parse("not-an-id").unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        v.get(&missing_record, "account_admin").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        SubjectId::parse("not-an-id").unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
     let too_big = vec![0u8; shredvault::MAX_RECORD_BYTES + 1];
-    assert_eq!(v.put(&s, "account", &too_big).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        v.put(&s, "account", &too_big).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
     // Nothing was written by the refused calls.
     assert_eq!(v.records(&s).unwrap().len(), 1);
 }
@@ -61,27 +99,53 @@ fn purposes_categories_and_ids_are_checked() {
 fn identifiers_are_normalized_blind_indexed_and_unique() {
     let dir = tempfile::tempdir().unwrap();
     let v = new_vault(dir.path());
-    let s = v.create_subject(&[("email", "Alice@Example.com"), ("customer_number", "C-100")]).unwrap();
-    assert_eq!(v.find_subject("email", " alice@example.COM ").unwrap(), Some(s));
+    let s = v
+        .create_subject(&[("email", "Alice@Example.com"), ("customer_number", "C-100")])
+        .unwrap();
+    assert_eq!(
+        v.find_subject("email", " alice@example.COM ").unwrap(),
+        Some(s)
+    );
     assert_eq!(v.find_subject("customer_number", "C-100").unwrap(), Some(s));
     assert_eq!(v.find_subject("customer_number", "c-100").unwrap(), None);
     assert_eq!(v.find_subject("email", "bob@example.com").unwrap(), None);
     v.link_identifier(&s, "phone", "+44 20 7946 0000").unwrap();
     v.link_identifier(&s, "phone", "+44 20 7946 0000").unwrap();
-    assert_eq!(v.find_subject("phone", "+44 20 7946 0000").unwrap(), Some(s));
+    assert_eq!(
+        v.find_subject("phone", "+44 20 7946 0000").unwrap(),
+        Some(s)
+    );
     let mut ids = v.identifiers(&s).unwrap();
     ids.sort();
     assert_eq!(ids.len(), 3);
     assert!(ids.contains(&("email".to_string(), "alice@example.com".to_string())));
 
-    let err = v.create_subject(&[("email", "ALICE@example.com")]).unwrap_err();
+    let err = v
+        .create_subject(&[("email", "ALICE@example.com")])
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
-    for (kind, value) in [("email", ""), ("email", "   "), ("Email", "a@b"), ("", "x"), ("e-mail", "a@b")] {
-        assert_eq!(v.find_subject(kind, value).unwrap_err().kind(), ErrorKind::InvalidArgument, "{kind:?} {value:?}");
-        assert_eq!(v.create_subject(&[(kind, value)]).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    for (kind, value) in [
+        ("email", ""),
+        ("email", "   "),
+        ("Email", "a@b"),
+        ("", "x"),
+        ("e-mail", "a@b"),
+    ] {
+        assert_eq!(
+            v.find_subject(kind, value).unwrap_err().kind(),
+            ErrorKind::InvalidArgument,
+            "{kind:?} {value:?}"
+        );
+        assert_eq!(
+            v.create_subject(&[(kind, value)]).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
     }
     let long = "x".repeat(shredvault::MAX_IDENTIFIER_BYTES + 1);
-    assert_eq!(v.create_subject(&[("email", &long)]).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        v.create_subject(&[("email", &long)]).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
     // A refused create wrote nothing.
     assert_eq!(v.stats().unwrap().subjects_live, 1);
 }
@@ -101,19 +165,37 @@ fn erasure_destroys_the_key_and_everything_that_finds_the_subject() {
     assert_eq!(receipt.identifiers_removed, 1);
     assert!(receipt.to_json().contains(&alice.to_string()));
     for r in [a1, a2] {
-        assert_eq!(v.get(&r, "legal_claims").unwrap_err().kind(), ErrorKind::Erased);
+        assert_eq!(
+            v.get(&r, "legal_claims").unwrap_err().kind(),
+            ErrorKind::Erased
+        );
     }
     assert_eq!(v.find_subject("email", "alice@example.com").unwrap(), None);
-    assert_eq!(v.put(&alice, "account", b"again").unwrap_err().kind(), ErrorKind::Erased);
+    assert_eq!(
+        v.put(&alice, "account", b"again").unwrap_err().kind(),
+        ErrorKind::Erased
+    );
     assert_eq!(v.records(&alice).unwrap_err().kind(), ErrorKind::Erased);
-    assert_eq!(v.erase_subject(&alice).unwrap_err().kind(), ErrorKind::Erased);
-    assert_eq!(&v.get(&b1, "account_admin").unwrap().data[..], b"bob account");
+    assert_eq!(
+        v.erase_subject(&alice).unwrap_err().kind(),
+        ErrorKind::Erased
+    );
+    assert_eq!(
+        &v.get(&b1, "account_admin").unwrap().data[..],
+        b"bob account"
+    );
     // The identifier is free again for a new subject.
     v.create_subject(&[("email", "alice@example.com")]).unwrap();
     drop(v);
     let v = Vault::open(dir.path(), &root(), None).unwrap();
-    assert_eq!(v.get(&a1, "account_admin").unwrap_err().kind(), ErrorKind::Erased);
-    assert_eq!(&v.get(&b1, "account_admin").unwrap().data[..], b"bob account");
+    assert_eq!(
+        v.get(&a1, "account_admin").unwrap_err().kind(),
+        ErrorKind::Erased
+    );
+    assert_eq!(
+        &v.get(&b1, "account_admin").unwrap().data[..],
+        b"bob account"
+    );
 }
 
 #[test]
@@ -122,23 +204,42 @@ fn no_plaintext_identifier_or_key_bytes_on_disk_before_or_after_erasure() {
     let v = new_vault(dir.path());
     let marker = b"PLAINTEXT-MARKER-7f3a9c";
     let email = "marker.person.7f3a9c@example.com";
-    let s = v.create_subject(&[("email", email), ("customer_number", "CUST-7f3a9c-42")]).unwrap();
+    let s = v
+        .create_subject(&[("email", email), ("customer_number", "CUST-7f3a9c-42")])
+        .unwrap();
     let mut records = Vec::new();
     for i in 0..50 {
         let mut data = marker.to_vec();
         data.extend_from_slice(format!(" record {i}").as_bytes());
         records.push(v.put(&s, "account", &data).unwrap());
     }
-    v.update(&records[0], b"PLAINTEXT-MARKER-7f3a9c updated").unwrap();
+    v.update(&records[0], b"PLAINTEXT-MARKER-7f3a9c updated")
+        .unwrap();
     v.delete(&records[1]).unwrap();
     v.flush().unwrap();
     let check = |when: &str| {
         assert_absent(dir.path(), marker, &format!("record marker {when}"));
         assert_absent(dir.path(), email.as_bytes(), &format!("email {when}"));
-        assert_absent(dir.path(), b"marker.person", &format!("email local part {when}"));
-        assert_absent(dir.path(), b"CUST-7f3a9c", &format!("customer number {when}"));
-        assert_absent(dir.path(), &root().to_bytes()[..], &format!("root key {when}"));
-        assert_absent(dir.path(), &root().to_bytes()[..8], &format!("root key prefix {when}"));
+        assert_absent(
+            dir.path(),
+            b"marker.person",
+            &format!("email local part {when}"),
+        );
+        assert_absent(
+            dir.path(),
+            b"CUST-7f3a9c",
+            &format!("customer number {when}"),
+        );
+        assert_absent(
+            dir.path(),
+            &root().to_bytes()[..],
+            &format!("root key {when}"),
+        );
+        assert_absent(
+            dir.path(),
+            &root().to_bytes()[..8],
+            &format!("root key prefix {when}"),
+        );
     };
     check("before erasure");
     v.erase_subject(&s).unwrap();
@@ -166,10 +267,16 @@ fn a_backup_of_data_taken_before_erasure_does_not_bring_the_subject_back() {
     std::fs::remove_dir_all(dir.path().join("data")).unwrap();
     copy_dir(backup.path(), &dir.path().join("data"));
     let v = Vault::open(dir.path(), &root(), None).unwrap();
-    assert_eq!(v.get(&a, "account_admin").unwrap_err().kind(), ErrorKind::Erased);
+    assert_eq!(
+        v.get(&a, "account_admin").unwrap_err().kind(),
+        ErrorKind::Erased
+    );
     assert_eq!(v.find_subject("email", "alice@example.com").unwrap(), None);
     assert_eq!(&v.get(&b, "account_admin").unwrap().data[..], b"bob data");
-    assert_eq!(v.find_subject("email", "bob@example.com").unwrap(), Some(bob));
+    assert_eq!(
+        v.find_subject("email", "bob@example.com").unwrap(),
+        Some(bob)
+    );
     assert_eq!(v.stats().unwrap().subjects_erased, 1);
 }
 
@@ -184,13 +291,19 @@ fn a_backup_taken_before_a_rectification_does_not_hold_the_old_value_readable() 
     copy_dir(&dir.path().join("data"), backup.path());
     let v = Vault::open(dir.path(), &root(), None).unwrap();
     v.update(&r, b"new address").unwrap();
-    assert_eq!(&v.get(&r, "account_admin").unwrap().data[..], b"new address");
+    assert_eq!(
+        &v.get(&r, "account_admin").unwrap().data[..],
+        b"new address"
+    );
     drop(v);
     std::fs::remove_dir_all(dir.path().join("data")).unwrap();
     copy_dir(backup.path(), &dir.path().join("data"));
     let v = Vault::open(dir.path(), &root(), None).unwrap();
     // The old ciphertext is there, but its key is destroyed.
-    assert_eq!(v.get(&r, "account_admin").unwrap_err().kind(), ErrorKind::Erased);
+    assert_eq!(
+        v.get(&r, "account_admin").unwrap_err().kind(),
+        ErrorKind::Erased
+    );
 }
 
 #[test]
@@ -199,13 +312,31 @@ fn wrong_key_second_handle_bad_root_and_missing_policy() {
     let v = new_vault(dir.path());
     let err = Vault::open(dir.path(), &root(), None).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Locked);
-    assert!(err.to_string().contains(&dir.path().display().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&dir.path().display().to_string()),
+        "{err}"
+    );
     drop(v);
     let wrong = RootKey::from_bytes(&[1; 32]).unwrap();
-    assert_eq!(Vault::open(dir.path(), &wrong, None).unwrap_err().kind(), ErrorKind::WrongKey);
-    assert_eq!(RootKey::from_bytes(&[1; 16]).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        Vault::open(dir.path(), &wrong, None).unwrap_err().kind(),
+        ErrorKind::WrongKey
+    );
+    assert_eq!(
+        RootKey::from_bytes(&[1; 16]).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
     let empty = tempfile::tempdir().unwrap();
-    assert_eq!(Vault::open(empty.path(), &root(), None).unwrap_err().kind(), ErrorKind::Policy);
+    assert_eq!(
+        Vault::open(empty.path().join("v"), &root(), None)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Policy
+    );
+    assert!(
+        !empty.path().join("v").exists(),
+        "a refused open created nothing"
+    );
     // The vault still opens with the right key and remembers its policy.
     let v = Vault::open(dir.path(), &root(), None).unwrap();
     assert!(v.policy().category("certificate").is_ok());
@@ -221,12 +352,19 @@ fn a_second_process_gets_locked_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let _v = new_vault(dir.path());
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "a_second_process_gets_locked_naming_the_path", "--nocapture"])
+        .args([
+            "--exact",
+            "a_second_process_gets_locked_naming_the_path",
+            "--nocapture",
+        ])
         .env("SV_TEST_OPEN_IN_CHILD", dir.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().find(|l| l.starts_with("CHILD-RESULT")).expect("child reported");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("CHILD-RESULT"))
+        .expect("child reported");
     assert!(line.contains("Locked"), "{line}");
     assert!(line.contains(&dir.path().display().to_string()), "{line}");
 }
@@ -257,8 +395,14 @@ fn swapped_ciphertext_is_corrupt_and_the_rest_stays_readable() {
         db.flush().unwrap();
     }
     let v = Vault::open(dir.path(), &root(), None).unwrap();
-    assert_eq!(v.get(&r1, "account_admin").unwrap_err().kind(), ErrorKind::Corrupt);
-    assert_eq!(v.get(&r2, "account_admin").unwrap_err().kind(), ErrorKind::Corrupt);
+    assert_eq!(
+        v.get(&r1, "account_admin").unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
+    assert_eq!(
+        v.get(&r2, "account_admin").unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
     assert_eq!(&v.get(&r3, "account_admin").unwrap().data[..], b"three");
 }
 
@@ -275,21 +419,35 @@ fn flipped_bytes_in_stored_values_are_corrupt_never_a_panic_or_wrong_plaintext()
     key.extend_from_slice(r.as_bytes());
     let original = {
         let db = sled::open(dir.path().join("data")).unwrap();
-        db.open_tree("vault").unwrap().get(&key).unwrap().unwrap().to_vec()
+        db.open_tree("vault")
+            .unwrap()
+            .get(&key)
+            .unwrap()
+            .unwrap()
+            .to_vec()
     };
     for i in 0..original.len() {
         let mut flipped = original.clone();
         flipped[i] ^= 0x5a;
         {
             let db = sled::open(dir.path().join("data")).unwrap();
-            db.open_tree("vault").unwrap().insert(&key, flipped).unwrap();
+            db.open_tree("vault")
+                .unwrap()
+                .insert(&key, flipped)
+                .unwrap();
             db.flush().unwrap();
         }
         let v = Vault::open(dir.path(), &root(), None).unwrap();
         match v.get(&r, "account_admin") {
             Ok(rec) => panic!("byte {i}: flipped record read back as {:?}", rec.data),
             Err(e) => assert!(
-                matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound | ErrorKind::PurposeDenied | ErrorKind::Erased),
+                matches!(
+                    e.kind(),
+                    ErrorKind::Corrupt
+                        | ErrorKind::NotFound
+                        | ErrorKind::PurposeDenied
+                        | ErrorKind::Erased
+                ),
                 "byte {i}: {e}"
             ),
         }
@@ -311,14 +469,26 @@ fn corrupt_keystore_slot_affects_only_its_subject() {
     let path = dir.path().join("keys/keystore");
     let bytes = std::fs::read(&path).unwrap();
     let slot_count = (bytes.len() - 128) / 128;
-    let live: Vec<usize> = (0..slot_count).filter(|i| bytes[128 + i * 128] == 1).collect();
-    assert_eq!(live.len(), 2, "two subject keys are live after reopen repair");
+    let live: Vec<usize> = (0..slot_count)
+        .filter(|i| bytes[128 + i * 128] == 1)
+        .collect();
+    assert_eq!(
+        live.len(),
+        2,
+        "two subject keys are live after reopen repair"
+    );
     let mut damaged = bytes.clone();
     damaged[128 + live[0] * 128 + 40] ^= 0xff;
     std::fs::write(&path, &damaged).unwrap();
     let v = Vault::open(dir.path(), &root(), None).unwrap();
-    let results = [v.get(&r1, "account_admin").map(|r| r.data.to_vec()), v.get(&r2, "account_admin").map(|r| r.data.to_vec())];
-    let corrupt = results.iter().filter(|r| matches!(r, Err(e) if e.kind() == ErrorKind::Corrupt)).count();
+    let results = [
+        v.get(&r1, "account_admin").map(|r| r.data.to_vec()),
+        v.get(&r2, "account_admin").map(|r| r.data.to_vec()),
+    ];
+    let corrupt = results
+        .iter()
+        .filter(|r| matches!(r, Err(e) if e.kind() == ErrorKind::Corrupt))
+        .count();
     let fine = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!((corrupt, fine), (1, 1), "{results:?}");
 }
@@ -326,15 +496,23 @@ fn corrupt_keystore_slot_affects_only_its_subject() {
 #[test]
 fn batched_durability_and_flush() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = VaultOptions { durability: Durability::Batched, ..Default::default() };
+    let opts = VaultOptions {
+        durability: Durability::Batched,
+        ..Default::default()
+    };
     let v = Vault::open_with(dir.path(), &root(), Some(example_policy()), opts.clone()).unwrap();
     let s = v.create_subject(&[]).unwrap();
-    let ids: Vec<_> = (0..100).map(|i| v.put(&s, "usage_log", format!("e{i}").as_bytes()).unwrap()).collect();
+    let ids: Vec<_> = (0..100)
+        .map(|i| v.put(&s, "usage_log", format!("e{i}").as_bytes()).unwrap())
+        .collect();
     v.flush().unwrap();
     drop(v);
     let v = Vault::open_with(dir.path(), &root(), None, opts).unwrap();
     for (i, id) in ids.iter().enumerate() {
-        assert_eq!(&v.get(id, "security").unwrap().data[..], format!("e{i}").as_bytes());
+        assert_eq!(
+            &v.get(id, "security").unwrap().data[..],
+            format!("e{i}").as_bytes()
+        );
     }
 }
 
@@ -353,7 +531,12 @@ fn policy_changes_are_checked_against_live_records() {
     assert_eq!(err.kind(), ErrorKind::Policy);
     assert!(err.message().contains("usage_log"), "{err}");
     drop(v);
-    assert_eq!(Vault::open(dir.path(), &root(), Some(small.clone())).unwrap_err().kind(), ErrorKind::Policy);
+    assert_eq!(
+        Vault::open(dir.path(), &root(), Some(small.clone()))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Policy
+    );
     let v = Vault::open(dir.path(), &root(), None).unwrap();
     v.delete(&r).unwrap();
     v.set_policy(small).unwrap();
@@ -366,7 +549,9 @@ fn policy_changes_are_checked_against_live_records() {
 fn debug_output_never_shows_record_data_or_keys() {
     let dir = tempfile::tempdir().unwrap();
     let v = new_vault(dir.path());
-    let s = v.create_subject(&[("email", "secret.person@example.com")]).unwrap();
+    let s = v
+        .create_subject(&[("email", "secret.person@example.com")])
+        .unwrap();
     let r = v.put(&s, "account", b"SECRET-DATA").unwrap();
     let rec = v.get(&r, "account_admin").unwrap();
     let shown = format!("{rec:?} {v:?} {:?}", root());
@@ -379,8 +564,13 @@ fn debug_output_never_shows_record_data_or_keys() {
 #[test]
 fn one_handle_many_threads() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = VaultOptions { durability: Durability::Batched, ..Default::default() };
-    let v = std::sync::Arc::new(Vault::open_with(dir.path(), &root(), Some(example_policy()), opts).unwrap());
+    let opts = VaultOptions {
+        durability: Durability::Batched,
+        ..Default::default()
+    };
+    let v = std::sync::Arc::new(
+        Vault::open_with(dir.path(), &root(), Some(example_policy()), opts).unwrap(),
+    );
     let subjects: Vec<_> = (0..4).map(|_| v.create_subject(&[]).unwrap()).collect();
     let handles: Vec<_> = (0..4)
         .map(|t| {

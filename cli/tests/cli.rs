@@ -1,0 +1,251 @@
+//! The command line as an operator uses it: ids on stdout, one-line reasons
+//! on stderr, exit status.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const KEY_HEX: &str = "4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f";
+
+fn policy() -> String {
+    format!("{}/../example-policy.toml", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn sv(args: &[&str]) -> Output {
+    sv_with(args, None, Some(KEY_HEX))
+}
+
+fn sv_with(args: &[&str], stdin: Option<&[u8]>, key: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shredvault"));
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.env_remove("SHREDVAULT_ROOT_KEY");
+    if let Some(k) = key {
+        cmd.env("SHREDVAULT_ROOT_KEY", k);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(bytes) = stdin {
+        input.write_all(bytes).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn fails(out: &Output, kind: &str) {
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(kind), "{kind} in {err}");
+}
+
+fn init(dir: &Path) -> String {
+    let vault = dir.join("v").display().to_string();
+    ok(&sv(&["init", &vault, "--policy", &policy()]));
+    vault
+}
+
+#[test]
+fn the_operator_story() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = init(dir.path());
+    let alice = ok(&sv(&[
+        "subject",
+        "create",
+        &vault,
+        "--identifier",
+        "email=alice@example.com",
+        "--identifier",
+        "customer_number=C-1",
+    ]));
+    assert_eq!(alice.len(), 32);
+    assert_eq!(
+        ok(&sv(&[
+            "subject",
+            "find",
+            &vault,
+            "email",
+            " ALICE@example.com"
+        ])),
+        alice
+    );
+    let r1 = ok(&sv(&[
+        "put",
+        &vault,
+        &alice,
+        "account",
+        "--data",
+        "{\"name\":\"Alice\"}",
+    ]));
+    let file = dir.path().join("cert.bin");
+    std::fs::write(&file, b"\x00\x01binary\xff").unwrap();
+    let r2 = ok(&sv(&[
+        "put",
+        &vault,
+        &alice,
+        "certificate",
+        "--file",
+        file.to_str().unwrap(),
+    ]));
+    let r3 = ok(&sv_with(
+        &["put", &vault, &alice, "usage_log"],
+        Some(b"from stdin"),
+        Some(KEY_HEX),
+    ));
+    let got = sv(&["get", &vault, &r2, "--purpose", "certificate_validation"]);
+    assert!(got.status.success());
+    assert_eq!(got.stdout, b"\x00\x01binary\xff");
+    assert_eq!(
+        ok(&sv(&["get", &vault, &r1, "--purpose", "billing"])),
+        "{\"name\":\"Alice\"}"
+    );
+    assert_eq!(
+        ok(&sv(&["get", &vault, &r3, "--purpose", "security"])),
+        "from stdin"
+    );
+    fails(
+        &sv(&["get", &vault, &r1, "--purpose", "marketing"]),
+        "PurposeDenied",
+    );
+    ok(&sv(&["delete", &vault, &r3]));
+    let out = sv(&["get", &vault, &r3, "--purpose", "security"]);
+    fails(&out, "Erased");
+    assert_eq!(out.status.code(), Some(4));
+    let stats: serde_json::Value = serde_json::from_str(&ok(&sv(&["stats", &vault]))).unwrap();
+    assert_eq!(stats["subjects_live"], 1);
+    assert_eq!(stats["records_live"], 2);
+    let receipt: serde_json::Value =
+        serde_json::from_str(&ok(&sv(&["erase", &vault, &alice]))).unwrap();
+    assert_eq!(receipt["subject"], alice.as_str());
+    assert_eq!(receipt["subject_key_destroyed"], true);
+    fails(&sv(&["get", &vault, &r1, "--purpose", "billing"]), "Erased");
+    let out = sv(&["subject", "find", &vault, "email", "alice@example.com"]);
+    fails(&out, "NotFound");
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn keys_come_from_a_file_or_the_environment_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = init(dir.path());
+    let raw = dir.path().join("raw.key");
+    std::fs::write(&raw, [0x4f; 32]).unwrap();
+    let hex = dir.path().join("hex.key");
+    std::fs::write(&hex, format!("{KEY_HEX}\n")).unwrap();
+    for key_file in [&raw, &hex] {
+        ok(&sv_with(
+            &[
+                "--key-file",
+                key_file.to_str().unwrap(),
+                "subject",
+                "create",
+                &vault,
+            ],
+            None,
+            None,
+        ));
+    }
+    fails(
+        &sv_with(&["subject", "create", &vault], None, None),
+        "no root key",
+    );
+    fails(
+        &sv_with(&["subject", "create", &vault], None, Some("abcd")),
+        "64 hex",
+    );
+    let wrong = "00".repeat(32);
+    fails(
+        &sv_with(&["subject", "create", &vault], None, Some(&wrong)),
+        "WrongKey",
+    );
+    let short = dir.path().join("short.key");
+    std::fs::write(&short, [1; 31]).unwrap();
+    fails(
+        &sv_with(
+            &["--key-file", short.to_str().unwrap(), "stats", &vault],
+            None,
+            None,
+        ),
+        "InvalidArgument",
+    );
+}
+
+#[test]
+fn bad_input_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = init(dir.path());
+    fails(
+        &sv(&["init", &vault, "--policy", &policy()]),
+        "already a vault",
+    );
+    fails(
+        &sv(&["put", &vault, "nothex", "account", "--data", "x"]),
+        "malformed subject id",
+    );
+    let s = ok(&sv(&["subject", "create", &vault]));
+    fails(
+        &sv(&["put", &vault, &s, "nope", "--data", "x"]),
+        "unknown category",
+    );
+    fails(
+        &sv(&["subject", "create", &vault, "--identifier", "email"]),
+        "KIND=VALUE",
+    );
+    fails(
+        &sv(&["subject", "create", &vault, "--identifier", "email= "]),
+        "empty",
+    );
+    fails(
+        &sv(&["stats", dir.path().join("missing").to_str().unwrap()]),
+        "no vault",
+    );
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[purposes.p]\n[categories.c]\nlegal_basis = \"whim\"\npurposes = [\"p\"]\n",
+    )
+    .unwrap();
+    let other = dir.path().join("w").display().to_string();
+    fails(
+        &sv(&["init", &other, "--policy", bad.to_str().unwrap()]),
+        "bad.toml:3",
+    );
+    assert!(
+        !Path::new(&other).join("keys").exists(),
+        "a refused init wrote nothing"
+    );
+}
+
+#[test]
+fn policy_set_checks_live_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = init(dir.path());
+    let s = ok(&sv(&["subject", "create", &vault]));
+    let r = ok(&sv(&["put", &vault, &s, "usage_log", "--data", "x"]));
+    let small = dir.path().join("small.toml");
+    std::fs::write(
+        &small,
+        "[purposes.p]\n[categories.account]\nlegal_basis = \"contract\"\npurposes = [\"p\"]\n",
+    )
+    .unwrap();
+    fails(
+        &sv(&["policy", "set", &vault, small.to_str().unwrap()]),
+        "usage_log",
+    );
+    ok(&sv(&["delete", &vault, &r]));
+    ok(&sv(&["policy", "set", &vault, small.to_str().unwrap()]));
+}
