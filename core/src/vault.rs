@@ -303,21 +303,7 @@ impl Vault {
 
         let data_dir = root_dir.join("data");
         let fresh_data = !data_dir.join("db").exists();
-        let db = sled::Config::new()
-            .path(&data_dir)
-            .cache_capacity(256 * 1024 * 1024)
-            .flush_every_ms(Some(1000))
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => Error::new(
-                    ErrorKind::Locked,
-                    format!(
-                        "the vault at {} is open in another process",
-                        root_dir.display()
-                    ),
-                ),
-                other => Error::from(other),
-            })?;
+        let db = open_sled(&data_dir, &root_dir)?;
         let tree = db.open_tree(TREE)?;
         let db_file = File::open(data_dir.join("db"))
             .map_err(|e| Error::io(format!("opening {}", data_dir.display()), e))?;
@@ -848,6 +834,40 @@ fn dir_size(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+/// Opens sled's database in `data_dir`.
+///
+/// sled locks its file, and a handle dropped a moment ago in this process
+/// (its I/O threads end after `Drop` returns) can still hold that lock. We
+/// already hold `keys/lock`, so no other vault handle can: a sled lock
+/// failure here is retried for a few seconds before it is `Locked`.
+fn open_sled(data_dir: &Path, root_dir: &Path) -> Result<sled::Db> {
+    let config = sled::Config::new()
+        .path(data_dir)
+        .cache_capacity(256 * 1024 * 1024)
+        .flush_every_ms(Some(1000));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(Error::new(
+                        ErrorKind::Locked,
+                        format!(
+                            "the vault at {} is open in another process ({io})",
+                            root_dir.display()
+                        ),
+                    ));
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            Err(other) => return Err(Error::from(other)),
+        }
+    }
 }
 
 fn spawn_flusher(inner: Weak<Inner>) {

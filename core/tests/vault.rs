@@ -603,3 +603,17 @@ fn one_handle_many_threads() {
         h.join().unwrap();
     }
 }
+
+#[test]
+fn close_and_reopen_at_once_many_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = new_vault(dir.path());
+    let s = v.create_subject(&[]).unwrap();
+    let r = v.put(&s, "account", b"kept").unwrap();
+    v.close().unwrap();
+    for _ in 0..20 {
+        let v = Vault::open(dir.path(), &root(), None).unwrap();
+        assert_eq!(&v.get(&r, "account_admin").unwrap().data[..], b"kept");
+        drop(v);
+    }
+}
