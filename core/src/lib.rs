@@ -26,6 +26,7 @@ mod ids;
 mod keystore;
 mod layout;
 pub mod policy;
+pub mod retention;
 mod vault;
 
 pub use crypto::RootKey;
