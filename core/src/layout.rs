@@ -19,12 +19,21 @@
 //!                                       sealed data) or a husk saying the
 //!                                       record was erased, and when
 //! 'B' HMAC(index key, kind, value) (32) subject id: the blind index
+//! 'D' day (8)                           DayEntry: the keystore slot of that
+//!                                       UTC day's retention key
+//! 'E' day (8) record id (16)            empty: the records expiring that day,
+//!                                       for purging once its key is gone
 //! ```
+//!
+//! Days are days since 1970-01-01 (UTC), stored as big-endian `i64` with the
+//! sign bit flipped so that sled's byte order is day order.
 //!
 //! What is in clear here: ids, category names, timestamps, counts, HMACs.
 //! What is sealed: record data and identifiers, each under its subject's key.
 //! What is never here: any key. Every value starts with a format-version byte
 //! (see `codec`).
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +50,42 @@ pub(crate) const SUBJECT: u8 = b'S';
 pub(crate) const SUBJECT_RECORD: u8 = b'X';
 pub(crate) const RECORD: u8 = b'R';
 pub(crate) const BLIND: u8 = b'B';
+pub(crate) const DAY: u8 = b'D';
+pub(crate) const DAY_RECORD: u8 = b'E';
+
+pub(crate) fn day_bytes(day: i64) -> [u8; 8] {
+    ((day as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+pub(crate) fn day_from_bytes(bytes: &[u8]) -> Option<i64> {
+    let array: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    Some((u64::from_be_bytes(array) ^ (1 << 63)) as i64)
+}
+
+pub(crate) fn day_key(day: i64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = DAY;
+    k[1..].copy_from_slice(&day_bytes(day));
+    k
+}
+
+pub(crate) fn day_records_prefix(day: i64) -> [u8; 9] {
+    let mut k = day_key(day);
+    k[0] = DAY_RECORD;
+    k
+}
+
+pub(crate) fn day_record_key(day: i64, record: &RecordId) -> [u8; 25] {
+    let mut k = [0u8; 25];
+    k[..9].copy_from_slice(&day_records_prefix(day));
+    k[9..].copy_from_slice(record.as_bytes());
+    k
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct DayEntry {
+    pub key: SlotRef,
+}
 
 pub(crate) fn subject_key(id: &SubjectId) -> [u8; 17] {
     let mut k = [0u8; 17];
@@ -99,6 +144,10 @@ pub(crate) struct LiveSubject {
     /// Blind-index MACs of the identifiers, so erasure can remove them
     /// without decrypting anything.
     pub blind: Vec<[u8; 32]>,
+    /// Subject events that start retention clocks (name -> Unix seconds).
+    pub events: BTreeMap<String, i64>,
+    /// Flags that retention rules test (`if_flag`).
+    pub flags: BTreeSet<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -117,6 +166,9 @@ pub(crate) struct LiveRecord {
     pub updated_at: i64,
     /// The key id of the subject key the data is sealed under.
     pub subject_key_id: u64,
+    /// The UTC day whose retention key also seals the data; `None`: no
+    /// expiry yet, sealed under the subject key alone.
+    pub day: Option<i64>,
     /// nonce || ciphertext || tag.
     pub sealed: Vec<u8>,
 }
@@ -161,6 +213,13 @@ pub(crate) fn record_aad(vault_id: &[u8; 16], record: &RecordId, meta: &LiveReco
     aad.extend_from_slice(&meta.created_at.to_le_bytes());
     aad.extend_from_slice(&meta.updated_at.to_le_bytes());
     aad.extend_from_slice(&meta.subject_key_id.to_le_bytes());
+    match meta.day {
+        None => aad.push(0),
+        Some(d) => {
+            aad.push(1);
+            aad.extend_from_slice(&d.to_le_bytes());
+        }
+    }
     aad
 }
 

@@ -34,9 +34,9 @@ pub use error::{Error, ErrorKind, Result};
 pub use ids::{RecordId, SubjectId};
 pub use policy::Policy;
 pub use vault::{
-    normalize_identifier, CategoryCount, Clock, Durability, ErasureReceipt, Record, RecordInfo,
-    RetainedRecords, Stats, Vault, VaultOptions, MAX_IDENTIFIERS_PER_SUBJECT, MAX_IDENTIFIER_BYTES,
-    MAX_RECORD_BYTES,
+    normalize_identifier, CategoryCount, Clock, Durability, ErasureReceipt, ExpireReport, Record,
+    RecordInfo, RetainedRecords, Stats, Vault, VaultOptions, MAX_IDENTIFIERS_PER_SUBJECT,
+    MAX_IDENTIFIER_BYTES, MAX_RECORD_BYTES,
 };
 
 /// The library's version, as in Cargo.toml.

@@ -35,7 +35,7 @@
 //! does not reach the drive's cache). Erasure and rotation are durable in
 //! either mode.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,7 +51,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{truncate_for_message, RecordId, SubjectId};
 use crate::keystore::{KeyKind, Keystore, LoadError, SlotRef};
 use crate::layout::{self, *};
-use crate::policy::Policy;
+use crate::policy::{self, Policy};
+use crate::retention;
 
 /// When a mutating call's effects reach the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -148,6 +149,8 @@ pub struct RecordInfo {
     pub created_at: i64,
     pub updated_at: i64,
     pub size: usize,
+    /// When the record's retention ends (the end of its expiry day), if known.
+    pub expires_at: Option<i64>,
 }
 
 /// What `erase_subject` did, as returned to the caller (and later signed).
@@ -197,10 +200,25 @@ pub struct Stats {
     pub records_live: u64,
     pub records_gone: u64,
     pub identifiers_indexed: u64,
+    /// UTC days that have a live retention key.
+    pub retention_days: u64,
+    /// Live key slots: subject keys, retention keys, and the pool of
+    /// pre-written subject keys.
     pub keystore_slots_live: u64,
     pub keystore_slots_free: u64,
     pub data_bytes: u64,
     pub keys_bytes: u64,
+}
+
+/// What an `expire` run did.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ExpireReport {
+    /// Retention keys destroyed (one per ended UTC day).
+    pub days_destroyed: u64,
+    /// Records whose day key was destroyed.
+    pub records_expired: u64,
+    /// Records of subjects under legal hold kept out of the destroyed days.
+    pub records_spared_by_hold: u64,
 }
 
 /// Largest record a vault accepts.
@@ -247,6 +265,10 @@ struct Inner {
     stripes: Vec<Mutex<()>>,
     /// Blind-index writers serialize here (check-then-insert).
     blind_lock: Mutex<()>,
+    /// Creating a day's retention key (check-then-allocate).
+    day_lock: Mutex<()>,
+    /// One `expire` run at a time.
+    expire_lock: Mutex<()>,
     dirty: AtomicBool,
     closing: AtomicBool,
 }
@@ -254,7 +276,7 @@ struct Inner {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum KeyUse {
     RecordOpen,
-    Identifiers,
+    RecordDay(i64),
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -392,6 +414,8 @@ impl Vault {
             key_pool: Mutex::new(Vec::new()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             blind_lock: Mutex::new(()),
+            day_lock: Mutex::new(()),
+            expire_lock: Mutex::new(()),
             dirty: AtomicBool::new(false),
             closing: AtomicBool::new(false),
         };
@@ -478,6 +502,8 @@ impl Vault {
             key: slot,
             identifiers: sealed_identifiers,
             blind: blind.clone(),
+            events: BTreeMap::new(),
+            flags: BTreeSet::new(),
         });
         let mut batch = sled::Batch::default();
         batch.insert(&subject_key(&id), codec::encode(&entry)?);
@@ -565,9 +591,29 @@ impl Vault {
         check_record_size(data)?;
         let _stripe = inner.stripe(subject);
         let live = inner.live_subject(subject)?;
-        let record_key = inner.record_key(subject, live.key)?;
-        let id = RecordId::random()?;
         let now = inner.now();
+        let facts = retention::Facts {
+            events: Some(&live.events),
+            flags: Some(&live.flags),
+        };
+        let expiry = retention::expiry(category, &facts, now);
+        if let retention::Expiry::At(at) = expiry {
+            if at <= now {
+                return Err(Error::new(
+                    ErrorKind::Expired,
+                    format!(
+                        "the retention of category {:?} has already ended for subject {subject}",
+                        category.name
+                    ),
+                ));
+            }
+        }
+        let day = expiry.day();
+        if let Some(d) = day {
+            inner.ensure_day_key(d)?;
+        }
+        let record_key = inner.record_key(subject, live.key, day)?;
+        let id = RecordId::random()?;
         let mut record = LiveRecord {
             subject: *subject,
             category: category.name.clone(),
@@ -575,6 +621,7 @@ impl Vault {
             created_at: now,
             updated_at: now,
             subject_key_id: live.key.key_id,
+            day,
             sealed: Vec::new(),
         };
         record.sealed = crypto::seal(
@@ -584,6 +631,9 @@ impl Vault {
         )?;
         let mut batch = sled::Batch::default();
         batch.insert(&subject_record_key(subject, &id)[..], &[][..]);
+        if let Some(d) = day {
+            batch.insert(&day_record_key(d, &id)[..], &[][..]);
+        }
         batch.insert(
             &layout::record_key(&id),
             codec::encode(&RecordEntry::Live(record))?,
@@ -636,7 +686,7 @@ impl Vault {
                 last_mismatch = Some(mismatch);
                 continue;
             }
-            let key = match inner.record_key(&live.subject, subject.key) {
+            let key = match inner.record_key(&live.subject, subject.key, live.day) {
                 Ok(k) => k,
                 Err(e) if e.kind() == ErrorKind::Erased => continue,
                 Err(e) => return Err(e),
@@ -687,6 +737,7 @@ impl Vault {
                     created_at: r.created_at,
                     updated_at: r.updated_at,
                     size: r.sealed.len().saturating_sub(crypto::SEAL_OVERHEAD),
+                    expires_at: r.day.map(retention::day_end),
                 });
             }
         }
@@ -706,15 +757,15 @@ impl Vault {
         for item in inner.tree.scan_prefix(subject_records_prefix(subject)) {
             let (k, _) = item?;
             let id = RecordId::from_bytes(&k[17..])?;
-            let category = match inner.record_entry(&id) {
-                Ok(Some(RecordEntry::Live(r))) => r.category,
-                Ok(Some(RecordEntry::Gone(h))) => h.category,
+            let (category, day) = match inner.record_entry(&id) {
+                Ok(Some(RecordEntry::Live(r))) => (r.category, r.day),
+                Ok(Some(RecordEntry::Gone(h))) => (h.category, None),
                 Ok(None) => continue,
                 // A record whose entry is damaged is erased all the same.
-                Err(_) => "(unreadable)".to_string(),
+                Err(_) => ("(unreadable)".to_string(), None),
             };
             *counts.entry(category.clone()).or_default() += 1;
-            record_ids.push((id, category));
+            record_ids.push((id, category, day));
         }
         // The erasure itself: the key's slot is zeroed and fsynced.
         inner.destroy_subject_key(live.key)?;
@@ -732,6 +783,141 @@ impl Vault {
             identifiers_removed: live.blind.len(),
             subject_key_destroyed: true,
         })
+    }
+
+    /// Records (or moves) a subject event that starts retention clocks,
+    /// e.g. `agreement_end`. Affected records are re-sealed under the key of
+    /// their new expiry day (the subject key is rotated, so nothing stays
+    /// readable under the old day); records whose expiry is now past are
+    /// erased by this call.
+    pub fn record_event(&self, subject: &SubjectId, event: &str, at: i64) -> Result<()> {
+        let inner = &self.inner;
+        let policy = inner.policy();
+        if event == policy::COLLECTED {
+            return Err(Error::invalid(
+                "collected is each record's own creation time, not a subject event",
+            ));
+        }
+        if event == policy::ERASURE_REQUESTED {
+            return Err(Error::invalid(
+                "erasure_requested is recorded by erase_subject",
+            ));
+        }
+        if !policy.events().contains(event) {
+            return Err(Error::invalid(format!(
+                "unknown event {:?}: the policy names no such event",
+                truncate_for_message(event)
+            )));
+        }
+        retention::check_event_time(at, event)?;
+        let _stripe = inner.stripe(subject);
+        let mut live = inner.live_subject(subject)?;
+        if live.events.get(event) == Some(&at) {
+            return Ok(());
+        }
+        live.events.insert(event.to_string(), at);
+        inner.rotate(subject, live, None).map(|_| ())
+    }
+
+    /// Sets or clears a subject flag that retention rules test (`if_flag`),
+    /// re-evaluating the subject's expiries as `record_event` does.
+    pub fn set_flag(&self, subject: &SubjectId, flag: &str, on: bool) -> Result<()> {
+        let inner = &self.inner;
+        if !inner.policy().flags().contains(flag) {
+            return Err(Error::invalid(format!(
+                "unknown flag {:?}: the policy names no such flag",
+                truncate_for_message(flag)
+            )));
+        }
+        let _stripe = inner.stripe(subject);
+        let mut live = inner.live_subject(subject)?;
+        let changed = if on {
+            live.flags.insert(flag.to_string())
+        } else {
+            live.flags.remove(flag)
+        };
+        if !changed {
+            return Ok(());
+        }
+        inner.rotate(subject, live, None).map(|_| ())
+    }
+
+    /// The events and flags recorded for a subject.
+    pub fn subject_facts(
+        &self,
+        subject: &SubjectId,
+    ) -> Result<(BTreeMap<String, i64>, BTreeSet<String>)> {
+        let live = self.inner.live_subject(subject)?;
+        Ok((live.events, live.flags))
+    }
+
+    /// Destroys the retention key of every UTC day that has ended by `now`:
+    /// each such day's records expire at once, for every subject, in one
+    /// key destruction per day. Their dead ciphertext and metadata are then
+    /// purged (husks say `Expired`).
+    pub fn expire(&self, now: i64) -> Result<ExpireReport> {
+        let inner = &self.inner;
+        let _guard = lock(&inner.expire_lock);
+        let mut ended = Vec::new();
+        for item in inner.tree.scan_prefix([DAY]) {
+            let (k, v) = item?;
+            let day = day_from_bytes(&k[1..])
+                .ok_or_else(|| Error::corrupt("a day entry has a malformed key"))?;
+            if retention::day_end(day) > now {
+                break; // days are in order
+            }
+            let entry: DayEntry = codec::decode(&v, "day entry")?;
+            ended.push((day, entry.key));
+        }
+        let mut report = ExpireReport::default();
+        if ended.is_empty() {
+            return Ok(report);
+        }
+        // The expiry itself: every ended day's key slot zeroed, one fsync.
+        {
+            let mut cache = lock(&inner.key_cache);
+            let slots: Vec<SlotRef> = ended.iter().map(|(_, s)| *s).collect();
+            inner.keystore.destroy(&slots)?;
+            let days: HashSet<i64> = ended.iter().map(|(d, _)| *d).collect();
+            cache.retain(|(_, use_), _| !matches!(use_, KeyUse::RecordDay(d) if days.contains(d)));
+        }
+        report.days_destroyed = ended.len() as u64;
+        // Then the purge: husks for the records, index entries removed.
+        for (day, _) in &ended {
+            for item in inner.tree.scan_prefix(day_records_prefix(*day)) {
+                let (k, _) = item?;
+                let id = RecordId::from_bytes(&k[9..])?;
+                let mut batch = sled::Batch::default();
+                batch.remove(k);
+                // Under the subject's stripe, so a concurrent rotation that
+                // moved the record to another day is never overwritten.
+                let subject = match inner.record_entry(&id) {
+                    Ok(Some(RecordEntry::Live(r))) => Some(r.subject),
+                    _ => None,
+                };
+                let _stripe = subject.as_ref().map(|s| inner.stripe(s));
+                if let Ok(Some(RecordEntry::Live(r))) = inner.record_entry(&id) {
+                    if r.day == Some(*day) {
+                        batch.remove(&subject_record_key(&r.subject, &id)[..]);
+                        let husk = RecordHusk {
+                            subject: r.subject,
+                            category: r.category,
+                            gone_at: now,
+                            reason: GoneReason::Expired,
+                        };
+                        batch.insert(
+                            &layout::record_key(&id),
+                            codec::encode(&RecordEntry::Gone(husk))?,
+                        );
+                        report.records_expired += 1;
+                    }
+                }
+                inner.tree.apply_batch(batch)?;
+            }
+            inner.tree.remove(layout::day_key(*day))?;
+        }
+        inner.make_durable()?;
+        Ok(report)
     }
 
     /// Makes everything written so far durable.
@@ -758,6 +944,7 @@ impl Vault {
             }
         }
         stats.identifiers_indexed = inner.tree.scan_prefix([BLIND]).count() as u64;
+        stats.retention_days = inner.tree.scan_prefix([DAY]).count() as u64;
         let (live, free) = inner.keystore.counts();
         stats.keystore_slots_live = live as u64;
         stats.keystore_slots_free = free as u64;
@@ -995,20 +1182,46 @@ impl Inner {
         }
     }
 
-    fn derived_key(&self, subject: &SubjectId, slot: SlotRef, use_: KeyUse) -> Result<SecretKey> {
+    /// The key sealing a subject's records: derived from the subject key
+    /// and, for a record with an expiry day, that day's retention key. A
+    /// destroyed subject key is `Erased`, a destroyed day key `Expired`.
+    fn record_key(
+        &self,
+        subject: &SubjectId,
+        slot: SlotRef,
+        day: Option<i64>,
+    ) -> Result<SecretKey> {
+        let use_ = match day {
+            None => KeyUse::RecordOpen,
+            Some(d) => KeyUse::RecordDay(d),
+        };
         if let Some(k) = lock(&self.key_cache).get(&(slot, use_)) {
             return Ok(k.clone());
         }
         let raw = self.subject_key(subject, slot)?;
-        let key = derive_for(&raw, &self.vault_id, use_);
+        let (key, day_slot) = match day {
+            None => (derive_record_key(&raw, None, &self.vault_id), None),
+            Some(d) => {
+                let (day_slot, day_raw) = self.day_key(d)?;
+                (
+                    derive_record_key(&raw, Some(&day_raw), &self.vault_id),
+                    Some(day_slot),
+                )
+            }
+        };
         let mut cache = lock(&self.key_cache);
-        // Re-check under the lock: the key may have been destroyed (and its
-        // entries dropped) while we derived.
+        // Re-check under the lock: a key may have been destroyed (and its
+        // cache entries dropped) while we derived.
         if !self.keystore.holds(slot) {
             return Err(Error::new(
                 ErrorKind::Erased,
                 format!("subject {subject} was erased"),
             ));
+        }
+        if let Some(day_slot) = day_slot {
+            if !self.keystore.holds(day_slot) {
+                return Err(expired_day_error(day.unwrap_or_default()));
+            }
         }
         if cache.len() >= KEY_CACHE_MAX {
             cache.clear();
@@ -1017,8 +1230,39 @@ impl Inner {
         Ok(key)
     }
 
-    fn record_key(&self, subject: &SubjectId, slot: SlotRef) -> Result<SecretKey> {
-        self.derived_key(subject, slot, KeyUse::RecordOpen)
+    /// The retention key of `day`, which must exist.
+    fn day_key(&self, day: i64) -> Result<(SlotRef, SecretKey)> {
+        let entry = match self.tree.get(layout::day_key(day))? {
+            None => return Err(expired_day_error(day)),
+            Some(bytes) => codec::decode::<DayEntry>(&bytes, "day entry")?,
+        };
+        match self.keystore.load(entry.key) {
+            Ok(k) => Ok((entry.key, k)),
+            Err(LoadError::Destroyed) => Err(expired_day_error(day)),
+            Err(LoadError::Corrupt(m)) => {
+                Err(Error::corrupt(format!("retention key of day {day}: {m}")))
+            }
+            Err(LoadError::Other(e)) => Err(e),
+        }
+    }
+
+    /// The retention key of `day`, created (durably, before anything uses
+    /// it) if the day has none yet.
+    fn ensure_day_key(&self, day: i64) -> Result<(SlotRef, SecretKey)> {
+        let _guard = lock(&self.day_lock);
+        if self.tree.contains_key(layout::day_key(day))? {
+            return self.day_key(day);
+        }
+        let (slot, key) = self
+            .keystore
+            .allocate(KeyKind::Retention, 1)?
+            .pop()
+            .expect("one key was asked for");
+        self.tree.insert(
+            layout::day_key(day),
+            codec::encode(&DayEntry { key: slot })?,
+        )?;
+        Ok((slot, key))
     }
 
     fn seal_identifiers(
@@ -1028,7 +1272,7 @@ impl Inner {
         subject_key: &SecretKey,
         idents: &[(String, String)],
     ) -> Result<Vec<u8>> {
-        let key = derive_for(subject_key, &self.vault_id, KeyUse::Identifiers);
+        let key = derive_identifiers_key(subject_key, &self.vault_id);
         let plain = Zeroizing::new(codec::encode(&idents)?);
         crypto::seal(&key, &identifiers_aad(&self.vault_id, subject), &plain)
     }
@@ -1040,7 +1284,7 @@ impl Inner {
         subject_key: &SecretKey,
         sealed: &[u8],
     ) -> Result<Vec<(String, String)>> {
-        let key = derive_for(subject_key, &self.vault_id, KeyUse::Identifiers);
+        let key = derive_identifiers_key(subject_key, &self.vault_id);
         let plain = crypto::open(
             &key,
             &identifiers_aad(&self.vault_id, subject),
@@ -1065,8 +1309,7 @@ impl Inner {
         // (`derived_key` re-checks the slot under the cache lock).
         let mut cache = lock(&self.key_cache);
         self.keystore.destroy(&[slot])?;
-        cache.remove(&(slot, KeyUse::RecordOpen));
-        cache.remove(&(slot, KeyUse::Identifiers));
+        cache.retain(|(s, _), _| *s != slot);
         Ok(())
     }
 
@@ -1076,7 +1319,7 @@ impl Inner {
         &self,
         subject: &SubjectId,
         live: &LiveSubject,
-        records: &[(RecordId, String)],
+        records: &[(RecordId, String, Option<i64>)],
         now: i64,
     ) -> Result<()> {
         let mut batch = sled::Batch::default();
@@ -1087,8 +1330,11 @@ impl Inner {
         for mac in &live.blind {
             batch.remove(&blind_key(mac)[..]);
         }
-        for (id, category) in records {
+        for (id, category, day) in records {
             batch.remove(&subject_record_key(subject, id)[..]);
+            if let Some(day) = day {
+                batch.remove(&day_record_key(*day, id)[..]);
+            }
             let husk = RecordEntry::Gone(RecordHusk {
                 subject: *subject,
                 category: category.clone(),
@@ -1101,82 +1347,134 @@ impl Inner {
         self.make_durable()
     }
 
-    /// `update` and `delete`: re-seal everything of the subject under a fresh
-    /// key with the edit applied, then destroy the old key.
+    /// `update` and `delete`: a rotation with the edit applied.
     fn rotate_for(&self, record: &RecordId, edit: Edit) -> Result<()> {
         let subject = self.live_record(record)?.subject;
         let _stripe = self.stripe(&subject);
         // Re-read under the stripe: the record may have been deleted meanwhile.
         self.live_record(record)?;
-        let mut live = self.live_subject(&subject)?;
-        let old_slot = live.key;
-        let old_raw = self.subject_key(&subject, old_slot)?;
-        let old_record_key = derive_for(&old_raw, &self.vault_id, KeyUse::RecordOpen);
-        let idents = self.open_identifiers(&subject, old_slot, &old_raw, &live.identifiers)?;
+        let live = self.live_subject(&subject)?;
+        self.rotate(&subject, live, Some((record, edit)))
+            .map(|_| ())
+    }
 
+    /// Re-seals everything of a subject under a fresh subject key, then
+    /// destroys the old key. `live` carries the subject's new facts (events,
+    /// flags): each record's expiry day is computed afresh from them, and a
+    /// record whose expiry instant is already past is erased here, as
+    /// `Expired`. Returns how many records that erased. The caller holds the
+    /// subject's stripe.
+    fn rotate(
+        &self,
+        subject: &SubjectId,
+        mut live: LiveSubject,
+        target: Option<(&RecordId, Edit)>,
+    ) -> Result<u64> {
+        let policy = self.policy();
+        let old_slot = live.key;
+        let old_raw = self.subject_key(subject, old_slot)?;
+        let idents = self.open_identifiers(subject, old_slot, &old_raw, &live.identifiers)?;
         let (new_slot, new_raw) = self.take_subject_key()?;
+        let now = self.now();
+        let mut expired = 0u64;
         let result = (|| -> Result<()> {
-            let new_record_key = derive_for(&new_raw, &self.vault_id, KeyUse::RecordOpen);
-            let now = self.now();
             let mut batch = sled::Batch::default();
-            for item in self.tree.scan_prefix(subject_records_prefix(&subject)) {
+            let facts = retention::Facts {
+                events: Some(&live.events),
+                flags: Some(&live.flags),
+            };
+            for item in self.tree.scan_prefix(subject_records_prefix(subject)) {
                 let (k, _) = item?;
                 let id = RecordId::from_bytes(&k[17..])?;
                 let Some(RecordEntry::Live(mut r)) = self.record_entry(&id)? else {
                     batch.remove(k);
                     continue;
                 };
-                if id == *record {
-                    if let Edit::Delete = edit {
-                        batch.remove(k);
-                        let husk = RecordHusk {
-                            subject,
-                            category: r.category,
-                            gone_at: now,
-                            reason: GoneReason::Erased,
-                        };
-                        batch.insert(
-                            &layout::record_key(&id),
-                            codec::encode(&RecordEntry::Gone(husk))?,
-                        );
-                        continue;
-                    }
-                }
-                if r.subject_key_id != old_slot.key_id {
+                if r.subject != *subject || r.subject_key_id != old_slot.key_id {
                     return Err(Error::corrupt(format!(
                         "record {id} is sealed under another key than its subject's"
                     )));
                 }
-                if r.subject != subject {
-                    return Err(Error::corrupt(format!(
-                        "record {id} is indexed under another subject"
-                    )));
+                let husk = |category: &str, reason| {
+                    codec::encode(&RecordEntry::Gone(RecordHusk {
+                        subject: *subject,
+                        category: category.to_string(),
+                        gone_at: now,
+                        reason,
+                    }))
+                };
+                if let Some(old_day) = r.day {
+                    batch.remove(&day_record_key(old_day, &id)[..]);
                 }
+                let edit = target.as_ref().filter(|(t, _)| **t == id).map(|(_, e)| e);
+                if let Some(Edit::Delete) = edit {
+                    batch.remove(k);
+                    batch.insert(
+                        &layout::record_key(&id),
+                        husk(&r.category, GoneReason::Erased)?,
+                    );
+                    continue;
+                }
+                let old_key = match self.record_key_with(&old_raw, r.day) {
+                    Ok(key) => key,
+                    Err(e) if e.kind() == ErrorKind::Expired => {
+                        // Its day key is already gone: it expired.
+                        batch.remove(k);
+                        batch.insert(
+                            &layout::record_key(&id),
+                            husk(&r.category, GoneReason::Expired)?,
+                        );
+                        expired += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 let mut data = crypto::open(
-                    &old_record_key,
+                    &old_key,
                     &record_aad(&self.vault_id, &id, &r),
                     &r.sealed,
                     &format!("record {id}"),
                 )?;
-                if id == *record {
-                    if let Edit::Update(new_data) = edit {
-                        data = Zeroizing::new(new_data.to_vec());
-                        r.version += 1;
-                        r.updated_at = now;
+                if let Some(Edit::Update(new_data)) = edit {
+                    data = Zeroizing::new(new_data.to_vec());
+                    r.version += 1;
+                    r.updated_at = now;
+                }
+                let category = policy.category(&r.category).map_err(|_| {
+                    Error::corrupt(format!(
+                        "record {id} names category {:?}, which the policy lacks",
+                        r.category
+                    ))
+                })?;
+                let expiry = retention::expiry(category, &facts, r.created_at);
+                if let retention::Expiry::At(at) = expiry {
+                    if at <= now {
+                        batch.remove(k);
+                        batch.insert(
+                            &layout::record_key(&id),
+                            husk(&r.category, GoneReason::Expired)?,
+                        );
+                        expired += 1;
+                        continue;
                     }
                 }
+                r.day = expiry.day();
+                if let Some(day) = r.day {
+                    self.ensure_day_key(day)?;
+                    batch.insert(&day_record_key(day, &id)[..], &[][..]);
+                }
+                let new_key = self.record_key_with(&new_raw, r.day)?;
                 r.subject_key_id = new_slot.key_id;
-                r.sealed =
-                    crypto::seal(&new_record_key, &record_aad(&self.vault_id, &id, &r), &data)?;
+                r.sealed = crypto::seal(&new_key, &record_aad(&self.vault_id, &id, &r), &data)?;
                 batch.insert(
                     &layout::record_key(&id),
                     codec::encode(&RecordEntry::Live(r))?,
                 );
             }
             live.key = new_slot;
-            live.identifiers = self.seal_identifiers(&subject, new_slot, &new_raw, &idents)?;
+            live.identifiers = self.seal_identifiers(subject, new_slot, &new_raw, &idents)?;
             batch.insert(
-                &subject_key(&subject),
+                &layout::subject_key(subject),
                 codec::encode(&SubjectEntry::Live(live))?,
             );
             self.tree.apply_batch(batch)?;
@@ -1188,7 +1486,23 @@ impl Inner {
             let _ = self.keystore.destroy(&[new_slot]);
             return Err(e);
         }
-        self.destroy_subject_key(old_slot)
+        self.destroy_subject_key(old_slot)?;
+        Ok(expired)
+    }
+
+    /// The record key for a raw subject key (not cached: rotation only).
+    fn record_key_with(&self, subject_raw: &SecretKey, day: Option<i64>) -> Result<SecretKey> {
+        match day {
+            None => Ok(derive_record_key(subject_raw, None, &self.vault_id)),
+            Some(d) => {
+                let (_, day_raw) = self.day_key(d)?;
+                Ok(derive_record_key(
+                    subject_raw,
+                    Some(&day_raw),
+                    &self.vault_id,
+                ))
+            }
+        }
     }
 
     /// A new policy may not drop a category that still has live records.
@@ -1240,6 +1554,15 @@ impl Inner {
                 }
             }
         }
+        for item in self.tree.scan_prefix([DAY]) {
+            let (_, v) = item?;
+            let Ok(entry) = codec::decode::<DayEntry>(&v, "day entry") else {
+                return Ok(());
+            };
+            if self.keystore.holds(entry.key) {
+                referenced.insert(entry.key);
+            }
+        }
         // `holds` matched the key id of every live slot in `referenced`, and
         // a damaged slot is kept as long as someone refers to its index.
         let referenced_indexes: HashSet<u32> = referenced.iter().map(|r| r.index).collect();
@@ -1257,12 +1580,12 @@ impl Inner {
             for item in self.tree.scan_prefix(subject_records_prefix(&id)) {
                 let (k, _) = item?;
                 let rid = RecordId::from_bytes(&k[17..])?;
-                let category = match self.record_entry(&rid) {
-                    Ok(Some(RecordEntry::Live(r))) => r.category,
-                    Ok(Some(RecordEntry::Gone(h))) => h.category,
-                    _ => "(unreadable)".to_string(),
+                let (category, day) = match self.record_entry(&rid) {
+                    Ok(Some(RecordEntry::Live(r))) => (r.category, r.day),
+                    Ok(Some(RecordEntry::Gone(h))) => (h.category, None),
+                    _ => ("(unreadable)".to_string(), None),
                 };
-                records.push((rid, category));
+                records.push((rid, category, day));
             }
             self.finish_erasure(&id, &live, &records, now)?;
         }
@@ -1270,16 +1593,40 @@ impl Inner {
     }
 }
 
-fn derive_for(subject_key: &SecretKey, vault_id: &[u8; 16], use_: KeyUse) -> SecretKey {
-    match use_ {
-        KeyUse::RecordOpen => {
-            let mut ikm = Zeroizing::new(Vec::with_capacity(36));
-            ikm.extend_from_slice(subject_key.expose());
-            ikm.extend_from_slice(b"open");
-            derive_key(&ikm, vault_id, b"record v1")
-        }
-        KeyUse::Identifiers => derive_key(subject_key.expose(), vault_id, b"identifiers v1"),
+/// record key = HKDF(subject key ‖ (retention key | "open"), vault id, "record v1")
+fn derive_record_key(
+    subject_key: &SecretKey,
+    retention_key: Option<&SecretKey>,
+    vault_id: &[u8; 16],
+) -> SecretKey {
+    let mut ikm = Zeroizing::new(Vec::with_capacity(64));
+    ikm.extend_from_slice(subject_key.expose());
+    match retention_key {
+        Some(k) => ikm.extend_from_slice(k.expose()),
+        None => ikm.extend_from_slice(b"open"),
     }
+    derive_key(&ikm, vault_id, b"record v1")
+}
+
+fn derive_identifiers_key(subject_key: &SecretKey, vault_id: &[u8; 16]) -> SecretKey {
+    derive_key(subject_key.expose(), vault_id, b"identifiers v1")
+}
+
+fn expired_day_error(day: i64) -> Error {
+    Error::new(
+        ErrorKind::Expired,
+        format!(
+            "the retention key of day {} is destroyed: the record expired",
+            day_label(day)
+        ),
+    )
+}
+
+/// A UTC day as YYYY-MM-DD, for messages and receipts.
+pub(crate) fn day_label(day: i64) -> String {
+    jiff::Timestamp::from_second(day * retention::SECONDS_PER_DAY)
+        .map(|t| t.strftime("%Y-%m-%d").to_string())
+        .unwrap_or_else(|_| format!("day {day}"))
 }
 
 impl Drop for Inner {
