@@ -496,7 +496,7 @@ impl Vault {
             }
         }
         let (slot, key) = inner.take_subject_key()?;
-        let sealed_identifiers = inner.seal_identifiers(&id, slot, &key, &normalized)?;
+        let sealed_identifiers = inner.seal_identifiers(&id, &key, &normalized)?;
         let entry = SubjectEntry::Live(LiveSubject {
             created_at: inner.now(),
             key: slot,
@@ -537,19 +537,18 @@ impl Vault {
             )));
         }
         let subject_key = inner.subject_key(subject, live.key)?;
-        let mut idents =
-            inner.open_identifiers(subject, live.key, &subject_key, &live.identifiers)?;
+        let mut idents = inner.open_identifiers(subject, &subject_key, &live.identifiers)?;
         if idents.len() >= MAX_IDENTIFIERS_PER_SUBJECT {
             return Err(Error::invalid(format!(
                 "a subject may have at most {MAX_IDENTIFIERS_PER_SUBJECT} identifiers"
             )));
         }
         idents.push(ident);
-        live.identifiers = inner.seal_identifiers(subject, live.key, &subject_key, &idents)?;
+        live.identifiers = inner.seal_identifiers(subject, &subject_key, &idents)?;
         live.blind.push(mac);
         let mut batch = sled::Batch::default();
         batch.insert(
-            &subject_key_bytes(subject),
+            &layout::subject_key(subject),
             codec::encode(&SubjectEntry::Live(live))?,
         );
         batch.insert(&blind_key(&mac)[..], &subject.as_bytes()[..]);
@@ -580,7 +579,7 @@ impl Vault {
         let inner = &self.inner;
         let live = inner.live_subject(subject)?;
         let key = inner.subject_key(subject, live.key)?;
-        inner.open_identifiers(subject, live.key, &key, &live.identifiers)
+        inner.open_identifiers(subject, &key, &live.identifiers)
     }
 
     /// Seals `data` as a new record of `subject` in `category`.
@@ -752,20 +751,10 @@ impl Vault {
         let _stripe = inner.stripe(subject);
         let live = inner.live_subject(subject)?;
         let now = inner.now();
+        let record_ids = inner.records_to_erase(subject)?;
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        let mut record_ids = Vec::new();
-        for item in inner.tree.scan_prefix(subject_records_prefix(subject)) {
-            let (k, _) = item?;
-            let id = RecordId::from_bytes(&k[17..])?;
-            let (category, day) = match inner.record_entry(&id) {
-                Ok(Some(RecordEntry::Live(r))) => (r.category, r.day),
-                Ok(Some(RecordEntry::Gone(h))) => (h.category, None),
-                Ok(None) => continue,
-                // A record whose entry is damaged is erased all the same.
-                Err(_) => ("(unreadable)".to_string(), None),
-            };
+        for (_, category, _) in &record_ids {
             *counts.entry(category.clone()).or_default() += 1;
-            record_ids.push((id, category, day));
         }
         // The erasure itself: the key's slot is zeroed and fsynced.
         inner.destroy_subject_key(live.key)?;
@@ -962,10 +951,6 @@ impl Vault {
 enum Edit<'a> {
     Update(&'a [u8]),
     Delete,
-}
-
-fn subject_key_bytes(id: &SubjectId) -> [u8; 17] {
-    layout::subject_key(id)
 }
 
 fn check_record_size(data: &[u8]) -> Result<()> {
@@ -1268,7 +1253,6 @@ impl Inner {
     fn seal_identifiers(
         &self,
         subject: &SubjectId,
-        _slot: SlotRef,
         subject_key: &SecretKey,
         idents: &[(String, String)],
     ) -> Result<Vec<u8>> {
@@ -1280,7 +1264,6 @@ impl Inner {
     fn open_identifiers(
         &self,
         subject: &SubjectId,
-        _slot: SlotRef,
         subject_key: &SecretKey,
         sealed: &[u8],
     ) -> Result<Vec<(String, String)>> {
@@ -1311,6 +1294,28 @@ impl Inner {
         self.keystore.destroy(&[slot])?;
         cache.retain(|(s, _), _| *s != slot);
         Ok(())
+    }
+
+    /// The records indexed under a subject, with category and expiry day,
+    /// for `finish_erasure`. A record whose entry is damaged is erased all
+    /// the same.
+    fn records_to_erase(
+        &self,
+        subject: &SubjectId,
+    ) -> Result<Vec<(RecordId, String, Option<i64>)>> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(subject_records_prefix(subject)) {
+            let (k, _) = item?;
+            let id = RecordId::from_bytes(&k[17..])?;
+            let (category, day) = match self.record_entry(&id) {
+                Ok(Some(RecordEntry::Live(r))) => (r.category, r.day),
+                Ok(Some(RecordEntry::Gone(h))) => (h.category, None),
+                Ok(None) => continue,
+                Err(_) => ("(unreadable)".to_string(), None),
+            };
+            out.push((id, category, day));
+        }
+        Ok(out)
     }
 
     /// After the key is gone: tombstone, blind-index removal, record husks;
@@ -1373,7 +1378,7 @@ impl Inner {
         let policy = self.policy();
         let old_slot = live.key;
         let old_raw = self.subject_key(subject, old_slot)?;
-        let idents = self.open_identifiers(subject, old_slot, &old_raw, &live.identifiers)?;
+        let idents = self.open_identifiers(subject, &old_raw, &live.identifiers)?;
         let (new_slot, new_raw) = self.take_subject_key()?;
         let now = self.now();
         let mut expired = 0u64;
@@ -1415,19 +1420,30 @@ impl Inner {
                     );
                     continue;
                 }
+                let category = policy.category(&r.category).map_err(|_| {
+                    Error::corrupt(format!(
+                        "record {id} names category {:?}, which the policy lacks",
+                        r.category
+                    ))
+                })?;
+                let expiry = retention::expiry(category, &facts, r.created_at);
+                let due = matches!(expiry, retention::Expiry::At(at) if at <= now);
+                // A record whose day key is already gone, or whose expiry has
+                // now passed, expires here.
                 let old_key = match self.record_key_with(&old_raw, r.day) {
-                    Ok(key) => key,
-                    Err(e) if e.kind() == ErrorKind::Expired => {
-                        // Its day key is already gone: it expired.
-                        batch.remove(k);
-                        batch.insert(
-                            &layout::record_key(&id),
-                            husk(&r.category, GoneReason::Expired)?,
-                        );
-                        expired += 1;
-                        continue;
-                    }
+                    Ok(key) if !due => Some(key),
+                    Ok(_) => None,
+                    Err(e) if e.kind() == ErrorKind::Expired => None,
                     Err(e) => return Err(e),
+                };
+                let Some(old_key) = old_key else {
+                    batch.remove(k);
+                    batch.insert(
+                        &layout::record_key(&id),
+                        husk(&r.category, GoneReason::Expired)?,
+                    );
+                    expired += 1;
+                    continue;
                 };
                 let mut data = crypto::open(
                     &old_key,
@@ -1439,24 +1455,6 @@ impl Inner {
                     data = Zeroizing::new(new_data.to_vec());
                     r.version += 1;
                     r.updated_at = now;
-                }
-                let category = policy.category(&r.category).map_err(|_| {
-                    Error::corrupt(format!(
-                        "record {id} names category {:?}, which the policy lacks",
-                        r.category
-                    ))
-                })?;
-                let expiry = retention::expiry(category, &facts, r.created_at);
-                if let retention::Expiry::At(at) = expiry {
-                    if at <= now {
-                        batch.remove(k);
-                        batch.insert(
-                            &layout::record_key(&id),
-                            husk(&r.category, GoneReason::Expired)?,
-                        );
-                        expired += 1;
-                        continue;
-                    }
                 }
                 r.day = expiry.day();
                 if let Some(day) = r.day {
@@ -1472,7 +1470,7 @@ impl Inner {
                 );
             }
             live.key = new_slot;
-            live.identifiers = self.seal_identifiers(subject, new_slot, &new_raw, &idents)?;
+            live.identifiers = self.seal_identifiers(subject, &new_raw, &idents)?;
             batch.insert(
                 &layout::subject_key(subject),
                 codec::encode(&SubjectEntry::Live(live))?,
@@ -1576,17 +1574,7 @@ impl Inner {
         self.keystore.destroy_indexes(&orphans)?;
         let now = self.now();
         for (id, live) in dead {
-            let mut records = Vec::new();
-            for item in self.tree.scan_prefix(subject_records_prefix(&id)) {
-                let (k, _) = item?;
-                let rid = RecordId::from_bytes(&k[17..])?;
-                let (category, day) = match self.record_entry(&rid) {
-                    Ok(Some(RecordEntry::Live(r))) => (r.category, r.day),
-                    Ok(Some(RecordEntry::Gone(h))) => (h.category, None),
-                    _ => ("(unreadable)".to_string(), None),
-                };
-                records.push((rid, category, day));
-            }
+            let records = self.records_to_erase(&id)?;
             self.finish_erasure(&id, &live, &records, now)?;
         }
         Ok(())
