@@ -11,6 +11,8 @@
 //! key                                   value
 //! 'M'                                   VaultMeta
 //! 'P'                                   the policy's TOML source (String)
+//! 'Q'                                   checksum of the policy every record's
+//!                                       expiry was last computed under
 //! 'S' subject id (16)                   SubjectEntry: live (key slot, sealed
 //!                                       identifiers, blind-index hashes) or
 //!                                       an erasure tombstone (ids and time only)
@@ -23,6 +25,8 @@
 //!                                       UTC day's retention key
 //! 'E' day (8) record id (16)            empty: the records expiring that day,
 //!                                       for purging once its key is gone
+//! 'H' subject id (16)                   empty: subjects under legal hold, so
+//!                                       `expire` finds them without a scan
 //! ```
 //!
 //! Days are days since 1970-01-01 (UTC), stored as big-endian `i64` with the
@@ -46,12 +50,22 @@ pub(crate) const TREE: &str = "vault";
 
 pub(crate) const META_KEY: &[u8] = b"M";
 pub(crate) const POLICY_KEY: &[u8] = b"P";
+/// A checksum of the policy source every record was last evaluated under.
+pub(crate) const POLICY_EVALUATED_KEY: &[u8] = b"Q";
 pub(crate) const SUBJECT: u8 = b'S';
 pub(crate) const SUBJECT_RECORD: u8 = b'X';
 pub(crate) const RECORD: u8 = b'R';
 pub(crate) const BLIND: u8 = b'B';
 pub(crate) const DAY: u8 = b'D';
 pub(crate) const DAY_RECORD: u8 = b'E';
+pub(crate) const HOLD: u8 = b'H';
+
+pub(crate) fn hold_key(id: &SubjectId) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = HOLD;
+    k[1..].copy_from_slice(id.as_bytes());
+    k
+}
 
 pub(crate) fn day_bytes(day: i64) -> [u8; 8] {
     ((day as u64) ^ (1 << 63)).to_be_bytes()
@@ -148,6 +162,44 @@ pub(crate) struct LiveSubject {
     pub events: BTreeMap<String, i64>,
     /// Flags that retention rules test (`if_flag`).
     pub flags: BTreeSet<String>,
+    /// The consent ledger: every give and withdrawal, in call order.
+    pub consents: Vec<ConsentEntry>,
+    /// Under legal hold: nothing of the subject is erased or expires.
+    pub legal_hold: bool,
+    /// Processing restricted: reads only for `legal_claims`.
+    pub restricted: bool,
+    /// Opted out of sale: `sale` purposes are refused.
+    pub opt_out_of_sale: bool,
+}
+
+impl LiveSubject {
+    /// When the subject asked for erasure, if it did: what is left of it is
+    /// kept restricted to `legal_claims`.
+    pub fn erasure_requested(&self) -> Option<i64> {
+        self.events.get(crate::policy::ERASURE_REQUESTED).copied()
+    }
+
+    /// Whether consent for `purpose` stands: its latest entry (by time, then
+    /// by order of recording) is a give.
+    pub fn consent_stands(&self, purpose: &str) -> bool {
+        self.consents
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.purpose == purpose)
+            .max_by_key(|(i, c)| (c.at, *i))
+            .is_some_and(|(_, c)| c.given)
+    }
+}
+
+/// One entry of the consent ledger.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ConsentEntry {
+    pub purpose: String,
+    pub given: bool,
+    /// When the subject gave or withdrew it (Unix seconds).
+    pub at: i64,
+    /// When the vault recorded it.
+    pub recorded_at: i64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]

@@ -32,11 +32,12 @@ mod vault;
 pub use crypto::RootKey;
 pub use error::{Error, ErrorKind, Result};
 pub use ids::{RecordId, SubjectId};
+pub use layout::ConsentEntry;
 pub use policy::Policy;
 pub use vault::{
     normalize_identifier, CategoryCount, Clock, Durability, ErasureReceipt, ExpireReport, Record,
-    RecordInfo, RetainedRecords, Stats, Vault, VaultOptions, MAX_IDENTIFIERS_PER_SUBJECT,
-    MAX_IDENTIFIER_BYTES, MAX_RECORD_BYTES,
+    RecordInfo, RetainedRecords, Stats, SubjectState, Vault, VaultOptions,
+    MAX_IDENTIFIERS_PER_SUBJECT, MAX_IDENTIFIER_BYTES, MAX_RECORD_BYTES,
 };
 
 /// The library's version, as in Cargo.toml.

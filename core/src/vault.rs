@@ -38,7 +38,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 
@@ -192,6 +192,22 @@ pub struct RetainedRecords {
     pub until: Option<i64>,
 }
 
+/// A subject's events, flags, consent ledger and states.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SubjectState {
+    pub created_at: i64,
+    /// When the subject asked for erasure: what is left is kept
+    /// restricted to `legal_claims`.
+    pub erasure_requested: Option<i64>,
+    pub events: BTreeMap<String, i64>,
+    pub flags: BTreeSet<String>,
+    /// Every give and withdrawal, in the order recorded.
+    pub consents: Vec<ConsentEntry>,
+    pub legal_hold: bool,
+    pub restricted: bool,
+    pub opt_out_of_sale: bool,
+}
+
 /// Counts describing a vault, for `shredvault stats`.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct Stats {
@@ -269,6 +285,9 @@ struct Inner {
     day_lock: Mutex<()>,
     /// One `expire` run at a time.
     expire_lock: Mutex<()>,
+    /// The latest `now` an `expire` run was given: days ended by then may
+    /// have lost their keys, so nothing is sealed into them again.
+    expired_through: AtomicI64,
     dirty: AtomicBool,
     closing: AtomicBool,
 }
@@ -416,6 +435,7 @@ impl Vault {
             blind_lock: Mutex::new(()),
             day_lock: Mutex::new(()),
             expire_lock: Mutex::new(()),
+            expired_through: AtomicI64::new(i64::MIN),
             dirty: AtomicBool::new(false),
             closing: AtomicBool::new(false),
         };
@@ -428,6 +448,7 @@ impl Vault {
             }
         }
         inner.repair()?;
+        inner.reevaluate_all()?;
         inner.make_durable()?;
         let inner = Arc::new(inner);
         if inner.durability == Durability::Batched {
@@ -452,7 +473,9 @@ impl Vault {
     }
 
     /// Replaces the policy, once checked against the stored data (a category
-    /// that still has live records cannot disappear).
+    /// that still has live records cannot disappear), then re-evaluates
+    /// every record's expiry under it: records move to their new day, and
+    /// what the new policy says is past due expires now.
     pub fn set_policy(&self, policy: Policy) -> Result<()> {
         let inner = &self.inner;
         // Every subject stripe, so no put races the check.
@@ -463,7 +486,7 @@ impl Vault {
             .insert(POLICY_KEY, codec::encode(&policy.source().to_string())?)?;
         inner.make_durable()?;
         *inner.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
-        Ok(())
+        inner.reevaluate_all()
     }
 
     /// Creates a subject with a random id, indexing `identifiers` (kind,
@@ -504,6 +527,10 @@ impl Vault {
             blind: blind.clone(),
             events: BTreeMap::new(),
             flags: BTreeSet::new(),
+            consents: Vec::new(),
+            legal_hold: false,
+            restricted: false,
+            opt_out_of_sale: false,
         });
         let mut batch = sled::Batch::default();
         batch.insert(&subject_key(&id), codec::encode(&entry)?);
@@ -590,6 +617,27 @@ impl Vault {
         check_record_size(data)?;
         let _stripe = inner.stripe(subject);
         let live = inner.live_subject(subject)?;
+        if live.erasure_requested().is_some() {
+            return Err(Error::new(
+                ErrorKind::Erased,
+                format!("subject {subject} asked for erasure: nothing new is stored for it"),
+            ));
+        }
+        if category.legal_basis == policy::LegalBasis::Consent
+            && !category
+                .purposes
+                .iter()
+                .any(|p| p != policy::LEGAL_CLAIMS && live.consent_stands(p))
+        {
+            return Err(Error::new(
+                ErrorKind::PurposeDenied,
+                format!(
+                    "category {:?} is kept on consent, and subject {subject} has no standing consent for any of its purposes ({})",
+                    category.name,
+                    category.purposes.join(", ")
+                ),
+            ));
+        }
         let now = inner.now();
         let facts = retention::Facts {
             events: Some(&live.events),
@@ -597,7 +645,7 @@ impl Vault {
         };
         let expiry = retention::expiry(category, &facts, now);
         if let retention::Expiry::At(at) = expiry {
-            if at <= now {
+            if at <= inner.threshold() {
                 return Err(Error::new(
                     ErrorKind::Expired,
                     format!(
@@ -673,6 +721,7 @@ impl Vault {
                 ));
             }
             let subject = inner.live_subject(&live.subject)?;
+            check_read_allowed(&policy, category, &subject, &live.subject, purpose)?;
             if subject.key.key_id != live.subject_key_id {
                 // Mid-rotation, the pair changes between reads; the same
                 // mismatch seen twice is damage, not a race.
@@ -744,34 +793,110 @@ impl Vault {
         Ok(out)
     }
 
-    /// Crypto-shreds a subject: its key is destroyed (durably) before this
-    /// returns, then its metadata and blind-index entries are removed.
+    /// Answers an erasure request. `erasure_requested` is recorded; then,
+    /// per category: one whose rules name `erasure_requested` follows them;
+    /// one with `on_erasure_request = "retain"` is kept until its retention
+    /// ends; every other is erased at once. What is kept is restricted to
+    /// `legal_claims` and the subject's identifiers are removed.
+    ///
+    /// When nothing is kept, the subject key is destroyed (durably) before
+    /// this returns, then its metadata and blind-index entries are removed.
+    /// When something is kept, the subject key is rotated: the kept records
+    /// are re-sealed under a fresh key and the old one destroyed, so the
+    /// erased records are unreadable in every copy of `data/`.
+    ///
+    /// Refused with `LegalHold` while the subject is under legal hold.
     pub fn erase_subject(&self, subject: &SubjectId) -> Result<ErasureReceipt> {
         let inner = &self.inner;
         let _stripe = inner.stripe(subject);
-        let live = inner.live_subject(subject)?;
-        let now = inner.now();
-        let record_ids = inner.records_to_erase(subject)?;
-        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        for (_, category, _) in &record_ids {
-            *counts.entry(category.clone()).or_default() += 1;
+        let mut live = inner.live_subject(subject)?;
+        if live.legal_hold {
+            return Err(Error::new(
+                ErrorKind::LegalHold,
+                format!(
+                    "subject {subject} is under legal hold: erasure is refused until it is lifted"
+                ),
+            ));
         }
-        // The erasure itself: the key's slot is zeroed and fsynced.
-        inner.destroy_subject_key(live.key)?;
-        inner.finish_erasure(subject, &live, &record_ids, now)?;
-        Ok(ErasureReceipt {
+        let now = inner.now();
+        live.events
+            .entry(policy::ERASURE_REQUESTED.to_string())
+            .or_insert(now);
+        let decided = inner.decide_all(subject, &live, inner.threshold())?;
+        let mut receipt = ErasureReceipt {
             receipt_version: 1,
             vault: hex::encode(inner.vault_id),
             subject: subject.to_string(),
             erased_at: now,
-            erased: counts
-                .into_iter()
-                .map(|(category, records)| CategoryCount { category, records })
-                .collect(),
+            erased: Vec::new(),
             retained: Vec::new(),
-            identifiers_removed: live.blind.len(),
-            subject_key_destroyed: true,
-        })
+            identifiers_removed: 0,
+            subject_key_destroyed: false,
+        };
+        let keeps_some = decided.iter().any(|d| matches!(d.fate, Fate::Keep(_)));
+        let outcome = if keeps_some {
+            inner.rotate(subject, live, None)?
+        } else {
+            Outcome::default()
+        };
+        if outcome.kept.is_empty() {
+            // Nothing to keep: the erasure is the key's slot, zeroed and
+            // fsynced. (A rotation above that kept nothing ends here too.)
+            let live = inner.live_subject(subject)?;
+            let records = inner.records_to_erase(subject)?;
+            let mut counts = outcome.erased;
+            for (_, category, _) in &records {
+                *counts.entry(category.clone()).or_default() += 1;
+            }
+            inner.destroy_subject_key(live.key)?;
+            inner.finish_erasure(subject, &live, &records, now)?;
+            receipt.identifiers_removed = outcome.identifiers_removed + live.blind.len();
+            receipt.subject_key_destroyed = true;
+            receipt.erased = category_counts(counts);
+            return Ok(receipt);
+        }
+        let policy = inner.policy();
+        let mut retained: BTreeMap<String, RetainedRecords> = BTreeMap::new();
+        for (category, expiry) in &outcome.kept {
+            let cat = policy.category(category)?;
+            let rule = cat
+                .retention
+                .iter()
+                .map(|r| r.describe())
+                .collect::<Vec<_>>()
+                .join("; otherwise ");
+            let why = if cat.follows_erasure_request() {
+                "its retention rule names erasure_requested"
+            } else {
+                "on_erasure_request = \"retain\""
+            };
+            let until = match expiry {
+                retention::Expiry::At(t) => Some(retention::day_end(retention::expiry_day(*t))),
+                retention::Expiry::Open => None,
+            };
+            let entry = retained
+                .entry(category.clone())
+                .or_insert_with(|| RetainedRecords {
+                    category: category.clone(),
+                    records: 0,
+                    reason: if rule.is_empty() {
+                        format!("{why}; no retention period: kept until erased, restricted to legal_claims")
+                    } else {
+                        format!("{why}; kept {rule}, restricted to legal_claims")
+                    },
+                    until,
+                });
+            entry.records += 1;
+            // The category is kept until its last record goes; open wins.
+            entry.until = match (entry.until, until) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
+        }
+        receipt.erased = category_counts(outcome.erased);
+        receipt.retained = retained.into_values().collect();
+        receipt.identifiers_removed = outcome.identifiers_removed;
+        Ok(receipt)
     }
 
     /// Records (or moves) a subject event that starts retention clocks,
@@ -805,7 +930,7 @@ impl Vault {
             return Ok(());
         }
         live.events.insert(event.to_string(), at);
-        inner.rotate(subject, live, None).map(|_| ())
+        inner.reevaluate(subject, live, false).map(|_| ())
     }
 
     /// Sets or clears a subject flag that retention rules test (`if_flag`),
@@ -828,7 +953,117 @@ impl Vault {
         if !changed {
             return Ok(());
         }
-        inner.rotate(subject, live, None).map(|_| ())
+        inner.reevaluate(subject, live, false).map(|_| ())
+    }
+
+    /// Records that the subject gave consent for `purpose` at `at`. The
+    /// ledger keeps every give and withdrawal.
+    pub fn give_consent(&self, subject: &SubjectId, purpose: &str, at: i64) -> Result<()> {
+        self.consent(subject, purpose, at, true)
+    }
+
+    /// Records that the subject withdrew consent for `purpose` at `at`, and
+    /// erases, by rotating the subject key, every record of a category kept
+    /// on consent for which no consent now stands (a category serving two
+    /// purposes lives on while consent for the other stands). Other records
+    /// are untouched. Always durable before it returns. Under legal hold the
+    /// withdrawal is recorded and reads on consent refused, but the records
+    /// are kept until the hold is lifted.
+    pub fn withdraw_consent(&self, subject: &SubjectId, purpose: &str, at: i64) -> Result<()> {
+        self.consent(subject, purpose, at, false)
+    }
+
+    fn consent(&self, subject: &SubjectId, purpose: &str, at: i64, given: bool) -> Result<()> {
+        let inner = &self.inner;
+        let policy = inner.policy();
+        policy.purpose(purpose).map_err(|_| {
+            Error::invalid(format!(
+                "unknown purpose {:?}: the policy names no such purpose",
+                truncate_for_message(purpose)
+            ))
+        })?;
+        if purpose == policy::LEGAL_CLAIMS {
+            return Err(Error::invalid(
+                "legal_claims does not rest on consent: it cannot be given or withdrawn",
+            ));
+        }
+        retention::check_event_time(at, "consent")?;
+        let _stripe = inner.stripe(subject);
+        let mut live = inner.live_subject(subject)?;
+        live.consents.push(ConsentEntry {
+            purpose: purpose.to_string(),
+            given,
+            at,
+            recorded_at: inner.now(),
+        });
+        inner.reevaluate(subject, live, !given).map(|_| ())
+    }
+
+    /// Puts a subject under legal hold, or lifts it. While held, nothing of
+    /// the subject is erased or expires: `erase_subject` and `delete` are
+    /// refused with `LegalHold`, and expiry runs re-seal its due records
+    /// out of their day before destroying the day's key. Lifting the hold
+    /// re-evaluates the subject: what is past due expires then.
+    pub fn set_legal_hold(&self, subject: &SubjectId, on: bool) -> Result<()> {
+        let inner = &self.inner;
+        // No expiry run is between choosing whom to spare and destroying keys.
+        let _expire = lock(&inner.expire_lock);
+        let _stripe = inner.stripe(subject);
+        let mut live = inner.live_subject(subject)?;
+        if live.legal_hold == on {
+            return Ok(());
+        }
+        live.legal_hold = on;
+        inner.reevaluate(subject, live, true).map(|_| ())
+    }
+
+    /// Restricts the processing of a subject's data (GDPR art. 18), or lifts
+    /// the restriction: while restricted, reads are refused with
+    /// `Restricted` for every purpose but `legal_claims`.
+    pub fn set_restricted(&self, subject: &SubjectId, on: bool) -> Result<()> {
+        self.set_state(subject, |live| &mut live.restricted, on)
+    }
+
+    /// Records the subject's opt-out of any sale of its data, or its
+    /// withdrawal: while opted out, reads for a `sale = true` purpose are
+    /// refused with `PurposeDenied`.
+    pub fn set_opt_out_of_sale(&self, subject: &SubjectId, on: bool) -> Result<()> {
+        self.set_state(subject, |live| &mut live.opt_out_of_sale, on)
+    }
+
+    fn set_state(
+        &self,
+        subject: &SubjectId,
+        field: impl Fn(&mut LiveSubject) -> &mut bool,
+        on: bool,
+    ) -> Result<()> {
+        let inner = &self.inner;
+        let _stripe = inner.stripe(subject);
+        let mut live = inner.live_subject(subject)?;
+        if *field(&mut live) == on {
+            return Ok(());
+        }
+        *field(&mut live) = on;
+        let mut batch = sled::Batch::default();
+        put_subject(&mut batch, subject, &SubjectEntry::Live(live))?;
+        inner.tree.apply_batch(batch)?;
+        inner.commit()
+    }
+
+    /// What the vault knows of a subject besides its records: events,
+    /// flags, the consent ledger and its states.
+    pub fn subject_state(&self, subject: &SubjectId) -> Result<SubjectState> {
+        let live = self.inner.live_subject(subject)?;
+        Ok(SubjectState {
+            created_at: live.created_at,
+            erasure_requested: live.erasure_requested(),
+            events: live.events,
+            flags: live.flags,
+            consents: live.consents,
+            legal_hold: live.legal_hold,
+            restricted: live.restricted,
+            opt_out_of_sale: live.opt_out_of_sale,
+        })
     }
 
     /// The events and flags recorded for a subject.
@@ -842,11 +1077,19 @@ impl Vault {
 
     /// Destroys the retention key of every UTC day that has ended by `now`:
     /// each such day's records expire at once, for every subject, in one
-    /// key destruction per day. Their dead ciphertext and metadata are then
-    /// purged (husks say `Expired`).
+    /// key destruction per day (one fsync for all of them). Before that,
+    /// the due records of subjects under legal hold are re-sealed out of
+    /// those days. After it, the dead ciphertext and metadata are purged
+    /// (husks say `Expired`), and a subject that asked for erasure and has
+    /// nothing left loses its key too.
+    ///
+    /// A `now` earlier than a previous run's is harmless: it finds less to
+    /// do. A `now` ahead of the clock is honoured: days ended by then lose
+    /// their keys, and nothing is sealed into them again.
     pub fn expire(&self, now: i64) -> Result<ExpireReport> {
         let inner = &self.inner;
         let _guard = lock(&inner.expire_lock);
+        inner.expired_through.fetch_max(now, Ordering::Relaxed);
         let mut ended = Vec::new();
         for item in inner.tree.scan_prefix([DAY]) {
             let (k, v) = item?;
@@ -862,16 +1105,47 @@ impl Vault {
         if ended.is_empty() {
             return Ok(report);
         }
+        let days: HashSet<i64> = ended.iter().map(|(d, _)| *d).collect();
+        // Legal holds first: a held subject's records leave the ended days.
+        // (`set_legal_hold` takes the expire lock, so no hold starts between
+        // here and the destruction below.)
+        let held: Vec<SubjectId> = inner
+            .tree
+            .scan_prefix([HOLD])
+            .keys()
+            .map(|k| {
+                k.map_err(Error::from)
+                    .and_then(|k| SubjectId::from_bytes(&k[1..]))
+            })
+            .collect::<Result<_>>()?;
+        for subject in held {
+            let _stripe = inner.stripe(&subject);
+            let Ok(live) = inner.live_subject(&subject) else {
+                continue;
+            };
+            if !live.legal_hold {
+                continue;
+            }
+            let decided = inner.decide_all(&subject, &live, inner.threshold())?;
+            let in_ended = decided
+                .iter()
+                .filter(|d| d.record.day.is_some_and(|day| days.contains(&day)))
+                .count() as u64;
+            if in_ended > 0 {
+                inner.rotate(&subject, live, None)?;
+                report.records_spared_by_hold += in_ended;
+            }
+        }
         // The expiry itself: every ended day's key slot zeroed, one fsync.
         {
             let mut cache = lock(&inner.key_cache);
             let slots: Vec<SlotRef> = ended.iter().map(|(_, s)| *s).collect();
             inner.keystore.destroy(&slots)?;
-            let days: HashSet<i64> = ended.iter().map(|(d, _)| *d).collect();
             cache.retain(|(_, use_), _| !matches!(use_, KeyUse::RecordDay(d) if days.contains(d)));
         }
         report.days_destroyed = ended.len() as u64;
         // Then the purge: husks for the records, index entries removed.
+        let mut touched = HashSet::new();
         for (day, _) in &ended {
             for item in inner.tree.scan_prefix(day_records_prefix(*day)) {
                 let (k, _) = item?;
@@ -888,6 +1162,7 @@ impl Vault {
                 if let Ok(Some(RecordEntry::Live(r))) = inner.record_entry(&id) {
                     if r.day == Some(*day) {
                         batch.remove(&subject_record_key(&r.subject, &id)[..]);
+                        touched.insert(r.subject);
                         let husk = RecordHusk {
                             subject: r.subject,
                             category: r.category,
@@ -904,6 +1179,23 @@ impl Vault {
                 inner.tree.apply_batch(batch)?;
             }
             inner.tree.remove(layout::day_key(*day))?;
+        }
+        // A subject kept only for what an erasure request retained, with
+        // nothing left: its key goes too.
+        for subject in touched {
+            let _stripe = inner.stripe(&subject);
+            let Ok(live) = inner.live_subject(&subject) else {
+                continue;
+            };
+            let empty = inner
+                .tree
+                .scan_prefix(subject_records_prefix(&subject))
+                .next()
+                .is_none();
+            if live.erasure_requested().is_some() && empty {
+                inner.destroy_subject_key(live.key)?;
+                inner.finish_erasure(&subject, &live, &[], now)?;
+            }
         }
         inner.make_durable()?;
         Ok(report)
@@ -951,6 +1243,93 @@ impl Vault {
 enum Edit<'a> {
     Update(&'a [u8]),
     Delete,
+}
+
+/// What happens to a record when its subject is re-evaluated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    /// Kept, sealed under this day's retention key (`None`: no day).
+    Keep(Option<i64>),
+    /// Erased now: consent withdrawn, an erasure request, a delete.
+    Erase,
+    /// Its retention has ended.
+    Expire,
+}
+
+struct Decided {
+    record: LiveRecord,
+    fate: Fate,
+    expiry: retention::Expiry,
+}
+
+/// What a rotation or re-evaluation did.
+#[derive(Default, Debug)]
+struct Outcome {
+    erased: BTreeMap<String, u64>,
+    expired: u64,
+    /// The records kept, by category, with their expiry.
+    kept: Vec<(String, retention::Expiry)>,
+    identifiers_removed: usize,
+}
+
+/// Writes a subject entry, and keeps the legal-hold index in step with it.
+fn put_subject(batch: &mut sled::Batch, id: &SubjectId, entry: &SubjectEntry) -> Result<()> {
+    batch.insert(&subject_key(id), codec::encode(entry)?);
+    match entry {
+        SubjectEntry::Live(live) if live.legal_hold => batch.insert(&hold_key(id)[..], &[][..]),
+        _ => batch.remove(&hold_key(id)[..]),
+    }
+    Ok(())
+}
+
+/// The subject-state checks of a read, after the category's own purposes:
+/// a restricted subject (or one that asked for erasure) is readable only
+/// for `legal_claims`; a `sale` purpose is refused for a subject who opted
+/// out; a category kept on consent needs standing consent for the purpose.
+fn check_read_allowed(
+    policy: &Policy,
+    category: &policy::Category,
+    live: &LiveSubject,
+    subject: &SubjectId,
+    purpose: &str,
+) -> Result<()> {
+    if purpose == policy::LEGAL_CLAIMS {
+        return Ok(());
+    }
+    if live.restricted || live.erasure_requested().is_some() {
+        let why = if live.restricted {
+            "its processing is restricted"
+        } else {
+            "it asked for erasure and what is left is kept for legal claims"
+        };
+        return Err(Error::new(
+            ErrorKind::Restricted,
+            format!("subject {subject}: {why}; only purpose legal_claims may read it"),
+        ));
+    }
+    if live.opt_out_of_sale && policy.purpose(purpose).is_ok_and(|p| p.sale) {
+        return Err(Error::new(
+            ErrorKind::PurposeDenied,
+            format!("subject {subject} opted out of sale: purpose {purpose:?} is refused"),
+        ));
+    }
+    if category.legal_basis == policy::LegalBasis::Consent && !live.consent_stands(purpose) {
+        return Err(Error::new(
+            ErrorKind::PurposeDenied,
+            format!(
+                "category {:?} is kept on consent, and subject {subject} has no standing consent for {purpose:?}",
+                category.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn category_counts(counts: BTreeMap<String, u64>) -> Vec<CategoryCount> {
+    counts
+        .into_iter()
+        .map(|(category, records)| CategoryCount { category, records })
+        .collect()
 }
 
 fn check_record_size(data: &[u8]) -> Result<()> {
@@ -1063,6 +1442,12 @@ fn spawn_flusher(inner: Weak<Inner>) {
 impl Inner {
     fn now(&self) -> i64 {
         (self.clock)()
+    }
+
+    /// "Now" for due dates: the clock, or the latest `expire` run's `now`
+    /// if that is later (an operator may expire ahead of the clock).
+    fn threshold(&self) -> i64 {
+        self.now().max(self.expired_through.load(Ordering::Relaxed))
     }
 
     fn policy(&self) -> Arc<Policy> {
@@ -1328,10 +1713,11 @@ impl Inner {
         now: i64,
     ) -> Result<()> {
         let mut batch = sled::Batch::default();
-        batch.insert(
-            &subject_key(subject),
-            codec::encode(&SubjectEntry::Erased { erased_at: now })?,
-        );
+        put_subject(
+            &mut batch,
+            subject,
+            &SubjectEntry::Erased { erased_at: now },
+        )?;
         for mac in &live.blind {
             batch.remove(&blind_key(mac)[..]);
         }
@@ -1359,35 +1745,145 @@ impl Inner {
         // Re-read under the stripe: the record may have been deleted meanwhile.
         self.live_record(record)?;
         let live = self.live_subject(&subject)?;
+        if live.legal_hold && matches!(edit, Edit::Delete) {
+            return Err(Error::new(
+                ErrorKind::LegalHold,
+                format!("subject {subject} is under legal hold: record {record} cannot be deleted"),
+            ));
+        }
         self.rotate(&subject, live, Some((record, edit)))
             .map(|_| ())
     }
 
+    /// What the policy says should happen now to one record of `live`:
+    /// the single place where consent, erasure requests, legal hold and
+    /// retention rules meet. `threshold` is "now" for due dates (see
+    /// [`Inner::threshold`]).
+    fn decide(
+        &self,
+        policy: &Policy,
+        live: &LiveSubject,
+        id: &RecordId,
+        r: &LiveRecord,
+        threshold: i64,
+    ) -> Result<(Fate, retention::Expiry)> {
+        let category = policy.category(&r.category).map_err(|_| {
+            Error::corrupt(format!(
+                "record {id} names category {:?}, which the policy lacks",
+                r.category
+            ))
+        })?;
+        let facts = retention::Facts {
+            events: Some(&live.events),
+            flags: Some(&live.flags),
+        };
+        let expiry = retention::expiry(category, &facts, r.created_at);
+        let due = matches!(expiry, retention::Expiry::At(at) if at <= threshold);
+        if live.legal_hold {
+            // Nothing goes while the hold stands; a record past due is kept
+            // out of any day, so no expiry run can destroy its key.
+            let day = if due { None } else { expiry.day() };
+            return Ok((Fate::Keep(day), expiry));
+        }
+        let consent_gone = category.legal_basis == policy::LegalBasis::Consent
+            && !category
+                .purposes
+                .iter()
+                .any(|p| p != policy::LEGAL_CLAIMS && live.consent_stands(p));
+        let requested = live.erasure_requested().is_some();
+        let dropped_on_request = requested
+            && !category.follows_erasure_request()
+            && category.on_erasure_request != policy::OnErasureRequest::Retain;
+        if consent_gone || dropped_on_request || (due && requested) {
+            return Ok((Fate::Erase, expiry));
+        }
+        if due {
+            return Ok((Fate::Expire, expiry));
+        }
+        Ok((Fate::Keep(expiry.day()), expiry))
+    }
+
+    /// The subject's live records, each with what [`Inner::decide`] says.
+    fn decide_all(
+        &self,
+        subject: &SubjectId,
+        live: &LiveSubject,
+        threshold: i64,
+    ) -> Result<Vec<Decided>> {
+        let policy = self.policy();
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(subject_records_prefix(subject)) {
+            let (k, _) = item?;
+            let id = RecordId::from_bytes(&k[17..])?;
+            if let Some(RecordEntry::Live(r)) = self.record_entry(&id)? {
+                let (fate, expiry) = self.decide(&policy, live, &id, &r, threshold)?;
+                out.push(Decided {
+                    record: r,
+                    fate,
+                    expiry,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores a subject's new facts (events, flags, consent, states) and
+    /// carries out what they change: if every record keeps its day, only
+    /// the subject entry is written; otherwise the subject is rotated.
+    /// `durable`: made durable before returning whatever the mode (consent
+    /// withdrawal). The caller holds the subject's stripe.
+    fn reevaluate(&self, subject: &SubjectId, live: LiveSubject, durable: bool) -> Result<Outcome> {
+        let threshold = self.threshold();
+        let decided = self.decide_all(subject, &live, threshold)?;
+        let unchanged = decided.iter().all(|d| d.fate == Fate::Keep(d.record.day))
+            && !(live.erasure_requested().is_some() && !live.blind.is_empty());
+        if !unchanged {
+            return self.rotate(subject, live, None);
+        }
+        let mut batch = sled::Batch::default();
+        put_subject(&mut batch, subject, &SubjectEntry::Live(live.clone()))?;
+        self.tree.apply_batch(batch)?;
+        if durable {
+            self.make_durable()?;
+        } else {
+            self.commit()?;
+        }
+        let mut outcome = Outcome::default();
+        for d in decided {
+            outcome.kept.push((d.record.category, d.expiry));
+        }
+        Ok(outcome)
+    }
+
     /// Re-seals everything of a subject under a fresh subject key, then
-    /// destroys the old key. `live` carries the subject's new facts (events,
-    /// flags): each record's expiry day is computed afresh from them, and a
-    /// record whose expiry instant is already past is erased here, as
-    /// `Expired`. Returns how many records that erased. The caller holds the
-    /// subject's stripe.
+    /// destroys the old key. `live` carries the subject's new facts: each
+    /// record's fate is decided afresh from them ([`Inner::decide`]), so a
+    /// record may move to another day, be erased (consent withdrawn, erasure
+    /// request) or expire (past due) here. A subject that asked for erasure
+    /// loses its identifiers here too. The caller holds the subject's stripe.
     fn rotate(
         &self,
         subject: &SubjectId,
         mut live: LiveSubject,
         target: Option<(&RecordId, Edit)>,
-    ) -> Result<u64> {
+    ) -> Result<Outcome> {
         let policy = self.policy();
         let old_slot = live.key;
         let old_raw = self.subject_key(subject, old_slot)?;
-        let idents = self.open_identifiers(subject, &old_raw, &live.identifiers)?;
+        let mut idents = self.open_identifiers(subject, &old_raw, &live.identifiers)?;
         let (new_slot, new_raw) = self.take_subject_key()?;
         let now = self.now();
-        let mut expired = 0u64;
+        let threshold = self.threshold();
+        let mut outcome = Outcome::default();
         let result = (|| -> Result<()> {
             let mut batch = sled::Batch::default();
-            let facts = retention::Facts {
-                events: Some(&live.events),
-                flags: Some(&live.flags),
-            };
+            if live.erasure_requested().is_some() {
+                for mac in live.blind.drain(..) {
+                    batch.remove(&blind_key(&mac)[..]);
+                    outcome.identifiers_removed += 1;
+                }
+                idents.clear();
+            }
             for item in self.tree.scan_prefix(subject_records_prefix(subject)) {
                 let (k, _) = item?;
                 let id = RecordId::from_bytes(&k[17..])?;
@@ -1400,49 +1896,40 @@ impl Inner {
                         "record {id} is sealed under another key than its subject's"
                     )));
                 }
-                let husk = |category: &str, reason| {
-                    codec::encode(&RecordEntry::Gone(RecordHusk {
-                        subject: *subject,
-                        category: category.to_string(),
-                        gone_at: now,
-                        reason,
-                    }))
-                };
                 if let Some(old_day) = r.day {
                     batch.remove(&day_record_key(old_day, &id)[..]);
                 }
                 let edit = target.as_ref().filter(|(t, _)| **t == id).map(|(_, e)| e);
-                if let Some(Edit::Delete) = edit {
-                    batch.remove(k);
-                    batch.insert(
-                        &layout::record_key(&id),
-                        husk(&r.category, GoneReason::Erased)?,
-                    );
-                    continue;
-                }
-                let category = policy.category(&r.category).map_err(|_| {
-                    Error::corrupt(format!(
-                        "record {id} names category {:?}, which the policy lacks",
-                        r.category
-                    ))
-                })?;
-                let expiry = retention::expiry(category, &facts, r.created_at);
-                let due = matches!(expiry, retention::Expiry::At(at) if at <= now);
-                // A record whose day key is already gone, or whose expiry has
-                // now passed, expires here.
+                let (mut fate, expiry) = match edit {
+                    Some(Edit::Delete) => (Fate::Erase, retention::Expiry::Open),
+                    _ => self.decide(&policy, &live, &id, &r, threshold)?,
+                };
+                // A record whose day key is already gone has expired,
+                // whatever it would be decided now.
                 let old_key = match self.record_key_with(&old_raw, r.day) {
-                    Ok(key) if !due => Some(key),
-                    Ok(_) => None,
+                    Ok(key) => Some(key),
                     Err(e) if e.kind() == ErrorKind::Expired => None,
                     Err(e) => return Err(e),
                 };
-                let Some(old_key) = old_key else {
+                if old_key.is_none() {
+                    fate = Fate::Expire;
+                }
+                let (Fate::Keep(day), Some(old_key)) = (fate, old_key) else {
+                    let reason = if fate == Fate::Erase {
+                        *outcome.erased.entry(r.category.clone()).or_default() += 1;
+                        GoneReason::Erased
+                    } else {
+                        outcome.expired += 1;
+                        GoneReason::Expired
+                    };
                     batch.remove(k);
-                    batch.insert(
-                        &layout::record_key(&id),
-                        husk(&r.category, GoneReason::Expired)?,
-                    );
-                    expired += 1;
+                    let husk = RecordEntry::Gone(RecordHusk {
+                        subject: *subject,
+                        category: r.category,
+                        gone_at: now,
+                        reason,
+                    });
+                    batch.insert(&layout::record_key(&id), codec::encode(&husk)?);
                     continue;
                 };
                 let mut data = crypto::open(
@@ -1456,7 +1943,7 @@ impl Inner {
                     r.version += 1;
                     r.updated_at = now;
                 }
-                r.day = expiry.day();
+                r.day = day;
                 if let Some(day) = r.day {
                     self.ensure_day_key(day)?;
                     batch.insert(&day_record_key(day, &id)[..], &[][..]);
@@ -1464,6 +1951,7 @@ impl Inner {
                 let new_key = self.record_key_with(&new_raw, r.day)?;
                 r.subject_key_id = new_slot.key_id;
                 r.sealed = crypto::seal(&new_key, &record_aad(&self.vault_id, &id, &r), &data)?;
+                outcome.kept.push((r.category.clone(), expiry));
                 batch.insert(
                     &layout::record_key(&id),
                     codec::encode(&RecordEntry::Live(r))?,
@@ -1471,10 +1959,7 @@ impl Inner {
             }
             live.key = new_slot;
             live.identifiers = self.seal_identifiers(subject, &new_raw, &idents)?;
-            batch.insert(
-                &layout::subject_key(subject),
-                codec::encode(&SubjectEntry::Live(live))?,
-            );
+            put_subject(&mut batch, subject, &SubjectEntry::Live(live))?;
             self.tree.apply_batch(batch)?;
             // The new state must be durable before the old key goes, or a
             // crash would leave records under a destroyed key.
@@ -1485,7 +1970,7 @@ impl Inner {
             return Err(e);
         }
         self.destroy_subject_key(old_slot)?;
-        Ok(expired)
+        Ok(outcome)
     }
 
     /// The record key for a raw subject key (not cached: rotation only).
@@ -1501,6 +1986,38 @@ impl Inner {
                 ))
             }
         }
+    }
+
+    /// Re-evaluates every live subject under the policy in force, once per
+    /// policy: the policy's checksum is stored when every subject is done,
+    /// so a crash midway redoes the rest at the next open.
+    fn reevaluate_all(&self) -> Result<()> {
+        let digest = crypto::checksum8(self.policy().source().as_bytes());
+        if self.tree.get(POLICY_EVALUATED_KEY)?.as_deref() == Some(&digest[..]) {
+            return Ok(());
+        }
+        let subjects: Vec<SubjectId> = self
+            .tree
+            .scan_prefix([SUBJECT])
+            .keys()
+            .map(|k| {
+                k.map_err(Error::from)
+                    .and_then(|k| SubjectId::from_bytes(&k[1..]))
+            })
+            .collect::<Result<_>>()?;
+        for subject in subjects {
+            if let Some(SubjectEntry::Live(live)) = self.subject_entry(&subject)? {
+                if !self.keystore.holds(live.key) {
+                    continue; // the repair pass finished erasing it
+                }
+                let decided = self.decide_all(&subject, &live, self.threshold())?;
+                if decided.iter().any(|d| d.fate != Fate::Keep(d.record.day)) {
+                    self.rotate(&subject, live, None)?;
+                }
+            }
+        }
+        self.tree.insert(POLICY_EVALUATED_KEY, &digest[..])?;
+        self.make_durable()
     }
 
     /// A new policy may not drop a category that still has live records.

@@ -62,7 +62,7 @@ fn writer(dir: &str, seed: u64) {
             let s = subjects[rng.below(subjects.len() as u64) as usize];
             let data = format!("value-{seed}-{n}");
             say(format!("BEGIN put {s}"));
-            let r = v.put(&s, "account", data.as_bytes()).unwrap();
+            let r = v.put(&s, "job_application", data.as_bytes()).unwrap();
             records.push((r, s));
             say(format!("ACK put {r} {s} {data}"));
         } else if choice < 85 && !records.is_empty() {
@@ -199,7 +199,7 @@ fn kill_9_loses_nothing_acknowledged() {
                 }
                 _ => None,
             };
-            let got = match v.get(r, "account_admin") {
+            let got = match v.get(r, "recruitment") {
                 Ok(rec) => Expect::Value(String::from_utf8(rec.data.to_vec()).unwrap()),
                 Err(err) if err.kind() == ErrorKind::Erased => Expect::Erased,
                 Err(err) => panic!("round {round}: record {r}: unexpected error {err}"),
@@ -215,7 +215,7 @@ fn kill_9_loses_nothing_acknowledged() {
             checked += 1;
         }
         assert!(v
-            .get(&RecordId::parse(&"0".repeat(32)).unwrap(), "account_admin")
+            .get(&RecordId::parse(&"0".repeat(32)).unwrap(), "recruitment")
             .is_err());
         // Every key slot in use is referenced: the repair left no orphans
         // beyond one slot per live subject.

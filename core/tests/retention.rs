@@ -233,3 +233,282 @@ fn bad_events_flags_and_times_are_refused() {
         .unwrap();
     assert_eq!(v.records(&s).unwrap()[0].expires_at, None);
 }
+
+#[test]
+fn an_erasure_request_erases_at_once_and_keeps_retain_categories_restricted() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = ts("2026-01-15T12:00:00Z");
+    let c = open_at(dir.path(), t0, true);
+    let v = &c.vault;
+    let s = v.create_subject(&[("email", "carol@example.com")]).unwrap();
+    v.record_event(&s, "last_certificate_end", ts("2027-06-30T10:00:00Z"))
+        .unwrap();
+    v.give_consent(&s, "marketing", t0).unwrap();
+    let cert = v.put(&s, "certificate", b"CN=carol").unwrap();
+    let account = v.put(&s, "account", b"carol's account").unwrap();
+    let usage = v.put(&s, "usage_log", b"carol logged in").unwrap();
+    let mkt = v
+        .put(&s, "marketing_contact", b"carol@example.com")
+        .unwrap();
+    let guard = v.put(&s, "codeguard", b"carol's backup").unwrap();
+
+    let receipt = v.erase_subject(&s).unwrap();
+    let erased: Vec<_> = receipt
+        .erased
+        .iter()
+        .map(|c| (c.category.as_str(), c.records))
+        .collect();
+    assert_eq!(
+        erased,
+        [("codeguard", 1), ("marketing_contact", 1), ("usage_log", 1)]
+    );
+    let retained: Vec<_> = receipt
+        .retained
+        .iter()
+        .map(|r| (r.category.as_str(), r.records, r.until))
+        .collect();
+    assert_eq!(
+        retained,
+        [
+            ("account", 1, None), // the agreement has not ended: no date yet
+            ("certificate", 1, Some(ts("2034-07-01T00:00:00Z"))),
+        ]
+    );
+    assert!(receipt.retained[1]
+        .reason
+        .contains("7y after last_certificate_end"));
+    assert_eq!(receipt.identifiers_removed, 1);
+    assert!(!receipt.subject_key_destroyed);
+
+    for r in [usage, mkt, guard] {
+        assert_eq!(
+            v.get(&r, "legal_claims").unwrap_err().kind(),
+            ErrorKind::Erased
+        );
+    }
+    // What is kept is readable for legal claims only.
+    assert_eq!(
+        v.get(&cert, "certificate_validation").unwrap_err().kind(),
+        ErrorKind::Restricted
+    );
+    assert_eq!(&v.get(&cert, "legal_claims").unwrap().data[..], b"CN=carol");
+    assert_eq!(
+        &v.get(&account, "legal_claims").unwrap().data[..],
+        b"carol's account"
+    );
+    assert_eq!(v.find_subject("email", "carol@example.com").unwrap(), None);
+    assert_eq!(
+        v.put(&s, "account", b"more").unwrap_err().kind(),
+        ErrorKind::Erased
+    );
+    assert_eq!(v.subject_state(&s).unwrap().erasure_requested, Some(t0));
+    assert_absent(dir.path(), b"carol@example.com", "an erased identifier");
+
+    // The certificate goes when its retention ends; the account once its
+    // agreement has ended and 7 years passed; then the subject key.
+    let end = ts("2034-07-01T00:00:00Z");
+    v.expire(end + DAY).unwrap();
+    assert_eq!(
+        v.get(&cert, "legal_claims").unwrap_err().kind(),
+        ErrorKind::Expired
+    );
+    v.record_event(&s, "agreement_end", ts("2030-01-01T00:00:00Z"))
+        .unwrap();
+    assert_eq!(
+        v.records(&s).unwrap()[0].expires_at,
+        Some(ts("2037-01-01T00:00:00Z"))
+    );
+    v.expire(ts("2037-01-02T00:00:00Z")).unwrap();
+    assert_eq!(v.records(&s).unwrap_err().kind(), ErrorKind::Erased);
+    assert_eq!(v.stats().unwrap().subjects_erased, 1);
+}
+
+#[test]
+fn a_legal_hold_refuses_erasure_and_survives_expiry_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = ts("2026-01-15T12:00:00Z");
+    let c = open_at(dir.path(), t0, true);
+    let v = &c.vault;
+    let held = v.create_subject(&[]).unwrap();
+    let other = v.create_subject(&[]).unwrap();
+    let h = v.put(&held, "usage_log", b"held log").unwrap();
+    let o = v.put(&other, "usage_log", b"other log").unwrap();
+    v.set_legal_hold(&held, true).unwrap();
+    assert_eq!(
+        v.erase_subject(&held).unwrap_err().kind(),
+        ErrorKind::LegalHold
+    );
+    assert_eq!(v.delete(&h).unwrap_err().kind(), ErrorKind::LegalHold);
+
+    // The day both records share ends: only the unheld one expires.
+    let end = ts("2027-02-16T00:00:00Z");
+    let report = v.expire(end + DAY).unwrap();
+    assert_eq!(
+        (
+            report.days_destroyed,
+            report.records_expired,
+            report.records_spared_by_hold
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        v.get(&o, "security").unwrap_err().kind(),
+        ErrorKind::Expired
+    );
+    assert_eq!(&v.get(&h, "security").unwrap().data[..], b"held log");
+    // Later runs, and a reopen, keep it.
+    assert_eq!(v.expire(end + 400 * DAY).unwrap().records_expired, 0);
+    drop(c);
+    let c = open_at(dir.path(), end + 400 * DAY, false);
+    let v = &c.vault;
+    assert_eq!(&v.get(&h, "security").unwrap().data[..], b"held log");
+    assert!(v.subject_state(&held).unwrap().legal_hold);
+    // Lifted: past due, it expires then.
+    v.set_legal_hold(&held, false).unwrap();
+    assert_eq!(
+        v.get(&h, "security").unwrap_err().kind(),
+        ErrorKind::Expired
+    );
+    v.erase_subject(&held).unwrap();
+}
+
+#[test]
+fn consent_withdrawal_erases_consent_based_data_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = ts("2026-01-15T12:00:00Z");
+    let c = open_at(dir.path(), t0, true);
+    let v = &c.vault;
+    let s = v.create_subject(&[]).unwrap();
+    v.give_consent(&s, "marketing", t0).unwrap();
+    v.give_consent(&s, "sale", t0).unwrap();
+    v.give_consent(&s, "events", t0).unwrap();
+    let mkt = v
+        .put(&s, "marketing_contact", b"marketing contact")
+        .unwrap();
+    let ev = v.put(&s, "event_contact", b"event contact").unwrap();
+    let acct = v.put(&s, "account", b"account").unwrap();
+    drop(c);
+    let backup = tempfile::tempdir().unwrap();
+    copy_dir(&dir.path().join("data"), backup.path());
+    let c = open_at(dir.path(), t0 + 10, false);
+    let v = &c.vault;
+
+    // Marketing contact serves marketing and sale: withdrawing one leaves it
+    // alive for the other, but no longer readable for the withdrawn one.
+    v.withdraw_consent(&s, "marketing", t0 + 10).unwrap();
+    assert_eq!(
+        v.get(&mkt, "marketing").unwrap_err().kind(),
+        ErrorKind::PurposeDenied
+    );
+    assert_eq!(&v.get(&mkt, "sale").unwrap().data[..], b"marketing contact");
+    v.withdraw_consent(&s, "sale", t0 + 20).unwrap();
+    assert_eq!(v.get(&mkt, "sale").unwrap_err().kind(), ErrorKind::Erased);
+    assert_eq!(&v.get(&ev, "events").unwrap().data[..], b"event contact");
+    assert_eq!(&v.get(&acct, "account_admin").unwrap().data[..], b"account");
+    let state = v.subject_state(&s).unwrap();
+    assert_eq!(state.consents.len(), 5);
+    assert!(!state.consents[3].given);
+    // Consent given again later: new records may be stored again.
+    v.give_consent(&s, "marketing", t0 + 30).unwrap();
+    v.put(&s, "marketing_contact", b"new contact").unwrap();
+    drop(c);
+
+    // A copy of data/ from before the withdrawal does not bring it back.
+    std::fs::remove_dir_all(dir.path().join("data")).unwrap();
+    copy_dir(backup.path(), &dir.path().join("data"));
+    let c = open_at(dir.path(), t0 + 40, false);
+    assert_eq!(
+        c.vault.get(&mkt, "legal_claims").unwrap_err().kind(),
+        ErrorKind::Erased
+    );
+}
+
+#[test]
+fn restriction_and_sale_opt_out_are_enforced_on_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = ts("2026-01-15T12:00:00Z");
+    let c = open_at(dir.path(), t0, true);
+    let v = &c.vault;
+    let s = v.create_subject(&[]).unwrap();
+    v.give_consent(&s, "marketing", t0).unwrap();
+    v.give_consent(&s, "sale", t0).unwrap();
+    let mkt = v.put(&s, "marketing_contact", b"contact").unwrap();
+    let acct = v.put(&s, "account", b"account").unwrap();
+    v.set_opt_out_of_sale(&s, true).unwrap();
+    assert_eq!(
+        v.get(&mkt, "sale").unwrap_err().kind(),
+        ErrorKind::PurposeDenied
+    );
+    assert!(v.get(&mkt, "marketing").is_ok());
+    v.set_restricted(&s, true).unwrap();
+    assert_eq!(
+        v.get(&acct, "account_admin").unwrap_err().kind(),
+        ErrorKind::Restricted
+    );
+    assert!(v.get(&acct, "legal_claims").is_ok());
+    v.set_restricted(&s, false).unwrap();
+    v.set_opt_out_of_sale(&s, false).unwrap();
+    assert!(v.get(&mkt, "sale").is_ok());
+    assert!(v.get(&acct, "account_admin").is_ok());
+    // Unknown purposes and legal_claims cannot be consented to.
+    for p in ["newsletter", "legal_claims"] {
+        assert_eq!(
+            v.give_consent(&s, p, t0).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+    }
+    assert_eq!(
+        v.give_consent(&s, "marketing", -5).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+}
+
+#[test]
+fn a_policy_change_reevaluates_expiries() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = ts("2026-01-15T12:00:00Z");
+    let c = open_at(dir.path(), t0, true);
+    let s = c.vault.create_subject(&[]).unwrap();
+    let r = c.vault.put(&s, "usage_log", b"log").unwrap();
+    let old_end = ts("2027-02-16T00:00:00Z");
+    assert_eq!(c.vault.records(&s).unwrap()[0].expires_at, Some(old_end));
+    drop(c);
+    // Usage logs now kept 6 months: the record moves to its new day, at open.
+    let text = std::fs::read_to_string(example_policy_path())
+        .unwrap()
+        .replace(
+            r#"retention = [{ after = "collected", keep = "13mo" }]"#,
+            r#"retention = [{ after = "collected", keep = "6mo" }]"#,
+        );
+    let policy = shredvault::Policy::parse(&text, "shorter.toml").unwrap();
+    let now = Arc::new(AtomicI64::new(t0));
+    let clock = now.clone();
+    let opts = VaultOptions {
+        clock: Some(Arc::new(move || clock.load(Ordering::SeqCst))),
+        ..Default::default()
+    };
+    let v = Vault::open_with(dir.path(), &root(), Some(policy.clone()), opts).unwrap();
+    let new_end = ts("2026-07-16T00:00:00Z");
+    assert_eq!(v.records(&s).unwrap()[0].expires_at, Some(new_end));
+    now.store(t0 + 200 * DAY, Ordering::SeqCst);
+    let s2 = v.create_subject(&[]).unwrap();
+    let r2 = v.put(&s2, "usage_log", b"log").unwrap();
+    assert_eq!(v.expire(new_end + DAY).unwrap().records_expired, 1);
+    assert_eq!(
+        v.get(&r, "security").unwrap_err().kind(),
+        ErrorKind::Expired
+    );
+    assert!(v.get(&r2, "security").is_ok());
+    // Through set_policy, a rule that is already past erases at once.
+    now.store(t0 + 250 * DAY, Ordering::SeqCst);
+    let text = text.replace(
+        r#"retention = [{ after = "collected", keep = "6mo" }]"#,
+        r#"retention = [{ after = "collected", keep = "30d" }]"#,
+    );
+    v.set_policy(shredvault::Policy::parse(&text, "shortest.toml").unwrap())
+        .unwrap();
+    assert_eq!(
+        v.get(&r2, "security").unwrap_err().kind(),
+        ErrorKind::Expired
+    );
+}
