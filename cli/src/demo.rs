@@ -127,8 +127,13 @@ pub fn run() -> Result<(), Error> {
         "account",
         br#"{"name":"Bob Builder","address":"2 Site Lane, Leeds"}"#,
     )?;
+    let bob_usage = vault.put(
+        &bob,
+        "usage_log",
+        b"2026-11-26T10:05:00Z login from 198.51.100.9",
+    )?;
     println!("    stored alice: account {alice_account}, certificate {alice_cert}, usage_log {alice_usage}");
-    println!("    stored bob:   account {bob_account}");
+    println!("    stored bob:   account {bob_account}, usage_log {bob_usage} (kept 13 months)");
 
     step(
         &mut n,
@@ -169,6 +174,75 @@ pub fn run() -> Result<(), Error> {
         "the usage log record reads as Erased",
     )?;
 
+    step(
+        &mut n,
+        "Retention clock: alice's last certificate ends on 2027-06-30",
+    );
+    vault.record_event(
+        &alice,
+        "last_certificate_end",
+        time("2027-06-30T10:00:00Z")?,
+    )?;
+    let cert_expiry = |vault: &Vault| -> Result<Option<i64>, Error> {
+        Ok(vault
+            .records(&alice)?
+            .into_iter()
+            .find(|r| r.id == alice_cert)
+            .and_then(|r| r.expires_at))
+    };
+    let at = cert_expiry(&vault)?;
+    println!("    certificate data expires at {}", show(at));
+    claim(
+        at == Some(time("2034-07-01T00:00:00Z")?),
+        "kept 7 years after the last certificate, to the end of that day",
+    )?;
+    vault.set_flag(&alice, "qualified_certificate", true)?;
+    let at = cert_expiry(&vault)?;
+    println!(
+        "    flagged qualified_certificate: now expires at {}",
+        show(at)
+    );
+    claim(
+        at == Some(time("2042-07-01T00:00:00Z")?),
+        "a qualified certificate is kept 15 years (re-sealed under that day's key)",
+    )?;
+
+    step(
+        &mut n,
+        "Consent: alice signs up for marketing, then withdraws",
+    );
+    let now = unix_now();
+    vault.give_consent(&alice, "marketing", now)?;
+    let alice_marketing = vault.put(&alice, "marketing_contact", b"alice@example.com, weekly")?;
+    println!("    consent given; marketing contact stored as {alice_marketing}");
+    vault.withdraw_consent(&alice, "marketing", now)?;
+    claim(
+        matches!(vault.get(&alice_marketing, "marketing"), Err(e) if e.kind() == ErrorKind::Erased),
+        "withdrawal erased the marketing contact (her key was rotated)",
+    )?;
+    claim(
+        vault.get(&alice_account, "account_admin").is_ok(),
+        "her account, kept on legitimate interest, is untouched",
+    )?;
+
+    step(&mut n, "An expiry run, as if 400 days had passed");
+    let later = now + 400 * 86_400;
+    let report = vault.expire(later)?;
+    println!(
+        "    expire({}): {} day key(s) destroyed, {} record(s) expired",
+        show(Some(later)),
+        report.days_destroyed,
+        report.records_expired
+    );
+    claim(
+        matches!(vault.get(&bob_usage, "security"), Err(e) if e.kind() == ErrorKind::Expired),
+        "bob's 13-month usage log is gone: its day's key was destroyed",
+    )?;
+    claim(
+        vault.get(&alice_cert, "certificate_validation").is_ok(),
+        "alice's certificate (kept to 2042) is not",
+    )?;
+
     step(&mut n, "Nothing personal is in the files");
     vault.flush()?;
     for needle in [
@@ -200,8 +274,12 @@ pub fn run() -> Result<(), Error> {
     let receipt = vault.erase_subject(&alice)?;
     println!("    receipt:\n{}", indent(&receipt.to_json()));
     claim(
-        matches!(vault.get(&alice_cert, "legal_claims"), Err(e) if e.kind() == ErrorKind::Erased),
-        "alice's certificate record reads as Erased",
+        matches!(vault.get(&alice_cert, "certificate_validation"), Err(e) if e.kind() == ErrorKind::Restricted),
+        "industry rules keep her certificate data: restricted, no longer usable for validation",
+    )?;
+    claim(
+        vault.get(&alice_cert, "legal_claims").is_ok(),
+        "still readable for legal claims until 2042-07-01",
     )?;
     claim(
         vault.find_subject("email", "alice@example.com")?.is_none(),
@@ -219,8 +297,10 @@ pub fn run() -> Result<(), Error> {
     let vault = Vault::open(&dir, &root, None)?;
     claim(
         matches!(vault.get(&alice_account, "account_admin"), Err(e) if e.kind() == ErrorKind::Erased),
-        "alice stays erased: her key is gone, so the restored ciphertext is noise",
+        "alice stays erased: the restored copy is sealed under her old key, destroyed at the erasure",
     )?;
+    println!("    (what was retained had been re-sealed after the backup, so it is not in this copy either:");
+    println!("     a restore brings back only what the backup saw, and nothing erased)");
     let bob_rec = vault.get(&bob_account, "account_admin")?;
     claim(
         bob_rec.data.starts_with(b"{\"name\":\"Bob"),
@@ -238,6 +318,24 @@ pub fn run() -> Result<(), Error> {
         "\nDone. The demo vault is in ./{DEMO_DIR}; its root key existed only in this process."
     );
     Ok(())
+}
+
+fn time(text: &str) -> Result<i64, Error> {
+    shredvault::retention::parse_time(text)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn show(at: Option<i64>) -> String {
+    match at.map(jiff::Timestamp::from_second) {
+        Some(Ok(t)) => t.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        _ => "never (no date yet)".to_string(),
+    }
 }
 
 fn indent(text: &str) -> String {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use shredvault::retention::parse_time;
 use shredvault::{Error, ErrorKind, Policy, RecordId, RootKey, SubjectId, Vault};
 use zeroize::Zeroizing;
 
@@ -61,6 +62,59 @@ enum Command {
     Delete { vault: PathBuf, record: String },
     /// Crypto-shred a subject; prints the receipt JSON.
     Erase { vault: PathBuf, subject: String },
+    /// Record (or move) a subject event that starts retention clocks.
+    Event {
+        vault: PathBuf,
+        subject: String,
+        event: String,
+        /// Unix seconds or RFC 3339 (2026-01-01T00:00:00Z).
+        #[arg(long, value_name = "TIME")]
+        at: String,
+    },
+    /// Set or clear a subject flag (e.g. qualified_certificate).
+    Flag {
+        vault: PathBuf,
+        subject: String,
+        flag: String,
+        state: OnOff,
+    },
+    /// Restrict a subject's processing (reads only for legal_claims), or lift it.
+    Restrict {
+        vault: PathBuf,
+        subject: String,
+        state: OnOff,
+    },
+    /// Put a subject under legal hold (no erasure, no expiry), or lift it.
+    Hold {
+        vault: PathBuf,
+        subject: String,
+        state: OnOff,
+    },
+    /// Record a subject's opt-out of sale, or its end.
+    OptOutOfSale {
+        vault: PathBuf,
+        subject: String,
+        state: OnOff,
+    },
+    /// Record consent given or withdrawn for a purpose (withdrawal erases
+    /// the records kept on it).
+    Consent {
+        vault: PathBuf,
+        subject: String,
+        purpose: String,
+        action: ConsentAction,
+        /// Unix seconds or RFC 3339.
+        #[arg(long, value_name = "TIME")]
+        at: String,
+    },
+    /// Destroy the retention keys of every day ended by --now (default:
+    /// the clock); prints the counts (JSON).
+    Expire {
+        vault: PathBuf,
+        /// Unix seconds or RFC 3339.
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+    },
     /// Counts of subjects, records and keys; bytes on disk (JSON).
     Stats { vault: PathBuf },
     /// Replace the vault's policy, once checked against the stored data.
@@ -87,6 +141,24 @@ enum SubjectCommand {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+impl OnOff {
+    fn on(self) -> bool {
+        matches!(self, OnOff::On)
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ConsentAction {
+    Give,
+    Withdraw,
+}
+
 #[derive(Subcommand)]
 enum PolicyCommand {
     /// Validate FILE against the vault's data and make it the policy.
@@ -94,7 +166,30 @@ enum PolicyCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            // Usage errors too are one line: clap's lines, joined.
+            let text = e.render().to_string();
+            let line = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            eprintln!("shredvault: {}", line.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -207,6 +302,92 @@ fn run(cli: Cli) -> Result<(), Error> {
             let v = open(&vault, key_file)?;
             let receipt = v.erase_subject(&subject)?;
             println!("{}", receipt.to_json());
+            v.close()
+        }
+        Command::Event {
+            vault,
+            subject,
+            event,
+            at,
+        } => {
+            let subject = SubjectId::parse(&subject)?;
+            let at = parse_time(&at)?;
+            let v = open(&vault, key_file)?;
+            v.record_event(&subject, &event, at)?;
+            eprintln!("recorded {event} at {at} for subject {subject}");
+            v.close()
+        }
+        Command::Flag {
+            vault,
+            subject,
+            flag,
+            state,
+        } => {
+            let subject = SubjectId::parse(&subject)?;
+            let v = open(&vault, key_file)?;
+            v.set_flag(&subject, &flag, state.on())?;
+            v.close()
+        }
+        Command::Restrict {
+            vault,
+            subject,
+            state,
+        } => {
+            let subject = SubjectId::parse(&subject)?;
+            let v = open(&vault, key_file)?;
+            v.set_restricted(&subject, state.on())?;
+            v.close()
+        }
+        Command::Hold {
+            vault,
+            subject,
+            state,
+        } => {
+            let subject = SubjectId::parse(&subject)?;
+            let v = open(&vault, key_file)?;
+            v.set_legal_hold(&subject, state.on())?;
+            v.close()
+        }
+        Command::OptOutOfSale {
+            vault,
+            subject,
+            state,
+        } => {
+            let subject = SubjectId::parse(&subject)?;
+            let v = open(&vault, key_file)?;
+            v.set_opt_out_of_sale(&subject, state.on())?;
+            v.close()
+        }
+        Command::Consent {
+            vault,
+            subject,
+            purpose,
+            action,
+            at,
+        } => {
+            let subject = SubjectId::parse(&subject)?;
+            let at = parse_time(&at)?;
+            let v = open(&vault, key_file)?;
+            match action {
+                ConsentAction::Give => v.give_consent(&subject, &purpose, at)?,
+                ConsentAction::Withdraw => v.withdraw_consent(&subject, &purpose, at)?,
+            }
+            v.close()
+        }
+        Command::Expire { vault, now } => {
+            let now = match now {
+                Some(t) => parse_time(&t)?,
+                None => std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0),
+            };
+            let v = open(&vault, key_file)?;
+            let report = v.expire(now)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("counts serialize")
+            );
             v.close()
         }
         Command::Stats { vault } => {

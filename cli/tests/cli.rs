@@ -131,8 +131,19 @@ fn the_operator_story() {
     let receipt: serde_json::Value =
         serde_json::from_str(&ok(&sv(&["erase", &vault, &alice]))).unwrap();
     assert_eq!(receipt["subject"], alice.as_str());
-    assert_eq!(receipt["subject_key_destroyed"], true);
-    fails(&sv(&["get", &vault, &r1, "--purpose", "billing"]), "Erased");
+    // The account and the certificate are kept on an erasure request,
+    // restricted to legal claims.
+    assert_eq!(receipt["subject_key_destroyed"], false);
+    assert_eq!(receipt["retained"][0]["category"], "account");
+    assert_eq!(receipt["retained"][1]["category"], "certificate");
+    fails(
+        &sv(&["get", &vault, &r1, "--purpose", "billing"]),
+        "Restricted",
+    );
+    assert_eq!(
+        ok(&sv(&["get", &vault, &r1, "--purpose", "legal_claims"])),
+        "{\"name\":\"Alice\"}"
+    );
     let out = sv(&["subject", "find", &vault, "email", "alice@example.com"]);
     fails(&out, "NotFound");
     assert_eq!(out.status.code(), Some(3));
@@ -248,4 +259,114 @@ fn policy_set_checks_live_records() {
     );
     ok(&sv(&["delete", &vault, &r]));
     ok(&sv(&["policy", "set", &vault, small.to_str().unwrap()]));
+}
+
+#[test]
+fn retention_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = init(dir.path());
+    let s = ok(&sv(&["subject", "create", &vault]));
+    let cert = ok(&sv(&["put", &vault, &s, "certificate", "--data", "CN=bob"]));
+    ok(&sv(&[
+        "event",
+        &vault,
+        &s,
+        "last_certificate_end",
+        "--at",
+        "2027-06-30T10:00:00Z",
+    ]));
+    ok(&sv(&["flag", &vault, &s, "qualified_certificate", "on"]));
+    // 15 years: still there in 2042-06, gone in 2042-07.
+    let counts: serde_json::Value = serde_json::from_str(&ok(&sv(&[
+        "expire",
+        &vault,
+        "--now",
+        "2042-06-30T00:00:00Z",
+    ])))
+    .unwrap();
+    assert_eq!(counts["records_expired"], 0);
+    ok(&sv(&[
+        "get",
+        &vault,
+        &cert,
+        "--purpose",
+        "certificate_validation",
+    ]));
+    ok(&sv(&["hold", &vault, &s, "on"]));
+    fails(&sv(&["erase", &vault, &s]), "LegalHold");
+    let counts: serde_json::Value =
+        serde_json::from_str(&ok(&sv(&["expire", &vault, "--now", "2287872000"]))).unwrap();
+    assert_eq!(counts["records_spared_by_hold"], 1);
+    ok(&sv(&[
+        "get",
+        &vault,
+        &cert,
+        "--purpose",
+        "certificate_validation",
+    ]));
+    ok(&sv(&["hold", &vault, &s, "off"]));
+    fails(
+        &sv(&["get", &vault, &cert, "--purpose", "certificate_validation"]),
+        "Expired",
+    );
+
+    let t = ok(&sv(&["subject", "create", &vault]));
+    fails(
+        &sv(&["put", &vault, &t, "marketing_contact", "--data", "x"]),
+        "PurposeDenied",
+    );
+    ok(&sv(&[
+        "consent",
+        &vault,
+        &t,
+        "marketing",
+        "give",
+        "--at",
+        "1767225600",
+    ]));
+    let m = ok(&sv(&[
+        "put",
+        &vault,
+        &t,
+        "marketing_contact",
+        "--data",
+        "x",
+    ]));
+    ok(&sv(&["opt-out-of-sale", &vault, &t, "on"]));
+    fails(
+        &sv(&["get", &vault, &m, "--purpose", "sale"]),
+        "PurposeDenied",
+    );
+    ok(&sv(&["restrict", &vault, &t, "on"]));
+    fails(
+        &sv(&["get", &vault, &m, "--purpose", "marketing"]),
+        "Restricted",
+    );
+    ok(&sv(&["restrict", &vault, &t, "off"]));
+    ok(&sv(&[
+        "consent",
+        &vault,
+        &t,
+        "marketing",
+        "withdraw",
+        "--at",
+        "2026-02-01T00:00:00Z",
+    ]));
+    fails(
+        &sv(&["get", &vault, &m, "--purpose", "marketing"]),
+        "Erased",
+    );
+
+    fails(
+        &sv(&["event", &vault, &t, "agreement_end", "--at", "tomorrow"]),
+        "not a time",
+    );
+    fails(
+        &sv(&["event", &vault, &t, "no_such_event", "--at", "0"]),
+        "unknown event",
+    );
+    fails(
+        &sv(&["flag", &vault, &t, "qualified_certificate", "maybe"]),
+        "invalid value",
+    );
 }

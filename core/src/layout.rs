@@ -13,6 +13,7 @@
 //! 'P'                                   the policy's TOML source (String)
 //! 'Q'                                   checksum of the policy every record's
 //!                                       expiry was last computed under
+//! 'T'                                   the latest `now` given to `expire` (i64)
 //! 'S' subject id (16)                   SubjectEntry: live (key slot, sealed
 //!                                       identifiers, blind-index hashes) or
 //!                                       an erasure tombstone (ids and time only)
@@ -22,7 +23,9 @@
 //!                                       record was erased, and when
 //! 'B' HMAC(index key, kind, value) (32) subject id: the blind index
 //! 'D' day (8)                           DayEntry: the keystore slot of that
-//!                                       UTC day's retention key
+//!                                       UTC day's retention key, and whether
+//!                                       it is destroyed (then its records
+//!                                       await the purge)
 //! 'E' day (8) record id (16)            empty: the records expiring that day,
 //!                                       for purging once its key is gone
 //! 'H' subject id (16)                   empty: subjects under legal hold, so
@@ -52,6 +55,8 @@ pub(crate) const META_KEY: &[u8] = b"M";
 pub(crate) const POLICY_KEY: &[u8] = b"P";
 /// A checksum of the policy source every record was last evaluated under.
 pub(crate) const POLICY_EVALUATED_KEY: &[u8] = b"Q";
+/// The latest `now` an `expire` run was given (i64).
+pub(crate) const EXPIRED_THROUGH_KEY: &[u8] = b"T";
 pub(crate) const SUBJECT: u8 = b'S';
 pub(crate) const SUBJECT_RECORD: u8 = b'X';
 pub(crate) const RECORD: u8 = b'R';
@@ -99,6 +104,9 @@ pub(crate) fn day_record_key(day: i64, record: &RecordId) -> [u8; 25] {
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub(crate) struct DayEntry {
     pub key: SlotRef,
+    /// The key is destroyed: the day's records are expired, and the purge
+    /// turns them into husks, then removes this entry.
+    pub destroyed: bool,
 }
 
 pub(crate) fn subject_key(id: &SubjectId) -> [u8; 17] {

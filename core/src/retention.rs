@@ -41,6 +41,23 @@ pub fn check_event_time(at: i64, what: &str) -> Result<()> {
     }
 }
 
+/// Parses a time as the command line takes it: Unix seconds (`1767225600`)
+/// or RFC 3339 with an offset (`2026-01-01T00:00:00Z`).
+pub fn parse_time(text: &str) -> Result<i64> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<i64>() {
+        return Ok(secs);
+    }
+    text.parse::<Timestamp>()
+        .map(|t| t.as_second())
+        .map_err(|_| {
+            Error::invalid(format!(
+                "{:?} is not a time: give Unix seconds or RFC 3339 with an offset (2026-01-01T00:00:00Z)",
+                crate::ids::truncate_for_message(text)
+            ))
+        })
+}
+
 /// What is known of a subject that rules depend on.
 #[derive(Clone, Debug, Default)]
 pub struct Facts<'a> {
@@ -143,6 +160,17 @@ mod tests {
 
     fn ts(text: &str) -> i64 {
         text.parse::<Timestamp>().unwrap().as_second()
+    }
+
+    #[test]
+    fn times_parse_as_seconds_or_rfc_3339() {
+        assert_eq!(parse_time("1767225600").unwrap(), 1767225600);
+        assert_eq!(parse_time("2026-01-01T00:00:00Z").unwrap(), 1767225600);
+        assert_eq!(parse_time("2026-01-01T01:00:00+01:00").unwrap(), 1767225600);
+        assert_eq!(parse_time("-5").unwrap(), -5);
+        for bad in ["", "yesterday", "2026-01-01", "2026-01-01T00:00:00"] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
     }
 
     fn policy() -> Policy {

@@ -247,6 +247,16 @@ pub const MAX_IDENTIFIERS_PER_SUBJECT: usize = 64;
 const STRIPES: usize = 64;
 const KEY_POOL_BATCH: usize = 16;
 const KEY_CACHE_MAX: usize = 1 << 16;
+const PURGE_CHUNK: usize = 1024;
+
+/// The background purge thread's state.
+#[derive(Default)]
+struct Purger {
+    running: bool,
+    /// Another expiry run happened while it ran: go round again.
+    again: bool,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
 
 /// An open vault. `Sync`: one handle may be shared by many threads.
 pub struct Vault {
@@ -285,6 +295,9 @@ struct Inner {
     day_lock: Mutex<()>,
     /// One `expire` run at a time.
     expire_lock: Mutex<()>,
+    /// One purge at a time.
+    purge_lock: Mutex<()>,
+    purger: Mutex<Purger>,
     /// The latest `now` an `expire` run was given: days ended by then may
     /// have lost their keys, so nothing is sealed into them again.
     expired_through: AtomicI64,
@@ -405,6 +418,10 @@ impl Vault {
             None => None,
         };
 
+        let expired_through: i64 = match tree.get(EXPIRED_THROUGH_KEY)? {
+            Some(bytes) => codec::decode(&bytes, "expiry mark")?,
+            None => i64::MIN,
+        };
         let inner = Inner {
             root: root_dir.clone(),
             data_dir,
@@ -435,7 +452,9 @@ impl Vault {
             blind_lock: Mutex::new(()),
             day_lock: Mutex::new(()),
             expire_lock: Mutex::new(()),
-            expired_through: AtomicI64::new(i64::MIN),
+            purge_lock: Mutex::new(()),
+            purger: Mutex::new(Purger::default()),
+            expired_through: AtomicI64::new(expired_through),
             dirty: AtomicBool::new(false),
             closing: AtomicBool::new(false),
         };
@@ -450,9 +469,13 @@ impl Vault {
         inner.repair()?;
         inner.reevaluate_all()?;
         inner.make_durable()?;
+        let pending_purge = !inner.destroyed_days()?.is_empty();
         let inner = Arc::new(inner);
         if inner.durability == Durability::Batched {
             spawn_flusher(Arc::downgrade(&inner));
+        }
+        if pending_purge {
+            Inner::kick_purge(&inner);
         }
         Ok(Vault { inner })
     }
@@ -773,10 +796,25 @@ impl Vault {
         let inner = &self.inner;
         inner.live_subject(subject)?;
         let mut out = Vec::new();
+        let mut day_live: HashMap<i64, bool> = HashMap::new();
         for item in inner.tree.scan_prefix(subject_records_prefix(subject)) {
             let (k, _) = item?;
             let id = RecordId::from_bytes(&k[17..])?;
             if let Some(RecordEntry::Live(r)) = inner.record_entry(&id)? {
+                if let Some(day) = r.day {
+                    // Expired, awaiting the purge: not listed.
+                    let live = match day_live.get(&day) {
+                        Some(l) => *l,
+                        None => {
+                            let l = inner.day_is_live(day)?;
+                            day_live.insert(day, l);
+                            l
+                        }
+                    };
+                    if !live {
+                        continue;
+                    }
+                }
                 out.push(RecordInfo {
                     id,
                     subject: r.subject,
@@ -1079,126 +1117,29 @@ impl Vault {
     /// each such day's records expire at once, for every subject, in one
     /// key destruction per day (one fsync for all of them). Before that,
     /// the due records of subjects under legal hold are re-sealed out of
-    /// those days. After it, the dead ciphertext and metadata are purged
-    /// (husks say `Expired`), and a subject that asked for erasure and has
-    /// nothing left loses its key too.
+    /// those days. The cost is O(days) plus a count of the day's index
+    /// entries; the dead ciphertext and metadata are purged afterwards, in
+    /// the background (see [`Vault::purge`]).
     ///
     /// A `now` earlier than a previous run's is harmless: it finds less to
     /// do. A `now` ahead of the clock is honoured: days ended by then lose
-    /// their keys, and nothing is sealed into them again.
+    /// their keys, and from then on nothing due by then is kept or sealed
+    /// into them again (the mark is stored, so it outlives the handle).
     pub fn expire(&self, now: i64) -> Result<ExpireReport> {
-        let inner = &self.inner;
-        let _guard = lock(&inner.expire_lock);
-        inner.expired_through.fetch_max(now, Ordering::Relaxed);
-        let mut ended = Vec::new();
-        for item in inner.tree.scan_prefix([DAY]) {
-            let (k, v) = item?;
-            let day = day_from_bytes(&k[1..])
-                .ok_or_else(|| Error::corrupt("a day entry has a malformed key"))?;
-            if retention::day_end(day) > now {
-                break; // days are in order
-            }
-            let entry: DayEntry = codec::decode(&v, "day entry")?;
-            ended.push((day, entry.key));
+        let report = self.inner.expire(now)?;
+        if report.days_destroyed > 0 {
+            Inner::kick_purge(&self.inner);
         }
-        let mut report = ExpireReport::default();
-        if ended.is_empty() {
-            return Ok(report);
-        }
-        let days: HashSet<i64> = ended.iter().map(|(d, _)| *d).collect();
-        // Legal holds first: a held subject's records leave the ended days.
-        // (`set_legal_hold` takes the expire lock, so no hold starts between
-        // here and the destruction below.)
-        let held: Vec<SubjectId> = inner
-            .tree
-            .scan_prefix([HOLD])
-            .keys()
-            .map(|k| {
-                k.map_err(Error::from)
-                    .and_then(|k| SubjectId::from_bytes(&k[1..]))
-            })
-            .collect::<Result<_>>()?;
-        for subject in held {
-            let _stripe = inner.stripe(&subject);
-            let Ok(live) = inner.live_subject(&subject) else {
-                continue;
-            };
-            if !live.legal_hold {
-                continue;
-            }
-            let decided = inner.decide_all(&subject, &live, inner.threshold())?;
-            let in_ended = decided
-                .iter()
-                .filter(|d| d.record.day.is_some_and(|day| days.contains(&day)))
-                .count() as u64;
-            if in_ended > 0 {
-                inner.rotate(&subject, live, None)?;
-                report.records_spared_by_hold += in_ended;
-            }
-        }
-        // The expiry itself: every ended day's key slot zeroed, one fsync.
-        {
-            let mut cache = lock(&inner.key_cache);
-            let slots: Vec<SlotRef> = ended.iter().map(|(_, s)| *s).collect();
-            inner.keystore.destroy(&slots)?;
-            cache.retain(|(_, use_), _| !matches!(use_, KeyUse::RecordDay(d) if days.contains(d)));
-        }
-        report.days_destroyed = ended.len() as u64;
-        // Then the purge: husks for the records, index entries removed.
-        let mut touched = HashSet::new();
-        for (day, _) in &ended {
-            for item in inner.tree.scan_prefix(day_records_prefix(*day)) {
-                let (k, _) = item?;
-                let id = RecordId::from_bytes(&k[9..])?;
-                let mut batch = sled::Batch::default();
-                batch.remove(k);
-                // Under the subject's stripe, so a concurrent rotation that
-                // moved the record to another day is never overwritten.
-                let subject = match inner.record_entry(&id) {
-                    Ok(Some(RecordEntry::Live(r))) => Some(r.subject),
-                    _ => None,
-                };
-                let _stripe = subject.as_ref().map(|s| inner.stripe(s));
-                if let Ok(Some(RecordEntry::Live(r))) = inner.record_entry(&id) {
-                    if r.day == Some(*day) {
-                        batch.remove(&subject_record_key(&r.subject, &id)[..]);
-                        touched.insert(r.subject);
-                        let husk = RecordHusk {
-                            subject: r.subject,
-                            category: r.category,
-                            gone_at: now,
-                            reason: GoneReason::Expired,
-                        };
-                        batch.insert(
-                            &layout::record_key(&id),
-                            codec::encode(&RecordEntry::Gone(husk))?,
-                        );
-                        report.records_expired += 1;
-                    }
-                }
-                inner.tree.apply_batch(batch)?;
-            }
-            inner.tree.remove(layout::day_key(*day))?;
-        }
-        // A subject kept only for what an erasure request retained, with
-        // nothing left: its key goes too.
-        for subject in touched {
-            let _stripe = inner.stripe(&subject);
-            let Ok(live) = inner.live_subject(&subject) else {
-                continue;
-            };
-            let empty = inner
-                .tree
-                .scan_prefix(subject_records_prefix(&subject))
-                .next()
-                .is_none();
-            if live.erasure_requested().is_some() && empty {
-                inner.destroy_subject_key(live.key)?;
-                inner.finish_erasure(&subject, &live, &[], now)?;
-            }
-        }
-        inner.make_durable()?;
         Ok(report)
+    }
+
+    /// Purges what expiry runs left behind, now, in the calling thread:
+    /// every record of a destroyed day becomes a husk (`Expired`), its
+    /// index entries go, and a subject that asked for erasure and has
+    /// nothing left loses its key. `expire` starts this in the background
+    /// by itself; call it to wait for it. Returns the records purged.
+    pub fn purge(&self) -> Result<u64> {
+        self.inner.purge(|| false)
     }
 
     /// Makes everything written so far durable.
@@ -1225,7 +1166,12 @@ impl Vault {
             }
         }
         stats.identifiers_indexed = inner.tree.scan_prefix([BLIND]).count() as u64;
-        stats.retention_days = inner.tree.scan_prefix([DAY]).count() as u64;
+        for item in inner.tree.scan_prefix([DAY]) {
+            let (_, v) = item?;
+            if !codec::decode::<DayEntry>(&v, "day entry")?.destroyed {
+                stats.retention_days += 1;
+            }
+        }
         let (live, free) = inner.keystore.counts();
         stats.keystore_slots_live = live as u64;
         stats.keystore_slots_free = free as u64;
@@ -1463,6 +1409,216 @@ impl Inner {
         lock(&self.stripes[i])
     }
 
+    fn expire(&self, now: i64) -> Result<ExpireReport> {
+        let _guard = lock(&self.expire_lock);
+        let through = self
+            .expired_through
+            .fetch_max(now, Ordering::Relaxed)
+            .max(now);
+        self.tree
+            .insert(EXPIRED_THROUGH_KEY, codec::encode(&through)?)?;
+        let mut ended = Vec::new();
+        for item in self.tree.scan_prefix([DAY]) {
+            let (k, v) = item?;
+            let day = day_from_bytes(&k[1..])
+                .ok_or_else(|| Error::corrupt("a day entry has a malformed key"))?;
+            if retention::day_end(day) > now {
+                break; // days are in order
+            }
+            let entry: DayEntry = codec::decode(&v, "day entry")?;
+            if !entry.destroyed {
+                ended.push((day, entry.key));
+            }
+        }
+        let mut report = ExpireReport::default();
+        if ended.is_empty() {
+            return Ok(report);
+        }
+        let days: HashSet<i64> = ended.iter().map(|(d, _)| *d).collect();
+        // Legal holds first: a held subject's records leave the ended days.
+        // (`set_legal_hold` takes the expire lock, so no hold starts between
+        // here and the destruction below.)
+        let held: Vec<SubjectId> = self
+            .tree
+            .scan_prefix([HOLD])
+            .keys()
+            .map(|k| {
+                k.map_err(Error::from)
+                    .and_then(|k| SubjectId::from_bytes(&k[1..]))
+            })
+            .collect::<Result<_>>()?;
+        for subject in held {
+            let _stripe = self.stripe(&subject);
+            let Ok(live) = self.live_subject(&subject) else {
+                continue;
+            };
+            if !live.legal_hold {
+                continue;
+            }
+            let decided = self.decide_all(&subject, &live, self.threshold())?;
+            let in_ended = decided
+                .iter()
+                .filter(|d| d.record.day.is_some_and(|day| days.contains(&day)))
+                .count() as u64;
+            if in_ended > 0 {
+                self.rotate(&subject, live, None)?;
+                report.records_spared_by_hold += in_ended;
+            }
+        }
+        // The expiry itself: every ended day's key slot zeroed, one fsync.
+        {
+            let mut cache = lock(&self.key_cache);
+            let slots: Vec<SlotRef> = ended.iter().map(|(_, s)| *s).collect();
+            self.keystore.destroy(&slots)?;
+            cache.retain(|(_, use_), _| !matches!(use_, KeyUse::RecordDay(d) if days.contains(d)));
+        }
+        report.days_destroyed = ended.len() as u64;
+        // The days are marked for the purge, and their records counted.
+        let mut batch = sled::Batch::default();
+        for (day, key) in &ended {
+            let entry = DayEntry {
+                key: *key,
+                destroyed: true,
+            };
+            batch.insert(&layout::day_key(*day)[..], codec::encode(&entry)?);
+            report.records_expired +=
+                self.tree.scan_prefix(day_records_prefix(*day)).count() as u64;
+        }
+        self.tree.apply_batch(batch)?;
+        self.make_durable()?;
+        Ok(report)
+    }
+
+    /// Whether `day` has a retention key that is not destroyed.
+    fn day_is_live(&self, day: i64) -> Result<bool> {
+        Ok(match self.tree.get(layout::day_key(day))? {
+            None => false,
+            Some(v) => {
+                let entry: DayEntry = codec::decode(&v, "day entry")?;
+                !entry.destroyed && self.keystore.holds(entry.key)
+            }
+        })
+    }
+
+    /// Destroyed days, oldest first.
+    fn destroyed_days(&self) -> Result<Vec<i64>> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix([DAY]) {
+            let (k, v) = item?;
+            let entry: DayEntry = codec::decode(&v, "day entry")?;
+            if entry.destroyed {
+                out.push(
+                    day_from_bytes(&k[1..])
+                        .ok_or_else(|| Error::corrupt("a day entry has a malformed key"))?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// The purge of destroyed days, in chunks of `PURGE_CHUNK` records,
+    /// each one sled batch taken with every subject stripe held (so no
+    /// rotation is half-way through one of the records). Stops early, to
+    /// be resumed later, when `stop()` says so.
+    fn purge(&self, stop: impl Fn() -> bool) -> Result<u64> {
+        let _guard = lock(&self.purge_lock);
+        let mut purged = 0u64;
+        let mut touched = HashSet::new();
+        for day in self.destroyed_days()? {
+            loop {
+                if stop() {
+                    return Ok(purged);
+                }
+                let keys: Vec<sled::IVec> = self
+                    .tree
+                    .scan_prefix(day_records_prefix(day))
+                    .keys()
+                    .take(PURGE_CHUNK)
+                    .collect::<std::result::Result<_, _>>()?;
+                if keys.is_empty() {
+                    break;
+                }
+                let _stripes: Vec<_> = self.stripes.iter().map(lock).collect();
+                let now = self.now();
+                let mut batch = sled::Batch::default();
+                for k in keys {
+                    let id = RecordId::from_bytes(&k[9..])?;
+                    batch.remove(k);
+                    if let Ok(Some(RecordEntry::Live(r))) = self.record_entry(&id) {
+                        if r.day == Some(day) {
+                            batch.remove(&subject_record_key(&r.subject, &id)[..]);
+                            touched.insert(r.subject);
+                            let husk = RecordHusk {
+                                subject: r.subject,
+                                category: r.category,
+                                gone_at: now,
+                                reason: GoneReason::Expired,
+                            };
+                            batch.insert(
+                                &layout::record_key(&id),
+                                codec::encode(&RecordEntry::Gone(husk))?,
+                            );
+                            purged += 1;
+                        }
+                    }
+                }
+                self.tree.apply_batch(batch)?;
+            }
+            self.tree.remove(layout::day_key(day))?;
+        }
+        // A subject kept only for what an erasure request retained, with
+        // nothing left: its key goes too.
+        let now = self.now();
+        for subject in touched {
+            let _stripe = self.stripe(&subject);
+            let Ok(live) = self.live_subject(&subject) else {
+                continue;
+            };
+            let empty = self
+                .tree
+                .scan_prefix(subject_records_prefix(&subject))
+                .next()
+                .is_none();
+            if live.erasure_requested().is_some() && empty {
+                self.destroy_subject_key(live.key)?;
+                self.finish_erasure(&subject, &live, &[], now)?;
+            }
+        }
+        self.make_durable()?;
+        Ok(purged)
+    }
+
+    /// Starts the background purge, or tells the running one to go round
+    /// again. The thread holds only a weak reference between chunks, and
+    /// the handle's `Drop` stops and joins it.
+    fn kick_purge(this: &Arc<Inner>) {
+        let mut state = lock(&this.purger);
+        if state.running {
+            state.again = true;
+            return;
+        }
+        state.running = true;
+        let weak = Arc::downgrade(this);
+        let spawned = std::thread::Builder::new()
+            .name("shredvault-purge".into())
+            .spawn(move || loop {
+                let Some(inner) = weak.upgrade() else { return };
+                // Errors are left for the next run (or `purge`) to meet.
+                let _ = inner.purge(|| inner.closing.load(Ordering::Relaxed));
+                let mut state = lock(&inner.purger);
+                if state.again && !inner.closing.load(Ordering::Relaxed) {
+                    state.again = false;
+                    continue;
+                }
+                state.running = false;
+                return;
+            });
+        match spawned {
+            Ok(handle) => state.handle = Some(handle),
+            Err(_) => state.running = false, // `purge` and the next open catch up
+        }
+    }
+
     /// Flushes sled and fsyncs its file: the durable point.
     fn make_durable(&self) -> Result<()> {
         self.dirty.store(false, Ordering::Relaxed);
@@ -1606,6 +1762,9 @@ impl Inner {
             None => return Err(expired_day_error(day)),
             Some(bytes) => codec::decode::<DayEntry>(&bytes, "day entry")?,
         };
+        if entry.destroyed {
+            return Err(expired_day_error(day));
+        }
         match self.keystore.load(entry.key) {
             Ok(k) => Ok((entry.key, k)),
             Err(LoadError::Destroyed) => Err(expired_day_error(day)),
@@ -1630,7 +1789,10 @@ impl Inner {
             .expect("one key was asked for");
         self.tree.insert(
             layout::day_key(day),
-            codec::encode(&DayEntry { key: slot })?,
+            codec::encode(&DayEntry {
+                key: slot,
+                destroyed: false,
+            })?,
         )?;
         Ok((slot, key))
     }
@@ -1835,8 +1997,10 @@ impl Inner {
     fn reevaluate(&self, subject: &SubjectId, live: LiveSubject, durable: bool) -> Result<Outcome> {
         let threshold = self.threshold();
         let decided = self.decide_all(subject, &live, threshold)?;
-        let unchanged = decided.iter().all(|d| d.fate == Fate::Keep(d.record.day))
-            && !(live.erasure_requested().is_some() && !live.blind.is_empty());
+        // A subject that asked for erasure must also lose its identifiers.
+        let identifiers_stay = live.erasure_requested().is_none() || live.blind.is_empty();
+        let unchanged =
+            identifiers_stay && decided.iter().all(|d| d.fate == Fate::Keep(d.record.day));
         if !unchanged {
             return self.rotate(subject, live, None);
         }
@@ -2132,6 +2296,18 @@ pub(crate) fn day_label(day: i64) -> String {
     jiff::Timestamp::from_second(day * retention::SECONDS_PER_DAY)
         .map(|t| t.strftime("%Y-%m-%d").to_string())
         .unwrap_or_else(|_| format!("day {day}"))
+}
+
+impl Drop for Vault {
+    fn drop(&mut self) {
+        // Background threads stop at their next check and are waited for,
+        // so the directory's locks are free once the handle is gone.
+        self.inner.closing.store(true, Ordering::Relaxed);
+        let handle = lock(&self.inner.purger).handle.take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
 }
 
 impl Drop for Inner {

@@ -319,6 +319,7 @@ fn an_erasure_request_erases_at_once_and_keeps_retain_categories_restricted() {
         Some(ts("2037-01-01T00:00:00Z"))
     );
     v.expire(ts("2037-01-02T00:00:00Z")).unwrap();
+    v.purge().unwrap();
     assert_eq!(v.records(&s).unwrap_err().kind(), ErrorKind::Erased);
     assert_eq!(v.stats().unwrap().subjects_erased, 1);
 }
@@ -510,5 +511,43 @@ fn a_policy_change_reevaluates_expiries() {
     assert_eq!(
         v.get(&r2, "security").unwrap_err().kind(),
         ErrorKind::Expired
+    );
+}
+
+#[test]
+fn expired_records_are_unreadable_at_once_and_purged_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = ts("2026-01-15T12:00:00Z");
+    let c = open_at(dir.path(), t0, true);
+    let subjects: Vec<_> = (0..30)
+        .map(|_| c.vault.create_subject(&[]).unwrap())
+        .collect();
+    let mut ids = Vec::new();
+    for i in 0..3000 {
+        ids.push(c.vault.put(&subjects[i % 30], "usage_log", b"log").unwrap());
+    }
+    c.now.store(t0 + DAY, Ordering::SeqCst);
+    let later = c.vault.put(&subjects[0], "usage_log", b"next day").unwrap();
+    let report = c.vault.expire(ts("2027-02-16T01:00:00Z")).unwrap();
+    assert_eq!((report.days_destroyed, report.records_expired), (1, 3000));
+    // Unreadable and unlisted at once, whether or not the purge has run.
+    for id in ids.iter().step_by(97) {
+        assert_eq!(
+            c.vault.get(id, "security").unwrap_err().kind(),
+            ErrorKind::Expired
+        );
+    }
+    assert_eq!(c.vault.records(&subjects[1]).unwrap().len(), 0);
+    assert_eq!(c.vault.records(&subjects[0]).unwrap().len(), 1);
+    // Dropping the handle may cut the purge short; the next open resumes it.
+    drop(c);
+    let c = open_at(dir.path(), t0 + DAY, false);
+    c.vault.purge().unwrap();
+    let stats = c.vault.stats().unwrap();
+    assert_eq!((stats.records_live, stats.records_gone), (1, 3000));
+    assert_eq!(stats.retention_days, 1);
+    assert_eq!(
+        &c.vault.get(&later, "security").unwrap().data[..],
+        b"next day"
     );
 }
