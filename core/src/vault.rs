@@ -30,6 +30,21 @@
 //!   crash between leaves a subject pointing at a destroyed key, which the
 //!   repair pass finishes erasing.
 //!
+//! - Re-evaluation (`record_event`, `set_flag`, `withdraw_consent`, lifting
+//!   a hold, a policy change): when no record's fate changes, one batch
+//!   writes the subject's new facts; otherwise it is a rotation, as above,
+//!   whose batch also holds the husks of what it erased or expired.
+//!   Consent withdrawal is durable in either mode.
+//! - `erase_subject` with records to keep: a rotation (the erased records
+//!   become husks, identifiers are dropped) and then the old key's slot is
+//!   zeroed.
+//! - `expire`: the expiry mark is written; held subjects are rotated; every
+//!   ended day's slot is zeroed (one fsync); then one durable batch marks
+//!   those days destroyed. A crash before the mark leaves days whose key is
+//!   already gone: their records read as `Expired`, and the next run marks
+//!   them. The purge (husks, index removal, day entry last) is idempotent
+//!   and resumes at open.
+//!
 //! With `Durability::Immediate` every mutating call ends with a sled flush and
 //! an fsync of sled's file (sled's own flush uses `sync_file_range`, which
 //! does not reach the drive's cache). Erasure and rotation are durable in
