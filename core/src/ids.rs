@@ -12,8 +12,30 @@ use crate::error::{Error, Result};
 macro_rules! define_id {
     ($name:ident, $what:literal) => {
         #[doc = concat!("The id of a ", $what, ": 16 random bytes, shown as 32 lowercase hex characters.")]
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(pub(crate) [u8; 16]);
+
+        // Hex in JSON, 16 raw bytes in the stored (bincode) encoding.
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                if s.is_human_readable() {
+                    s.collect_str(self)
+                } else {
+                    self.0.serialize(s)
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                if d.is_human_readable() {
+                    let text = String::deserialize(d)?;
+                    Self::parse(&text).map_err(serde::de::Error::custom)
+                } else {
+                    <[u8; 16]>::deserialize(d).map($name)
+                }
+            }
+        }
 
         impl $name {
             pub(crate) fn random() -> Result<Self> {
@@ -60,6 +82,7 @@ macro_rules! define_id {
 
 define_id!(SubjectId, "subject");
 define_id!(RecordId, "record");
+define_id!(RequestId, "request");
 
 fn parse_hex_id(text: &str, what: &str) -> Result<[u8; 16]> {
     let well_formed = text.len() == 32
@@ -92,6 +115,17 @@ pub(crate) fn truncate_for_message(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_hex_in_json_and_16_bytes_stored() {
+        let id = RecordId::random().unwrap();
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{id}\""));
+        assert_eq!(serde_json::from_str::<RecordId>(&json).unwrap(), id);
+        let stored = crate::codec::encode(&id).unwrap();
+        assert_eq!(stored.len(), 17); // version byte + 16
+        assert_eq!(crate::codec::decode::<RecordId>(&stored, "id").unwrap(), id);
+    }
 
     #[test]
     fn ids_round_trip_and_reject_bad_text() {

@@ -28,6 +28,9 @@
 //!                                       await the purge)
 //! 'E' day (8) record id (16)            empty: the records expiring that day,
 //!                                       for purging once its key is gone
+//! 'L' request id (16)                   RequestEntry: a data-subject request
+//!                                       (ids, kind, dates; the extension
+//!                                       reason sealed under the subject key)
 //! 'H' subject id (16)                   empty: subjects under legal hold, so
 //!                                       `expire` finds them without a scan
 //! ```
@@ -64,6 +67,33 @@ pub(crate) const BLIND: u8 = b'B';
 pub(crate) const DAY: u8 = b'D';
 pub(crate) const DAY_RECORD: u8 = b'E';
 pub(crate) const HOLD: u8 = b'H';
+pub(crate) const REQUEST: u8 = b'L';
+
+pub(crate) fn request_key(id: &crate::ids::RequestId) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = REQUEST;
+    k[1..].copy_from_slice(id.as_bytes());
+    k
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct RequestEntry {
+    pub subject: SubjectId,
+    /// `RequestKind::name()`.
+    pub kind: String,
+    pub received: i64,
+    pub due: i64,
+    pub extension: Option<Extension>,
+    pub closed_at: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct Extension {
+    pub at: i64,
+    /// The reason, sealed under a key derived from the subject key: it is
+    /// free text, so it goes with the subject.
+    pub reason: Vec<u8>,
+}
 
 pub(crate) fn hold_key(id: &SubjectId) -> [u8; 17] {
     let mut k = [0u8; 17];

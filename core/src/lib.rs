@@ -19,6 +19,7 @@
 //! `crypto` (sealing and derivation), [`policy`] (the TOML policy), `layout`
 //! (what is stored in sled, in one place), `vault` (the operations).
 
+mod audit;
 mod codec;
 mod crypto;
 mod error;
@@ -26,18 +27,23 @@ mod ids;
 mod keystore;
 mod layout;
 pub mod policy;
+mod receipt;
 pub mod retention;
 mod vault;
 
+pub use audit::{AuditEntry, AuditReport};
 pub use crypto::RootKey;
 pub use error::{Error, ErrorKind, Result};
+pub use ids::RequestId;
 pub use ids::{RecordId, SubjectId};
 pub use layout::ConsentEntry;
 pub use policy::Policy;
+pub use receipt::verify_receipt;
 pub use vault::{
-    normalize_identifier, CategoryCount, Clock, Durability, ErasureReceipt, ExpireReport, Record,
-    RecordInfo, RetainedRecords, Stats, SubjectState, Vault, VaultOptions,
-    MAX_IDENTIFIERS_PER_SUBJECT, MAX_IDENTIFIER_BYTES, MAX_RECORD_BYTES,
+    normalize_identifier, CategoryCount, Clock, Directive, Durability, ErasureReceipt,
+    ExpireReport, Record, RecordInfo, RequestInfo, RequestKind, RetainedRecords, Scan, Stats,
+    SubjectState, Vault, VaultOptions, MAX_IDENTIFIERS_PER_SUBJECT, MAX_IDENTIFIER_BYTES,
+    MAX_RECORD_BYTES,
 };
 
 /// The library's version, as in Cargo.toml.

@@ -53,13 +53,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use crate::audit::{AuditEntry, AuditLog};
 use crate::codec;
 use crate::crypto::{self, derive_key, DerivedKeys, RootKey, SecretKey};
 use crate::error::{Error, ErrorKind, Result};
@@ -68,6 +69,9 @@ use crate::keystore::{KeyKind, Keystore, LoadError, SlotRef};
 use crate::layout::{self, *};
 use crate::policy::{self, Policy};
 use crate::retention;
+
+mod rights;
+pub use rights::{Directive, RequestInfo, RequestKind, Scan};
 
 /// When a mutating call's effects reach the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -113,6 +117,10 @@ pub struct VaultOptions {
     pub durability: Durability,
     /// `None`: the system clock.
     pub clock: Option<Clock>,
+    /// A label for whoever uses this handle (a service name, an operator
+    /// role), carried by every audit entry. Letters, digits and `_.:-`, at
+    /// most 64: it must not be personal data.
+    pub actor: Option<String>,
 }
 
 impl std::fmt::Debug for VaultOptions {
@@ -120,6 +128,7 @@ impl std::fmt::Debug for VaultOptions {
         f.debug_struct("VaultOptions")
             .field("durability", &self.durability)
             .field("clock", &self.clock.as_ref().map(|_| "custom"))
+            .field("actor", &self.actor)
             .finish()
     }
 }
@@ -168,7 +177,7 @@ pub struct RecordInfo {
     pub expires_at: Option<i64>,
 }
 
-/// What `erase_subject` did, as returned to the caller (and later signed).
+/// What `erase_subject` did, signed by the vault.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct ErasureReceipt {
     pub receipt_version: u32,
@@ -181,6 +190,13 @@ pub struct ErasureReceipt {
     pub retained: Vec<RetainedRecords>,
     pub identifiers_removed: usize,
     pub subject_key_destroyed: bool,
+    /// The sequence number of the erasure's audit entry.
+    pub audit_seq: u64,
+    /// The vault's receipt-signing key (Ed25519), hex.
+    pub public_key: String,
+    /// Ed25519 over the receipt's canonical JSON without this field, hex
+    /// (see [`crate::verify_receipt`]).
+    pub signature: String,
 }
 
 impl ErasureReceipt {
@@ -288,6 +304,9 @@ impl std::fmt::Debug for Vault {
 
 struct Inner {
     root: PathBuf,
+    audit: AuditLog,
+    /// The label every audit entry of this handle carries.
+    actor: Option<String>,
     data_dir: PathBuf,
     tree: sled::Tree,
     db: sled::Db,
@@ -316,6 +335,9 @@ struct Inner {
     /// The latest `now` an `expire` run was given: days ended by then may
     /// have lost their keys, so nothing is sealed into them again.
     expired_through: AtomicI64,
+    /// Bumped whenever a subject's entry changes, so that a `Scan` knows
+    /// to drop the subjects it has cached.
+    subject_generation: AtomicU64,
     dirty: AtomicBool,
     closing: AtomicBool,
 }
@@ -350,6 +372,18 @@ impl Vault {
         let root_dir = path.as_ref().to_path_buf();
         if root_dir.as_os_str().is_empty() {
             return Err(Error::invalid("the vault path is empty"));
+        }
+        if let Some(actor) = &options.actor {
+            let ok = !actor.is_empty()
+                && actor.len() <= 64
+                && actor
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b));
+            if !ok {
+                return Err(Error::invalid(
+                    "an actor label is 1 to 64 letters, digits or _.:- (never personal data)",
+                ));
+            }
         }
         if policy.is_none() && !root_dir.join("keys").join("keystore").exists() {
             // Refused before anything is created.
@@ -437,8 +471,11 @@ impl Vault {
             Some(bytes) => codec::decode(&bytes, "expiry mark")?,
             None => i64::MIN,
         };
+        let audit = AuditLog::open(&tree, keys.audit.clone())?;
         let inner = Inner {
             root: root_dir.clone(),
+            audit,
+            actor: options.actor.clone(),
             data_dir,
             tree,
             db,
@@ -470,6 +507,7 @@ impl Vault {
             purge_lock: Mutex::new(()),
             purger: Mutex::new(Purger::default()),
             expired_through: AtomicI64::new(expired_through),
+            subject_generation: AtomicU64::new(0),
             dirty: AtomicBool::new(false),
             closing: AtomicBool::new(false),
         };
@@ -515,159 +553,192 @@ impl Vault {
     /// every record's expiry under it: records move to their new day, and
     /// what the new policy says is past due expires now.
     pub fn set_policy(&self, policy: Policy) -> Result<()> {
-        let inner = &self.inner;
-        // Every subject stripe, so no put races the check.
-        let _guards: Vec<_> = inner.stripes.iter().map(lock).collect();
-        inner.check_policy_fits(&policy)?;
-        inner
-            .tree
-            .insert(POLICY_KEY, codec::encode(&policy.source().to_string())?)?;
-        inner.make_durable()?;
-        *inner.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
-        inner.reevaluate_all()
+        let entry = self.inner.entry("set_policy");
+        let result = (|| -> Result<()> {
+            let inner = &self.inner;
+            // Every subject stripe, so no put races the check.
+            let _guards: Vec<_> = inner.stripes.iter().map(lock).collect();
+            inner.check_policy_fits(&policy)?;
+            inner
+                .tree
+                .insert(POLICY_KEY, codec::encode(&policy.source().to_string())?)?;
+            inner.make_durable()?;
+            *inner.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+            inner.reevaluate_all()
+        })();
+        self.inner.finish(entry, result, Commit::Always)
     }
 
     /// Creates a subject with a random id, indexing `identifiers` (kind,
     /// value) in the blind index.
     pub fn create_subject(&self, identifiers: &[(&str, &str)]) -> Result<SubjectId> {
-        let inner = &self.inner;
-        let mut normalized = Vec::with_capacity(identifiers.len());
-        for (kind, value) in identifiers {
-            let ident = normalize_identifier(kind, value)?;
-            if !normalized.contains(&ident) {
-                normalized.push(ident);
+        let mut entry = self.inner.entry("create_subject");
+        let result = (|| -> Result<SubjectId> {
+            let inner = &self.inner;
+            let mut normalized = Vec::with_capacity(identifiers.len());
+            for (kind, value) in identifiers {
+                let ident = normalize_identifier(kind, value)?;
+                if !normalized.contains(&ident) {
+                    normalized.push(ident);
+                }
             }
-        }
-        if normalized.len() > MAX_IDENTIFIERS_PER_SUBJECT {
-            return Err(Error::invalid(format!(
-                "a subject may have at most {MAX_IDENTIFIERS_PER_SUBJECT} identifiers"
-            )));
-        }
-        let id = SubjectId::random()?;
-        let blind: Vec<[u8; 32]> = normalized
-            .iter()
-            .map(|(k, v)| inner.blind_mac(k, v))
-            .collect();
-        let _blind_guard = lock(&inner.blind_lock);
-        for (mac, (kind, _)) in blind.iter().zip(&normalized) {
-            if inner.tree.contains_key(blind_key(mac))? {
+            if normalized.len() > MAX_IDENTIFIERS_PER_SUBJECT {
                 return Err(Error::invalid(format!(
-                    "a subject with this {kind} identifier already exists"
+                    "a subject may have at most {MAX_IDENTIFIERS_PER_SUBJECT} identifiers"
                 )));
             }
+            let id = SubjectId::random()?;
+            let blind: Vec<[u8; 32]> = normalized
+                .iter()
+                .map(|(k, v)| inner.blind_mac(k, v))
+                .collect();
+            let _blind_guard = lock(&inner.blind_lock);
+            for (mac, (kind, _)) in blind.iter().zip(&normalized) {
+                if inner.tree.contains_key(blind_key(mac))? {
+                    return Err(Error::invalid(format!(
+                        "a subject with this {kind} identifier already exists"
+                    )));
+                }
+            }
+            let (slot, key) = inner.take_subject_key()?;
+            let sealed_identifiers = inner.seal_identifiers(&id, &key, &normalized)?;
+            let entry = SubjectEntry::Live(LiveSubject {
+                created_at: inner.now(),
+                key: slot,
+                identifiers: sealed_identifiers,
+                blind: blind.clone(),
+                events: BTreeMap::new(),
+                flags: BTreeSet::new(),
+                consents: Vec::new(),
+                legal_hold: false,
+                restricted: false,
+                opt_out_of_sale: false,
+            });
+            let mut batch = sled::Batch::default();
+            batch.insert(&subject_key(&id), codec::encode(&entry)?);
+            for mac in &blind {
+                batch.insert(&blind_key(mac)[..], &id.as_bytes()[..]);
+            }
+            if let Err(e) = inner.tree.apply_batch(batch) {
+                let _ = inner.keystore.destroy(&[slot]);
+                return Err(e.into());
+            }
+            Ok(id)
+        })();
+        if let Ok(id) = &result {
+            entry.subject = Some(*id);
         }
-        let (slot, key) = inner.take_subject_key()?;
-        let sealed_identifiers = inner.seal_identifiers(&id, &key, &normalized)?;
-        let entry = SubjectEntry::Live(LiveSubject {
-            created_at: inner.now(),
-            key: slot,
-            identifiers: sealed_identifiers,
-            blind: blind.clone(),
-            events: BTreeMap::new(),
-            flags: BTreeSet::new(),
-            consents: Vec::new(),
-            legal_hold: false,
-            restricted: false,
-            opt_out_of_sale: false,
-        });
-        let mut batch = sled::Batch::default();
-        batch.insert(&subject_key(&id), codec::encode(&entry)?);
-        for mac in &blind {
-            batch.insert(&blind_key(mac)[..], &id.as_bytes()[..]);
-        }
-        if let Err(e) = inner.tree.apply_batch(batch) {
-            let _ = inner.keystore.destroy(&[slot]);
-            return Err(e.into());
-        }
-        inner.commit()?;
-        Ok(id)
+        self.inner.finish(entry, result, Commit::Mode)
     }
 
     /// Adds an identifier to a subject. Linking one it already has is a no-op;
     /// one that belongs to another subject is `InvalidArgument`.
     pub fn link_identifier(&self, subject: &SubjectId, kind: &str, value: &str) -> Result<()> {
-        let inner = &self.inner;
-        let ident = normalize_identifier(kind, value)?;
-        let mac = inner.blind_mac(&ident.0, &ident.1);
-        let _stripe = inner.stripe(subject);
-        let _blind_guard = lock(&inner.blind_lock);
-        let mut live = inner.live_subject(subject)?;
-        if let Some(owner) = inner.tree.get(blind_key(&mac))? {
-            if owner.as_ref() == subject.as_bytes() {
-                return Ok(());
+        let mut entry = self.inner.entry("link_identifier");
+        entry.subject = Some(*subject);
+        entry.detail = Some(self.inner.kind_term(kind));
+        let result = (|| -> Result<()> {
+            let inner = &self.inner;
+            let ident = normalize_identifier(kind, value)?;
+            let mac = inner.blind_mac(&ident.0, &ident.1);
+            let _stripe = inner.stripe(subject);
+            let _blind_guard = lock(&inner.blind_lock);
+            let mut live = inner.live_subject(subject)?;
+            if let Some(owner) = inner.tree.get(blind_key(&mac))? {
+                if owner.as_ref() == subject.as_bytes() {
+                    return Ok(());
+                }
+                return Err(Error::invalid(format!(
+                    "this {} identifier belongs to another subject",
+                    ident.0
+                )));
             }
-            return Err(Error::invalid(format!(
-                "this {} identifier belongs to another subject",
-                ident.0
-            )));
-        }
-        let subject_key = inner.subject_key(subject, live.key)?;
-        let mut idents = inner.open_identifiers(subject, &subject_key, &live.identifiers)?;
-        if idents.len() >= MAX_IDENTIFIERS_PER_SUBJECT {
-            return Err(Error::invalid(format!(
-                "a subject may have at most {MAX_IDENTIFIERS_PER_SUBJECT} identifiers"
-            )));
-        }
-        idents.push(ident);
-        live.identifiers = inner.seal_identifiers(subject, &subject_key, &idents)?;
-        live.blind.push(mac);
-        let mut batch = sled::Batch::default();
-        batch.insert(
-            &layout::subject_key(subject),
-            codec::encode(&SubjectEntry::Live(live))?,
-        );
-        batch.insert(&blind_key(&mac)[..], &subject.as_bytes()[..]);
-        inner.tree.apply_batch(batch)?;
-        inner.commit()
+            let subject_key = inner.subject_key(subject, live.key)?;
+            let mut idents = inner.open_identifiers(subject, &subject_key, &live.identifiers)?;
+            if idents.len() >= MAX_IDENTIFIERS_PER_SUBJECT {
+                return Err(Error::invalid(format!(
+                    "a subject may have at most {MAX_IDENTIFIERS_PER_SUBJECT} identifiers"
+                )));
+            }
+            idents.push(ident);
+            live.identifiers = inner.seal_identifiers(subject, &subject_key, &idents)?;
+            live.blind.push(mac);
+            let mut batch = sled::Batch::default();
+            batch.insert(
+                &layout::subject_key(subject),
+                codec::encode(&SubjectEntry::Live(live))?,
+            );
+            batch.insert(&blind_key(&mac)[..], &subject.as_bytes()[..]);
+            inner.tree.apply_batch(batch)?;
+            Ok(())
+        })();
+        self.inner.finish(entry, result, Commit::Mode)
     }
 
     /// The subject an identifier belongs to, if any (erased subjects have
     /// none).
     pub fn find_subject(&self, kind: &str, value: &str) -> Result<Option<SubjectId>> {
-        let inner = &self.inner;
-        let (kind, value) = normalize_identifier(kind, value)?;
-        let mac = inner.blind_mac(&kind, &value);
-        match inner.tree.get(blind_key(&mac))? {
-            None => Ok(None),
-            Some(bytes) => {
-                let id = SubjectId::from_bytes(&bytes)?;
-                match inner.subject_entry(&id)? {
-                    Some(SubjectEntry::Live(_)) => Ok(Some(id)),
-                    _ => Ok(None),
+        let mut entry = self.inner.entry("find_subject");
+        entry.detail = Some(self.inner.kind_term(kind));
+        let result = (|| -> Result<Option<SubjectId>> {
+            let inner = &self.inner;
+            let (kind, value) = normalize_identifier(kind, value)?;
+            let mac = inner.blind_mac(&kind, &value);
+            match inner.tree.get(blind_key(&mac))? {
+                None => Ok(None),
+                Some(bytes) => {
+                    let id = SubjectId::from_bytes(&bytes)?;
+                    match inner.subject_entry(&id)? {
+                        Some(SubjectEntry::Live(_)) => Ok(Some(id)),
+                        _ => Ok(None),
+                    }
                 }
             }
+        })();
+        if let Ok(Some(id)) = &result {
+            entry.subject = Some(*id);
         }
+        self.inner.finish(entry, result, Commit::No)
     }
 
     /// The identifiers of a subject, decrypted: (kind, normalized value).
     pub fn identifiers(&self, subject: &SubjectId) -> Result<Vec<(String, String)>> {
-        let inner = &self.inner;
-        let live = inner.live_subject(subject)?;
-        let key = inner.subject_key(subject, live.key)?;
-        inner.open_identifiers(subject, &key, &live.identifiers)
+        let mut entry = self.inner.entry("identifiers");
+        entry.subject = Some(*subject);
+        let result = (|| -> Result<Vec<(String, String)>> {
+            let inner = &self.inner;
+            let live = inner.live_subject(subject)?;
+            let key = inner.subject_key(subject, live.key)?;
+            inner.open_identifiers(subject, &key, &live.identifiers)
+        })();
+        self.inner.finish(entry, result, Commit::No)
     }
 
     /// Seals `data` as a new record of `subject` in `category`.
     pub fn put(&self, subject: &SubjectId, category: &str, data: &[u8]) -> Result<RecordId> {
-        let inner = &self.inner;
-        let policy = inner.policy();
-        let category = policy.category(category)?;
-        check_record_size(data)?;
-        let _stripe = inner.stripe(subject);
-        let live = inner.live_subject(subject)?;
-        if live.erasure_requested().is_some() {
-            return Err(Error::new(
-                ErrorKind::Erased,
-                format!("subject {subject} asked for erasure: nothing new is stored for it"),
-            ));
-        }
-        if category.legal_basis == policy::LegalBasis::Consent
-            && !category
-                .purposes
-                .iter()
-                .any(|p| p != policy::LEGAL_CLAIMS && live.consent_stands(p))
-        {
-            return Err(Error::new(
+        let mut entry = self.inner.entry("put");
+        entry.subject = Some(*subject);
+        entry.detail = Some(self.inner.category_term(category));
+        let result = (|| -> Result<RecordId> {
+            let inner = &self.inner;
+            let policy = inner.policy();
+            let category = policy.category(category)?;
+            check_record_size(data)?;
+            let _stripe = inner.stripe(subject);
+            let live = inner.live_subject(subject)?;
+            if live.erasure_requested().is_some() {
+                return Err(Error::new(
+                    ErrorKind::Erased,
+                    format!("subject {subject} asked for erasure: nothing new is stored for it"),
+                ));
+            }
+            if category.legal_basis == policy::LegalBasis::Consent
+                && !category
+                    .purposes
+                    .iter()
+                    .any(|p| p != policy::LEGAL_CLAIMS && live.consent_stands(p))
+            {
+                return Err(Error::new(
                 ErrorKind::PurposeDenied,
                 format!(
                     "category {:?} is kept on consent, and subject {subject} has no standing consent for any of its purposes ({})",
@@ -675,139 +746,168 @@ impl Vault {
                     category.purposes.join(", ")
                 ),
             ));
-        }
-        let now = inner.now();
-        let facts = retention::Facts {
-            events: Some(&live.events),
-            flags: Some(&live.flags),
-        };
-        let expiry = retention::expiry(category, &facts, now);
-        if let retention::Expiry::At(at) = expiry {
-            if at <= inner.threshold() {
-                return Err(Error::new(
-                    ErrorKind::Expired,
-                    format!(
+            }
+            let now = inner.now();
+            let facts = retention::Facts {
+                events: Some(&live.events),
+                flags: Some(&live.flags),
+            };
+            let expiry = retention::expiry(category, &facts, now);
+            if let retention::Expiry::At(at) = expiry {
+                if at <= inner.threshold() {
+                    return Err(Error::new(
+                        ErrorKind::Expired,
+                        format!(
                         "the retention of category {:?} has already ended for subject {subject}",
                         category.name
                     ),
-                ));
+                    ));
+                }
             }
+            let day = expiry.day();
+            if let Some(d) = day {
+                inner.ensure_day_key(d)?;
+            }
+            let record_key = inner.record_key(subject, live.key, day)?;
+            let id = RecordId::random()?;
+            let mut record = LiveRecord {
+                subject: *subject,
+                category: category.name.clone(),
+                version: 1,
+                created_at: now,
+                updated_at: now,
+                subject_key_id: live.key.key_id,
+                day,
+                sealed: Vec::new(),
+            };
+            record.sealed = crypto::seal(
+                &record_key,
+                &record_aad(&inner.vault_id, &id, &record),
+                data,
+            )?;
+            let mut batch = sled::Batch::default();
+            batch.insert(&subject_record_key(subject, &id)[..], &[][..]);
+            if let Some(d) = day {
+                batch.insert(&day_record_key(d, &id)[..], &[][..]);
+            }
+            batch.insert(
+                &layout::record_key(&id),
+                codec::encode(&RecordEntry::Live(record))?,
+            );
+            inner.tree.apply_batch(batch)?;
+            Ok(id)
+        })();
+        if let Ok(id) = &result {
+            entry.record = Some(*id);
         }
-        let day = expiry.day();
-        if let Some(d) = day {
-            inner.ensure_day_key(d)?;
-        }
-        let record_key = inner.record_key(subject, live.key, day)?;
-        let id = RecordId::random()?;
-        let mut record = LiveRecord {
-            subject: *subject,
-            category: category.name.clone(),
-            version: 1,
-            created_at: now,
-            updated_at: now,
-            subject_key_id: live.key.key_id,
-            day,
-            sealed: Vec::new(),
-        };
-        record.sealed = crypto::seal(
-            &record_key,
-            &record_aad(&inner.vault_id, &id, &record),
-            data,
-        )?;
-        let mut batch = sled::Batch::default();
-        batch.insert(&subject_record_key(subject, &id)[..], &[][..]);
-        if let Some(d) = day {
-            batch.insert(&day_record_key(d, &id)[..], &[][..]);
-        }
-        batch.insert(
-            &layout::record_key(&id),
-            codec::encode(&RecordEntry::Live(record))?,
-        );
-        inner.tree.apply_batch(batch)?;
-        inner.commit()?;
-        Ok(id)
+        self.inner.finish(entry, result, Commit::Mode)
     }
 
     /// Reads a record for `purpose`.
     pub fn get(&self, record: &RecordId, purpose: &str) -> Result<Record> {
-        let inner = &self.inner;
-        let policy = inner.policy();
-        // A rotation may replace the record and its subject's key between
-        // our two reads; it finishes quickly, so re-reading settles it.
-        let mut last_mismatch = None;
-        for _ in 0..64 {
-            let live = inner.live_record(record)?;
-            let category = policy.category(&live.category).map_err(|_| {
-                Error::corrupt(format!(
-                    "record {record} names category {:?}, which the policy lacks",
-                    live.category
-                ))
-            })?;
-            if !category.allows(purpose) {
-                policy.purpose(purpose).map_err(|_| {
-                    Error::new(
-                        ErrorKind::PurposeDenied,
-                        format!("unknown purpose {:?}", truncate_for_message(purpose)),
-                    )
+        let mut entry = self.inner.entry("get");
+        entry.record = Some(*record);
+        entry.purpose = Some(self.inner.purpose_term(purpose));
+        let result = (|| -> Result<Record> {
+            let inner = &self.inner;
+            let policy = inner.policy();
+            // A rotation may replace the record and its subject's key between
+            // our two reads; it finishes quickly, so re-reading settles it.
+            let mut last_mismatch = None;
+            for _ in 0..64 {
+                let live = inner.live_record(record)?;
+                let category = policy.category(&live.category).map_err(|_| {
+                    Error::corrupt(format!(
+                        "record {record} names category {:?}, which the policy lacks",
+                        live.category
+                    ))
                 })?;
-                return Err(Error::new(
-                    ErrorKind::PurposeDenied,
-                    format!(
-                        "category {:?} does not allow purpose {:?}",
-                        category.name, purpose
-                    ),
-                ));
-            }
-            let subject = inner.live_subject(&live.subject)?;
-            check_read_allowed(&policy, category, &subject, &live.subject, purpose)?;
-            if subject.key.key_id != live.subject_key_id {
-                // Mid-rotation, the pair changes between reads; the same
-                // mismatch seen twice is damage, not a race.
-                let mismatch = (live.subject_key_id, subject.key);
-                if last_mismatch == Some(mismatch) {
-                    return Err(Error::corrupt(format!(
-                        "record {record} is sealed under a key its subject does not hold"
-                    )));
+                if !category.allows(purpose) {
+                    policy.purpose(purpose).map_err(|_| {
+                        Error::new(
+                            ErrorKind::PurposeDenied,
+                            format!("unknown purpose {:?}", truncate_for_message(purpose)),
+                        )
+                    })?;
+                    return Err(Error::new(
+                        ErrorKind::PurposeDenied,
+                        format!(
+                            "category {:?} does not allow purpose {:?}",
+                            category.name, purpose
+                        ),
+                    ));
                 }
-                last_mismatch = Some(mismatch);
-                continue;
+                let subject = inner.live_subject(&live.subject)?;
+                check_read_allowed(&policy, category, &subject, &live.subject, purpose)?;
+                if subject.key.key_id != live.subject_key_id {
+                    // Mid-rotation, the pair changes between reads; the same
+                    // mismatch seen twice is damage, not a race.
+                    let mismatch = (live.subject_key_id, subject.key);
+                    if last_mismatch == Some(mismatch) {
+                        return Err(Error::corrupt(format!(
+                            "record {record} is sealed under a key its subject does not hold"
+                        )));
+                    }
+                    last_mismatch = Some(mismatch);
+                    continue;
+                }
+                let key = match inner.record_key(&live.subject, subject.key, live.day) {
+                    Ok(k) => k,
+                    Err(e) if e.kind() == ErrorKind::Erased => continue,
+                    Err(e) => return Err(e),
+                };
+                let aad = record_aad(&inner.vault_id, record, &live);
+                let data = crypto::open(&key, &aad, &live.sealed, &format!("record {record}"))?;
+                return Ok(Record {
+                    id: *record,
+                    subject: live.subject,
+                    category: live.category,
+                    version: live.version,
+                    created_at: live.created_at,
+                    updated_at: live.updated_at,
+                    data,
+                });
             }
-            let key = match inner.record_key(&live.subject, subject.key, live.day) {
-                Ok(k) => k,
-                Err(e) if e.kind() == ErrorKind::Erased => continue,
-                Err(e) => return Err(e),
-            };
-            let aad = record_aad(&inner.vault_id, record, &live);
-            let data = crypto::open(&key, &aad, &live.sealed, &format!("record {record}"))?;
-            return Ok(Record {
-                id: *record,
-                subject: live.subject,
-                category: live.category,
-                version: live.version,
-                created_at: live.created_at,
-                updated_at: live.updated_at,
-                data,
-            });
+            Err(Error::internal(format!(
+                "record {record} kept changing while being read"
+            )))
+        })();
+        if let Ok(r) = &result {
+            entry.subject = Some(r.subject);
+            entry.detail = Some(r.category.clone());
         }
-        Err(Error::internal(format!(
-            "record {record} kept changing while being read"
-        )))
+        self.inner.finish(entry, result, Commit::No)
     }
 
     /// Rectifies a record: the subject's key is rotated, so the old value is
     /// no longer decryptable anywhere.
     pub fn update(&self, record: &RecordId, data: &[u8]) -> Result<()> {
-        check_record_size(data)?;
-        self.inner.rotate_for(record, Edit::Update(data))
+        let mut entry = self.inner.entry("update");
+        entry.record = Some(*record);
+        let result = (|| -> Result<()> {
+            check_record_size(data)?;
+            self.inner.rotate_for(record, Edit::Update(data))
+        })();
+        self.inner.finish(entry, result, Commit::Mode)
     }
 
     /// Erases one record: the subject's key is rotated.
     pub fn delete(&self, record: &RecordId) -> Result<()> {
-        self.inner.rotate_for(record, Edit::Delete)
+        let mut entry = self.inner.entry("delete");
+        entry.record = Some(*record);
+        let result = (|| -> Result<()> { self.inner.rotate_for(record, Edit::Delete) })();
+        self.inner.finish(entry, result, Commit::Mode)
     }
 
     /// The metadata of a subject's live records, oldest first by id order.
     pub fn records(&self, subject: &SubjectId) -> Result<Vec<RecordInfo>> {
+        let mut entry = self.inner.entry("records");
+        entry.subject = Some(*subject);
+        let result = self.records_unaudited(subject);
+        self.inner.finish(entry, result, Commit::No)
+    }
+
+    fn records_unaudited(&self, subject: &SubjectId) -> Result<Vec<RecordInfo>> {
         let inner = &self.inner;
         inner.live_subject(subject)?;
         let mut out = Vec::new();
@@ -859,7 +959,8 @@ impl Vault {
     /// erased records are unreadable in every copy of `data/`.
     ///
     /// Refused with `LegalHold` while the subject is under legal hold.
-    pub fn erase_subject(&self, subject: &SubjectId) -> Result<ErasureReceipt> {
+    /// The receipt is signed (see `rights.rs`).
+    fn erase_unsigned(&self, subject: &SubjectId) -> Result<ErasureReceipt> {
         let inner = &self.inner;
         let _stripe = inner.stripe(subject);
         let mut live = inner.live_subject(subject)?;
@@ -885,6 +986,9 @@ impl Vault {
             retained: Vec::new(),
             identifiers_removed: 0,
             subject_key_destroyed: false,
+            audit_seq: 0,
+            public_key: String::new(),
+            signature: String::new(),
         };
         let keeps_some = decided.iter().any(|d| matches!(d.fate, Fate::Keep(_)));
         let outcome = if keeps_some {
@@ -958,61 +1062,81 @@ impl Vault {
     /// readable under the old day); records whose expiry is now past are
     /// erased by this call.
     pub fn record_event(&self, subject: &SubjectId, event: &str, at: i64) -> Result<()> {
-        let inner = &self.inner;
-        let policy = inner.policy();
-        if event == policy::COLLECTED {
-            return Err(Error::invalid(
-                "collected is each record's own creation time, not a subject event",
-            ));
+        let mut entry = self.inner.entry("record_event");
+        entry.subject = Some(*subject);
+        entry.detail = Some(self.inner.event_term(event));
+        let result = (|| -> Result<()> {
+            let inner = &self.inner;
+            let policy = inner.policy();
+            if event == policy::COLLECTED {
+                return Err(Error::invalid(
+                    "collected is each record's own creation time, not a subject event",
+                ));
+            }
+            if event == policy::ERASURE_REQUESTED {
+                return Err(Error::invalid(
+                    "erasure_requested is recorded by erase_subject",
+                ));
+            }
+            if !policy.events().contains(event) {
+                return Err(Error::invalid(format!(
+                    "unknown event {:?}: the policy names no such event",
+                    truncate_for_message(event)
+                )));
+            }
+            retention::check_event_time(at, event)?;
+            let _stripe = inner.stripe(subject);
+            let mut live = inner.live_subject(subject)?;
+            if live.events.get(event) == Some(&at) {
+                return Ok(());
+            }
+            live.events.insert(event.to_string(), at);
+            inner.reevaluate(subject, live).map(|_| ())
+        })();
+        self.inner.finish(entry, result, Commit::Mode)?;
+        if event == policy::DECEASED {
+            self.carry_out_post_mortem(subject)?;
         }
-        if event == policy::ERASURE_REQUESTED {
-            return Err(Error::invalid(
-                "erasure_requested is recorded by erase_subject",
-            ));
-        }
-        if !policy.events().contains(event) {
-            return Err(Error::invalid(format!(
-                "unknown event {:?}: the policy names no such event",
-                truncate_for_message(event)
-            )));
-        }
-        retention::check_event_time(at, event)?;
-        let _stripe = inner.stripe(subject);
-        let mut live = inner.live_subject(subject)?;
-        if live.events.get(event) == Some(&at) {
-            return Ok(());
-        }
-        live.events.insert(event.to_string(), at);
-        inner.reevaluate(subject, live, false).map(|_| ())
+        Ok(())
     }
 
     /// Sets or clears a subject flag that retention rules test (`if_flag`),
     /// re-evaluating the subject's expiries as `record_event` does.
     pub fn set_flag(&self, subject: &SubjectId, flag: &str, on: bool) -> Result<()> {
-        let inner = &self.inner;
-        if !inner.policy().flags().contains(flag) {
-            return Err(Error::invalid(format!(
-                "unknown flag {:?}: the policy names no such flag",
-                truncate_for_message(flag)
-            )));
-        }
-        let _stripe = inner.stripe(subject);
-        let mut live = inner.live_subject(subject)?;
-        let changed = if on {
-            live.flags.insert(flag.to_string())
-        } else {
-            live.flags.remove(flag)
-        };
-        if !changed {
-            return Ok(());
-        }
-        inner.reevaluate(subject, live, false).map(|_| ())
+        let mut entry = self.inner.entry("set_flag");
+        entry.subject = Some(*subject);
+        entry.detail = Some(format!("{}={}", self.inner.flag_term(flag), on));
+        let result = (|| -> Result<()> {
+            let inner = &self.inner;
+            if !inner.policy().flags().contains(flag) {
+                return Err(Error::invalid(format!(
+                    "unknown flag {:?}: the policy names no such flag",
+                    truncate_for_message(flag)
+                )));
+            }
+            let _stripe = inner.stripe(subject);
+            let mut live = inner.live_subject(subject)?;
+            let changed = if on {
+                live.flags.insert(flag.to_string())
+            } else {
+                live.flags.remove(flag)
+            };
+            if !changed {
+                return Ok(());
+            }
+            inner.reevaluate(subject, live).map(|_| ())
+        })();
+        self.inner.finish(entry, result, Commit::Mode)
     }
 
     /// Records that the subject gave consent for `purpose` at `at`. The
     /// ledger keeps every give and withdrawal.
     pub fn give_consent(&self, subject: &SubjectId, purpose: &str, at: i64) -> Result<()> {
-        self.consent(subject, purpose, at, true)
+        let mut entry = self.inner.entry("give_consent");
+        entry.subject = Some(*subject);
+        entry.purpose = Some(self.inner.purpose_term(purpose));
+        let result = (|| -> Result<()> { self.consent(subject, purpose, at, true) })();
+        self.inner.finish(entry, result, Commit::Mode)
     }
 
     /// Records that the subject withdrew consent for `purpose` at `at`, and
@@ -1023,7 +1147,11 @@ impl Vault {
     /// withdrawal is recorded and reads on consent refused, but the records
     /// are kept until the hold is lifted.
     pub fn withdraw_consent(&self, subject: &SubjectId, purpose: &str, at: i64) -> Result<()> {
-        self.consent(subject, purpose, at, false)
+        let mut entry = self.inner.entry("withdraw_consent");
+        entry.subject = Some(*subject);
+        entry.purpose = Some(self.inner.purpose_term(purpose));
+        let result = (|| -> Result<()> { self.consent(subject, purpose, at, false) })();
+        self.inner.finish(entry, result, Commit::Always)
     }
 
     fn consent(&self, subject: &SubjectId, purpose: &str, at: i64, given: bool) -> Result<()> {
@@ -1049,7 +1177,7 @@ impl Vault {
             at,
             recorded_at: inner.now(),
         });
-        inner.reevaluate(subject, live, !given).map(|_| ())
+        inner.reevaluate(subject, live).map(|_| ())
     }
 
     /// Puts a subject under legal hold, or lifts it. While held, nothing of
@@ -1058,30 +1186,46 @@ impl Vault {
     /// out of their day before destroying the day's key. Lifting the hold
     /// re-evaluates the subject: what is past due expires then.
     pub fn set_legal_hold(&self, subject: &SubjectId, on: bool) -> Result<()> {
-        let inner = &self.inner;
-        // No expiry run is between choosing whom to spare and destroying keys.
-        let _expire = lock(&inner.expire_lock);
-        let _stripe = inner.stripe(subject);
-        let mut live = inner.live_subject(subject)?;
-        if live.legal_hold == on {
-            return Ok(());
-        }
-        live.legal_hold = on;
-        inner.reevaluate(subject, live, true).map(|_| ())
+        let mut entry = self.inner.entry("set_legal_hold");
+        entry.subject = Some(*subject);
+        entry.detail = Some(on.to_string());
+        let result = (|| -> Result<()> {
+            let inner = &self.inner;
+            // No expiry run is between choosing whom to spare and destroying keys.
+            let _expire = lock(&inner.expire_lock);
+            let _stripe = inner.stripe(subject);
+            let mut live = inner.live_subject(subject)?;
+            if live.legal_hold == on {
+                return Ok(());
+            }
+            live.legal_hold = on;
+            inner.reevaluate(subject, live).map(|_| ())
+        })();
+        self.inner.finish(entry, result, Commit::Always)
     }
 
     /// Restricts the processing of a subject's data (GDPR art. 18), or lifts
     /// the restriction: while restricted, reads are refused with
     /// `Restricted` for every purpose but `legal_claims`.
     pub fn set_restricted(&self, subject: &SubjectId, on: bool) -> Result<()> {
-        self.set_state(subject, |live| &mut live.restricted, on)
+        let mut entry = self.inner.entry("set_restricted");
+        entry.subject = Some(*subject);
+        entry.detail = Some(on.to_string());
+        let result =
+            (|| -> Result<()> { self.set_state(subject, |live| &mut live.restricted, on) })();
+        self.inner.finish(entry, result, Commit::Mode)
     }
 
     /// Records the subject's opt-out of any sale of its data, or its
     /// withdrawal: while opted out, reads for a `sale = true` purpose are
     /// refused with `PurposeDenied`.
     pub fn set_opt_out_of_sale(&self, subject: &SubjectId, on: bool) -> Result<()> {
-        self.set_state(subject, |live| &mut live.opt_out_of_sale, on)
+        let mut entry = self.inner.entry("set_opt_out_of_sale");
+        entry.subject = Some(*subject);
+        entry.detail = Some(on.to_string());
+        let result =
+            (|| -> Result<()> { self.set_state(subject, |live| &mut live.opt_out_of_sale, on) })();
+        self.inner.finish(entry, result, Commit::Mode)
     }
 
     fn set_state(
@@ -1100,23 +1244,29 @@ impl Vault {
         let mut batch = sled::Batch::default();
         put_subject(&mut batch, subject, &SubjectEntry::Live(live))?;
         inner.tree.apply_batch(batch)?;
-        inner.commit()
+        inner.subjects_changed();
+        Ok(())
     }
 
     /// What the vault knows of a subject besides its records: events,
     /// flags, the consent ledger and its states.
     pub fn subject_state(&self, subject: &SubjectId) -> Result<SubjectState> {
-        let live = self.inner.live_subject(subject)?;
-        Ok(SubjectState {
-            created_at: live.created_at,
-            erasure_requested: live.erasure_requested(),
-            events: live.events,
-            flags: live.flags,
-            consents: live.consents,
-            legal_hold: live.legal_hold,
-            restricted: live.restricted,
-            opt_out_of_sale: live.opt_out_of_sale,
-        })
+        let mut entry = self.inner.entry("subject_state");
+        entry.subject = Some(*subject);
+        let result = (|| -> Result<SubjectState> {
+            let live = self.inner.live_subject(subject)?;
+            Ok(SubjectState {
+                created_at: live.created_at,
+                erasure_requested: live.erasure_requested(),
+                events: live.events,
+                flags: live.flags,
+                consents: live.consents,
+                legal_hold: live.legal_hold,
+                restricted: live.restricted,
+                opt_out_of_sale: live.opt_out_of_sale,
+            })
+        })();
+        self.inner.finish(entry, result, Commit::No)
     }
 
     /// The events and flags recorded for a subject.
@@ -1141,7 +1291,15 @@ impl Vault {
     /// their keys, and from then on nothing due by then is kept or sealed
     /// into them again (the mark is stored, so it outlives the handle).
     pub fn expire(&self, now: i64) -> Result<ExpireReport> {
-        let report = self.inner.expire(now)?;
+        let mut entry = self.inner.entry("expire");
+        let result = self.inner.expire(now);
+        if let Ok(r) = &result {
+            entry.detail = Some(format!(
+                "now {now} days {} records {} spared {}",
+                r.days_destroyed, r.records_expired, r.records_spared_by_hold
+            ));
+        }
+        let report = self.inner.finish(entry, result, Commit::Always)?;
         if report.days_destroyed > 0 {
             Inner::kick_purge(&self.inner);
         }
@@ -1284,6 +1442,25 @@ fn check_read_allowed(
         ));
     }
     Ok(())
+}
+
+fn known_term(known: bool, name: &str) -> String {
+    if known {
+        name.to_string()
+    } else {
+        "(unknown)".to_string()
+    }
+}
+
+/// What [`Inner::finish`] does after a successful operation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    /// A read: nothing to commit.
+    No,
+    /// Durable now or at the next flush, by the handle's mode.
+    Mode,
+    /// Durable before returning, whatever the mode.
+    Always,
 }
 
 fn category_counts(counts: BTreeMap<String, u64>) -> Vec<CategoryCount> {
@@ -1634,13 +1811,78 @@ impl Inner {
         }
     }
 
-    /// Flushes sled and fsyncs its file: the durable point.
+    /// Flushes sled and fsyncs its file: the durable point. Buffered audit
+    /// entries are written first, so they are durable with what they log.
     fn make_durable(&self) -> Result<()> {
         self.dirty.store(false, Ordering::Relaxed);
+        self.audit.write(&self.tree)?;
         self.db.flush()?;
         self.db_file
             .sync_data()
             .map_err(|e| Error::io(format!("syncing {}", self.data_dir.display()), e))
+    }
+
+    /// Tells cached views of subjects (`Scan`) that one changed.
+    fn subjects_changed(&self) {
+        self.subject_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A fresh audit entry for `op`, stamped with the time and the actor.
+    fn entry(&self, op: &str) -> AuditEntry {
+        AuditEntry {
+            seq: 0,
+            time: self.now(),
+            op: op.to_string(),
+            subject: None,
+            record: None,
+            purpose: None,
+            actor: self.actor.clone(),
+            detail: None,
+            outcome: String::new(),
+        }
+    }
+
+    /// The end of every public operation: its audit entry is appended with
+    /// the outcome, then a successful mutation is committed (by the mode, or
+    /// durably whatever the mode for `Commit::Always`). A failing audit
+    /// append fails the operation: the audit never silently misses one.
+    fn finish<T>(&self, mut entry: AuditEntry, result: Result<T>, commit: Commit) -> Result<T> {
+        entry.outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.kind().name().to_string(),
+        };
+        let appended = self.audit.append(&self.tree, entry);
+        let value = result?;
+        appended?;
+        match commit {
+            Commit::No => {}
+            Commit::Mode => self.commit()?,
+            Commit::Always => self.make_durable()?,
+        }
+        Ok(value)
+    }
+
+    /// A name for the audit log: the name if the policy knows it, else
+    /// `(unknown)` (a caller's string could be anything, personal data too).
+    fn purpose_term(&self, name: &str) -> String {
+        known_term(self.policy().purpose(name).is_ok(), name)
+    }
+
+    fn category_term(&self, name: &str) -> String {
+        known_term(self.policy().category(name).is_ok(), name)
+    }
+
+    fn event_term(&self, name: &str) -> String {
+        known_term(self.policy().events().contains(name), name)
+    }
+
+    fn flag_term(&self, name: &str) -> String {
+        known_term(self.policy().flags().contains(name), name)
+    }
+
+    /// Identifier kinds are checked names (`normalize_identifier`).
+    fn kind_term(&self, kind: &str) -> String {
+        known_term(normalize_identifier(kind, "x").is_ok(), kind)
     }
 
     /// The end of a mutating call: durable now, or soon, by the mode.
@@ -1895,6 +2137,7 @@ impl Inner {
             subject,
             &SubjectEntry::Erased { erased_at: now },
         )?;
+        self.subjects_changed();
         for mac in &live.blind {
             batch.remove(&blind_key(mac)[..]);
         }
@@ -2006,10 +2249,9 @@ impl Inner {
 
     /// Stores a subject's new facts (events, flags, consent, states) and
     /// carries out what they change: if every record keeps its day, only
-    /// the subject entry is written; otherwise the subject is rotated.
-    /// `durable`: made durable before returning whatever the mode (consent
-    /// withdrawal). The caller holds the subject's stripe.
-    fn reevaluate(&self, subject: &SubjectId, live: LiveSubject, durable: bool) -> Result<Outcome> {
+    /// the subject entry is written; otherwise the subject is rotated. The
+    /// caller commits (see [`Inner::finish`]) and holds the subject's stripe.
+    fn reevaluate(&self, subject: &SubjectId, live: LiveSubject) -> Result<Outcome> {
         let threshold = self.threshold();
         let decided = self.decide_all(subject, &live, threshold)?;
         // A subject that asked for erasure must also lose its identifiers.
@@ -2022,11 +2264,7 @@ impl Inner {
         let mut batch = sled::Batch::default();
         put_subject(&mut batch, subject, &SubjectEntry::Live(live.clone()))?;
         self.tree.apply_batch(batch)?;
-        if durable {
-            self.make_durable()?;
-        } else {
-            self.commit()?;
-        }
+        self.subjects_changed();
         let mut outcome = Outcome::default();
         for d in decided {
             outcome.kept.push((d.record.category, d.expiry));
@@ -2140,6 +2378,7 @@ impl Inner {
             live.identifiers = self.seal_identifiers(subject, &new_raw, &idents)?;
             put_subject(&mut batch, subject, &SubjectEntry::Live(live))?;
             self.tree.apply_batch(batch)?;
+            self.subjects_changed();
             // The new state must be durable before the old key goes, or a
             // crash would leave records under a destroyed key.
             self.make_durable()

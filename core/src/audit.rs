@@ -1,0 +1,266 @@
+//! The audit chain: every operation, appended in order, each entry keyed-
+//! hashed with the one before it, so that editing, removing or reordering an
+//! entry breaks the chain from there on.
+//!
+//! # What an entry holds
+//!
+//! Sequence number, time, operation, subject and record ids, purpose, the
+//! handle's actor label, a detail naming policy terms only (a category, an
+//! event, a request kind), and the outcome (`ok` or the error kind). Never
+//! personal data: no identifier, no record content, no free text. Purposes,
+//! categories and events that the policy does not name are logged as
+//! `(unknown)`, since a caller's garbage could be anything. So the log
+//! survives erasures and still verifies.
+//!
+//! # Storage
+//!
+//! ```text
+//! 'A' first seq (8, big-endian)   AuditBlock: consecutive entries, each the
+//!                                 encoded entry and its link
+//! ```
+//!
+//! link(n) = HMAC-SHA256(audit key, link(n-1) ‖ entry(n)), link(0's
+//! predecessor) = 32 zero bytes. The audit key is derived from the root key,
+//! so whoever edits `data/` without it cannot forge a consistent chain.
+//!
+//! Appends go to a buffer in memory; the buffer is written as one block
+//! before every durable point (so a mutation's entry is durable with it) and
+//! whenever it holds `BLOCK_MAX` entries. Reads thus cost no disk write each.
+//! A crash loses the buffered entries of reads since the last write, never
+//! those of an acknowledged mutation in `Immediate` mode.
+//!
+//! Limits: the chain proves order and integrity of what is stored; cutting
+//! off its newest blocks is detectable only against a head recorded
+//! elsewhere (`verify_audit` reports the head; receipts carry their entry's
+//! sequence number).
+
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::crypto::{self, SecretKey};
+use crate::error::{Error, Result};
+use crate::ids::{RecordId, SubjectId};
+
+pub(crate) const AUDIT: u8 = b'A';
+const BLOCK_MAX: usize = 512;
+
+/// One audit entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: u64,
+    /// Unix seconds.
+    pub time: i64,
+    pub op: String,
+    pub subject: Option<SubjectId>,
+    pub record: Option<RecordId>,
+    pub purpose: Option<String>,
+    pub actor: Option<String>,
+    /// A policy term or an id: a category, an event, a request kind or id.
+    pub detail: Option<String>,
+    /// `ok`, or the error kind's name.
+    pub outcome: String,
+}
+
+/// What `verify_audit` found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuditReport {
+    /// Entries checked.
+    pub entries: u64,
+    /// The last entry's sequence number (`None`: the log is empty).
+    pub last_seq: Option<u64>,
+    /// The last link, hex: record it elsewhere to detect a cut-off tail.
+    pub head: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredEntry {
+    entry: Vec<u8>,
+    link: [u8; 32],
+}
+
+#[derive(Serialize, Deserialize)]
+struct AuditBlock {
+    entries: Vec<StoredEntry>,
+}
+
+fn block_key(first_seq: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = AUDIT;
+    k[1..].copy_from_slice(&first_seq.to_be_bytes());
+    k
+}
+
+fn link(key: &SecretKey, prev: &[u8; 32], entry: &[u8]) -> [u8; 32] {
+    crypto::mac(key, &[b"sv audit v1", prev, entry])
+}
+
+struct State {
+    next_seq: u64,
+    last_link: [u8; 32],
+    pending: Vec<StoredEntry>,
+    /// The sequence number of `pending[0]`.
+    pending_first: u64,
+}
+
+pub(crate) struct AuditLog {
+    key: SecretKey,
+    state: Mutex<State>,
+}
+
+impl AuditLog {
+    /// Continues the chain stored in `tree`.
+    pub fn open(tree: &sled::Tree, key: SecretKey) -> Result<AuditLog> {
+        let (next_seq, last_link) = match tree.scan_prefix([AUDIT]).next_back() {
+            None => (0, [0u8; 32]),
+            Some(item) => {
+                let (k, v) = item?;
+                let first = u64::from_be_bytes(
+                    k[1..]
+                        .try_into()
+                        .map_err(|_| Error::corrupt("an audit block has a malformed key"))?,
+                );
+                // A damaged last block is verify_audit's to report; the
+                // chain goes on from a fresh link after it.
+                match codec::decode::<AuditBlock>(&v, "audit block") {
+                    Ok(block) if !block.entries.is_empty() => (
+                        first + block.entries.len() as u64,
+                        block.entries.last().expect("not empty").link,
+                    ),
+                    _ => (first + 1, [0u8; 32]),
+                }
+            }
+        };
+        Ok(AuditLog {
+            key,
+            state: Mutex::new(State {
+                next_seq,
+                last_link,
+                pending: Vec::new(),
+                pending_first: next_seq,
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends an entry (its `seq` is assigned here) and returns its
+    /// sequence number. Writes a block to `tree` when the buffer is full.
+    pub fn append(&self, tree: &sled::Tree, mut entry: AuditEntry) -> Result<u64> {
+        let mut state = self.lock();
+        let seq = state.next_seq;
+        entry.seq = seq;
+        let bytes = codec::encode(&entry)?;
+        let link = link(&self.key, &state.last_link, &bytes);
+        if state.pending.is_empty() {
+            state.pending_first = seq;
+        }
+        state.pending.push(StoredEntry { entry: bytes, link });
+        state.next_seq += 1;
+        state.last_link = link;
+        if state.pending.len() >= BLOCK_MAX {
+            Self::write_pending(&mut state, tree)?;
+        }
+        Ok(seq)
+    }
+
+    /// Writes the buffered entries as one block (before a durable point).
+    pub fn write(&self, tree: &sled::Tree) -> Result<()> {
+        let mut state = self.lock();
+        Self::write_pending(&mut state, tree)
+    }
+
+    fn write_pending(state: &mut State, tree: &sled::Tree) -> Result<()> {
+        if state.pending.is_empty() {
+            return Ok(());
+        }
+        let block = AuditBlock {
+            entries: std::mem::take(&mut state.pending),
+        };
+        tree.insert(block_key(state.pending_first), codec::encode(&block)?)?;
+        state.pending_first = state.next_seq;
+        Ok(())
+    }
+
+    /// Walks the stored chain (write buffered entries first). Fails with
+    /// `Corrupt` naming the first entry whose link, sequence number or
+    /// encoding is wrong.
+    pub fn verify(&self, tree: &sled::Tree) -> Result<AuditReport> {
+        self.write(tree)?;
+        let mut prev = [0u8; 32];
+        let mut expected = 0u64;
+        for item in tree.scan_prefix([AUDIT]) {
+            let (k, v) = item?;
+            let first = k
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| Error::corrupt("audit: a block has a malformed key"))?;
+            if first != expected {
+                return Err(Error::corrupt(format!(
+                    "audit entry {expected}: missing (the next block starts at {first})"
+                )));
+            }
+            let block: AuditBlock = codec::decode(&v, "audit block").map_err(|e| {
+                Error::corrupt(format!(
+                    "audit entry {first}: its block does not decode ({})",
+                    e.message()
+                ))
+            })?;
+            for stored in block.entries {
+                if !crypto::mac_matches(
+                    &self.key,
+                    &[b"sv audit v1", &prev, &stored.entry],
+                    &stored.link,
+                ) {
+                    return Err(Error::corrupt(format!(
+                        "audit entry {expected}: the chain is broken here (entry or link altered)"
+                    )));
+                }
+                let entry: AuditEntry = codec::decode(&stored.entry, "audit entry")?;
+                if entry.seq != expected {
+                    return Err(Error::corrupt(format!(
+                        "audit entry {expected}: carries sequence number {}",
+                        entry.seq
+                    )));
+                }
+                prev = stored.link;
+                expected += 1;
+            }
+        }
+        Ok(AuditReport {
+            entries: expected,
+            last_seq: expected.checked_sub(1),
+            head: hex::encode(prev),
+        })
+    }
+
+    /// Every stored entry for which `keep` holds, in order (buffered
+    /// entries are written first). Entries that do not decode are skipped:
+    /// `verify` is where damage is reported.
+    pub fn entries(
+        &self,
+        tree: &sled::Tree,
+        keep: impl Fn(&AuditEntry) -> bool,
+    ) -> Result<Vec<AuditEntry>> {
+        self.write(tree)?;
+        let mut out = Vec::new();
+        for item in tree.scan_prefix([AUDIT]) {
+            let (_, v) = item?;
+            let Ok(block) = codec::decode::<AuditBlock>(&v, "audit block") else {
+                continue;
+            };
+            for stored in block.entries {
+                if let Ok(entry) = codec::decode::<AuditEntry>(&stored.entry, "audit entry") {
+                    if keep(&entry) {
+                        out.push(entry);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,138 @@
+//! Signed erasure receipts.
+//!
+//! A receipt is a JSON object. Its signature is Ed25519 (ring) over
+//! `"shredvault receipt v1\n"` followed by the receipt's canonical JSON
+//! without the `signature` field: keys sorted, no whitespace (serde_json's
+//! `Value` keeps object keys sorted). The signing key's seed is derived from
+//! the root key (`HKDF(root, "receipt v1")`), so a vault signs the same way
+//! after every reopen; the public key ([`crate::Vault::receipt_public_key`])
+//! lets an auditor check a receipt without the root key.
+//!
+//! A verifier re-canonicalizes whatever JSON it is handed, so reformatting
+//! a receipt (indentation, key order) does not break it; changing any value
+//! does.
+
+use ring::signature::{self, Ed25519KeyPair, KeyPair};
+use serde_json::Value;
+
+use crate::crypto::SecretKey;
+use crate::error::{Error, ErrorKind, Result};
+
+const CONTEXT: &[u8] = b"shredvault receipt v1\n";
+
+/// The message a signature covers.
+fn signed_message(receipt: &Value) -> Result<Vec<u8>> {
+    let Value::Object(map) = receipt else {
+        return Err(Error::invalid("a receipt is a JSON object"));
+    };
+    let mut map = map.clone();
+    map.remove("signature");
+    let mut out = CONTEXT.to_vec();
+    serde_json::to_writer(&mut out, &Value::Object(map))
+        .map_err(|e| Error::internal(format!("serializing a receipt: {e}")))?;
+    Ok(out)
+}
+
+fn key_pair(seed: &SecretKey) -> Result<Ed25519KeyPair> {
+    Ed25519KeyPair::from_seed_unchecked(seed.expose())
+        .map_err(|_| Error::internal("the receipt key could not be built"))
+}
+
+/// The public key of the receipt seed, hex.
+pub(crate) fn public_key_hex(seed: &SecretKey) -> Result<String> {
+    Ok(hex::encode(key_pair(seed)?.public_key().as_ref()))
+}
+
+/// Adds `public_key` and `signature` to a receipt object.
+pub(crate) fn sign(seed: &SecretKey, mut receipt: Value) -> Result<Value> {
+    let pair = key_pair(seed)?;
+    let Value::Object(map) = &mut receipt else {
+        return Err(Error::internal("a receipt is a JSON object"));
+    };
+    map.insert(
+        "public_key".into(),
+        Value::String(hex::encode(pair.public_key().as_ref())),
+    );
+    let message = signed_message(&receipt)?;
+    let sig = pair.sign(&message);
+    if let Value::Object(map) = &mut receipt {
+        map.insert("signature".into(), Value::String(hex::encode(sig.as_ref())));
+    }
+    Ok(receipt)
+}
+
+/// Checks a receipt's signature. `public_key` (hex, 64 characters): the key
+/// the auditor trusts; the receipt's own `public_key` field must match it.
+/// `None` checks against the receipt's own key, which proves the receipt is
+/// intact but not who signed it. Returns the parsed receipt.
+///
+/// Errors: malformed JSON or key is `InvalidArgument`; a receipt that is not
+/// signed by the key, or was altered, is `Corrupt`, naming which.
+pub fn verify_receipt(json: &str, public_key: Option<&str>) -> Result<Value> {
+    let receipt: Value = serde_json::from_str(json)
+        .map_err(|e| Error::invalid(format!("the receipt is not JSON: {e}")))?;
+    let field = |name: &str| -> Result<Vec<u8>> {
+        let text = receipt
+            .get(name)
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::corrupt(format!("the receipt has no {name} field")))?;
+        hex::decode(text).map_err(|_| Error::corrupt(format!("the receipt's {name} is not hex")))
+    };
+    let embedded = field("public_key")?;
+    let signature_bytes = field("signature")?;
+    let key = match public_key {
+        None => embedded,
+        Some(hex_key) => {
+            let trusted = hex::decode(hex_key.trim())
+                .ok()
+                .filter(|k| k.len() == 32)
+                .ok_or_else(|| Error::invalid("a public key is 64 hex characters"))?;
+            if trusted != embedded {
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    "the receipt names another public key than the one given: not signed by this vault",
+                ));
+            }
+            trusted
+        }
+    };
+    let message = signed_message(&receipt)?;
+    signature::UnparsedPublicKey::new(&signature::ED25519, &key)
+        .verify(&message, &signature_bytes)
+        .map_err(|_| {
+            Error::corrupt("the receipt's signature does not match its contents: it was altered")
+        })?;
+    Ok(receipt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signed_receipt_verifies_and_any_change_breaks_it() {
+        let seed = SecretKey::from_array([9; 32]);
+        let receipt =
+            serde_json::json!({"subject": "ab", "erased": [{"category": "x", "records": 2}]});
+        let signed = sign(&seed, receipt).unwrap();
+        let text = serde_json::to_string_pretty(&signed).unwrap();
+        let pk = public_key_hex(&seed).unwrap();
+        verify_receipt(&text, Some(&pk)).unwrap();
+        verify_receipt(&text, None).unwrap();
+        let altered = text.replace("\"records\": 2", "\"records\": 3");
+        assert_ne!(altered, text);
+        assert_eq!(
+            verify_receipt(&altered, Some(&pk)).unwrap_err().kind(),
+            ErrorKind::Corrupt
+        );
+        let other = public_key_hex(&SecretKey::from_array([8; 32])).unwrap();
+        assert_eq!(
+            verify_receipt(&text, Some(&other)).unwrap_err().kind(),
+            ErrorKind::Corrupt
+        );
+        assert_eq!(
+            verify_receipt("{", None).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+    }
+}
