@@ -260,6 +260,44 @@ pub fn run() -> Result<(), Error> {
 
     step(
         &mut n,
+        "Alice asks what we hold about her: an access request, answered with an export",
+    );
+    let request = vault.open_request(&alice, "access", unix_now())?;
+    let due = vault
+        .requests(None)?
+        .into_iter()
+        .find(|r| r.id == request)
+        .map(|r| r.due);
+    println!("    request {request} opened; due {}", show(due));
+    let export = vault.export(&alice)?;
+    let records = export["records"].as_array().map(Vec::len).unwrap_or(0);
+    let disclosures = export["disclosures"].as_array().map(Vec::len).unwrap_or(0);
+    println!(
+        "    export: {records} records, {} identifiers, {} consent entries, {disclosures} disclosures (reads, from the audit log)",
+        export["identifiers"].as_array().map(Vec::len).unwrap_or(0),
+        export["consents"].as_array().map(Vec::len).unwrap_or(0),
+    );
+    if let Some(first) = export["records"].as_array().and_then(|r| r.first()) {
+        println!(
+            "    e.g. {} ({}): kept {}, expires {}",
+            first["category"].as_str().unwrap_or("?"),
+            first["legal_basis"].as_str().unwrap_or("?"),
+            first["retention"].as_str().unwrap_or("?"),
+            show(first["expires_at"].as_i64())
+        );
+    }
+    claim(
+        records == 2,
+        "her account and certificate are in it, as JSON",
+    )?;
+    vault.close_request(&request, unix_now())?;
+    claim(
+        vault.requests(Some(unix_now() + 40 * 86_400))?.is_empty(),
+        "the request is closed: nothing is overdue",
+    )?;
+
+    step(
+        &mut n,
         "A backup of data/ is taken (keys/ is never backed up with it)",
     );
     let backup =
@@ -284,6 +322,26 @@ pub fn run() -> Result<(), Error> {
     claim(
         vault.find_subject("email", "alice@example.com")?.is_none(),
         "her e-mail finds no one",
+    )?;
+    let public_key = vault.receipt_public_key()?;
+    claim(
+        shredvault::verify_receipt(&receipt.to_json(), Some(&public_key)).is_ok(),
+        &format!("the receipt's signature verifies with the vault's public key {public_key}"),
+    )?;
+    let forged = receipt
+        .to_json()
+        .replacen("\"records\": 1", "\"records\": 0", 1);
+    claim(
+        shredvault::verify_receipt(&forged, Some(&public_key)).is_err(),
+        "a receipt with one number changed does not",
+    )?;
+    let audit = vault.verify_audit()?;
+    claim(
+        audit.last_seq >= Some(receipt.audit_seq),
+        &format!(
+            "the audit chain verifies: {} entries, ids only, the erasure is entry {}",
+            audit.entries, receipt.audit_seq
+        ),
     )?;
 
     step(

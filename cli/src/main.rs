@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use shredvault::retention::parse_time;
-use shredvault::{Error, ErrorKind, Policy, RecordId, RootKey, SubjectId, Vault};
+use shredvault::{Error, ErrorKind, Policy, RecordId, RequestId, RootKey, SubjectId, Vault};
 use zeroize::Zeroizing;
 
 #[derive(Parser)]
@@ -26,6 +26,10 @@ struct Cli {
     /// Otherwise the SHREDVAULT_ROOT_KEY environment variable (64 hex).
     #[arg(long, global = true, value_name = "F")]
     key_file: Option<PathBuf>,
+    /// A label for the audit log (a service or role, never a person's name):
+    /// letters, digits and _.:-
+    #[arg(long, global = true, value_name = "NAME", default_value = "cli")]
+    actor: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -115,6 +119,18 @@ enum Command {
         #[arg(long, value_name = "TIME")]
         now: Option<String>,
     },
+    /// Print everything the vault holds about a subject (JSON), for an
+    /// access or portability request.
+    Export { vault: PathBuf, subject: String },
+    /// The ledger of data-subject requests.
+    #[command(subcommand)]
+    Request(RequestCommand),
+    /// Check the audit chain.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Check erasure receipts; print the vault's receipt-signing public key.
+    #[command(subcommand)]
+    Receipt(ReceiptCommand),
     /// Counts of subjects, records and keys; bytes on disk (JSON).
     Stats { vault: PathBuf },
     /// Replace the vault's policy, once checked against the stored data.
@@ -139,6 +155,62 @@ enum SubjectCommand {
         kind: String,
         value: String,
     },
+}
+
+#[derive(Subcommand)]
+enum RequestCommand {
+    /// Open a request (access, rectification, erasure, restriction,
+    /// portability, objection); prints its id. Due one calendar month later.
+    Open {
+        vault: PathBuf,
+        subject: String,
+        kind: String,
+        /// When it was received (default: now). Unix seconds or RFC 3339.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+    },
+    /// Extend a request once, by two more months.
+    Extend {
+        vault: PathBuf,
+        request: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Close a request as answered.
+    Close {
+        vault: PathBuf,
+        request: String,
+        /// When it was answered (default: now).
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+    },
+    /// List requests (JSON); with --overdue-at, the open ones due before it.
+    List {
+        vault: PathBuf,
+        #[arg(long, value_name = "TIME")]
+        overdue_at: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the audit chain; prints the count and head (JSON), or the
+    /// first broken entry.
+    Verify { vault: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum ReceiptCommand {
+    /// Check a receipt's signature (FILE, or - for stdin). No vault or root
+    /// key needed: give the vault's public key with --public-key.
+    Verify {
+        file: PathBuf,
+        /// The vault's receipt public key (64 hex), from `receipt public-key`.
+        #[arg(long, value_name = "HEX")]
+        public_key: Option<String>,
+    },
+    /// Print the vault's receipt-signing public key.
+    PublicKey { vault: PathBuf },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -211,6 +283,8 @@ fn exit_code(kind: ErrorKind) -> u8 {
 
 fn run(cli: Cli) -> Result<(), Error> {
     let key_file = cli.key_file.as_deref();
+    let actor = cli.actor.as_str();
+    let open = |vault: &Path, key_file: Option<&Path>| open(vault, key_file, actor);
     match cli.command {
         Command::Init { vault, policy } => {
             if vault.join("keys").join("keystore").exists() {
@@ -390,6 +464,93 @@ fn run(cli: Cli) -> Result<(), Error> {
             );
             v.close()
         }
+        Command::Export { vault, subject } => {
+            let subject = SubjectId::parse(&subject)?;
+            let v = open(&vault, key_file)?;
+            let doc = v.export(&subject)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&doc).expect("JSON serializes")
+            );
+            v.close()
+        }
+        Command::Request(RequestCommand::Open {
+            vault,
+            subject,
+            kind,
+            at,
+        }) => {
+            let subject = SubjectId::parse(&subject)?;
+            let at = time_or_now(at.as_deref())?;
+            let v = open(&vault, key_file)?;
+            println!("{}", v.open_request(&subject, &kind, at)?);
+            v.close()
+        }
+        Command::Request(RequestCommand::Extend {
+            vault,
+            request,
+            reason,
+        }) => {
+            let request = RequestId::parse(&request)?;
+            let v = open(&vault, key_file)?;
+            v.extend_request(&request, &reason)?;
+            v.close()
+        }
+        Command::Request(RequestCommand::Close { vault, request, at }) => {
+            let request = RequestId::parse(&request)?;
+            let at = time_or_now(at.as_deref())?;
+            let v = open(&vault, key_file)?;
+            v.close_request(&request, at)?;
+            v.close()
+        }
+        Command::Request(RequestCommand::List { vault, overdue_at }) => {
+            let overdue_at = overdue_at.as_deref().map(parse_time).transpose()?;
+            let v = open(&vault, key_file)?;
+            let list = v.requests(overdue_at)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&list).expect("JSON serializes")
+            );
+            v.close()
+        }
+        Command::Audit(AuditCommand::Verify { vault }) => {
+            let v = open(&vault, key_file)?;
+            let report = v.verify_audit()?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("JSON serializes")
+            );
+            v.close()
+        }
+        Command::Receipt(ReceiptCommand::Verify { file, public_key }) => {
+            let text = if file.as_os_str() == "-" {
+                let mut buf = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut buf)
+                    .map_err(|e| io_error(Path::new("stdin"), e))?;
+                buf
+            } else {
+                std::fs::read_to_string(&file).map_err(|e| io_error(&file, e))?
+            };
+            let receipt = shredvault::verify_receipt(&text, public_key.as_deref())?;
+            match public_key {
+                Some(_) => eprintln!(
+                    "receipt for subject {} verified: signed by the given vault key",
+                    receipt["subject"].as_str().unwrap_or("?")
+                ),
+                None => eprintln!(
+                    "receipt for subject {} is intact, signed by the key it names ({}); pass --public-key to check it is the vault's",
+                    receipt["subject"].as_str().unwrap_or("?"),
+                    receipt["public_key"].as_str().unwrap_or("?")
+                ),
+            }
+            Ok(())
+        }
+        Command::Receipt(ReceiptCommand::PublicKey { vault }) => {
+            let v = open(&vault, key_file)?;
+            println!("{}", v.receipt_public_key()?);
+            v.close()
+        }
         Command::Stats { vault } => {
             let v = open(&vault, key_file)?;
             println!(
@@ -413,12 +574,22 @@ fn run(cli: Cli) -> Result<(), Error> {
     }
 }
 
+fn time_or_now(text: Option<&str>) -> Result<i64, Error> {
+    match text {
+        Some(t) => parse_time(t),
+        None => Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)),
+    }
+}
+
 fn io_error(path: &Path, e: std::io::Error) -> Error {
     Error::new(ErrorKind::Io, format!("{}: {e}", path.display()))
 }
 
 /// Opens an existing vault (never creates one: that is `init`'s job).
-fn open(vault: &Path, key_file: Option<&Path>) -> Result<Vault, Error> {
+fn open(vault: &Path, key_file: Option<&Path>, actor: &str) -> Result<Vault, Error> {
     if !vault.join("keys").join("keystore").exists() {
         return Err(Error::new(
             ErrorKind::NotFound,
@@ -428,7 +599,11 @@ fn open(vault: &Path, key_file: Option<&Path>) -> Result<Vault, Error> {
             ),
         ));
     }
-    Vault::open(vault, &root_key(key_file)?, None)
+    let options = shredvault::VaultOptions {
+        actor: Some(actor.to_string()),
+        ..Default::default()
+    };
+    Vault::open_with(vault, &root_key(key_file)?, None, options)
 }
 
 fn root_key(key_file: Option<&Path>) -> Result<RootKey, Error> {

@@ -370,3 +370,114 @@ fn retention_from_the_command_line() {
         "invalid value",
     );
 }
+
+#[test]
+fn rights_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = init(dir.path());
+    let s = ok(&sv(&[
+        "subject",
+        "create",
+        &vault,
+        "--identifier",
+        "email=hana@example.com",
+    ]));
+    let r = ok(&sv(&[
+        "put",
+        &vault,
+        &s,
+        "account",
+        "--data",
+        "{\"name\":\"Hana\"}",
+    ]));
+    ok(&sv(&["get", &vault, &r, "--purpose", "billing"]));
+
+    // An access request, answered with an export, then closed.
+    let req = ok(&sv(&[
+        "request",
+        "open",
+        &vault,
+        &s,
+        "access",
+        "--at",
+        "2026-01-31T09:00:00Z",
+    ]));
+    let doc: serde_json::Value = serde_json::from_str(&ok(&sv(&["export", &vault, &s]))).unwrap();
+    assert_eq!(doc["records"][0]["data"]["name"], "Hana");
+    assert_eq!(doc["disclosures"][0]["actor"], "cli");
+    let overdue: serde_json::Value = serde_json::from_str(&ok(&sv(&[
+        "request",
+        "list",
+        &vault,
+        "--overdue-at",
+        "2026-03-01T00:00:00Z",
+    ])))
+    .unwrap();
+    assert_eq!(overdue[0]["id"], req.as_str());
+    assert_eq!(overdue[0]["due"], 1772269200); // 2026-02-28T09:00:00Z
+    ok(&sv(&[
+        "request", "extend", &vault, &req, "--reason", "complex",
+    ]));
+    fails(
+        &sv(&["request", "extend", &vault, &req, "--reason", "again"]),
+        "already extended",
+    );
+    ok(&sv(&[
+        "request",
+        "close",
+        &vault,
+        &req,
+        "--at",
+        "2026-02-20T00:00:00Z",
+    ]));
+    fails(&sv(&["request", "close", &vault, &req]), "already closed");
+    fails(
+        &sv(&["request", "close", &vault, &"0".repeat(32)]),
+        "NotFound",
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&sv(&["request", "list", &vault]))).unwrap();
+    assert_eq!(list[0]["extended"], true);
+
+    // Erasure, with a receipt an auditor verifies without the root key.
+    let pk = ok(&sv(&["receipt", "public-key", &vault]));
+    let receipt = ok(&sv(&["erase", &vault, &s]));
+    let file = dir.path().join("receipt.json");
+    std::fs::write(&file, &receipt).unwrap();
+    let f = file.to_str().unwrap();
+    ok(&sv_with(
+        &["receipt", "verify", f, "--public-key", &pk],
+        None,
+        None,
+    ));
+    ok(&sv_with(
+        &["receipt", "verify", "-"],
+        Some(receipt.as_bytes()),
+        None,
+    ));
+    let tampered = receipt.replacen(
+        "\"identifiers_removed\": 1",
+        "\"identifiers_removed\": 0",
+        1,
+    );
+    assert_ne!(tampered, receipt);
+    std::fs::write(&file, &tampered).unwrap();
+    fails(
+        &sv_with(&["receipt", "verify", f, "--public-key", &pk], None, None),
+        "Corrupt",
+    );
+
+    let t = ok(&sv(&["subject", "create", &vault]));
+    ok(&sv(&["restrict", &vault, &t, "on"]));
+    ok(&sv(&["hold", &vault, &t, "on"]));
+    fails(&sv(&["erase", &vault, &t]), "LegalHold");
+    let report: serde_json::Value = serde_json::from_str(&ok(&sv(&[
+        "--actor", "dpo-desk", "audit", "verify", &vault,
+    ])))
+    .unwrap();
+    assert!(report["entries"].as_u64().unwrap() > 10);
+    fails(
+        &sv(&["--actor", "Hana Smith", "stats", &vault]),
+        "actor label",
+    );
+}

@@ -895,7 +895,7 @@ impl Vault {
     pub fn delete(&self, record: &RecordId) -> Result<()> {
         let mut entry = self.inner.entry("delete");
         entry.record = Some(*record);
-        let result = (|| -> Result<()> { self.inner.rotate_for(record, Edit::Delete) })();
+        let result = self.inner.rotate_for(record, Edit::Delete);
         self.inner.finish(entry, result, Commit::Mode)
     }
 
@@ -1135,7 +1135,7 @@ impl Vault {
         let mut entry = self.inner.entry("give_consent");
         entry.subject = Some(*subject);
         entry.purpose = Some(self.inner.purpose_term(purpose));
-        let result = (|| -> Result<()> { self.consent(subject, purpose, at, true) })();
+        let result = self.consent(subject, purpose, at, true);
         self.inner.finish(entry, result, Commit::Mode)
     }
 
@@ -1150,7 +1150,7 @@ impl Vault {
         let mut entry = self.inner.entry("withdraw_consent");
         entry.subject = Some(*subject);
         entry.purpose = Some(self.inner.purpose_term(purpose));
-        let result = (|| -> Result<()> { self.consent(subject, purpose, at, false) })();
+        let result = self.consent(subject, purpose, at, false);
         self.inner.finish(entry, result, Commit::Always)
     }
 
@@ -1211,8 +1211,7 @@ impl Vault {
         let mut entry = self.inner.entry("set_restricted");
         entry.subject = Some(*subject);
         entry.detail = Some(on.to_string());
-        let result =
-            (|| -> Result<()> { self.set_state(subject, |live| &mut live.restricted, on) })();
+        let result = self.set_state(subject, |live| &mut live.restricted, on);
         self.inner.finish(entry, result, Commit::Mode)
     }
 
@@ -1223,8 +1222,7 @@ impl Vault {
         let mut entry = self.inner.entry("set_opt_out_of_sale");
         entry.subject = Some(*subject);
         entry.detail = Some(on.to_string());
-        let result =
-            (|| -> Result<()> { self.set_state(subject, |live| &mut live.opt_out_of_sale, on) })();
+        let result = self.set_state(subject, |live| &mut live.opt_out_of_sale, on);
         self.inner.finish(entry, result, Commit::Mode)
     }
 
