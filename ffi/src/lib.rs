@@ -1,1 +1,942 @@
-//! C ABI for shredvault (issue 5 builds it out).
+//! The C ABI of shredvault: `libshredvault.so` / `libshredvault.a` and
+//! `include/shredvault.h` (generated from this file by cbindgen).
+//!
+//! Every function is a thin adapter over the `shredvault` crate: it checks
+//! and converts its arguments, calls one core operation, and converts the
+//! result. No vault logic lives here.
+//!
+//! Conventions, for every function:
+//! - The body runs inside [`ffi_guard!`]: the calling thread's last error is
+//!   cleared first; a Rust panic is caught and becomes `SV_INTERNAL`; an
+//!   error becomes its status, with its message readable through
+//!   `sv_last_error()` on the same thread.
+//! - A NULL pointer (where one is not allowed), a string that is not UTF-8,
+//!   a malformed id, or a length with NULL data is `SV_INVALID_ARGUMENT`,
+//!   naming the argument. `(NULL, 0)` is empty data.
+//! - Out-parameters are written only on success.
+//! - One `sv_vault` may be used from many threads at once; `sv_close` must
+//!   not race with other calls on the same handle.
+//! - Ids are 32 lowercase hex characters, NUL-terminated, written into
+//!   caller buffers of `SV_ID_BUF` bytes.
+//! - Times are Unix seconds, UTC.
+
+#![allow(non_camel_case_types)]
+// Every exported function checks its pointers before use and documents what
+// it requires of the caller; marking each `unsafe` would push that onto
+// every C caller's reading of the header for nothing.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+
+use shredvault::{
+    Durability, Error, ErrorKind, Policy, RecordId, RequestId, RootKey, SubjectId, Vault,
+    VaultOptions,
+};
+use zeroize::Zeroize;
+
+/// Bytes of a buffer that receives an id: 32 hex characters and a NUL.
+pub const SV_ID_BUF: usize = 33;
+/// Bytes of a buffer that receives a receipt public key: 64 hex and a NUL.
+pub const SV_PUBLIC_KEY_BUF: usize = 65;
+
+/// The outcome of every call. The numbers are stable and never reused.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum sv_status {
+    SV_OK = 0,
+    /// No such subject, record or request.
+    SV_NOT_FOUND = 1,
+    /// The subject or record was erased.
+    SV_ERASED = 2,
+    /// The record's retention ended.
+    SV_EXPIRED = 3,
+    /// The purpose may not read this record (category, consent, sale opt-out).
+    SV_PURPOSE_DENIED = 4,
+    /// The subject's processing is restricted: only `legal_claims` may read.
+    SV_RESTRICTED = 5,
+    /// The subject is under legal hold: erasure is refused.
+    SV_LEGAL_HOLD = 6,
+    /// A bad argument: NULL, not UTF-8, a malformed id, an unknown name.
+    SV_INVALID_ARGUMENT = 7,
+    /// The policy file is invalid, or does not fit the stored data.
+    SV_POLICY = 8,
+    /// The root key is not this vault's.
+    SV_WRONG_KEY = 9,
+    /// The vault is open elsewhere.
+    SV_LOCKED = 10,
+    /// Stored data failed authentication or a checksum.
+    SV_CORRUPT = 11,
+    /// The operating system refused a file operation.
+    SV_IO = 12,
+    /// A bug in shredvault (a caught panic, a broken invariant).
+    SV_INTERNAL = 13,
+}
+
+/// One mapping, in one place: each error kind to its status.
+fn status_of(kind: ErrorKind) -> sv_status {
+    match kind {
+        ErrorKind::NotFound => sv_status::SV_NOT_FOUND,
+        ErrorKind::Erased => sv_status::SV_ERASED,
+        ErrorKind::Expired => sv_status::SV_EXPIRED,
+        ErrorKind::PurposeDenied => sv_status::SV_PURPOSE_DENIED,
+        ErrorKind::Restricted => sv_status::SV_RESTRICTED,
+        ErrorKind::LegalHold => sv_status::SV_LEGAL_HOLD,
+        ErrorKind::InvalidArgument => sv_status::SV_INVALID_ARGUMENT,
+        ErrorKind::Policy => sv_status::SV_POLICY,
+        ErrorKind::WrongKey => sv_status::SV_WRONG_KEY,
+        ErrorKind::Locked => sv_status::SV_LOCKED,
+        ErrorKind::Corrupt => sv_status::SV_CORRUPT,
+        ErrorKind::Io => sv_status::SV_IO,
+        ErrorKind::Internal => sv_status::SV_INTERNAL,
+        _ => sv_status::SV_INTERNAL,
+    }
+}
+
+/// An open vault. Opaque; from `sv_open`, released by `sv_close`.
+pub struct sv_vault {
+    vault: Vault,
+}
+
+/// A running `sv_scan_open`. Opaque; released by `sv_scan_free`.
+pub struct sv_scan {
+    scan: shredvault::Scan,
+}
+
+/// Bytes the library allocated for the caller, who owns them until
+/// `sv_buf_free`. An empty result is `{NULL, 0}`.
+#[repr(C)]
+pub struct sv_buf {
+    pub ptr: *mut u8,
+    pub len: usize,
+}
+
+impl sv_buf {
+    fn from_vec(bytes: Vec<u8>) -> sv_buf {
+        if bytes.is_empty() {
+            return sv_buf {
+                ptr: std::ptr::null_mut(),
+                len: 0,
+            };
+        }
+        let boxed: Box<[u8]> = bytes.into_boxed_slice();
+        let len = boxed.len();
+        sv_buf {
+            ptr: Box::into_raw(boxed) as *mut u8,
+            len,
+        }
+    }
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
+}
+
+fn set_last_error(message: String) {
+    let c = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
+    LAST_ERROR.with(|e| *e.borrow_mut() = Some(c));
+}
+
+fn clear_last_error() {
+    LAST_ERROR.with(|e| *e.borrow_mut() = None);
+}
+
+fn fail(e: Error) -> sv_status {
+    set_last_error(e.to_string());
+    status_of(e.kind())
+}
+
+fn panic_status(payload: Box<dyn std::any::Any + Send>) -> sv_status {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string());
+    set_last_error(format!("Internal: shredvault panicked (a bug): {what}"));
+    sv_status::SV_INTERNAL
+}
+
+/// Runs an exported body: clears the last error, catches panics, maps
+/// errors to statuses.
+macro_rules! ffi_guard {
+    ($body:block) => {{
+        clear_last_error();
+        match catch_unwind(AssertUnwindSafe(|| -> Result<(), Error> { $body })) {
+            Ok(Ok(())) => sv_status::SV_OK,
+            Ok(Err(e)) => fail(e),
+            Err(payload) => panic_status(payload),
+        }
+    }};
+}
+
+// ---- argument helpers --------------------------------------------------------
+
+fn null(name: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidArgument,
+        format!("argument `{name}` is NULL"),
+    )
+}
+
+fn vault_arg<'a>(v: *const sv_vault) -> Result<&'a Vault, Error> {
+    // SAFETY: a non-NULL handle came from `sv_open` and is not yet closed
+    // (the caller's contract, stated in the header).
+    unsafe { v.as_ref() }
+        .map(|v| &v.vault)
+        .ok_or_else(|| null("v"))
+}
+
+fn str_arg<'a>(p: *const c_char, name: &str) -> Result<&'a str, Error> {
+    if p.is_null() {
+        return Err(null(name));
+    }
+    // SAFETY: non-NULL and, per the header, NUL-terminated.
+    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!("argument `{name}` is not UTF-8"),
+        )
+    })
+}
+
+fn opt_str_arg<'a>(p: *const c_char, name: &str) -> Result<Option<&'a str>, Error> {
+    if p.is_null() {
+        Ok(None)
+    } else {
+        str_arg(p, name).map(Some)
+    }
+}
+
+fn bytes_arg<'a>(p: *const u8, len: usize, name: &str) -> Result<&'a [u8], Error> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("argument `{name}` is NULL with length {len}"),
+        ));
+    }
+    // SAFETY: non-NULL and, per the header, `len` readable bytes.
+    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+fn id_arg<T>(
+    p: *const c_char,
+    name: &str,
+    parse: fn(&str) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let text = str_arg(p, name)?;
+    parse(text).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!("argument `{name}`: {}", e.message()),
+        )
+    })
+}
+
+fn subject_arg(p: *const c_char) -> Result<SubjectId, Error> {
+    id_arg(p, "subject_id", SubjectId::parse)
+}
+
+fn record_arg(p: *const c_char) -> Result<RecordId, Error> {
+    id_arg(p, "record_id", RecordId::parse)
+}
+
+fn request_arg(p: *const c_char) -> Result<RequestId, Error> {
+    id_arg(p, "request_id", RequestId::parse)
+}
+
+fn out_arg<'a, T>(p: *mut T, name: &str) -> Result<&'a mut T, Error> {
+    // SAFETY: non-NULL and, per the header, valid for writing a `T`.
+    unsafe { p.as_mut() }.ok_or_else(|| null(name))
+}
+
+fn flag_arg(on: c_int) -> bool {
+    on != 0
+}
+
+/// Writes `text` and a NUL into a caller buffer of `cap` bytes.
+fn write_c_string(out: *mut c_char, cap: usize, text: &str, name: &str) -> Result<(), Error> {
+    if out.is_null() {
+        return Err(null(name));
+    }
+    debug_assert!(text.len() < cap);
+    // SAFETY: non-NULL and, per the header, `cap` writable bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(text.as_ptr(), out as *mut u8, text.len());
+        *out.add(text.len()) = 0;
+    }
+    Ok(())
+}
+
+fn write_id(out: *mut c_char, id: &impl std::fmt::Display, name: &str) -> Result<(), Error> {
+    write_c_string(out, SV_ID_BUF, &id.to_string(), name)
+}
+
+fn json_buf(value: &impl serde::Serialize) -> Result<sv_buf, Error> {
+    serde_json::to_vec_pretty(value)
+        .map(sv_buf::from_vec)
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("serializing JSON: {e}")))
+}
+
+fn open_vault(
+    path: *const c_char,
+    root_key: *const u8,
+    root_key_len: usize,
+    policy_path: *const c_char,
+    options: VaultOptions,
+    out: *mut *mut sv_vault,
+) -> Result<(), Error> {
+    let path = str_arg(path, "path")?;
+    let key = bytes_arg(root_key, root_key_len, "root_key")?;
+    if key.len() != 32 {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("argument `root_key` must be 32 bytes, not {}", key.len()),
+        ));
+    }
+    let root = RootKey::from_bytes(key)?;
+    let policy = match opt_str_arg(policy_path, "policy_path")? {
+        Some(p) => Some(Policy::from_file(Path::new(p))?),
+        None => None,
+    };
+    let out = out_arg(out, "out")?;
+    let vault = Vault::open_with(path, &root, policy, options)?;
+    *out = Box::into_raw(Box::new(sv_vault { vault }));
+    Ok(())
+}
+
+// ---- the API -----------------------------------------------------------------
+
+/// Opens the vault at `path` (a directory), creating it if needed, with
+/// immediate durability.
+///
+/// `root_key`: 32 bytes, read and not kept beyond the vault's derived keys.
+/// `policy_path`: a policy TOML file; required to create a vault; NULL
+/// keeps the stored policy of an existing one.
+/// On success `*out` receives a handle to release with `sv_close`; on
+/// failure `*out` is untouched. A second open of the same vault (in this or
+/// another process) fails with `SV_LOCKED`; a wrong key with `SV_WRONG_KEY`.
+#[no_mangle]
+pub extern "C" fn sv_open(
+    path: *const c_char,
+    root_key: *const u8,
+    root_key_len: usize,
+    policy_path: *const c_char,
+    out: *mut *mut sv_vault,
+) -> sv_status {
+    ffi_guard!({
+        open_vault(
+            path,
+            root_key,
+            root_key_len,
+            policy_path,
+            VaultOptions::default(),
+            out,
+        )
+    })
+}
+
+/// `sv_open` with options. `durability`: "immediate" (NULL: the default)
+/// or "batched" (durable at `sv_flush` or within about a second; erasure,
+/// consent withdrawal and key destruction stay immediate). `actor`: a label
+/// carried by every audit entry of this handle (letters, digits, `_.:-`, at
+/// most 64; never personal data), or NULL.
+#[no_mangle]
+pub extern "C" fn sv_open_ex(
+    path: *const c_char,
+    root_key: *const u8,
+    root_key_len: usize,
+    policy_path: *const c_char,
+    durability: *const c_char,
+    actor: *const c_char,
+    out: *mut *mut sv_vault,
+) -> sv_status {
+    ffi_guard!({
+        let durability = match opt_str_arg(durability, "durability")? {
+            Some(d) => d.parse::<Durability>()?,
+            None => Durability::Immediate,
+        };
+        let options = VaultOptions {
+            durability,
+            actor: opt_str_arg(actor, "actor")?.map(str::to_string),
+            ..Default::default()
+        };
+        open_vault(path, root_key, root_key_len, policy_path, options, out)
+    })
+}
+
+/// Flushes and closes the vault, releasing the handle (even when the final
+/// flush fails, with `SV_IO`). NULL is a no-op returning `SV_OK`. No other
+/// call may use the handle during or after this one.
+#[no_mangle]
+pub extern "C" fn sv_close(v: *mut sv_vault) -> sv_status {
+    ffi_guard!({
+        if v.is_null() {
+            return Ok(());
+        }
+        // SAFETY: from `sv_open`, closed once (the caller's contract).
+        let handle = unsafe { Box::from_raw(v) };
+        handle.vault.close()
+    })
+}
+
+/// Makes everything written so far durable (for "batched" handles).
+#[no_mangle]
+pub extern "C" fn sv_flush(v: *const sv_vault) -> sv_status {
+    ffi_guard!({ vault_arg(v)?.flush() })
+}
+
+/// Creates a data subject with a random id, written into `out_id`
+/// (`SV_ID_BUF` bytes). Add identifiers with `sv_subject_link`.
+#[no_mangle]
+pub extern "C" fn sv_subject_create(v: *const sv_vault, out_id: *mut c_char) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        if out_id.is_null() {
+            return Err(null("out_id"));
+        }
+        let id = vault.create_subject(&[])?;
+        write_id(out_id, &id, "out_id")
+    })
+}
+
+/// Adds an identifier (`kind`: e.g. "email"; `value`: trimmed, e-mail
+/// lower-cased) to a subject, indexed by HMAC for `sv_subject_find`. An
+/// identifier of another subject is `SV_INVALID_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn sv_subject_link(
+    v: *const sv_vault,
+    subject_id: *const c_char,
+    kind: *const c_char,
+    value: *const c_char,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let subject = subject_arg(subject_id)?;
+        vault.link_identifier(&subject, str_arg(kind, "kind")?, str_arg(value, "value")?)
+    })
+}
+
+/// Finds the subject an identifier belongs to, writing its id into
+/// `out_id` (`SV_ID_BUF` bytes). None: `SV_NOT_FOUND`.
+#[no_mangle]
+pub extern "C" fn sv_subject_find(
+    v: *const sv_vault,
+    kind: *const c_char,
+    value: *const c_char,
+    out_id: *mut c_char,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let (kind, value) = (str_arg(kind, "kind")?, str_arg(value, "value")?);
+        if out_id.is_null() {
+            return Err(null("out_id"));
+        }
+        match vault.find_subject(kind, value)? {
+            Some(id) => write_id(out_id, &id, "out_id"),
+            None => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("no subject has this {kind} identifier"),
+            )),
+        }
+    })
+}
+
+/// Seals `len` bytes at `data` as a new record of `category` for a
+/// subject; the record id is written into `out_record_id` (`SV_ID_BUF`
+/// bytes). A category kept on consent needs the subject's standing consent
+/// (`SV_PURPOSE_DENIED` otherwise).
+#[no_mangle]
+pub extern "C" fn sv_put(
+    v: *const sv_vault,
+    subject_id: *const c_char,
+    category: *const c_char,
+    data: *const u8,
+    len: usize,
+    out_record_id: *mut c_char,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let subject = subject_arg(subject_id)?;
+        let category = str_arg(category, "category")?;
+        let data = bytes_arg(data, len, "data")?;
+        if out_record_id.is_null() {
+            return Err(null("out_record_id"));
+        }
+        let id = vault.put(&subject, category, data)?;
+        write_id(out_record_id, &id, "out_record_id")
+    })
+}
+
+/// Reads a record's data for `purpose` into `*out` (release it with
+/// `sv_buf_free`). Refused: a purpose the category does not allow, a sale
+/// purpose for an opted-out subject, or a consent-based category without
+/// consent (`SV_PURPOSE_DENIED`); a restricted subject except for
+/// "legal_claims" (`SV_RESTRICTED`); `SV_ERASED`, `SV_EXPIRED`.
+#[no_mangle]
+pub extern "C" fn sv_get(
+    v: *const sv_vault,
+    record_id: *const c_char,
+    purpose: *const c_char,
+    out: *mut sv_buf,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let record = record_arg(record_id)?;
+        let purpose = str_arg(purpose, "purpose")?;
+        let out = out_arg(out, "out")?;
+        let rec = vault.get(&record, purpose)?;
+        *out = sv_buf::from_vec(rec.data.to_vec());
+        Ok(())
+    })
+}
+
+/// Replaces a record's data (rectification): the subject's key is rotated,
+/// so the old value is undecryptable everywhere.
+#[no_mangle]
+pub extern "C" fn sv_update(
+    v: *const sv_vault,
+    record_id: *const c_char,
+    data: *const u8,
+    len: usize,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let record = record_arg(record_id)?;
+        vault.update(&record, bytes_arg(data, len, "data")?)
+    })
+}
+
+/// Erases one record (the subject's key is rotated). `SV_LEGAL_HOLD` while
+/// the subject is held.
+#[no_mangle]
+pub extern "C" fn sv_delete(v: *const sv_vault, record_id: *const c_char) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        vault.delete(&record_arg(record_id)?)
+    })
+}
+
+/// The metadata of a subject's live records, as a JSON array in `*out`
+/// (id, category, version, created_at, updated_at, size, expires_at).
+#[no_mangle]
+pub extern "C" fn sv_records(
+    v: *const sv_vault,
+    subject_id: *const c_char,
+    out: *mut sv_buf,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let subject = subject_arg(subject_id)?;
+        let out = out_arg(out, "out")?;
+        *out = json_buf(&vault.records(&subject)?)?;
+        Ok(())
+    })
+}
+
+/// Answers an erasure request: what the policy lets go is crypto-shredded
+/// before this returns; what it keeps is restricted to legal claims. The
+/// signed receipt (JSON) goes to `*receipt_json` unless it is NULL.
+/// `SV_LEGAL_HOLD` while the subject is held.
+#[no_mangle]
+pub extern "C" fn sv_erase_subject(
+    v: *const sv_vault,
+    subject_id: *const c_char,
+    receipt_json: *mut sv_buf,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let subject = subject_arg(subject_id)?;
+        let receipt = vault.erase_subject(&subject)?;
+        if !receipt_json.is_null() {
+            // SAFETY: non-NULL, valid for writing (the header's contract).
+            unsafe { *receipt_json = sv_buf::from_vec(receipt.to_json().into_bytes()) };
+        }
+        Ok(())
+    })
+}
+
+/// Records (or moves) a subject event that starts retention clocks, e.g.
+/// "agreement_end", at `unix_seconds`; records now past their retention are
+/// erased by this call. Recording "deceased" carries out the subject's
+/// post-mortem directive.
+#[no_mangle]
+pub extern "C" fn sv_record_event(
+    v: *const sv_vault,
+    subject_id: *const c_char,
+    event: *const c_char,
+    unix_seconds: i64,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let subject = subject_arg(subject_id)?;
+        vault.record_event(&subject, str_arg(event, "event")?, unix_seconds)
+    })
+}
+
+/// Sets (`on` non-zero) or clears a subject flag, e.g.
+/// "qualified_certificate"; expiries are re-evaluated.
+#[no_mangle]
+pub extern "C" fn sv_set_flag(
+    v: *const sv_vault,
+    subject_id: *const c_char,
+    flag: *const c_char,
+    on: c_int,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let subject = subject_arg(subject_id)?;
+        vault.set_flag(&subject, str_arg(flag, "flag")?, flag_arg(on))
+    })
+}
+
+/// Records consent given for `purpose` at `unix_seconds`.
+#[no_mangle]
+pub extern "C" fn sv_give_consent(
+    v: *const sv_vault,
+    subject_id: *const c_char,
+    purpose: *const c_char,
+    unix_seconds: i64,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let subject = subject_arg(subject_id)?;
+        vault.give_consent(&subject, str_arg(purpose, "purpose")?, unix_seconds)
+    })
+}
+
+/// Records consent withdrawn for `purpose`, erasing the records that rested
+/// on it; durable before it returns.
+#[no_mangle]
+pub extern "C" fn sv_withdraw_consent(
+    v: *const sv_vault,
+    subject_id: *const c_char,
+    purpose: *const c_char,
+    unix_seconds: i64,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let subject = subject_arg(subject_id)?;
+        vault.withdraw_consent(&subject, str_arg(purpose, "purpose")?, unix_seconds)
+    })
+}
+
+/// Restricts (`on` non-zero) a subject's processing, or lifts it: while
+/// restricted, reads are `SV_RESTRICTED` except for "legal_claims".
+#[no_mangle]
+pub extern "C" fn sv_set_restricted(
+    v: *const sv_vault,
+    subject_id: *const c_char,
+    on: c_int,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        vault.set_restricted(&subject_arg(subject_id)?, flag_arg(on))
+    })
+}
+
+/// Puts a subject under legal hold (`on` non-zero), or lifts it: nothing
+/// of a held subject is erased or expires.
+#[no_mangle]
+pub extern "C" fn sv_set_legal_hold(
+    v: *const sv_vault,
+    subject_id: *const c_char,
+    on: c_int,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        vault.set_legal_hold(&subject_arg(subject_id)?, flag_arg(on))
+    })
+}
+
+/// Records a subject's opt-out of sale (`on` non-zero), or its end: sale
+/// purposes are then `SV_PURPOSE_DENIED`.
+#[no_mangle]
+pub extern "C" fn sv_set_opt_out_of_sale(
+    v: *const sv_vault,
+    subject_id: *const c_char,
+    on: c_int,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        vault.set_opt_out_of_sale(&subject_arg(subject_id)?, flag_arg(on))
+    })
+}
+
+/// Everything the vault holds about a subject, as a JSON document in
+/// `*json` (schema: schemas/export.schema.json). An erased subject is
+/// `SV_ERASED`.
+#[no_mangle]
+pub extern "C" fn sv_export(
+    v: *const sv_vault,
+    subject_id: *const c_char,
+    json: *mut sv_buf,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let subject = subject_arg(subject_id)?;
+        let out = out_arg(json, "json")?;
+        *out = json_buf(&vault.export(&subject)?)?;
+        Ok(())
+    })
+}
+
+/// Destroys the retention key of every UTC day ended by `unix_seconds`:
+/// their records expire at once. `*records_expired` (unless NULL) receives
+/// how many.
+#[no_mangle]
+pub extern "C" fn sv_expire(
+    v: *const sv_vault,
+    unix_seconds: i64,
+    records_expired: *mut u64,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let report = vault.expire(unix_seconds)?;
+        if !records_expired.is_null() {
+            // SAFETY: non-NULL, valid for writing (the header's contract).
+            unsafe { *records_expired = report.records_expired };
+        }
+        Ok(())
+    })
+}
+
+/// Walks the audit chain: `SV_OK`, or `SV_CORRUPT` with the first broken
+/// entry named in `sv_last_error()`.
+#[no_mangle]
+pub extern "C" fn sv_verify_audit(v: *const sv_vault) -> sv_status {
+    ffi_guard!({ vault_arg(v)?.verify_audit().map(|_| ()) })
+}
+
+/// Opens a data-subject request (`kind`: "access", "rectification",
+/// "erasure", "restriction", "portability", "objection") received at
+/// `received`; due one calendar month later. Its id goes to `out_id`
+/// (`SV_ID_BUF` bytes).
+#[no_mangle]
+pub extern "C" fn sv_open_request(
+    v: *const sv_vault,
+    subject_id: *const c_char,
+    kind: *const c_char,
+    received: i64,
+    out_id: *mut c_char,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let subject = subject_arg(subject_id)?;
+        let kind = str_arg(kind, "kind")?;
+        if out_id.is_null() {
+            return Err(null("out_id"));
+        }
+        let id = vault.open_request(&subject, kind, received)?;
+        write_id(out_id, &id, "out_id")
+    })
+}
+
+/// Extends a request once, to three months after receipt, with `reason`.
+/// A second extension is `SV_INVALID_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn sv_extend_request(
+    v: *const sv_vault,
+    request_id: *const c_char,
+    reason: *const c_char,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let request = request_arg(request_id)?;
+        vault.extend_request(&request, str_arg(reason, "reason")?)
+    })
+}
+
+/// Closes a request as answered at `unix_seconds`. Closing twice is
+/// `SV_INVALID_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn sv_close_request(
+    v: *const sv_vault,
+    request_id: *const c_char,
+    unix_seconds: i64,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        vault.close_request(&request_arg(request_id)?, unix_seconds)
+    })
+}
+
+/// The request ledger as a JSON array in `*json`; when `overdue_at` is not
+/// NULL, only the open requests due before `*overdue_at`.
+#[no_mangle]
+pub extern "C" fn sv_requests(
+    v: *const sv_vault,
+    overdue_at: *const i64,
+    json: *mut sv_buf,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        // SAFETY: NULL or valid for reading (the header's contract).
+        let overdue_at = unsafe { overdue_at.as_ref() }.copied();
+        let out = out_arg(json, "json")?;
+        *out = json_buf(&vault.requests(overdue_at)?)?;
+        Ok(())
+    })
+}
+
+/// Starts iterating the records of `category` readable for `purpose`
+/// (erased, expired, restricted and opted-out subjects are skipped).
+/// `*out` receives a cursor for `sv_scan_next`, released by `sv_scan_free`.
+/// The cursor holds the vault open: free it before `sv_close`.
+#[no_mangle]
+pub extern "C" fn sv_scan_open(
+    v: *const sv_vault,
+    category: *const c_char,
+    purpose: *const c_char,
+    out: *mut *mut sv_scan,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let (category, purpose) = (str_arg(category, "category")?, str_arg(purpose, "purpose")?);
+        let out = out_arg(out, "out")?;
+        let scan = vault.scan(category, purpose)?;
+        *out = Box::into_raw(Box::new(sv_scan { scan }));
+        Ok(())
+    })
+}
+
+/// The next record of a scan: its id into `out_record_id` (`SV_ID_BUF`
+/// bytes), its data into `*out_data`, and 0 into `*out_done`. At the end,
+/// `*out_done` is 1 and nothing else is written. One cursor must not be
+/// used from two threads at once.
+#[no_mangle]
+pub extern "C" fn sv_scan_next(
+    scan: *mut sv_scan,
+    out_record_id: *mut c_char,
+    out_data: *mut sv_buf,
+    out_done: *mut c_int,
+) -> sv_status {
+    ffi_guard!({
+        // SAFETY: from `sv_scan_open`, not yet freed (the header's contract).
+        let scan = unsafe { scan.as_mut() }.ok_or_else(|| null("scan"))?;
+        if out_record_id.is_null() {
+            return Err(null("out_record_id"));
+        }
+        let out_data = out_arg(out_data, "out_data")?;
+        let out_done = out_arg(out_done, "out_done")?;
+        match scan.scan.next() {
+            None => *out_done = 1,
+            Some(record) => {
+                let record = record?;
+                write_id(out_record_id, &record.id, "out_record_id")?;
+                *out_data = sv_buf::from_vec(record.data.to_vec());
+                *out_done = 0;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Releases a scan cursor. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn sv_scan_free(scan: *mut sv_scan) {
+    if !scan.is_null() {
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: from `sv_scan_open`, freed once (the caller's contract).
+            drop(unsafe { Box::from_raw(scan) });
+        }));
+    }
+}
+
+/// The vault's receipt-signing public key (Ed25519, 64 hex characters and
+/// a NUL) into `out` (`SV_PUBLIC_KEY_BUF` bytes): what auditors verify
+/// receipts with.
+#[no_mangle]
+pub extern "C" fn sv_receipt_public_key(v: *const sv_vault, out: *mut c_char) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        let key = vault.receipt_public_key()?;
+        write_c_string(out, SV_PUBLIC_KEY_BUF, &key, "out")
+    })
+}
+
+/// Checks an erasure receipt (`len` bytes of JSON at `receipt_json`)
+/// against `public_key_hex` (64 hex characters; NULL checks it against the
+/// key the receipt names, proving it intact but not who signed it). No
+/// vault needed. An altered or foreign receipt is `SV_CORRUPT`.
+#[no_mangle]
+pub extern "C" fn sv_verify_receipt(
+    receipt_json: *const u8,
+    len: usize,
+    public_key_hex: *const c_char,
+) -> sv_status {
+    ffi_guard!({
+        let bytes = bytes_arg(receipt_json, len, "receipt_json")?;
+        let text = std::str::from_utf8(bytes).map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                "argument `receipt_json` is not UTF-8",
+            )
+        })?;
+        let key = opt_str_arg(public_key_hex, "public_key_hex")?;
+        shredvault::verify_receipt(text, key).map(|_| ())
+    })
+}
+
+/// The message of the calling thread's last failed call, or "" after a
+/// success. Valid until the thread's next `sv_` call; never NULL.
+#[no_mangle]
+pub extern "C" fn sv_last_error() -> *const c_char {
+    LAST_ERROR.with(|e| match &*e.borrow() {
+        Some(c) => c.as_ptr(),
+        None => c"".as_ptr(),
+    })
+}
+
+/// Zeroizes and frees a buffer from the library, then sets it to
+/// `{NULL, 0}`. NULL, and a buffer already freed (or never filled), are
+/// no-ops.
+#[no_mangle]
+pub extern "C" fn sv_buf_free(buf: *mut sv_buf) {
+    // SAFETY: NULL or a valid `sv_buf` (the caller's contract).
+    let Some(buf) = (unsafe { buf.as_mut() }) else {
+        return;
+    };
+    if !buf.ptr.is_null() {
+        // SAFETY: `ptr`/`len` came from `Box<[u8]>::into_raw` in `from_vec`.
+        let mut boxed =
+            unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(buf.ptr, buf.len)) };
+        boxed.zeroize();
+        drop(boxed);
+    }
+    buf.ptr = std::ptr::null_mut();
+    buf.len = 0;
+}
+
+/// The library's version ("0.1.0"), as `SHREDVAULT_VERSION` in the header.
+/// A static string: never free it.
+#[no_mangle]
+pub extern "C" fn sv_version() -> *const c_char {
+    static VERSION: &CStr =
+        match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+            Ok(v) => v,
+            Err(_) => panic!("the version has no NUL"),
+        };
+    VERSION.as_ptr()
+}
+
+/// Exercises the panic guard: panics inside it, so it always returns
+/// `SV_INTERNAL` with a message. For test suites; harmless otherwise.
+#[no_mangle]
+pub extern "C" fn sv_test_internal_failure() -> sv_status {
+    ffi_guard!({
+        // Through a black box, so neither the compiler nor clippy treats
+        // the panic as dead code.
+        if std::hint::black_box(true) {
+            panic!("sv_test_internal_failure panics on purpose");
+        }
+        Ok(())
+    })
+}
