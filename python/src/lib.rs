@@ -1,1 +1,743 @@
-//! Python bindings for shredvault (issue 6 builds them out).
+//! The native module `shredvault._shredvault`: a thin adapter from Python to
+//! the `shredvault` crate. Arguments are converted to owned Rust values
+//! while attached to the interpreter; every call that touches disk or crypto
+//! then runs detached (`py.detach`), so other Python threads go on.
+//!
+//! Errors: one Python class per error kind, made at import as subclasses of
+//! `VaultError` (and `InvalidArgumentError` also of `ValueError`), chosen by
+//! one `match` in [`error_class`].
+
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyInt, PyString, PyTuple, PyType};
+use shredvault::{ErrorKind, RecordId, RequestId, SubjectId};
+use zeroize::Zeroizing;
+
+// ---- errors ------------------------------------------------------------------
+
+struct ErrorClasses {
+    /// In the order of `KINDS`.
+    kinds: Vec<Py<PyType>>,
+}
+
+static ERRORS: OnceLock<ErrorClasses> = OnceLock::new();
+
+/// Each kind, its Python class name, and its docstring.
+const KINDS: [(ErrorKind, &str, &str); 13] = [
+    (
+        ErrorKind::NotFound,
+        "NotFoundError",
+        "No such subject, record or request.",
+    ),
+    (
+        ErrorKind::Erased,
+        "ErasedError",
+        "The subject or record was erased.",
+    ),
+    (
+        ErrorKind::Expired,
+        "ExpiredError",
+        "The record's retention period ended.",
+    ),
+    (
+        ErrorKind::PurposeDenied,
+        "PurposeDeniedError",
+        "The purpose may not read this record (category, consent, sale opt-out).",
+    ),
+    (
+        ErrorKind::Restricted,
+        "RestrictedError",
+        "The subject's processing is restricted: only legal_claims may read it.",
+    ),
+    (
+        ErrorKind::LegalHold,
+        "LegalHoldError",
+        "The subject is under legal hold: erasure is refused.",
+    ),
+    (
+        ErrorKind::InvalidArgument,
+        "InvalidArgumentError",
+        "A bad argument (also a ValueError).",
+    ),
+    (
+        ErrorKind::Policy,
+        "PolicyError",
+        "The policy is invalid, or does not fit the stored data.",
+    ),
+    (
+        ErrorKind::WrongKey,
+        "WrongKeyError",
+        "The root key is not this vault's.",
+    ),
+    (
+        ErrorKind::Locked,
+        "LockedError",
+        "The vault is open elsewhere.",
+    ),
+    (
+        ErrorKind::Corrupt,
+        "CorruptError",
+        "Stored data failed authentication or a checksum.",
+    ),
+    (
+        ErrorKind::Io,
+        "IoError",
+        "The operating system refused a file operation.",
+    ),
+    (ErrorKind::Internal, "InternalError", "A bug in shredvault."),
+];
+
+/// The one mapping from an error kind to its Python class.
+fn error_class(kind: ErrorKind) -> usize {
+    match kind {
+        ErrorKind::NotFound => 0,
+        ErrorKind::Erased => 1,
+        ErrorKind::Expired => 2,
+        ErrorKind::PurposeDenied => 3,
+        ErrorKind::Restricted => 4,
+        ErrorKind::LegalHold => 5,
+        ErrorKind::InvalidArgument => 6,
+        ErrorKind::Policy => 7,
+        ErrorKind::WrongKey => 8,
+        ErrorKind::Locked => 9,
+        ErrorKind::Corrupt => 10,
+        ErrorKind::Io => 11,
+        ErrorKind::Internal => 12,
+        // `ErrorKind` is non-exhaustive: a kind added later is a bug here
+        // until it gets its own class.
+        _ => 12,
+    }
+}
+
+fn make_error_classes(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let builtins = py.import("builtins")?;
+    let type_ = builtins.getattr("type")?;
+    let make = |name: &str, bases: Bound<'_, PyTuple>, doc: &str| -> PyResult<Py<PyType>> {
+        let ns = PyDict::new(py);
+        ns.set_item("__module__", "shredvault")?;
+        ns.set_item("__doc__", doc)?;
+        let cls = type_.call1((name, bases, ns))?;
+        m.add(name, &cls)?;
+        Ok(cls.cast_into::<PyType>()?.unbind())
+    };
+    let base = make(
+        "VaultError",
+        PyTuple::new(py, [py.get_type::<PyException>()])?,
+        "Base class of every shredvault error.",
+    )?;
+    let mut kinds = Vec::with_capacity(KINDS.len());
+    for (kind, name, doc) in KINDS {
+        let mut bases = vec![base.bind(py).clone()];
+        if kind == ErrorKind::InvalidArgument {
+            bases.push(py.get_type::<pyo3::exceptions::PyValueError>());
+        }
+        kinds.push(make(name, PyTuple::new(py, bases)?, doc)?);
+    }
+    let _ = ERRORS.set(ErrorClasses { kinds });
+    Ok(())
+}
+
+fn to_py(e: shredvault::Error) -> PyErr {
+    Python::attach(|py| {
+        let classes = ERRORS
+            .get()
+            .expect("error classes exist once the module is imported");
+        let cls = classes.kinds[error_class(e.kind())].bind(py).clone();
+        PyErr::from_type(cls, e.to_string())
+    })
+}
+
+fn invalid(message: impl Into<String>) -> PyErr {
+    to_py(shredvault::Error::new(
+        ErrorKind::InvalidArgument,
+        message.into(),
+    ))
+}
+
+trait IntoPy<T> {
+    fn py_err(self) -> PyResult<T>;
+}
+
+impl<T> IntoPy<T> for shredvault::Result<T> {
+    fn py_err(self) -> PyResult<T> {
+        self.map_err(to_py)
+    }
+}
+
+// ---- argument conversion -------------------------------------------------------
+
+/// `Time`: int Unix seconds, or an aware datetime. A naive datetime is
+/// refused: the vault will not guess a time zone.
+fn time_arg(value: &Bound<'_, PyAny>, name: &str) -> PyResult<i64> {
+    if value.is_instance_of::<PyBool>() {
+        return Err(invalid(format!("{name}: a bool is not a time")));
+    }
+    if value.is_instance_of::<PyInt>() {
+        return value
+            .extract::<i64>()
+            .map_err(|_| invalid(format!("{name}: out of range for Unix seconds")));
+    }
+    let py = value.py();
+    let datetime = py.import("datetime")?.getattr("datetime")?;
+    if value.is_instance(&datetime)? {
+        if value.getattr("tzinfo")?.is_none() || value.call_method0("utcoffset")?.is_none() {
+            return Err(invalid(format!(
+                "{name}: a naive datetime has no time zone; pass an aware one (e.g. tzinfo=timezone.utc) or Unix seconds"
+            )));
+        }
+        let seconds: f64 = value.call_method0("timestamp")?.extract()?;
+        return Ok(seconds.floor() as i64);
+    }
+    Err(invalid(format!(
+        "{name}: expected int Unix seconds or an aware datetime, not {}",
+        value.get_type().name()?
+    )))
+}
+
+/// Record data: bytes (or bytearray) as is, str as UTF-8, dict as JSON.
+fn data_arg(value: &Bound<'_, PyAny>) -> PyResult<Zeroizing<Vec<u8>>> {
+    if let Ok(b) = value.cast::<PyBytes>() {
+        return Ok(Zeroizing::new(b.as_bytes().to_vec()));
+    }
+    if let Ok(b) = value.cast::<PyByteArray>() {
+        return Ok(Zeroizing::new(b.to_vec()));
+    }
+    if let Ok(s) = value.cast::<PyString>() {
+        return Ok(Zeroizing::new(s.to_str()?.as_bytes().to_vec()));
+    }
+    if value.is_instance_of::<PyDict>() {
+        let py = value.py();
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("separators", (",", ":"))?;
+        kwargs.set_item("ensure_ascii", false)?;
+        let text = py
+            .import("json")?
+            .call_method("dumps", (value,), Some(&kwargs))
+            .map_err(|e| invalid(format!("data: the dict is not JSON-serializable: {e}")))?;
+        let text: String = text.extract()?;
+        return Ok(Zeroizing::new(text.into_bytes()));
+    }
+    Err(invalid(format!(
+        "data: expected bytes, str or dict, not {}",
+        value.get_type().name()?
+    )))
+}
+
+fn subject_arg(text: &str) -> PyResult<SubjectId> {
+    SubjectId::parse(text).py_err()
+}
+
+fn record_arg(text: &str) -> PyResult<RecordId> {
+    RecordId::parse(text).py_err()
+}
+
+fn request_arg(text: &str) -> PyResult<RequestId> {
+    RequestId::parse(text).py_err()
+}
+
+fn root_key_arg(bytes: &[u8], name: &str) -> PyResult<shredvault::RootKey> {
+    if bytes.len() != 32 {
+        return Err(invalid(format!(
+            "{name} must be 32 bytes, not {}",
+            bytes.len()
+        )));
+    }
+    shredvault::RootKey::from_bytes(bytes).py_err()
+}
+
+/// A JSON value as Python objects (dicts, lists, ints, str, None).
+fn json_to_py(py: Python<'_>, value: &impl serde::Serialize) -> PyResult<Py<PyAny>> {
+    let text = serde_json::to_string(value)
+        .map_err(|e| to_py(shredvault::Error::new(ErrorKind::Internal, e.to_string())))?;
+    Ok(py.import("json")?.call_method1("loads", (text,))?.unbind())
+}
+
+// ---- classes -------------------------------------------------------------------
+
+/// A record read back: its data (bytes) and metadata.
+#[pyclass(frozen, get_all, module = "shredvault")]
+struct Record {
+    id: String,
+    subject: String,
+    category: String,
+    data: Py<PyBytes>,
+    version: u64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+#[pymethods]
+impl Record {
+    /// The data parsed as JSON.
+    fn json(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(py
+            .import("json")?
+            .call_method1("loads", (self.data.bind(py),))?
+            .unbind())
+    }
+
+    fn __repr__(&self) -> String {
+        // Never the data: reprs end up in logs.
+        format!(
+            "Record(id='{}', subject='{}', category='{}', version={})",
+            self.id, self.subject, self.category, self.version
+        )
+    }
+}
+
+impl Record {
+    fn from_core(py: Python<'_>, r: shredvault::Record) -> Record {
+        Record {
+            id: r.id.to_string(),
+            subject: r.subject.to_string(),
+            category: r.category.clone(),
+            data: PyBytes::new(py, &r.data).unbind(),
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// A record's metadata, without its data.
+#[pyclass(frozen, get_all, module = "shredvault")]
+struct RecordInfo {
+    id: String,
+    subject: String,
+    category: String,
+    version: u64,
+    created_at: i64,
+    updated_at: i64,
+    size: usize,
+    expires_at: Option<i64>,
+}
+
+#[pymethods]
+impl RecordInfo {
+    fn __repr__(&self) -> String {
+        format!(
+            "RecordInfo(id='{}', category='{}', version={}, size={}, expires_at={})",
+            self.id,
+            self.category,
+            self.version,
+            self.size,
+            self.expires_at
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "None".into())
+        )
+    }
+}
+
+/// A lazy iterator over `Vault.scan`.
+#[pyclass(module = "shredvault")]
+struct Scan {
+    scan: Mutex<Option<shredvault::Scan>>,
+}
+
+#[pymethods]
+impl Scan {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Record>> {
+        let next = py.detach(|| {
+            let mut guard = self.scan.lock().unwrap_or_else(|p| p.into_inner());
+            let next = guard.as_mut().and_then(|s| s.next());
+            if next.is_none() {
+                *guard = None; // exhausted: release the vault
+            }
+            next
+        });
+        match next {
+            None => Ok(None),
+            Some(r) => Ok(Some(Record::from_core(py, r.py_err()?))),
+        }
+    }
+}
+
+/// An open vault. Thread-safe: share one between threads.
+#[pyclass(frozen, module = "shredvault")]
+struct Vault {
+    vault: RwLock<Option<Arc<shredvault::Vault>>>,
+}
+
+impl Vault {
+    fn open(&self) -> PyResult<Arc<shredvault::Vault>> {
+        self.vault
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| invalid("the vault is closed"))
+    }
+}
+
+#[pymethods]
+impl Vault {
+    #[new]
+    #[pyo3(signature = (path, root_key, policy=None, durability="immediate"))]
+    fn new(
+        py: Python<'_>,
+        path: &Bound<'_, PyAny>,
+        root_key: &[u8],
+        policy: Option<&Bound<'_, PyAny>>,
+        durability: &str,
+    ) -> PyResult<Self> {
+        let os = py.import("os")?;
+        let path: String = os
+            .call_method1("fspath", (path,))
+            .and_then(|p| p.extract())
+            .map_err(|_| invalid("path: expected str or os.PathLike"))?;
+        let policy: Option<String> = match policy {
+            None => None,
+            Some(p) => Some(
+                os.call_method1("fspath", (p,))
+                    .and_then(|p| p.extract())
+                    .map_err(|_| invalid("policy: expected str, os.PathLike or None"))?,
+            ),
+        };
+        let root = root_key_arg(root_key, "root_key")?;
+        let durability: shredvault::Durability = durability.parse().py_err()?;
+        let vault = py
+            .detach(|| {
+                let policy = match &policy {
+                    Some(p) => Some(shredvault::Policy::from_file(p.as_ref())?),
+                    None => None,
+                };
+                let options = shredvault::VaultOptions {
+                    durability,
+                    ..Default::default()
+                };
+                shredvault::Vault::open_with(&path, &root, policy, options)
+            })
+            .py_err()?;
+        Ok(Vault {
+            vault: RwLock::new(Some(Arc::new(vault))),
+        })
+    }
+
+    /// Flushes and closes. Idempotent; later calls raise InvalidArgumentError.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let taken = self.vault.write().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(vault) = taken {
+            py.detach(move || {
+                let flushed = vault.flush();
+                drop(vault); // the last handle closes the vault
+                flushed
+            })
+            .py_err()?;
+        }
+        Ok(())
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// Closes; never swallows the exception in flight.
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let closed = self.close(py);
+        if exc_type.is_none() {
+            closed?;
+        }
+        Ok(false)
+    }
+
+    #[pyo3(signature = (identifiers=None))]
+    fn create_subject(
+        &self,
+        py: Python<'_>,
+        identifiers: Option<std::collections::BTreeMap<String, String>>,
+    ) -> PyResult<String> {
+        let v = self.open()?;
+        let pairs: Vec<(String, String)> = identifiers.unwrap_or_default().into_iter().collect();
+        py.detach(|| {
+            let refs: Vec<(&str, &str)> = pairs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            v.create_subject(&refs)
+        })
+        .py_err()
+        .map(|id| id.to_string())
+    }
+
+    fn link_identifier(
+        &self,
+        py: Python<'_>,
+        subject: &str,
+        kind: &str,
+        value: &str,
+    ) -> PyResult<()> {
+        let v = self.open()?;
+        let s = subject_arg(subject)?;
+        py.detach(|| v.link_identifier(&s, kind, value)).py_err()
+    }
+
+    fn find_subject(&self, py: Python<'_>, kind: &str, value: &str) -> PyResult<Option<String>> {
+        let v = self.open()?;
+        py.detach(|| v.find_subject(kind, value))
+            .py_err()
+            .map(|id| id.map(|i| i.to_string()))
+    }
+
+    fn put(
+        &self,
+        py: Python<'_>,
+        subject: &str,
+        category: &str,
+        data: &Bound<'_, PyAny>,
+    ) -> PyResult<String> {
+        let v = self.open()?;
+        let s = subject_arg(subject)?;
+        let data = data_arg(data)?;
+        py.detach(|| v.put(&s, category, &data))
+            .py_err()
+            .map(|id| id.to_string())
+    }
+
+    fn get(&self, py: Python<'_>, record: &str, purpose: &str) -> PyResult<Record> {
+        let v = self.open()?;
+        let r = record_arg(record)?;
+        let rec = py.detach(|| v.get(&r, purpose)).py_err()?;
+        Ok(Record::from_core(py, rec))
+    }
+
+    fn update(&self, py: Python<'_>, record: &str, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let v = self.open()?;
+        let r = record_arg(record)?;
+        let data = data_arg(data)?;
+        py.detach(|| v.update(&r, &data)).py_err()
+    }
+
+    fn delete(&self, py: Python<'_>, record: &str) -> PyResult<()> {
+        let v = self.open()?;
+        let r = record_arg(record)?;
+        py.detach(|| v.delete(&r)).py_err()
+    }
+
+    fn records(&self, py: Python<'_>, subject: &str) -> PyResult<Vec<RecordInfo>> {
+        let v = self.open()?;
+        let s = subject_arg(subject)?;
+        let infos = py.detach(|| v.records(&s)).py_err()?;
+        Ok(infos
+            .into_iter()
+            .map(|i| RecordInfo {
+                id: i.id.to_string(),
+                subject: i.subject.to_string(),
+                category: i.category,
+                version: i.version,
+                created_at: i.created_at,
+                updated_at: i.updated_at,
+                size: i.size,
+                expires_at: i.expires_at,
+            })
+            .collect())
+    }
+
+    fn scan(&self, py: Python<'_>, category: &str, purpose: &str) -> PyResult<Scan> {
+        let v = self.open()?;
+        let scan = py.detach(|| v.scan(category, purpose)).py_err()?;
+        Ok(Scan {
+            scan: Mutex::new(Some(scan)),
+        })
+    }
+
+    fn erase_subject(&self, py: Python<'_>, subject: &str) -> PyResult<Py<PyAny>> {
+        let v = self.open()?;
+        let s = subject_arg(subject)?;
+        let receipt = py.detach(|| v.erase_subject(&s)).py_err()?;
+        json_to_py(py, &receipt)
+    }
+
+    fn record_event(
+        &self,
+        py: Python<'_>,
+        subject: &str,
+        event: &str,
+        at: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let v = self.open()?;
+        let s = subject_arg(subject)?;
+        let at = time_arg(at, "at")?;
+        py.detach(|| v.record_event(&s, event, at)).py_err()
+    }
+
+    fn set_flag(&self, py: Python<'_>, subject: &str, flag: &str, on: bool) -> PyResult<()> {
+        let v = self.open()?;
+        let s = subject_arg(subject)?;
+        py.detach(|| v.set_flag(&s, flag, on)).py_err()
+    }
+
+    fn give_consent(
+        &self,
+        py: Python<'_>,
+        subject: &str,
+        purpose: &str,
+        at: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let v = self.open()?;
+        let s = subject_arg(subject)?;
+        let at = time_arg(at, "at")?;
+        py.detach(|| v.give_consent(&s, purpose, at)).py_err()
+    }
+
+    fn withdraw_consent(
+        &self,
+        py: Python<'_>,
+        subject: &str,
+        purpose: &str,
+        at: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let v = self.open()?;
+        let s = subject_arg(subject)?;
+        let at = time_arg(at, "at")?;
+        py.detach(|| v.withdraw_consent(&s, purpose, at)).py_err()
+    }
+
+    fn set_restricted(&self, py: Python<'_>, subject: &str, on: bool) -> PyResult<()> {
+        let v = self.open()?;
+        let s = subject_arg(subject)?;
+        py.detach(|| v.set_restricted(&s, on)).py_err()
+    }
+
+    fn set_legal_hold(&self, py: Python<'_>, subject: &str, on: bool) -> PyResult<()> {
+        let v = self.open()?;
+        let s = subject_arg(subject)?;
+        py.detach(|| v.set_legal_hold(&s, on)).py_err()
+    }
+
+    fn set_opt_out_of_sale(&self, py: Python<'_>, subject: &str, on: bool) -> PyResult<()> {
+        let v = self.open()?;
+        let s = subject_arg(subject)?;
+        py.detach(|| v.set_opt_out_of_sale(&s, on)).py_err()
+    }
+
+    fn export(&self, py: Python<'_>, subject: &str) -> PyResult<Py<PyAny>> {
+        let v = self.open()?;
+        let s = subject_arg(subject)?;
+        let doc = py.detach(|| v.export(&s)).py_err()?;
+        json_to_py(py, &doc)
+    }
+
+    fn expire(&self, py: Python<'_>, now: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let v = self.open()?;
+        let now = time_arg(now, "now")?;
+        let report = py.detach(|| v.expire(now)).py_err()?;
+        json_to_py(py, &report)
+    }
+
+    fn verify_audit(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let v = self.open()?;
+        let report = py.detach(|| v.verify_audit()).py_err()?;
+        json_to_py(py, &report)
+    }
+
+    fn receipt_public_key(&self, py: Python<'_>) -> PyResult<String> {
+        let v = self.open()?;
+        py.detach(|| v.receipt_public_key()).py_err()
+    }
+
+    fn open_request(
+        &self,
+        py: Python<'_>,
+        subject: &str,
+        kind: &str,
+        received: &Bound<'_, PyAny>,
+    ) -> PyResult<String> {
+        let v = self.open()?;
+        let s = subject_arg(subject)?;
+        let received = time_arg(received, "received")?;
+        py.detach(|| v.open_request(&s, kind, received))
+            .py_err()
+            .map(|id| id.to_string())
+    }
+
+    fn extend_request(&self, py: Python<'_>, request: &str, reason: &str) -> PyResult<()> {
+        let v = self.open()?;
+        let r = request_arg(request)?;
+        py.detach(|| v.extend_request(&r, reason)).py_err()
+    }
+
+    fn close_request(&self, py: Python<'_>, request: &str, at: &Bound<'_, PyAny>) -> PyResult<()> {
+        let v = self.open()?;
+        let r = request_arg(request)?;
+        let at = time_arg(at, "at")?;
+        py.detach(|| v.close_request(&r, at)).py_err()
+    }
+
+    #[pyo3(signature = (overdue_at=None))]
+    fn requests(
+        &self,
+        py: Python<'_>,
+        overdue_at: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let v = self.open()?;
+        let overdue_at = overdue_at.map(|t| time_arg(t, "overdue_at")).transpose()?;
+        let list = py.detach(|| v.requests(overdue_at)).py_err()?;
+        json_to_py(py, &list)
+    }
+
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        let v = self.open()?;
+        py.detach(|| v.flush()).py_err()
+    }
+
+    fn __repr__(&self) -> String {
+        match self
+            .vault
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            Some(v) => format!("Vault('{}')", v.path().display()),
+            None => "Vault(closed)".to_string(),
+        }
+    }
+}
+
+/// Checks an erasure receipt's signature, without a vault or root key.
+/// `public_key`: the vault's key (hex), from `Vault.receipt_public_key()`;
+/// None checks it against the key the receipt names (intact, but not proof
+/// of who signed it). Returns the receipt as a dict; raises CorruptError.
+#[pyfunction]
+#[pyo3(signature = (receipt, public_key=None))]
+fn verify_receipt(
+    py: Python<'_>,
+    receipt: &Bound<'_, PyAny>,
+    public_key: Option<&str>,
+) -> PyResult<Py<PyAny>> {
+    let text: String = if let Ok(s) = receipt.cast::<PyString>() {
+        s.to_str()?.to_string()
+    } else {
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("sort_keys", true)?;
+        py.import("json")?
+            .call_method("dumps", (receipt,), Some(&kwargs))?
+            .extract()?
+    };
+    let value = py
+        .detach(|| shredvault::verify_receipt(&text, public_key))
+        .py_err()?;
+    json_to_py(py, &value)
+}
+
+#[pymodule]
+fn _shredvault(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    make_error_classes(m.py(), m)?;
+    m.add_class::<Vault>()?;
+    m.add_class::<Record>()?;
+    m.add_class::<RecordInfo>()?;
+    m.add_class::<Scan>()?;
+    m.add_function(wrap_pyfunction!(verify_receipt, m)?)?;
+    m.add("__version__", shredvault::VERSION)?;
+    Ok(())
+}
