@@ -217,6 +217,14 @@ sv_status sv_export(const sv_vault *v, const char *subject_id, sv_buf *json);
 // how many.
 sv_status sv_expire(const sv_vault *v, int64_t unix_seconds, uint64_t *records_expired);
 
+// Re-wraps every key of the vault under a new root key (`new_root_key`,
+// 32 bytes) and rebuilds the blind index. Crash-safe: an interruption
+// leaves a vault that opens with the old key or the new one. From `SV_OK`
+// on, only the new key opens the vault; destroy the old one.
+sv_status sv_rotate_root_key(const sv_vault *v,
+                             const uint8_t *new_root_key,
+                             size_t new_root_key_len);
+
 // Walks the audit chain: `SV_OK`, or `SV_CORRUPT` with the first broken
 // entry named in `sv_last_error()`.
 sv_status sv_verify_audit(const sv_vault *v);

@@ -131,6 +131,14 @@ enum Command {
     /// Check erasure receipts; print the vault's receipt-signing public key.
     #[command(subcommand)]
     Receipt(ReceiptCommand),
+    /// Re-wrap every key under a new root key (complete erasure: once the
+    /// old root key is destroyed, no old copy of keys/ opens anything).
+    RotateKey {
+        vault: PathBuf,
+        /// The new root key: 32 raw bytes or 64 hex characters.
+        #[arg(long, value_name = "F")]
+        new_key_file: PathBuf,
+    },
     /// Counts of subjects, records and keys; bytes on disk (JSON).
     Stats { vault: PathBuf },
     /// Replace the vault's policy, once checked against the stored data.
@@ -549,6 +557,29 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Receipt(ReceiptCommand::PublicKey { vault }) => {
             let v = open(&vault, key_file)?;
             println!("{}", v.receipt_public_key()?);
+            v.close()
+        }
+        Command::RotateKey {
+            vault,
+            new_key_file,
+        } => {
+            let new_key = root_key(Some(&new_key_file))?;
+            let v = open(&vault, key_file)?;
+            let bar = indicatif::ProgressBar::new(0).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "rotating the root key {bar:40} {pos}/{len} ({eta} left)",
+                )
+                .expect("a valid template"),
+            );
+            v.rotate_root_key(&new_key, &mut |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })?;
+            bar.finish_and_clear();
+            eprintln!(
+                "every key of {} is now wrapped by the new root key; destroy the old one (and old copies of keys/ are then useless)",
+                vault.display()
+            );
             v.close()
         }
         Command::Stats { vault } => {

@@ -481,3 +481,42 @@ fn rights_from_the_command_line() {
         "actor label",
     );
 }
+
+#[test]
+fn rotate_key_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = init(dir.path());
+    let s = ok(&sv(&[
+        "subject",
+        "create",
+        &vault,
+        "--identifier",
+        "email=nia@example.com",
+    ]));
+    let r = ok(&sv(&["put", &vault, &s, "account", "--data", "nia"]));
+    let new_key = "6b".repeat(32);
+    let key_file = dir.path().join("new.key");
+    std::fs::write(&key_file, &new_key).unwrap();
+    ok(&sv(&[
+        "rotate-key",
+        &vault,
+        "--new-key-file",
+        key_file.to_str().unwrap(),
+    ]));
+    fails(
+        &sv(&["get", &vault, &r, "--purpose", "billing"]),
+        "WrongKey",
+    );
+    let out = sv_with(
+        &["get", &vault, &r, "--purpose", "billing"],
+        None,
+        Some(&new_key),
+    );
+    assert_eq!(ok(&out), "nia");
+    let found = sv_with(
+        &["subject", "find", &vault, "email", "nia@example.com"],
+        None,
+        Some(&new_key),
+    );
+    assert_eq!(ok(&found), s);
+}

@@ -105,10 +105,6 @@ pub(crate) struct DerivedKeys {
     pub kek: SecretKey,
     /// Keys the HMAC of blind indexes.
     pub index: SecretKey,
-    /// Keys the links of the audit chain.
-    pub audit: SecretKey,
-    /// The Ed25519 seed that signs erasure receipts.
-    pub receipt: SecretKey,
 }
 
 impl DerivedKeys {
@@ -117,8 +113,6 @@ impl DerivedKeys {
         DerivedKeys {
             kek: derive_key(root.expose(), b"", b"shredvault kek v1"),
             index: derive_key(root.expose(), b"", b"blind index v1"),
-            audit: derive_key(root.expose(), b"", b"audit v1"),
-            receipt: derive_key(root.expose(), b"", b"receipt v1"),
         }
     }
 }

@@ -16,6 +16,8 @@
 //!   [10..12]  slot size, u16 LE (128)
 //!   [16..32]  vault id
 //!   [32..64]  key check: HMAC(KEK, "shredvault key check v1", vault id)
+//!   [64..72]  when the keys were last re-wrapped under a new root key
+//!             (Unix seconds, i64 LE; 0: never), for the `WrongKey` message
 //!   [120..128] checksum: SHA-256 of [0..120], first 8 bytes
 //! offset 128 + 128*i   slot i, 128 bytes
 //!   [0]       state: 0 empty (the whole slot is zero), 1 live
@@ -43,12 +45,28 @@
 //!
 //! A lock file `keys/lock` is held (flock) while the keystore is open, so a
 //! second process, or a second handle in this one, gets `Locked`.
+//!
+//! # Root-key rotation
+//!
+//! [`Keystore::rewrap`] writes a complete copy, `keys/keystore.new`, every
+//! live slot re-wrapped under the new KEK at the same index: slots first,
+//! fsync, then the header (whose key check names the new key), fsync; then
+//! renames it over `keys/keystore` and fsyncs the directory. The rename is
+//! the commit point. At open:
+//! - the old key opens an uncommitted rotation's `keystore`; a leftover
+//!   `keystore.new` is removed (rolled back);
+//! - the new key finds `keystore` wrapped by the old one, and a complete
+//!   `keystore.new` wrapped by itself: the rename is finished (rolled
+//!   forward);
+//! - any other mismatch is `WrongKey`, saying whether a rotation was cut
+//!   short (then the previous key still opens it) or when the keys were last
+//!   re-wrapped under another key.
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind as IoErrorKind, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use crate::crypto::{self, mac_matches, DerivedKeys, SecretKey, KEY_LEN, SEAL_OVERHEAD};
 use crate::error::{Error, ErrorKind, Result};
@@ -61,12 +79,16 @@ const CHECKSUM_AT: usize = SLOT_SIZE - 8;
 const WRAPPED_AT: usize = 16;
 const WRAPPED_LEN: usize = KEY_LEN + SEAL_OVERHEAD;
 const STATE_LIVE: u8 = 1;
+const NEW_FILE: &str = "keystore.new";
 
 /// What a key is for; written into its slot and bound by the wrapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum KeyKind {
     Subject = 1,
     Retention = 2,
+    /// A vault-wide secret (the audit chain's key, the receipt seed): random,
+    /// kept across root-key rotations.
+    Vault = 3,
 }
 
 impl KeyKind {
@@ -74,6 +96,7 @@ impl KeyKind {
         match b {
             1 => Some(KeyKind::Subject),
             2 => Some(KeyKind::Retention),
+            3 => Some(KeyKind::Vault),
             _ => None,
         }
     }
@@ -118,11 +141,24 @@ struct Slots {
 
 pub(crate) struct Keystore {
     path: PathBuf,
-    file: File,
+    /// Replaced whole by a root-key rotation.
+    backing: RwLock<Backing>,
     _lock: File,
     vault_id: [u8; 16],
-    kek: SecretKey,
     slots: Mutex<Slots>,
+}
+
+struct Backing {
+    file: File,
+    kek: SecretKey,
+    key_check: [u8; 32],
+}
+
+/// The parts of a header that open checks.
+struct Header {
+    vault_id: [u8; 16],
+    key_check: [u8; 32],
+    rotated_at: i64,
 }
 
 impl std::fmt::Debug for Keystore {
@@ -147,8 +183,73 @@ fn wrap_aad(vault_id: &[u8; 16], index: u32, kind: KeyKind, key_id: u64) -> Vec<
     aad
 }
 
-fn key_check(keys: &DerivedKeys, vault_id: &[u8; 16]) -> [u8; 32] {
+/// The key-check value of a root key's KEK for a vault.
+pub(crate) fn key_check(keys: &DerivedKeys, vault_id: &[u8; 16]) -> [u8; 32] {
     crypto::mac(&keys.kek, &[b"shredvault key check v1", vault_id])
+}
+
+fn header_bytes(vault_id: &[u8; 16], key_check: &[u8; 32], rotated_at: i64) -> [u8; SLOT_SIZE] {
+    let mut header = [0u8; SLOT_SIZE];
+    header[0..8].copy_from_slice(MAGIC);
+    header[8] = FORMAT_VERSION;
+    header[10..12].copy_from_slice(&(SLOT_SIZE as u16).to_le_bytes());
+    header[16..32].copy_from_slice(vault_id);
+    header[32..64].copy_from_slice(key_check);
+    header[64..72].copy_from_slice(&rotated_at.to_le_bytes());
+    let sum = crypto::checksum8(&header[..CHECKSUM_AT]);
+    header[CHECKSUM_AT..].copy_from_slice(&sum);
+    header
+}
+
+/// Reads and checks a keystore file's header (not the key).
+fn read_header(path: &Path) -> Result<Header> {
+    let mut file =
+        File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let mut header = [0u8; SLOT_SIZE];
+    file.read_exact(&mut header).map_err(|e| {
+        if e.kind() == IoErrorKind::UnexpectedEof {
+            Error::corrupt(format!("{} is shorter than its header", path.display()))
+        } else {
+            Error::io(format!("reading {}", path.display()), e)
+        }
+    })?;
+    if &header[0..8] != MAGIC {
+        return Err(Error::corrupt(format!(
+            "{} is not a shredvault keystore",
+            path.display()
+        )));
+    }
+    if crypto::checksum8(&header[..CHECKSUM_AT]) != header[CHECKSUM_AT..] {
+        return Err(Error::corrupt(format!(
+            "{} header fails its checksum",
+            path.display()
+        )));
+    }
+    if header[8] != FORMAT_VERSION
+        || u16::from_le_bytes([header[10], header[11]]) as usize != SLOT_SIZE
+    {
+        return Err(Error::corrupt(format!(
+            "{} has an unsupported format version {}",
+            path.display(),
+            header[8]
+        )));
+    }
+    let mut out = Header {
+        vault_id: [0; 16],
+        key_check: [0; 32],
+        rotated_at: i64::from_le_bytes(header[64..72].try_into().expect("8 bytes")),
+    };
+    out.vault_id.copy_from_slice(&header[16..32]);
+    out.key_check.copy_from_slice(&header[32..64]);
+    Ok(out)
+}
+
+fn opens(keys: &DerivedKeys, header: &Header) -> bool {
+    mac_matches(
+        &keys.kek,
+        &[b"shredvault key check v1", &header.vault_id],
+        &header.key_check,
+    )
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -188,81 +289,82 @@ impl Keystore {
         }
 
         let path = dir.join("keystore");
-        let exists = path.exists();
-        if !exists {
+        let new_path = dir.join(NEW_FILE);
+        if !path.exists() {
             Self::create_file(dir, &path, keys, &new_vault_id)?;
         }
-        let mut file = OpenOptions::new()
+        let mut header = read_header(&path)?;
+        if opens(keys, &header) {
+            // An uncommitted rotation, rolled back.
+            if new_path.exists() {
+                std::fs::remove_file(&new_path)
+                    .map_err(|e| Error::io(format!("removing {}", new_path.display()), e))?;
+                sync_dir(dir)?;
+            }
+        } else {
+            let vault_dir = dir.parent().unwrap_or(dir).display().to_string();
+            let pending = match new_path.exists() {
+                true => read_header(&new_path).ok(),
+                false => None,
+            };
+            match pending {
+                Some(new_header)
+                    if new_header.vault_id == header.vault_id && opens(keys, &new_header) =>
+                {
+                    // A rotation to this key, complete but not renamed:
+                    // rolled forward.
+                    std::fs::rename(&new_path, &path).map_err(|e| {
+                        Error::io(format!("renaming {}", new_path.display()), e)
+                    })?;
+                    sync_dir(dir)?;
+                    header = new_header;
+                }
+                Some(_) => {
+                    return Err(Error::new(
+                        ErrorKind::WrongKey,
+                        format!(
+                            "the root key does not open the vault at {vault_dir}: a root-key rotation was cut short there, and the vault still opens with its previous root key (which rolls the rotation back)"
+                        ),
+                    ))
+                }
+                None if header.rotated_at != 0 => {
+                    return Err(Error::new(
+                        ErrorKind::WrongKey,
+                        format!(
+                            "the root key does not open the vault at {vault_dir}: its keys were re-wrapped under another root key at {} (Unix seconds)",
+                            header.rotated_at
+                        ),
+                    ))
+                }
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::WrongKey,
+                        format!("the root key does not open the vault at {vault_dir}"),
+                    ))
+                }
+            }
+        }
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-
-        let mut header = [0u8; SLOT_SIZE];
-        file.read_exact(&mut header).map_err(|e| {
-            if e.kind() == IoErrorKind::UnexpectedEof {
-                Error::corrupt(format!("{} is shorter than its header", path.display()))
-            } else {
-                Error::io(format!("reading {}", path.display()), e)
-            }
-        })?;
-        if &header[0..8] != MAGIC {
-            return Err(Error::corrupt(format!(
-                "{} is not a shredvault keystore",
-                path.display()
-            )));
-        }
-        if crypto::checksum8(&header[..CHECKSUM_AT]) != header[CHECKSUM_AT..] {
-            return Err(Error::corrupt(format!(
-                "{} header fails its checksum",
-                path.display()
-            )));
-        }
-        if header[8] != FORMAT_VERSION
-            || u16::from_le_bytes([header[10], header[11]]) as usize != SLOT_SIZE
-        {
-            return Err(Error::corrupt(format!(
-                "{} has an unsupported format version {}",
-                path.display(),
-                header[8]
-            )));
-        }
-        let mut vault_id = [0u8; 16];
-        vault_id.copy_from_slice(&header[16..32]);
-        if !mac_matches(
-            &keys.kek,
-            &[b"shredvault key check v1", &vault_id],
-            &header[32..64],
-        ) {
-            return Err(Error::new(
-                ErrorKind::WrongKey,
-                format!(
-                    "the root key does not open the vault at {}",
-                    dir.parent().unwrap_or(dir).display()
-                ),
-            ));
-        }
-
         let slots = Self::scan_slots(&file, &path)?;
         Ok(Keystore {
             path,
-            file,
+            backing: RwLock::new(Backing {
+                file,
+                kek: keys.kek.clone(),
+                key_check: header.key_check,
+            }),
             _lock: lock,
-            vault_id,
-            kek: keys.kek.clone(),
+            vault_id: header.vault_id,
             slots: Mutex::new(slots),
         })
     }
 
     fn create_file(dir: &Path, path: &Path, keys: &DerivedKeys, vault_id: &[u8; 16]) -> Result<()> {
-        let mut header = [0u8; SLOT_SIZE];
-        header[0..8].copy_from_slice(MAGIC);
-        header[8] = FORMAT_VERSION;
-        header[10..12].copy_from_slice(&(SLOT_SIZE as u16).to_le_bytes());
-        header[16..32].copy_from_slice(vault_id);
-        header[32..64].copy_from_slice(&key_check(keys, vault_id));
-        let sum = crypto::checksum8(&header[..CHECKSUM_AT]);
-        header[CHECKSUM_AT..].copy_from_slice(&sum);
+        let header = header_bytes(vault_id, &key_check(keys, vault_id), 0);
         // Written to a temporary name and renamed, so a crash never leaves a
         // keystore without a complete header.
         let tmp = dir.join("keystore.tmp");
@@ -315,6 +417,82 @@ impl Keystore {
         &self.path
     }
 
+    fn read_backing(&self) -> std::sync::RwLockReadGuard<'_, Backing> {
+        self.backing.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The key-check value of the KEK the keystore is wrapped by now.
+    pub fn current_key_check(&self) -> [u8; 32] {
+        self.read_backing().key_check
+    }
+
+    /// Re-wraps every live key under `new`'s KEK (see the module doc for
+    /// the crash order): allocation, destruction and loads wait meanwhile.
+    /// `progress(done, total)` is called as slots are written.
+    pub fn rewrap(
+        &self,
+        new: &DerivedKeys,
+        rotated_at: i64,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<()> {
+        let slots = self.lock_slots();
+        let mut backing = self.backing.write().unwrap_or_else(|p| p.into_inner());
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let new_path = dir.join(NEW_FILE);
+        let io =
+            |what: &str, e: std::io::Error| Error::io(format!("{what} {}", new_path.display()), e);
+        let out = File::create(&new_path).map_err(|e| io("creating", e))?;
+        let total = slots.states.len() as u64;
+        let mut raw = [0u8; SLOT_SIZE];
+        for (index, state) in slots.states.iter().enumerate() {
+            let index = index as u32;
+            backing
+                .file
+                .read_exact_at(&mut raw, slot_offset(index))
+                .map_err(|e| Error::io(format!("reading {}", self.path.display()), e))?;
+            if let SlotState::Live { kind, key_id } = *state {
+                let aad = wrap_aad(&self.vault_id, index, kind, key_id);
+                let what = format!("keystore slot {index}");
+                let key = crypto::open(
+                    &backing.kek,
+                    &aad,
+                    &raw[WRAPPED_AT..WRAPPED_AT + WRAPPED_LEN],
+                    &what,
+                )?;
+                let wrapped = crypto::seal(&new.kek, &aad, &key)?;
+                raw[WRAPPED_AT..WRAPPED_AT + WRAPPED_LEN].copy_from_slice(&wrapped);
+                let sum = crypto::checksum8(&raw[..CHECKSUM_AT]);
+                raw[CHECKSUM_AT..].copy_from_slice(&sum);
+            }
+            // Empty slots stay zero; a damaged one is copied as it is (it
+            // opens under no key, and stays reported as damaged).
+            out.write_all_at(&raw, slot_offset(index))
+                .map_err(|e| io("writing", e))?;
+            if index.is_multiple_of(1024) {
+                progress(index as u64, total);
+            }
+        }
+        raw.fill(0);
+        out.sync_all().map_err(|e| io("syncing", e))?;
+        // The header last: a complete header means complete slots.
+        let check = key_check(new, &self.vault_id);
+        out.write_all_at(&header_bytes(&self.vault_id, &check, rotated_at), 0)
+            .and_then(|_| out.sync_all())
+            .map_err(|e| io("writing", e))?;
+        // The commit point.
+        std::fs::rename(&new_path, &self.path).map_err(|e| io("renaming", e))?;
+        sync_dir(dir)?;
+        backing.file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .map_err(|e| Error::io(format!("opening {}", self.path.display()), e))?;
+        backing.kek = new.kek.clone();
+        backing.key_check = check;
+        progress(total, total);
+        Ok(())
+    }
+
     fn lock_slots(&self) -> std::sync::MutexGuard<'_, Slots> {
         // A panic while holding the lock leaves the in-memory state as it
         // was after the last completed write; carrying on is safe.
@@ -339,6 +517,7 @@ impl Keystore {
             };
             taken.push(index);
         }
+        let backing = self.read_backing();
         let result = (|| -> Result<()> {
             for &index in &taken {
                 let key = SecretKey::random()?;
@@ -353,7 +532,7 @@ impl Keystore {
                 raw[1] = kind as u8;
                 raw[8..16].copy_from_slice(&key_id.to_le_bytes());
                 let wrapped = crypto::seal(
-                    &self.kek,
+                    &backing.kek,
                     &wrap_aad(&self.vault_id, index, kind, key_id),
                     key.expose(),
                 )?;
@@ -361,12 +540,14 @@ impl Keystore {
                 raw[WRAPPED_AT..WRAPPED_AT + WRAPPED_LEN].copy_from_slice(&wrapped);
                 let sum = crypto::checksum8(&raw[..CHECKSUM_AT]);
                 raw[CHECKSUM_AT..].copy_from_slice(&sum);
-                self.file
+                backing
+                    .file
                     .write_all_at(&raw, slot_offset(index))
                     .map_err(|e| Error::io(format!("writing {}", self.path.display()), e))?;
                 out.push((SlotRef { index, key_id }, key));
             }
-            self.file
+            backing
+                .file
                 .sync_data()
                 .map_err(|e| Error::io(format!("syncing {}", self.path.display()), e))
         })();
@@ -394,8 +575,12 @@ impl Keystore {
 
     /// Reads and unwraps the key at `slot`.
     pub fn load(&self, slot: SlotRef) -> Result<SecretKey, LoadError> {
+        let backing = self.read_backing();
         let mut raw = [0u8; SLOT_SIZE];
-        match self.file.read_exact_at(&mut raw, slot_offset(slot.index)) {
+        match backing
+            .file
+            .read_exact_at(&mut raw, slot_offset(slot.index))
+        {
             Ok(()) => {}
             Err(e) if e.kind() == IoErrorKind::UnexpectedEof => return Err(LoadError::Destroyed),
             Err(e) => {
@@ -420,7 +605,7 @@ impl Keystore {
             .ok_or_else(|| LoadError::Corrupt(format!("{what} has an unknown kind")))?;
         let aad = wrap_aad(&self.vault_id, slot.index, kind, key_id);
         let key = crypto::open(
-            &self.kek,
+            &backing.kek,
             &aad,
             &raw[WRAPPED_AT..WRAPPED_AT + WRAPPED_LEN],
             &what,
@@ -437,6 +622,7 @@ impl Keystore {
             return Ok(());
         }
         let mut slots = self.lock_slots();
+        let backing = self.read_backing();
         let zero = [0u8; SLOT_SIZE];
         let mut destroyed = Vec::new();
         for r in refs {
@@ -452,12 +638,14 @@ impl Keystore {
             if !ours {
                 continue;
             }
-            self.file
+            backing
+                .file
                 .write_all_at(&zero, slot_offset(r.index))
                 .map_err(|e| Error::io(format!("writing {}", self.path.display()), e))?;
             destroyed.push(r.index);
         }
-        self.file
+        backing
+            .file
             .sync_data()
             .map_err(|e| Error::io(format!("syncing {}", self.path.display()), e))?;
         for index in destroyed {

@@ -13,6 +13,11 @@
 //! 'P'                                   the policy's TOML source (String)
 //! 'Q'                                   checksum of the policy every record's
 //!                                       expiry was last computed under
+//! 'V'                                   VaultSecrets: keystore slots of the
+//!                                       audit key and the receipt seed
+//! 'K'                                   RotationMarker: a root-key rotation
+//!                                       in progress (see rotate_root_key)
+//! 'b' HMAC(new index key, ...) (32)     subject id: blind index staged by it
 //! 'T'                                   the latest `now` given to `expire` (i64)
 //! 'S' subject id (16)                   SubjectEntry: live (key slot, sealed
 //!                                       identifiers, blind-index hashes) or
@@ -58,6 +63,13 @@ pub(crate) const META_KEY: &[u8] = b"M";
 pub(crate) const POLICY_KEY: &[u8] = b"P";
 /// A checksum of the policy source every record was last evaluated under.
 pub(crate) const POLICY_EVALUATED_KEY: &[u8] = b"Q";
+/// `VaultSecrets`: the keystore slots of the vault-wide keys.
+pub(crate) const SECRETS_KEY: &[u8] = b"V";
+/// `RotationMarker`: a root-key rotation in progress.
+pub(crate) const ROTATION_KEY: &[u8] = b"K";
+/// Blind-index entries staged by a root-key rotation: 'b' + new HMAC.
+pub(crate) const BLIND_STAGED: u8 = b'b';
+
 /// The latest `now` an `expire` run was given (i64).
 pub(crate) const EXPIRED_THROUGH_KEY: &[u8] = b"T";
 pub(crate) const SUBJECT: u8 = b'S';
@@ -173,6 +185,24 @@ pub(crate) fn blind_key(mac: &[u8; 32]) -> [u8; 33] {
     k[0] = BLIND;
     k[1..].copy_from_slice(mac);
     k
+}
+
+/// Vault-wide secrets live in the keystore (random, kept across root-key
+/// rotations, so the audit chain verifies and receipts keep their signing
+/// key); sled holds only where.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct VaultSecrets {
+    pub audit: SlotRef,
+    pub receipt: SlotRef,
+}
+
+/// Written, durably, before a rotation re-wraps the keystore: the key check
+/// of the new root key. At open it tells whether the rotation committed
+/// (the keystore now has this key check: finish the blind index) or not
+/// (drop what was staged).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct RotationMarker {
+    pub new_key_check: [u8; 32],
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]

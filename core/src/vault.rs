@@ -71,6 +71,7 @@ use crate::policy::{self, Policy};
 use crate::retention;
 
 mod rights;
+mod rotation;
 pub use rights::{Directive, RequestInfo, RequestKind, Scan};
 
 /// When a mutating call's effects reach the disk.
@@ -312,7 +313,10 @@ struct Inner {
     db: sled::Db,
     db_file: File,
     keystore: Keystore,
-    keys: DerivedKeys,
+    /// Keys the blind index; replaced by a root-key rotation.
+    index_key: RwLock<SecretKey>,
+    /// The Ed25519 seed of erasure receipts (a vault-wide keystore key).
+    receipt_key: SecretKey,
     vault_id: [u8; 16],
     policy: RwLock<Arc<Policy>>,
     durability: Durability,
@@ -471,7 +475,17 @@ impl Vault {
             Some(bytes) => codec::decode(&bytes, "expiry mark")?,
             None => i64::MIN,
         };
-        let audit = AuditLog::open(&tree, keys.audit.clone())?;
+        let secrets = vault_secrets(&tree, &keystore)?;
+        let load_secret = |slot: SlotRef, what: &str| match keystore.load(slot) {
+            Ok(k) => Ok(k),
+            Err(LoadError::Destroyed) => Err(Error::corrupt(format!(
+                "the vault's {what} is gone from the keystore"
+            ))),
+            Err(LoadError::Corrupt(m)) => Err(Error::corrupt(format!("the vault's {what}: {m}"))),
+            Err(LoadError::Other(e)) => Err(e),
+        };
+        let audit = AuditLog::open(&tree, load_secret(secrets.audit, "audit key")?)?;
+        let receipt_key = load_secret(secrets.receipt, "receipt key")?;
         let inner = Inner {
             root: root_dir.clone(),
             audit,
@@ -481,7 +495,8 @@ impl Vault {
             db,
             db_file,
             keystore,
-            keys,
+            index_key: RwLock::new(keys.index.clone()),
+            receipt_key,
             vault_id,
             policy: RwLock::new(Arc::new(match (&policy, &stored_policy) {
                 (Some(p), _) => p.clone(),
@@ -519,6 +534,7 @@ impl Vault {
                     .insert(POLICY_KEY, codec::encode(&new.source().to_string())?)?;
             }
         }
+        inner.finish_rotation()?;
         inner.repair()?;
         inner.reevaluate_all()?;
         inner.make_durable()?;
@@ -1895,15 +1911,8 @@ impl Inner {
     }
 
     fn blind_mac(&self, kind: &str, value: &str) -> [u8; 32] {
-        crypto::mac(
-            &self.keys.index,
-            &[
-                b"sv blind v1",
-                &self.vault_id,
-                kind.as_bytes(),
-                value.as_bytes(),
-            ],
-        )
+        let key = self.index_key.read().unwrap_or_else(|p| p.into_inner());
+        blind_mac_with(&key, &self.vault_id, kind, value)
     }
 
     fn subject_entry(&self, id: &SubjectId) -> Result<Option<SubjectEntry>> {
@@ -2494,6 +2503,13 @@ impl Inner {
                 referenced.insert(entry.key);
             }
         }
+        if let Some(bytes) = self.tree.get(SECRETS_KEY)? {
+            let Ok(secrets) = codec::decode::<VaultSecrets>(&bytes, "vault secrets") else {
+                return Ok(());
+            };
+            referenced.insert(secrets.audit);
+            referenced.insert(secrets.receipt);
+        }
         // `holds` matched the key id of every live slot in `referenced`, and
         // a damaged slot is kept as long as someone refers to its index.
         let referenced_indexes: HashSet<u32> = referenced.iter().map(|r| r.index).collect();
@@ -2512,6 +2528,28 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+/// The blind-index HMAC of a normalized identifier.
+fn blind_mac_with(index_key: &SecretKey, vault_id: &[u8; 16], kind: &str, value: &str) -> [u8; 32] {
+    crypto::mac(
+        index_key,
+        &[b"sv blind v1", vault_id, kind.as_bytes(), value.as_bytes()],
+    )
+}
+
+/// The vault-wide secrets' slots, created on a vault's first open.
+fn vault_secrets(tree: &sled::Tree, keystore: &Keystore) -> Result<VaultSecrets> {
+    if let Some(bytes) = tree.get(SECRETS_KEY)? {
+        return codec::decode(&bytes, "vault secrets");
+    }
+    let keys = keystore.allocate(KeyKind::Vault, 2)?;
+    let secrets = VaultSecrets {
+        audit: keys[0].0,
+        receipt: keys[1].0,
+    };
+    tree.insert(SECRETS_KEY, codec::encode(&secrets)?)?;
+    Ok(secrets)
 }
 
 /// record key = HKDF(subject key ‖ (retention key | "open"), vault id, "record v1")

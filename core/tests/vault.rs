@@ -474,7 +474,7 @@ fn corrupt_keystore_slot_affects_only_its_subject() {
     let bytes = std::fs::read(&path).unwrap();
     let slot_count = (bytes.len() - 128) / 128;
     let live: Vec<usize> = (0..slot_count)
-        .filter(|i| bytes[128 + i * 128] == 1)
+        .filter(|i| bytes[128 + i * 128] == 1 && bytes[128 + i * 128 + 1] == 1) // live subject keys
         .collect();
     assert_eq!(
         live.len(),

@@ -705,6 +705,33 @@ pub extern "C" fn sv_expire(
     })
 }
 
+/// Re-wraps every key of the vault under a new root key (`new_root_key`,
+/// 32 bytes) and rebuilds the blind index. Crash-safe: an interruption
+/// leaves a vault that opens with the old key or the new one. From `SV_OK`
+/// on, only the new key opens the vault; destroy the old one.
+#[no_mangle]
+pub extern "C" fn sv_rotate_root_key(
+    v: *const sv_vault,
+    new_root_key: *const u8,
+    new_root_key_len: usize,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let key = bytes_arg(new_root_key, new_root_key_len, "new_root_key")?;
+        if key.len() != 32 {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "argument `new_root_key` must be 32 bytes, not {}",
+                    key.len()
+                ),
+            ));
+        }
+        let new = RootKey::from_bytes(key)?;
+        vault.rotate_root_key(&new, &mut |_, _| {})
+    })
+}
+
 /// Walks the audit chain: `SV_OK`, or `SV_CORRUPT` with the first broken
 /// entry named in `sv_last_error()`.
 #[no_mangle]

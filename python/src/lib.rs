@@ -686,6 +686,15 @@ impl Vault {
         json_to_py(py, &list)
     }
 
+    /// Re-wraps every key under `new_root_key` (32 bytes) and rebuilds the
+    /// blind index; afterwards only the new key opens the vault.
+    fn rotate_root_key(&self, py: Python<'_>, new_root_key: &[u8]) -> PyResult<()> {
+        let v = self.open()?;
+        let new = root_key_arg(new_root_key, "new_root_key")?;
+        py.detach(|| v.rotate_root_key(&new, &mut |_, _| {}))
+            .py_err()
+    }
+
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         let v = self.open()?;
         py.detach(|| v.flush()).py_err()

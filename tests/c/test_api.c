@@ -406,6 +406,26 @@ int main(int argc, char **argv) {
   EXPECT(sv_put(v, alice, "account", (const uint8_t *)"x", 1, found), SV_ERASED);
   EXPECT(sv_close(v), SV_OK);
 
+  /* Root-key rotation: afterwards only the new key opens the vault. */
+  {
+    uint8_t next[32];
+    memset(next, 0x42, sizeof next);
+    EXPECT(sv_open(dir, ROOT, 32, NULL, &v), SV_OK);
+    EXPECT(sv_rotate_root_key(NULL, next, 32), SV_INVALID_ARGUMENT);
+    EXPECT(sv_rotate_root_key(v, next, 16), SV_INVALID_ARGUMENT);
+    EXPECT(sv_rotate_root_key(v, NULL, 32), SV_INVALID_ARGUMENT);
+    EXPECT(sv_rotate_root_key(v, next, 32), SV_OK);
+    EXPECT(sv_get(v, cert, "legal_claims", &out), SV_OK);
+    sv_buf_free(&out);
+    EXPECT(sv_close(v), SV_OK);
+    EXPECT(sv_open(dir, ROOT, 32, NULL, &v), SV_WRONG_KEY);
+    CHECK(strstr(sv_last_error(), "re-wrapped") != NULL);
+    EXPECT(sv_open(dir, next, 32, NULL, &v), SV_OK);
+    EXPECT(sv_get(v, cert, "legal_claims", &out), SV_OK);
+    sv_buf_free(&out);
+    EXPECT(sv_close(v), SV_OK);
+  }
+
   /* A second vault beside the first: handles are independent. */
   EXPECT(sv_open(dir2, ROOT, 32, policy, &v), SV_OK);
   EXPECT(sv_get(v, cert, "legal_claims", &out), SV_NOT_FOUND);

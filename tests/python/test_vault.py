@@ -302,3 +302,17 @@ def test_analytics_example_runs(tmp_path):
         runpy.run_path(str(ROOT / "examples" / "python" / "analytics.py"), run_name="__main__")
     finally:
         sys.argv = argv
+
+
+def test_rotate_root_key(vault_path):
+    with sv.Vault(vault_path, root_key=KEY, policy=POLICY) as v:
+        s = v.create_subject(identifiers={"email": "max@example.com"})
+        r = v.put(s, "account", b"max")
+        with pytest.raises(sv.InvalidArgumentError):
+            v.rotate_root_key(b"short")
+        v.rotate_root_key(b"\x33" * 32)
+        assert v.get(r, "billing").data == b"max"
+    with pytest.raises(sv.WrongKeyError, match="re-wrapped"):
+        sv.Vault(vault_path, root_key=KEY)
+    with sv.Vault(vault_path, root_key=b"\x33" * 32) as v:
+        assert v.find_subject("email", "max@example.com") == s

@@ -122,7 +122,7 @@ impl Vault {
     /// The public half of the key that signs this vault's erasure receipts
     /// (Ed25519, 64 hex characters): give it to auditors.
     pub fn receipt_public_key(&self) -> Result<String> {
-        receipt::public_key_hex(&self.inner.keys.receipt)
+        receipt::public_key_hex(&self.inner.receipt_key)
     }
 
     /// Walks the audit chain from its first entry. `Corrupt`, naming the
@@ -701,7 +701,7 @@ impl Inner {
     fn sign(&self, receipt: &mut ErasureReceipt) -> Result<()> {
         let value = serde_json::to_value(&*receipt)
             .map_err(|e| Error::internal(format!("serializing a receipt: {e}")))?;
-        let signed = receipt::sign(&self.keys.receipt, value)?;
+        let signed = receipt::sign(&self.receipt_key, value)?;
         let field = |name: &str| {
             signed
                 .get(name)
