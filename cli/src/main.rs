@@ -4,6 +4,7 @@
 //! success and non-zero with a one-line reason otherwise. The root key comes
 //! from `--key-file` or `SHREDVAULT_ROOT_KEY`, never from an argument.
 
+mod bench;
 mod demo;
 
 use std::io::{Read, Write};
@@ -144,6 +145,16 @@ enum Command {
     /// Replace the vault's policy, once checked against the stored data.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Measure the vault against raw sled, in one run (throw-away vaults).
+    Bench {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Records for the put, get and scan figures (and the live set of
+        /// the space figure, up to 100,000).
+        #[arg(long, default_value_t = 100_000)]
+        records: usize,
+    },
     /// Run the whole story on ./shredvault-demo and print what it did.
     Demo,
 }
@@ -602,6 +613,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             v.close()
         }
         Command::Demo => demo::run(),
+        Command::Bench { json, records } => bench::run(bench::Options { records, json }),
     }
 }
 

@@ -16,16 +16,22 @@
 //!
 //! ```text
 //! 'A' first seq (8, big-endian)   AuditBlock: consecutive entries, each the
-//!                                 encoded entry and its link
+//!                                 encoded entry and its link, and the
+//!                                 block's MAC
 //! ```
 //!
-//! link(n) = HMAC-SHA256(audit key, link(n-1) ‖ entry(n)), link(0's
-//! predecessor) = 32 zero bytes. The audit key is derived from the root key,
-//! so whoever edits `data/` without it cannot forge a consistent chain.
+//! link(n) = SHA-256("sv audit link v1" ‖ link(n-1) ‖ entry(n)), link(0's
+//! predecessor) = 32 zero bytes: editing, dropping or reordering an entry
+//! breaks every link after it. Each block also carries
+//! HMAC-SHA256(audit key, first seq ‖ entry count ‖ last link), with a
+//! random audit key kept in the keystore: whoever edits `data/` and
+//! recomputes the links still cannot forge the MACs. (A keyed MAC per entry
+//! would cost three more SHA-256 blocks on every read for nothing more.)
 //!
 //! Appends go to a buffer in memory; the buffer is written as one block
 //! before every durable point (so a mutation's entry is durable with it) and
-//! whenever it holds `BLOCK_MAX` entries. Reads thus cost no disk write each.
+//! whenever it holds `BLOCK_MAX` entries (kept small: sled writes large
+//! values as separate blob files). Reads thus cost no disk write each.
 //! A crash loses the buffered entries of reads since the last write, never
 //! those of an acknowledged mutation in `Immediate` mode.
 //!
@@ -44,7 +50,7 @@ use crate::error::{Error, Result};
 use crate::ids::{RecordId, SubjectId};
 
 pub(crate) const AUDIT: u8 = b'A';
-const BLOCK_MAX: usize = 512;
+const BLOCK_MAX: usize = 64;
 
 /// One audit entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +82,7 @@ pub struct AuditReport {
 
 #[derive(Serialize, Deserialize)]
 struct StoredEntry {
+    #[serde(with = "serde_bytes")]
     entry: Vec<u8>,
     link: [u8; 32],
 }
@@ -83,6 +90,38 @@ struct StoredEntry {
 #[derive(Serialize, Deserialize)]
 struct AuditBlock {
     entries: Vec<StoredEntry>,
+    mac: [u8; 32],
+}
+
+fn block_mac(key: &SecretKey, first_seq: u64, count: u64, last_link: &[u8; 32]) -> [u8; 32] {
+    crypto::mac(
+        key,
+        &[
+            b"sv audit block v1",
+            &first_seq.to_be_bytes(),
+            &count.to_be_bytes(),
+            last_link,
+        ],
+    )
+}
+
+fn block_mac_matches(
+    key: &SecretKey,
+    first_seq: u64,
+    count: u64,
+    last_link: &[u8; 32],
+    mac: &[u8],
+) -> bool {
+    crypto::mac_matches(
+        key,
+        &[
+            b"sv audit block v1",
+            &first_seq.to_be_bytes(),
+            &count.to_be_bytes(),
+            last_link,
+        ],
+        mac,
+    )
 }
 
 fn block_key(first_seq: u64) -> [u8; 9] {
@@ -92,8 +131,14 @@ fn block_key(first_seq: u64) -> [u8; 9] {
     k
 }
 
-fn link(key: &SecretKey, prev: &[u8; 32], entry: &[u8]) -> [u8; 32] {
-    crypto::mac(key, &[b"sv audit v1", prev, entry])
+fn link(prev: &[u8; 32], entry: &[u8]) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"sv audit link v1");
+    ctx.update(prev);
+    ctx.update(entry);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }
 
 struct State {
@@ -154,7 +199,7 @@ impl AuditLog {
         let seq = state.next_seq;
         entry.seq = seq;
         let bytes = codec::encode(&entry)?;
-        let link = link(&self.key, &state.last_link, &bytes);
+        let link = link(&state.last_link, &bytes);
         if state.pending.is_empty() {
             state.pending_first = seq;
         }
@@ -162,7 +207,7 @@ impl AuditLog {
         state.next_seq += 1;
         state.last_link = link;
         if state.pending.len() >= BLOCK_MAX {
-            Self::write_pending(&mut state, tree)?;
+            self.write_pending(&mut state, tree)?;
         }
         Ok(seq)
     }
@@ -170,16 +215,21 @@ impl AuditLog {
     /// Writes the buffered entries as one block (before a durable point).
     pub fn write(&self, tree: &sled::Tree) -> Result<()> {
         let mut state = self.lock();
-        Self::write_pending(&mut state, tree)
+        self.write_pending(&mut state, tree)
     }
 
-    fn write_pending(state: &mut State, tree: &sled::Tree) -> Result<()> {
+    fn write_pending(&self, state: &mut State, tree: &sled::Tree) -> Result<()> {
         if state.pending.is_empty() {
             return Ok(());
         }
-        let block = AuditBlock {
-            entries: std::mem::take(&mut state.pending),
-        };
+        let entries = std::mem::take(&mut state.pending);
+        let mac = block_mac(
+            &self.key,
+            state.pending_first,
+            entries.len() as u64,
+            &state.last_link,
+        );
+        let block = AuditBlock { entries, mac };
         tree.insert(block_key(state.pending_first), codec::encode(&block)?)?;
         state.pending_first = state.next_seq;
         Ok(())
@@ -210,12 +260,9 @@ impl AuditLog {
                     e.message()
                 ))
             })?;
+            let count = block.entries.len() as u64;
             for stored in block.entries {
-                if !crypto::mac_matches(
-                    &self.key,
-                    &[b"sv audit v1", &prev, &stored.entry],
-                    &stored.link,
-                ) {
+                if link(&prev, &stored.entry) != stored.link {
                     return Err(Error::corrupt(format!(
                         "audit entry {expected}: the chain is broken here (entry or link altered)"
                     )));
@@ -229,6 +276,12 @@ impl AuditLog {
                 }
                 prev = stored.link;
                 expected += 1;
+            }
+            if !block_mac_matches(&self.key, first, count, &prev, &block.mac) {
+                return Err(Error::corrupt(format!(
+                    "audit entries {first}..{}: the block's MAC fails (entries altered and their links recomputed, or another vault's block)",
+                    expected.saturating_sub(1)
+                )));
             }
         }
         Ok(AuditReport {

@@ -4,8 +4,7 @@
 //! not an allocation).
 
 use bincode::Options;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -24,7 +23,9 @@ fn options() -> impl Options {
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    let mut out = vec![FORMAT_V1];
+    let size = options().serialized_size(value).unwrap_or(0);
+    let mut out = Vec::with_capacity(1 + size as usize);
+    out.push(FORMAT_V1);
     options()
         .serialize_into(&mut out, value)
         .map_err(|e| Error::internal(format!("encoding a stored structure: {e}")))?;
@@ -33,7 +34,7 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 
 /// Decodes bytes written by [`encode`]; `what` names the structure in the
 /// `Corrupt` error.
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T> {
     match bytes.split_first() {
         Some((&FORMAT_V1, body)) => options()
             .deserialize(body)

@@ -38,6 +38,7 @@ macro_rules! define_id {
         }
 
         impl $name {
+            #[allow(dead_code)] // record ids are made by `for_subject`
             pub(crate) fn random() -> Result<Self> {
                 Ok($name(random_array()?))
             }
@@ -83,6 +84,16 @@ macro_rules! define_id {
 define_id!(SubjectId, "subject");
 define_id!(RecordId, "record");
 define_id!(RequestId, "request");
+
+impl RecordId {
+    /// A new record id for `subject`: its first 8 bytes are the subject
+    /// id's, the other 8 random (see `layout`).
+    pub(crate) fn for_subject(subject: &SubjectId) -> Result<RecordId> {
+        let mut id: [u8; 16] = random_array()?;
+        id[..8].copy_from_slice(&subject.as_bytes()[..8]);
+        Ok(RecordId(id))
+    }
+}
 
 fn parse_hex_id(text: &str, what: &str) -> Result<[u8; 16]> {
     let well_formed = text.len() == 32

@@ -22,10 +22,16 @@
 //! 'S' subject id (16)                   SubjectEntry: live (key slot, sealed
 //!                                       identifiers, blind-index hashes) or
 //!                                       an erasure tombstone (ids and time only)
-//! 'X' subject id (16) record id (16)    empty: the subject's records, in order
 //! 'R' record id (16)                    RecordEntry: live (metadata and the
 //!                                       sealed data) or a husk saying the
-//!                                       record was erased, and when
+//!                                       record was deleted or expired, and
+//!                                       when. A record id starts with the
+//!                                       first 8 bytes of its subject's id,
+//!                                       so 'R' + those 8 bytes lists a
+//!                                       subject's records with no index
+//!                                       (and a put is one sled write)
+//! 'Z' subject id (16)                   empty: an erased subject whose dead
+//!                                       records the purge still has to drop
 //! 'B' HMAC(index key, kind, value) (32) subject id: the blind index
 //! 'D' day (8)                           DayEntry: the keystore slot of that
 //!                                       UTC day's retention key, and whether
@@ -73,7 +79,7 @@ pub(crate) const BLIND_STAGED: u8 = b'b';
 /// The latest `now` an `expire` run was given (i64).
 pub(crate) const EXPIRED_THROUGH_KEY: &[u8] = b"T";
 pub(crate) const SUBJECT: u8 = b'S';
-pub(crate) const SUBJECT_RECORD: u8 = b'X';
+pub(crate) const ERASED_PENDING: u8 = b'Z';
 pub(crate) const RECORD: u8 = b'R';
 pub(crate) const BLIND: u8 = b'B';
 pub(crate) const DAY: u8 = b'D';
@@ -104,6 +110,7 @@ pub(crate) struct Extension {
     pub at: i64,
     /// The reason, sealed under a key derived from the subject key: it is
     /// free text, so it goes with the subject.
+    #[serde(with = "serde_bytes")]
     pub reason: Vec<u8>,
 }
 
@@ -165,18 +172,27 @@ pub(crate) fn record_key(id: &RecordId) -> [u8; 17] {
     k
 }
 
-pub(crate) fn subject_records_prefix(id: &SubjectId) -> [u8; 17] {
-    let mut k = [0u8; 17];
-    k[0] = SUBJECT_RECORD;
-    k[1..].copy_from_slice(id.as_bytes());
+/// The records of a subject: 'R' and the subject id's first 8 bytes
+/// (record ids start with them).
+pub(crate) fn subject_records_prefix(id: &SubjectId) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = RECORD;
+    k[1..].copy_from_slice(&id.as_bytes()[..8]);
     k
 }
 
-pub(crate) fn subject_record_key(subject: &SubjectId, record: &RecordId) -> [u8; 33] {
-    let mut k = [0u8; 33];
-    k[0] = SUBJECT_RECORD;
-    k[1..17].copy_from_slice(subject.as_bytes());
-    k[17..].copy_from_slice(record.as_bytes());
+/// The subject a record id belongs to is the one whose id starts with the
+/// same 8 bytes: 'S' and those bytes.
+pub(crate) fn subject_prefix_of(record: &RecordId) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = SUBJECT;
+    k[1..].copy_from_slice(&record.as_bytes()[..8]);
+    k
+}
+
+pub(crate) fn erased_pending_key(id: &SubjectId) -> [u8; 17] {
+    let mut k = subject_key(id);
+    k[0] = ERASED_PENDING;
     k
 }
 
@@ -222,6 +238,7 @@ pub(crate) struct LiveSubject {
     pub created_at: i64,
     pub key: SlotRef,
     /// `Vec<(kind, value)>` encoded, sealed under the subject key.
+    #[serde(with = "serde_bytes")]
     pub identifiers: Vec<u8>,
     /// Blind-index MACs of the identifiers, so erasure can remove them
     /// without decrypting anything.
@@ -289,7 +306,9 @@ pub(crate) struct LiveRecord {
     /// The UTC day whose retention key also seals the data; `None`: no
     /// expiry yet, sealed under the subject key alone.
     pub day: Option<i64>,
-    /// nonce || ciphertext || tag.
+    /// nonce || ciphertext || tag. (`serde_bytes`: one copy, not a
+    /// visit per byte; the same bytes on disk.)
+    #[serde(with = "serde_bytes")]
     pub sealed: Vec<u8>,
 }
 
@@ -321,7 +340,56 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<RecordEntry> {
 /// metadata: vault, subject, record, category, version and timestamps, so
 /// that moving a ciphertext or editing its metadata fails authentication.
 pub(crate) fn record_aad(vault_id: &[u8; 16], record: &RecordId, meta: &LiveRecord) -> Vec<u8> {
-    let (subject, category, version) = (&meta.subject, &meta.category, meta.version);
+    record_aad_view(vault_id, record, &meta.view())
+}
+
+/// A live record decoded in place: borrows its category and sealed bytes
+/// from the stored value (reads copy nothing they do not need).
+#[derive(Deserialize, Debug, Clone, Copy)]
+pub(crate) struct LiveRecordView<'a> {
+    pub subject: SubjectId,
+    pub category: &'a str,
+    pub version: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub subject_key_id: u64,
+    pub day: Option<i64>,
+    pub sealed: &'a [u8],
+}
+
+/// [`RecordEntry`] decoded in place (same encoding).
+#[derive(Deserialize, Debug)]
+pub(crate) enum RecordEntryView<'a> {
+    #[serde(borrow)]
+    Live(LiveRecordView<'a>),
+    Gone(RecordHusk),
+}
+
+pub(crate) fn decode_record_view(bytes: &[u8]) -> Result<RecordEntryView<'_>> {
+    codec::decode(bytes, "record entry")
+}
+
+impl LiveRecord {
+    pub(crate) fn view(&self) -> LiveRecordView<'_> {
+        LiveRecordView {
+            subject: self.subject,
+            category: &self.category,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            subject_key_id: self.subject_key_id,
+            day: self.day,
+            sealed: &self.sealed,
+        }
+    }
+}
+
+pub(crate) fn record_aad_view(
+    vault_id: &[u8; 16],
+    record: &RecordId,
+    meta: &LiveRecordView<'_>,
+) -> Vec<u8> {
+    let (subject, category, version) = (&meta.subject, meta.category, meta.version);
     let mut aad = Vec::with_capacity(80 + category.len());
     aad.extend_from_slice(b"sv record v1");
     aad.extend_from_slice(vault_id);

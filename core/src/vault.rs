@@ -280,6 +280,7 @@ const STRIPES: usize = 64;
 const KEY_POOL_BATCH: usize = 16;
 const KEY_CACHE_MAX: usize = 1 << 16;
 const PURGE_CHUNK: usize = 1024;
+const SUBJECT_CACHE_MAX: usize = 1 << 16;
 
 /// The background purge thread's state.
 #[derive(Default)]
@@ -339,9 +340,10 @@ struct Inner {
     /// The latest `now` an `expire` run was given: days ended by then may
     /// have lost their keys, so nothing is sealed into them again.
     expired_through: AtomicI64,
-    /// Bumped whenever a subject's entry changes, so that a `Scan` knows
-    /// to drop the subjects it has cached.
+    /// Bumped whenever a subject's entry changes, so that caches of
+    /// subjects (this handle's, a `Scan`'s) drop what they hold.
     subject_generation: AtomicU64,
+    subject_cache: RwLock<HashMap<SubjectId, Arc<LiveSubject>>>,
     dirty: AtomicBool,
     closing: AtomicBool,
 }
@@ -523,6 +525,7 @@ impl Vault {
             purger: Mutex::new(Purger::default()),
             expired_through: AtomicI64::new(expired_through),
             subject_generation: AtomicU64::new(0),
+            subject_cache: RwLock::new(HashMap::new()),
             dirty: AtomicBool::new(false),
             closing: AtomicBool::new(false),
         };
@@ -538,7 +541,8 @@ impl Vault {
         inner.repair()?;
         inner.reevaluate_all()?;
         inner.make_durable()?;
-        let pending_purge = !inner.destroyed_days()?.is_empty();
+        let pending_purge = !inner.destroyed_days()?.is_empty()
+            || inner.tree.scan_prefix([ERASED_PENDING]).next().is_some();
         let inner = Arc::new(inner);
         if inner.durability == Durability::Batched {
             spawn_flusher(Arc::downgrade(&inner));
@@ -603,12 +607,23 @@ impl Vault {
                     "a subject may have at most {MAX_IDENTIFIERS_PER_SUBJECT} identifiers"
                 )));
             }
-            let id = SubjectId::random()?;
             let blind: Vec<[u8; 32]> = normalized
                 .iter()
                 .map(|(k, v)| inner.blind_mac(k, v))
                 .collect();
             let _blind_guard = lock(&inner.blind_lock);
+            // Record ids carry the subject id's first 8 bytes: no two
+            // subjects may share them (checked under the blind lock, which
+            // every creation takes).
+            let mut id = SubjectId::random()?;
+            while inner
+                .tree
+                .scan_prefix(&layout::subject_key(&id)[..9])
+                .next()
+                .is_some()
+            {
+                id = SubjectId::random()?;
+            }
             for (mac, (kind, _)) in blind.iter().zip(&normalized) {
                 if inner.tree.contains_key(blind_key(mac))? {
                     return Err(Error::invalid(format!(
@@ -686,6 +701,7 @@ impl Vault {
             );
             batch.insert(&blind_key(&mac)[..], &subject.as_bytes()[..]);
             inner.tree.apply_batch(batch)?;
+            inner.subjects_changed();
             Ok(())
         })();
         self.inner.finish(entry, result, Commit::Mode)
@@ -785,7 +801,6 @@ impl Vault {
                 inner.ensure_day_key(d)?;
             }
             let record_key = inner.record_key(subject, live.key, day)?;
-            let id = RecordId::random()?;
             let mut record = LiveRecord {
                 subject: *subject,
                 category: category.name.clone(),
@@ -796,22 +811,35 @@ impl Vault {
                 day,
                 sealed: Vec::new(),
             };
-            record.sealed = crypto::seal(
-                &record_key,
-                &record_aad(&inner.vault_id, &id, &record),
-                data,
-            )?;
-            let mut batch = sled::Batch::default();
-            batch.insert(&subject_record_key(subject, &id)[..], &[][..]);
-            if let Some(d) = day {
-                batch.insert(&day_record_key(d, &id)[..], &[][..]);
+            // One sled write (two with an expiry day): the day index first,
+            // so a crash between leaves at most an index entry to nothing,
+            // which the purge skips. The record goes in only if its id is
+            // free (an 8-byte random suffix per subject: a clash is a
+            // 2^-64 event, met by drawing again).
+            loop {
+                let id = RecordId::for_subject(subject)?;
+                record.sealed = crypto::seal(
+                    &record_key,
+                    &record_aad(&inner.vault_id, &id, &record),
+                    data,
+                )?;
+                if let Some(d) = day {
+                    inner.tree.insert(&day_record_key(d, &id)[..], &[][..])?;
+                }
+                let entry = RecordEntry::Live(record);
+                let stored = inner.tree.compare_and_swap(
+                    layout::record_key(&id),
+                    None as Option<&[u8]>,
+                    Some(codec::encode(&entry)?),
+                )?;
+                let RecordEntry::Live(back) = entry else {
+                    unreachable!("built as Live above")
+                };
+                record = back;
+                if stored.is_ok() {
+                    return Ok(id);
+                }
             }
-            batch.insert(
-                &layout::record_key(&id),
-                codec::encode(&RecordEntry::Live(record))?,
-            );
-            inner.tree.apply_batch(batch)?;
-            Ok(id)
         })();
         if let Ok(id) = &result {
             entry.record = Some(*id);
@@ -831,8 +859,14 @@ impl Vault {
             // our two reads; it finishes quickly, so re-reading settles it.
             let mut last_mismatch = None;
             for _ in 0..64 {
-                let live = inner.live_record(record)?;
-                let category = policy.category(&live.category).map_err(|_| {
+                let stored = inner.record_bytes(record)?;
+                let live = match decode_record_view(&stored)
+                    .map_err(|e| Error::corrupt(format!("record {record}: {}", e.message())))?
+                {
+                    RecordEntryView::Live(live) => live,
+                    RecordEntryView::Gone(h) => return Err(gone_error(record, h.reason)),
+                };
+                let category = policy.category(live.category).map_err(|_| {
                     Error::corrupt(format!(
                         "record {record} names category {:?}, which the policy lacks",
                         live.category
@@ -853,7 +887,7 @@ impl Vault {
                         ),
                     ));
                 }
-                let subject = inner.live_subject(&live.subject)?;
+                let subject = inner.subject_view(&live.subject)?;
                 check_read_allowed(&policy, category, &subject, &live.subject, purpose)?;
                 if subject.key.key_id != live.subject_key_id {
                     // Mid-rotation, the pair changes between reads; the same
@@ -872,12 +906,12 @@ impl Vault {
                     Err(e) if e.kind() == ErrorKind::Erased => continue,
                     Err(e) => return Err(e),
                 };
-                let aad = record_aad(&inner.vault_id, record, &live);
-                let data = crypto::open(&key, &aad, &live.sealed, &format!("record {record}"))?;
+                let aad = record_aad_view(&inner.vault_id, record, &live);
+                let data = crypto::open(&key, &aad, live.sealed, "record")?;
                 return Ok(Record {
                     id: *record,
                     subject: live.subject,
-                    category: live.category,
+                    category: live.category.to_string(),
                     version: live.version,
                     created_at: live.created_at,
                     updated_at: live.updated_at,
@@ -929,9 +963,9 @@ impl Vault {
         let mut out = Vec::new();
         let mut day_live: HashMap<i64, bool> = HashMap::new();
         for item in inner.tree.scan_prefix(subject_records_prefix(subject)) {
-            let (k, _) = item?;
-            let id = RecordId::from_bytes(&k[17..])?;
-            if let Some(RecordEntry::Live(r)) = inner.record_entry(&id)? {
+            let (k, v) = item?;
+            let id = RecordId::from_bytes(&k[1..])?;
+            if let RecordEntry::Live(r) = decode_record(&v)? {
                 if let Some(day) = r.day {
                     // Expired, awaiting the purge: not listed.
                     let live = match day_live.get(&day) {
@@ -1022,7 +1056,7 @@ impl Vault {
                 *counts.entry(category.clone()).or_default() += 1;
             }
             inner.destroy_subject_key(live.key)?;
-            inner.finish_erasure(subject, &live, &records, now)?;
+            inner.finish_erasure(subject, &live, now)?;
             receipt.identifiers_removed = outcome.identifiers_removed + live.blind.len();
             receipt.subject_key_destroyed = true;
             receipt.erased = category_counts(counts);
@@ -1752,7 +1786,6 @@ impl Inner {
                     batch.remove(k);
                     if let Ok(Some(RecordEntry::Live(r))) = self.record_entry(&id) {
                         if r.day == Some(day) {
-                            batch.remove(&subject_record_key(&r.subject, &id)[..]);
                             touched.insert(r.subject);
                             let husk = RecordHusk {
                                 subject: r.subject,
@@ -1780,15 +1813,51 @@ impl Inner {
             let Ok(live) = self.live_subject(&subject) else {
                 continue;
             };
-            let empty = self
-                .tree
-                .scan_prefix(subject_records_prefix(&subject))
-                .next()
-                .is_none();
-            if live.erasure_requested().is_some() && empty {
+            if live.erasure_requested().is_some() && !self.has_live_records(&subject)? {
                 self.destroy_subject_key(live.key)?;
-                self.finish_erasure(&subject, &live, &[], now)?;
+                self.finish_erasure(&subject, &live, now)?;
             }
+        }
+        // Erased subjects: their dead records go (no husks: a read of a
+        // missing record finds the subject's tombstone and says Erased).
+        let pending: Vec<SubjectId> = self
+            .tree
+            .scan_prefix([ERASED_PENDING])
+            .keys()
+            .map(|k| {
+                k.map_err(Error::from)
+                    .and_then(|k| SubjectId::from_bytes(&k[1..]))
+            })
+            .collect::<Result<_>>()?;
+        for subject in pending {
+            loop {
+                if stop() {
+                    return Ok(purged);
+                }
+                let mut batch = sled::Batch::default();
+                let mut n = 0;
+                for item in self
+                    .tree
+                    .scan_prefix(subject_records_prefix(&subject))
+                    .take(PURGE_CHUNK)
+                {
+                    let (k, v) = item?;
+                    if let Ok(RecordEntry::Live(r)) = decode_record(&v) {
+                        if let Some(day) = r.day {
+                            let id = RecordId::from_bytes(&k[1..])?;
+                            batch.remove(&day_record_key(day, &id)[..]);
+                        }
+                    }
+                    batch.remove(k);
+                    n += 1;
+                }
+                if n == 0 {
+                    break;
+                }
+                self.tree.apply_batch(batch)?;
+                purged += n;
+            }
+            self.tree.remove(erased_pending_key(&subject))?;
         }
         self.make_durable()?;
         Ok(purged)
@@ -1839,6 +1908,10 @@ impl Inner {
     /// Tells cached views of subjects (`Scan`) that one changed.
     fn subjects_changed(&self) {
         self.subject_generation.fetch_add(1, Ordering::AcqRel);
+        self.subject_cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// A fresh audit entry for `op`, stamped with the time and the actor.
@@ -1944,17 +2017,61 @@ impl Inner {
         }
     }
 
+    /// The stored bytes of a record; a missing one is `NotFound`, or
+    /// `Erased` when its subject was erased (see [`Inner::live_record`]).
+    fn record_bytes(&self, id: &RecordId) -> Result<sled::IVec> {
+        match self.tree.get(layout::record_key(id))? {
+            Some(bytes) => Ok(bytes),
+            None => Err(self.missing_record_error(id)),
+        }
+    }
+
+    fn missing_record_error(&self, id: &RecordId) -> Error {
+        // An erased subject's records are purged without husks: its
+        // tombstone answers for them.
+        if let Some(Ok((_, v))) = self.tree.scan_prefix(subject_prefix_of(id)).next() {
+            if let Ok(SubjectEntry::Erased { .. }) = decode_subject(&v) {
+                return Error::new(
+                    ErrorKind::Erased,
+                    format!("record {id} was erased with its subject"),
+                );
+            }
+        }
+        Error::not_found(format!("no record {id}"))
+    }
+
+    /// A subject's live entry through a small cache (reads take it on
+    /// every call). Any change to any subject empties the cache; the
+    /// generation check keeps a read that raced a change from caching
+    /// what it saw.
+    fn subject_view(&self, id: &SubjectId) -> Result<Arc<LiveSubject>> {
+        if let Some(s) = self
+            .subject_cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+        {
+            return Ok(s.clone());
+        }
+        let generation = self.subject_generation.load(Ordering::Acquire);
+        let live = Arc::new(self.live_subject(id)?);
+        let mut cache = self
+            .subject_cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if self.subject_generation.load(Ordering::Acquire) == generation {
+            if cache.len() >= SUBJECT_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(*id, live.clone());
+        }
+        Ok(live)
+    }
+
     fn live_record(&self, id: &RecordId) -> Result<LiveRecord> {
         match self.record_entry(id)? {
-            None => Err(Error::not_found(format!("no record {id}"))),
-            Some(RecordEntry::Gone(h)) => Err(match h.reason {
-                GoneReason::Erased => {
-                    Error::new(ErrorKind::Erased, format!("record {id} was erased"))
-                }
-                GoneReason::Expired => {
-                    Error::new(ErrorKind::Expired, format!("record {id} expired"))
-                }
-            }),
+            None => Err(self.missing_record_error(id)),
+            Some(RecordEntry::Gone(h)) => Err(gone_error(id, h.reason)),
             Some(RecordEntry::Live(r)) => Ok(r),
         }
     }
@@ -2116,12 +2233,11 @@ impl Inner {
     ) -> Result<Vec<(RecordId, String, Option<i64>)>> {
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(subject_records_prefix(subject)) {
-            let (k, _) = item?;
-            let id = RecordId::from_bytes(&k[17..])?;
-            let (category, day) = match self.record_entry(&id) {
-                Ok(Some(RecordEntry::Live(r))) => (r.category, r.day),
-                Ok(Some(RecordEntry::Gone(h))) => (h.category, None),
-                Ok(None) => continue,
+            let (k, v) = item?;
+            let id = RecordId::from_bytes(&k[1..])?;
+            let (category, day) = match decode_record(&v) {
+                Ok(RecordEntry::Live(r)) => (r.category, r.day),
+                Ok(RecordEntry::Gone(_)) => continue, // deleted or expired before
                 Err(_) => ("(unreadable)".to_string(), None),
             };
             out.push((id, category, day));
@@ -2129,40 +2245,34 @@ impl Inner {
         Ok(out)
     }
 
-    /// After the key is gone: tombstone, blind-index removal, record husks;
-    /// one durable batch.
-    fn finish_erasure(
-        &self,
-        subject: &SubjectId,
-        live: &LiveSubject,
-        records: &[(RecordId, String, Option<i64>)],
-        now: i64,
-    ) -> Result<()> {
+    /// After the key is gone: the tombstone, the blind index entries
+    /// removed, and the subject queued for the purge of its dead records;
+    /// one durable batch, whatever the number of records.
+    fn finish_erasure(&self, subject: &SubjectId, live: &LiveSubject, now: i64) -> Result<()> {
         let mut batch = sled::Batch::default();
         put_subject(
             &mut batch,
             subject,
             &SubjectEntry::Erased { erased_at: now },
         )?;
-        self.subjects_changed();
         for mac in &live.blind {
             batch.remove(&blind_key(mac)[..]);
         }
-        for (id, category, day) in records {
-            batch.remove(&subject_record_key(subject, id)[..]);
-            if let Some(day) = day {
-                batch.remove(&day_record_key(*day, id)[..]);
-            }
-            let husk = RecordEntry::Gone(RecordHusk {
-                subject: *subject,
-                category: category.clone(),
-                gone_at: now,
-                reason: GoneReason::Erased,
-            });
-            batch.insert(&layout::record_key(id), codec::encode(&husk)?);
-        }
+        batch.insert(&erased_pending_key(subject)[..], &[][..]);
         self.tree.apply_batch(batch)?;
+        self.subjects_changed();
         self.make_durable()
+    }
+
+    /// Whether any live record of `subject` is left.
+    fn has_live_records(&self, subject: &SubjectId) -> Result<bool> {
+        for item in self.tree.scan_prefix(subject_records_prefix(subject)) {
+            let (_, v) = item?;
+            if matches!(decode_record(&v), Ok(RecordEntry::Live(_))) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// `update` and `delete`: a rotation with the edit applied.
@@ -2240,9 +2350,9 @@ impl Inner {
         let policy = self.policy();
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(subject_records_prefix(subject)) {
-            let (k, _) = item?;
-            let id = RecordId::from_bytes(&k[17..])?;
-            if let Some(RecordEntry::Live(r)) = self.record_entry(&id)? {
+            let (k, v) = item?;
+            let id = RecordId::from_bytes(&k[1..])?;
+            if let RecordEntry::Live(r) = decode_record(&v)? {
                 let (fate, expiry) = self.decide(&policy, live, &id, &r, threshold)?;
                 out.push(Decided {
                     record: r,
@@ -2309,11 +2419,10 @@ impl Inner {
                 idents.clear();
             }
             for item in self.tree.scan_prefix(subject_records_prefix(subject)) {
-                let (k, _) = item?;
-                let id = RecordId::from_bytes(&k[17..])?;
-                let Some(RecordEntry::Live(mut r)) = self.record_entry(&id)? else {
-                    batch.remove(k);
-                    continue;
+                let (k, v) = item?;
+                let id = RecordId::from_bytes(&k[1..])?;
+                let RecordEntry::Live(mut r) = decode_record(&v)? else {
+                    continue; // a husk
                 };
                 if r.subject != *subject || r.subject_key_id != old_slot.key_id {
                     return Err(Error::corrupt(format!(
@@ -2346,7 +2455,6 @@ impl Inner {
                         outcome.expired += 1;
                         GoneReason::Expired
                     };
-                    batch.remove(k);
                     let husk = RecordEntry::Gone(RecordHusk {
                         subject: *subject,
                         category: r.category,
@@ -2523,10 +2631,16 @@ impl Inner {
         self.keystore.destroy_indexes(&orphans)?;
         let now = self.now();
         for (id, live) in dead {
-            let records = self.records_to_erase(&id)?;
-            self.finish_erasure(&id, &live, &records, now)?;
+            self.finish_erasure(&id, &live, now)?;
         }
         Ok(())
+    }
+}
+
+fn gone_error(id: &RecordId, reason: GoneReason) -> Error {
+    match reason {
+        GoneReason::Erased => Error::new(ErrorKind::Erased, format!("record {id} was erased")),
+        GoneReason::Expired => Error::new(ErrorKind::Expired, format!("record {id} expired")),
     }
 }
 

@@ -310,7 +310,7 @@ fn the_audit_chain_verifies_holds_no_personal_data_and_breaks_where_tampered() {
 
     // Flip one byte of one entry: verification fails at that entry.
     {
-        let db = sled::open(dir.path().join("data")).unwrap();
+        let db = raw_sled(dir.path());
         let tree = db.open_tree("vault").unwrap();
         let mut done = false;
         for item in tree.scan_prefix(b"A") {

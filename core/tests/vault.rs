@@ -384,7 +384,7 @@ fn swapped_ciphertext_is_corrupt_and_the_rest_stays_readable() {
     let r3 = v.put(&s2, "account", b"three").unwrap();
     drop(v);
     {
-        let db = sled::open(dir.path().join("data")).unwrap();
+        let db = raw_sled(dir.path());
         let t = db.open_tree("vault").unwrap();
         let k = |r: &RecordId| {
             let mut k = vec![b'R'];
@@ -422,7 +422,7 @@ fn flipped_bytes_in_stored_values_are_corrupt_never_a_panic_or_wrong_plaintext()
     let mut key = vec![b'R'];
     key.extend_from_slice(r.as_bytes());
     let original = {
-        let db = sled::open(dir.path().join("data")).unwrap();
+        let db = raw_sled(dir.path());
         db.open_tree("vault")
             .unwrap()
             .get(&key)
@@ -434,7 +434,7 @@ fn flipped_bytes_in_stored_values_are_corrupt_never_a_panic_or_wrong_plaintext()
         let mut flipped = original.clone();
         flipped[i] ^= 0x5a;
         {
-            let db = sled::open(dir.path().join("data")).unwrap();
+            let db = raw_sled(dir.path());
             db.open_tree("vault")
                 .unwrap()
                 .insert(&key, flipped)

@@ -116,6 +116,8 @@ impl Vault {
         receipt.audit_seq = inner.audit.append(&inner.tree, entry)?;
         inner.sign(&mut receipt)?;
         inner.make_durable()?;
+        // The dead ciphertext goes in the background.
+        Inner::kick_purge(&self.inner);
         Ok(receipt)
     }
 

@@ -61,3 +61,20 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Opens a vault's sled database directly (to tamper with it). sled's I/O
+/// threads may hold its file lock for a moment after a vault is dropped,
+/// so this retries for a few seconds.
+pub fn raw_sled(vault_dir: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::open(vault_dir.join("data")) {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("opening sled: {e}"),
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! `shredvault bench`: the vault side by side with raw sled, in one process
+//! and one run, on throw-away directories. Every figure is measured with the
+//! audit chain on (it always is).
+//!
+//! Baselines use sled 0.34.7 with the vault's own configuration (cache,
+//! flush interval), the same 1 KiB values and random 16-byte keys (as
+//! record ids are): `insert` for puts, `get` for gets, `insert` + `flush`
+//! for durable puts.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+use shredvault::{
+    Durability, Error, ErrorKind, Policy, RecordId, RootKey, SubjectId, Vault, VaultOptions,
+};
+
+const VALUE: usize = 1024;
+const EMBEDDED_POLICY: &str = include_str!("../../example-policy.toml");
+
+pub struct Options {
+    pub records: usize,
+    pub json: bool,
+}
+
+struct Run {
+    bar: ProgressBar,
+    dir: tempfile::TempDir,
+    n: u32,
+}
+
+impl Run {
+    fn stage(&self, what: &str) {
+        self.bar.set_message(what.to_string());
+        self.bar.inc(1);
+    }
+
+    fn fresh_dir(&mut self) -> std::path::PathBuf {
+        self.n += 1;
+        self.dir.path().join(format!("d{}", self.n))
+    }
+}
+
+fn io(e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Io, e.to_string())
+}
+
+fn policy() -> Result<Policy, Error> {
+    Policy::parse(EMBEDDED_POLICY, "example-policy.toml (built in)")
+}
+
+fn vault(path: &Path, durability: Durability, clock: Option<i64>) -> Result<Vault, Error> {
+    let options = VaultOptions {
+        durability,
+        clock: clock.map(|t| Arc::new(move || t) as shredvault::Clock),
+        actor: Some("bench".into()),
+    };
+    Vault::open_with(
+        path,
+        &RootKey::from_bytes(&[0x42; 32])?,
+        Some(policy()?),
+        options,
+    )
+}
+
+fn raw_sled(path: &Path) -> Result<sled::Db, Error> {
+    sled::Config::new()
+        .path(path)
+        .cache_capacity(256 * 1024 * 1024)
+        .flush_every_ms(Some(1000))
+        .open()
+        .map_err(io)
+}
+
+fn value(i: usize) -> Vec<u8> {
+    let mut v = vec![0u8; VALUE];
+    let tag = format!("record-{i:010}-");
+    for (j, b) in v.iter_mut().enumerate() {
+        *b = tag.as_bytes()[j % tag.len()];
+    }
+    v
+}
+
+fn rate(ops: usize, elapsed: Duration) -> f64 {
+    ops as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// A cheap deterministic shuffle for read order.
+fn shuffled(n: usize) -> Vec<usize> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        order.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    order
+}
+
+pub fn run(opts: Options) -> Result<(), Error> {
+    let n = opts.records.max(1000);
+    let stages = 12;
+    let bar = if opts.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(stages).with_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").expect("a valid template"),
+        )
+    };
+    let mut run = Run {
+        bar,
+        dir: tempfile::tempdir().map_err(io)?,
+        n: 0,
+    };
+    let values: Vec<Vec<u8>> = (0..n).map(value).collect();
+
+    // ---- put and get, batched durability, against sled insert and get.
+    run.stage("sled insert");
+    let sled_dir = run.fresh_dir();
+    let db = raw_sled(&sled_dir)?;
+    // Random 16-byte keys, like the vault's record ids: what an application
+    // storing records in sled under random ids does.
+    let keys: Vec<[u8; 16]> = shuffled(n)
+        .into_iter()
+        .map(|i| {
+            ((i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)).to_be_bytes()
+        })
+        .collect();
+    let start = Instant::now();
+    for (k, v) in keys.iter().zip(&values) {
+        db.insert(k, v.as_slice()).map_err(io)?;
+    }
+    let sled_put = rate(n, start.elapsed());
+    run.stage("sled get");
+    let order = shuffled(n);
+    let start = Instant::now();
+    for &i in &order {
+        std::hint::black_box(db.get(keys[i]).map_err(io)?);
+    }
+    let sled_get = rate(n, start.elapsed());
+    drop(db);
+
+    run.stage("vault put");
+    let path = run.fresh_dir();
+    let v = vault(&path, Durability::Batched, None)?;
+    let subjects: Vec<SubjectId> = (0..1000)
+        .map(|_| v.create_subject(&[]))
+        .collect::<Result<_, _>>()?;
+    v.flush()?;
+    let mut ids: Vec<RecordId> = Vec::with_capacity(n);
+    let start = Instant::now();
+    for (i, data) in values.iter().enumerate() {
+        ids.push(v.put(&subjects[i % subjects.len()], "account", data)?);
+    }
+    let vault_put = rate(n, start.elapsed());
+    v.flush()?;
+    run.stage("vault get");
+    let start = Instant::now();
+    for &i in &order {
+        std::hint::black_box(v.get(&ids[i], "billing")?);
+    }
+    let vault_get = rate(n, start.elapsed());
+
+    run.stage("scan");
+    let start = Instant::now();
+    let mut scanned = 0usize;
+    for rec in v.scan("account", "billing")? {
+        std::hint::black_box(rec?);
+        scanned += 1;
+    }
+    let scan_rate = rate(scanned, start.elapsed());
+
+    run.stage("find_subject");
+    let people: Vec<SubjectId> = (0..2000)
+        .map(|i| v.create_subject(&[("email", &format!("person{i}@example.com"))]))
+        .collect::<Result<_, _>>()?;
+    let lookups = 20_000;
+    let start = Instant::now();
+    for i in 0..lookups {
+        let found = v.find_subject("email", &format!("person{}@example.com", i % people.len()))?;
+        std::hint::black_box(found);
+    }
+    let find_us = start.elapsed().as_secs_f64() * 1e6 / lookups as f64;
+    v.close()?;
+
+    // ---- durable puts, against sled insert + flush.
+    run.stage("durable puts");
+    let durable_n = (n / 25).clamp(200, 2000);
+    let sled_dir = run.fresh_dir();
+    let db = raw_sled(&sled_dir)?;
+    let start = Instant::now();
+    for (k, v) in keys.iter().zip(&values).take(durable_n) {
+        db.insert(k, v.as_slice()).map_err(io)?;
+        db.flush().map_err(io)?;
+    }
+    let sled_flush = rate(durable_n, start.elapsed());
+    drop(db);
+    let path = run.fresh_dir();
+    let v = vault(&path, Durability::Immediate, None)?;
+    let s = v.create_subject(&[])?;
+    let start = Instant::now();
+    for data in values.iter().take(durable_n) {
+        v.put(&s, "account", data)?;
+    }
+    let vault_durable = rate(durable_n, start.elapsed());
+    v.close()?;
+
+    // ---- erasure of subjects holding 10, 1,000 and 10,000 records.
+    run.stage("erasure");
+    let path = run.fresh_dir();
+    let v = vault(&path, Durability::Batched, None)?;
+    let mut erase_ms = Vec::new();
+    for count in [10usize, 1000, 10_000] {
+        let mut times = Vec::new();
+        let repeats = if count == 10_000 { 1 } else { 3 };
+        for _ in 0..repeats {
+            let s = v.create_subject(&[])?;
+            for data in values.iter().cycle().take(count) {
+                v.put(&s, "job_application", data)?;
+            }
+            v.flush()?;
+            let start = Instant::now();
+            v.erase_subject(&s)?;
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        erase_ms.push((count, times[times.len() / 2]));
+    }
+    v.close()?;
+    let erase_scaling = erase_ms[2].1 / erase_ms[0].1.max(1e-6);
+
+    // ---- expiry of one day of 100,000 records over many subjects.
+    run.stage("expiry of one day");
+    let day_records = 100_000usize;
+    let t0 = 1_767_225_600; // 2026-01-01, the records' collection time
+    let path = run.fresh_dir();
+    let v = vault(&path, Durability::Batched, Some(t0))?;
+    let owners: Vec<SubjectId> = (0..1000)
+        .map(|_| v.create_subject(&[]))
+        .collect::<Result<_, _>>()?;
+    for i in 0..day_records {
+        v.put(&owners[i % owners.len()], "usage_log", &values[i % n])?;
+    }
+    v.flush()?;
+    let start = Instant::now();
+    let report = v.expire(t0 + 400 * 86_400)?;
+    let expire_ms = start.elapsed().as_secs_f64() * 1e3;
+    v.close()?; // waits for the background purge to stop
+
+    // ---- disk bytes per live record after 5 insert/erase cycles.
+    run.stage("space after 5 insert/erase cycles");
+    let live_n = n.min(100_000);
+    let path = run.fresh_dir();
+    let v = vault(&path, Durability::Batched, None)?;
+    let keep: Vec<SubjectId> = (0..100)
+        .map(|_| v.create_subject(&[]))
+        .collect::<Result<_, _>>()?;
+    for (i, data) in values.iter().cycle().take(live_n).enumerate() {
+        v.put(&keep[i % keep.len()], "account", data)?;
+    }
+    for cycle in 0..5 {
+        run.bar.set_message(format!("space: cycle {}/5", cycle + 1));
+        let churn: Vec<SubjectId> = (0..100)
+            .map(|_| v.create_subject(&[]))
+            .collect::<Result<_, _>>()?;
+        for (i, data) in values.iter().cycle().take(live_n).enumerate() {
+            v.put(&churn[i % churn.len()], "job_application", data)?;
+        }
+        for s in &churn {
+            v.erase_subject(s)?;
+        }
+        v.purge()?;
+        v.flush()?;
+    }
+    v.close()?;
+    let disk = dir_bytes(&path);
+    let per_record = disk as f64 / live_n as f64;
+    run.stage("done");
+    run.bar.finish_and_clear();
+
+    let out = json!({
+        "records": n,
+        "value_bytes": VALUE,
+        "put_vs_sled": vault_put / sled_put,
+        "get_vs_sled": vault_get / sled_get,
+        "put_durable_vs_sled_flush": vault_durable / sled_flush,
+        "erase_scaling": erase_scaling,
+        "expire_day_ms": expire_ms,
+        "scan_records_per_s": scan_rate,
+        "find_subject_us": find_us,
+        "disk_bytes_per_record": per_record,
+        "raw": {
+            "sled_insert_per_s": sled_put,
+            "vault_put_per_s": vault_put,
+            "sled_get_per_s": sled_get,
+            "vault_get_per_s": vault_get,
+            "durable_ops": durable_n,
+            "sled_insert_flush_per_s": sled_flush,
+            "vault_put_immediate_per_s": vault_durable,
+            "erase_ms": erase_ms.iter().map(|(c, ms)| json!({"records": c, "ms": ms})).collect::<Vec<_>>(),
+            "expire_day_records": day_records,
+            "expire_report": report,
+            "scan_records": scanned,
+            "space_live_records": live_n,
+            "space_disk_bytes": disk,
+        },
+    });
+    if opts.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("JSON serializes")
+        );
+    } else {
+        print_table(&out);
+    }
+    Ok(())
+}
+
+fn print_table(out: &Value) {
+    let f = |k: &str| out[k].as_f64().unwrap_or(f64::NAN);
+    let r = |k: &str| out["raw"][k].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "shredvault bench: {} records of {} bytes, audit on",
+        out["records"], out["value_bytes"]
+    );
+    println!();
+    println!(
+        "{:<34} {:>14} {:>14} {:>8}  target",
+        "operation", "vault", "sled", "ratio"
+    );
+    let row = |name: &str, v: f64, s: f64, ratio: f64, target: &str| {
+        println!("{name:<34} {v:>12.0}/s {s:>12.0}/s {ratio:>8.2}  {target}");
+    };
+    row(
+        "put (batched)",
+        r("vault_put_per_s"),
+        r("sled_insert_per_s"),
+        f("put_vs_sled"),
+        ">= 0.6",
+    );
+    row(
+        "get",
+        r("vault_get_per_s"),
+        r("sled_get_per_s"),
+        f("get_vs_sled"),
+        ">= 0.4",
+    );
+    row(
+        "put (immediate) / insert+flush",
+        r("vault_put_immediate_per_s"),
+        r("sled_insert_flush_per_s"),
+        f("put_durable_vs_sled_flush"),
+        ">= 0.8",
+    );
+    println!();
+    for e in out["raw"]["erase_ms"].as_array().into_iter().flatten() {
+        println!(
+            "erase a subject of {:>6} records   {:>10.2} ms",
+            e["records"],
+            e["ms"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    println!(
+        "erase_scaling (10,000 / 10)         {:>10.2}     target <= 2",
+        f("erase_scaling")
+    );
+    println!(
+        "expire one day of {} records   {:>10.2} ms  target <= 100",
+        out["raw"]["expire_day_records"],
+        f("expire_day_ms")
+    );
+    println!(
+        "scan                                {:>10.0} records/s",
+        f("scan_records_per_s")
+    );
+    println!(
+        "find_subject                        {:>10.2} us",
+        f("find_subject_us")
+    );
+    println!(
+        "disk bytes per live record          {:>10.0}     target <= 2560 (after 5 cycles of {} inserts + erasure)",
+        f("disk_bytes_per_record"),
+        out["raw"]["space_live_records"]
+    );
+}
