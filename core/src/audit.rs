@@ -50,7 +50,7 @@ use crate::error::{Error, Result};
 use crate::ids::{RecordId, SubjectId};
 
 pub(crate) const AUDIT: u8 = b'A';
-const BLOCK_MAX: usize = 64;
+const BLOCK_MAX: usize = 128;
 
 /// One audit entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

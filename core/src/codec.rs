@@ -23,8 +23,9 @@ fn options() -> impl Options {
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    let size = options().serialized_size(value).unwrap_or(0);
-    let mut out = Vec::with_capacity(1 + size as usize);
+    // Small structures (most of them) fit a first guess; a sizing pass
+    // would cost as much as the encoding itself.
+    let mut out = Vec::with_capacity(256);
     out.push(FORMAT_V1);
     options()
         .serialize_into(&mut out, value)

@@ -1026,7 +1026,18 @@ impl Vault {
         live.events
             .entry(policy::ERASURE_REQUESTED.to_string())
             .or_insert(now);
-        let decided = inner.decide_all(subject, &live, inner.threshold())?;
+        // One read-only pass over the subject's records (decoded in place):
+        // what categories it holds, how many of each. Only when one of them
+        // may be kept on an erasure request are the records decided one by
+        // one (and the subject rotated); otherwise the erasure is the key.
+        let counts = inner.category_counts(subject)?;
+        let policy = inner.policy();
+        let maybe_kept = counts.keys().any(|c| {
+            policy.category(c).is_ok_and(|cat| {
+                cat.follows_erasure_request()
+                    || cat.on_erasure_request == policy::OnErasureRequest::Retain
+            })
+        });
         let mut receipt = ErasureReceipt {
             receipt_version: 1,
             vault: hex::encode(inner.vault_id),
@@ -1040,7 +1051,11 @@ impl Vault {
             public_key: String::new(),
             signature: String::new(),
         };
-        let keeps_some = decided.iter().any(|d| matches!(d.fate, Fate::Keep(_)));
+        let keeps_some = maybe_kept
+            && inner
+                .decide_all(subject, &live, inner.threshold())?
+                .iter()
+                .any(|d| matches!(d.fate, Fate::Keep(_)));
         let outcome = if keeps_some {
             inner.rotate(subject, live, None)?
         } else {
@@ -1050,10 +1065,13 @@ impl Vault {
             // Nothing to keep: the erasure is the key's slot, zeroed and
             // fsynced. (A rotation above that kept nothing ends here too.)
             let live = inner.live_subject(subject)?;
-            let records = inner.records_to_erase(subject)?;
-            let mut counts = outcome.erased;
-            for (_, category, _) in &records {
-                *counts.entry(category.clone()).or_default() += 1;
+            let mut counts = if keeps_some {
+                inner.category_counts(subject)?
+            } else {
+                counts
+            };
+            for (category, n) in outcome.erased {
+                *counts.entry(category).or_default() += n;
             }
             inner.destroy_subject_key(live.key)?;
             inner.finish_erasure(subject, &live, now)?;
@@ -1842,7 +1860,7 @@ impl Inner {
                     .take(PURGE_CHUNK)
                 {
                     let (k, v) = item?;
-                    if let Ok(RecordEntry::Live(r)) = decode_record(&v) {
+                    if let Ok(RecordEntryView::Live(r)) = decode_record_view(&v) {
                         if let Some(day) = r.day {
                             let id = RecordId::from_bytes(&k[1..])?;
                             batch.remove(&day_record_key(day, &id)[..]);
@@ -2224,25 +2242,26 @@ impl Inner {
         Ok(())
     }
 
-    /// The records indexed under a subject, with category and expiry day,
-    /// for `finish_erasure`. A record whose entry is damaged is erased all
-    /// the same.
-    fn records_to_erase(
-        &self,
-        subject: &SubjectId,
-    ) -> Result<Vec<(RecordId, String, Option<i64>)>> {
-        let mut out = Vec::new();
+    /// How many live records of each category the subject holds, from one
+    /// pass over its records decoded in place (nothing copied, nothing
+    /// decrypted). A record that does not decode counts as "(unreadable)".
+    fn category_counts(&self, subject: &SubjectId) -> Result<BTreeMap<String, u64>> {
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         for item in self.tree.scan_prefix(subject_records_prefix(subject)) {
-            let (k, v) = item?;
-            let id = RecordId::from_bytes(&k[1..])?;
-            let (category, day) = match decode_record(&v) {
-                Ok(RecordEntry::Live(r)) => (r.category, r.day),
-                Ok(RecordEntry::Gone(_)) => continue, // deleted or expired before
-                Err(_) => ("(unreadable)".to_string(), None),
-            };
-            out.push((id, category, day));
+            let (_, v) = item?;
+            match decode_record_view(&v) {
+                Ok(RecordEntryView::Live(r)) => {
+                    if let Some(n) = counts.get_mut(r.category) {
+                        *n += 1;
+                    } else {
+                        counts.insert(r.category.to_string(), 1);
+                    }
+                }
+                Ok(RecordEntryView::Gone(_)) => {}
+                Err(_) => *counts.entry("(unreadable)".to_string()).or_default() += 1,
+            }
         }
-        Ok(out)
+        Ok(counts)
     }
 
     /// After the key is gone: the tombstone, the blind index entries
@@ -2268,7 +2287,7 @@ impl Inner {
     fn has_live_records(&self, subject: &SubjectId) -> Result<bool> {
         for item in self.tree.scan_prefix(subject_records_prefix(subject)) {
             let (_, v) = item?;
-            if matches!(decode_record(&v), Ok(RecordEntry::Live(_))) {
+            if matches!(decode_record_view(&v), Ok(RecordEntryView::Live(_))) {
                 return Ok(true);
             }
         }

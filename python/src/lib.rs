@@ -330,11 +330,15 @@ impl RecordInfo {
     }
 }
 
-/// A lazy iterator over `Vault.scan`.
+/// A lazy iterator over `Vault.scan`. Records are fetched a few dozen at
+/// a time with the GIL released, then handed out one by one.
 #[pyclass(module = "shredvault")]
 struct Scan {
     scan: Mutex<Option<shredvault::Scan>>,
+    ready: Mutex<std::collections::VecDeque<shredvault::Result<shredvault::Record>>>,
 }
+
+const SCAN_BATCH: usize = 64;
 
 #[pymethods]
 impl Scan {
@@ -343,14 +347,31 @@ impl Scan {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Record>> {
-        let next = py.detach(|| {
-            let mut guard = self.scan.lock().unwrap_or_else(|p| p.into_inner());
-            let next = guard.as_mut().and_then(|s| s.next());
-            if next.is_none() {
-                *guard = None; // exhausted: release the vault
-            }
-            next
-        });
+        let next = self
+            .ready
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front();
+        let next = match next {
+            Some(n) => Some(n),
+            None => py.detach(|| {
+                let mut guard = self.scan.lock().unwrap_or_else(|p| p.into_inner());
+                let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(scan) = guard.as_mut() {
+                    for item in scan.by_ref().take(SCAN_BATCH) {
+                        let failed = item.is_err();
+                        ready.push_back(item);
+                        if failed {
+                            break;
+                        }
+                    }
+                }
+                if ready.is_empty() {
+                    *guard = None; // exhausted: release the vault
+                }
+                ready.pop_front()
+            }),
+        };
         match next {
             None => Ok(None),
             Some(r) => Ok(Some(Record::from_core(py, r.py_err()?))),
@@ -548,6 +569,7 @@ impl Vault {
         let scan = py.detach(|| v.scan(category, purpose)).py_err()?;
         Ok(Scan {
             scan: Mutex::new(Some(scan)),
+            ready: Mutex::new(std::collections::VecDeque::new()),
         })
     }
 

@@ -149,7 +149,8 @@ impl Vault {
     /// is `legal_claims`) and opted-out (for a sale purpose) subjects, and of
     /// consent-based categories without consent for the purpose, are
     /// skipped. It walks the records in id order, holding a few at a time,
-    /// and logs each record it yields in the audit chain.
+    /// and logs in the audit chain, once per subject, that its records of
+    /// the category were read for the purpose.
     ///
     /// `InvalidArgument` for an unknown category; `PurposeDenied` for a
     /// purpose the category does not allow.
@@ -179,6 +180,7 @@ impl Vault {
                 policy: policy.clone(),
                 subjects: HashMap::new(),
                 generation: inner.subject_generation.load(Ordering::Acquire),
+                last_disclosed: None,
             })
         })();
         inner.finish(entry, result, Commit::No)
@@ -267,7 +269,7 @@ impl Vault {
                 .entries(&inner.tree, |e| {
                     e.subject.as_ref() == Some(subject)
                         && e.outcome == "ok"
-                        && matches!(e.op.as_str(), "get" | "scan_record" | "export")
+                        && matches!(e.op.as_str(), "get" | "scan_subject" | "export")
                 })?
                 .into_iter()
                 .map(|e| {
@@ -589,6 +591,7 @@ pub struct Scan {
     /// Subjects seen, cleared whenever any subject's state changes.
     subjects: HashMap<SubjectId, Option<LiveSubject>>,
     generation: u64,
+    last_disclosed: Option<SubjectId>,
 }
 
 impl std::fmt::Debug for Scan {
@@ -621,17 +624,19 @@ impl Scan {
     }
 
     /// The next record, or `None` to skip this one.
-    fn try_record(&mut self, k: &[u8], v: &[u8]) -> Result<Option<Record>> {
-        let RecordEntry::Live(mut r) = decode_record(v)? else {
-            return Ok(None);
-        };
-        if r.category != self.category {
-            return Ok(None);
-        }
+    fn try_record(&mut self, k: &[u8], v: sled::IVec) -> Result<Option<Record>> {
         let id = RecordId::from_bytes(&k[1..])?;
         let policy = self.policy.clone();
         let category = policy.category(&self.category)?;
+        let mut stored = v;
         for _ in 0..8 {
+            // Decoded in place: records of other categories cost no copy.
+            let RecordEntryView::Live(r) = decode_record_view(&stored)? else {
+                return Ok(None);
+            };
+            if r.category != self.category {
+                return Ok(None);
+            }
             let Some(subject) = self.subject(&r.subject)? else {
                 return Ok(None);
             };
@@ -641,9 +646,9 @@ impl Scan {
             if subject.key.key_id != r.subject_key_id {
                 // Rotated since: read both again.
                 self.subjects.clear();
-                match self.inner.record_entry(&id)? {
-                    Some(RecordEntry::Live(fresh)) => r = fresh,
-                    _ => return Ok(None),
+                match self.inner.tree.get(layout::record_key(&id))? {
+                    Some(fresh) => stored = fresh,
+                    None => return Ok(None),
                 }
                 continue;
             }
@@ -656,21 +661,28 @@ impl Scan {
             };
             let data = crypto::open(
                 &key,
-                &record_aad(&self.inner.vault_id, &id, &r),
-                &r.sealed,
-                &format!("record {id}"),
+                &record_aad_view(&self.inner.vault_id, &id, &r),
+                r.sealed,
+                "record",
             )?;
-            let mut entry = self.inner.entry("scan_record");
-            entry.subject = Some(r.subject);
-            entry.record = Some(id);
-            entry.purpose = Some(self.purpose.clone());
-            entry.detail = Some(self.category.clone());
-            entry.outcome = "ok".to_string();
-            self.inner.audit.append(&self.inner.tree, entry)?;
+            // One disclosure entry per subject per scan: a subject's records
+            // are consecutive (their ids start with its id), so this is the
+            // first of a run. Logging every record would double a scan's
+            // cost for no more information than "this subject's records of
+            // this category were read for this purpose, then".
+            if self.last_disclosed != Some(r.subject) {
+                let mut entry = self.inner.entry("scan_subject");
+                entry.subject = Some(r.subject);
+                entry.purpose = Some(self.purpose.clone());
+                entry.detail = Some(self.category.clone());
+                entry.outcome = "ok".to_string();
+                self.inner.audit.append(&self.inner.tree, entry)?;
+                self.last_disclosed = Some(r.subject);
+            }
             return Ok(Some(Record {
                 id,
                 subject: r.subject,
-                category: r.category,
+                category: r.category.to_string(),
                 version: r.version,
                 created_at: r.created_at,
                 updated_at: r.updated_at,
@@ -690,7 +702,7 @@ impl Iterator for Scan {
                 Ok(kv) => kv,
                 Err(e) => return Some(Err(e.into())),
             };
-            match self.try_record(&k, &v) {
+            match self.try_record(&k, v) {
                 Ok(Some(record)) => return Some(Ok(record)),
                 Ok(None) => continue,
                 Err(e) => return Some(Err(e)),
