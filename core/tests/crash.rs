@@ -1,5 +1,10 @@
 //! kill -9 a writer at random points: after reopen every acknowledged
-//! operation is there, every live record decrypts, nothing erased comes back.
+//! operation is there, every live record decrypts, nothing erased or expired
+//! comes back, and the audit chain verifies.
+//!
+//! The writer puts, updates, deletes, erases subjects, records events that
+//! start retention clocks (some already past: the call itself expires those
+//! records) and runs `expire` up to 400 days ahead.
 //!
 //! The test binary re-runs itself as the writer (`SV_CRASH_WRITER=dir`). The
 //! writer prints `BEGIN <op>` before and `ACK <op>` after each operation; the
@@ -7,7 +12,7 @@
 //! vault against the acknowledged history. Only the one operation in flight
 //! at the kill may have gone either way.
 //!
-//! Rounds: 20 by default, `SV_CRASH_ROUNDS=500` for a long run.
+//! Rounds: 50 by default, `SV_CRASH_ROUNDS=500` for a long run.
 
 mod common;
 
@@ -17,7 +22,32 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use shredvault::policy::{CalendarSpan, SpanUnit};
+use shredvault::retention::{add_span, day_end, expiry_day};
 use shredvault::{ErrorKind, RecordId, SubjectId, Vault};
+
+const YEAR: i64 = 365 * 86_400;
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// When a job application expires once `hiring_concluded` is at `at`:
+/// (the instant, the end of its day).
+fn job_expiry(at: i64) -> (i64, i64) {
+    let instant = add_span(
+        at,
+        CalendarSpan {
+            amount: 4,
+            unit: SpanUnit::Years,
+        },
+    )
+    .unwrap();
+    (instant, day_end(expiry_day(instant)))
+}
 
 struct Rng(u64);
 impl Rng {
@@ -62,20 +92,49 @@ fn writer(dir: &str, seed: u64) {
             let s = subjects[rng.below(subjects.len() as u64) as usize];
             let data = format!("value-{seed}-{n}");
             say(format!("BEGIN put {s}"));
-            let r = v.put(&s, "job_application", data.as_bytes()).unwrap();
-            records.push((r, s));
-            say(format!("ACK put {r} {s} {data}"));
+            match v.put(&s, "job_application", data.as_bytes()) {
+                Ok(r) => {
+                    records.push((r, s));
+                    say(format!("ACK put {r} {s} {data}"));
+                }
+                // The subject's retention already ended: nothing stored.
+                Err(e) if e.kind() == ErrorKind::Expired => say("ACK refused".into()),
+                Err(e) => panic!("put: {e}"),
+            }
+        } else if choice < 74 {
+            let s = subjects[rng.below(subjects.len() as u64) as usize];
+            // Between 5 years ago and now: expiries from a year ago to 4
+            // years ahead.
+            let at = unix_now() - rng.below(5 * YEAR as u64) as i64;
+            say(format!("BEGIN event {s} {at}"));
+            v.record_event(&s, "hiring_concluded", at).unwrap();
+            say(format!("ACK event {s} {at}"));
+        } else if choice < 76 {
+            let now = unix_now() + rng.below(400) as i64 * 86_400;
+            say(format!("BEGIN expire {now}"));
+            v.expire(now).unwrap();
+            say(format!("ACK expire {now}"));
         } else if choice < 85 && !records.is_empty() {
             let (r, _) = records[rng.below(records.len() as u64) as usize];
             let data = format!("value-{seed}-{n}");
             say(format!("BEGIN update {r} {data}"));
-            v.update(&r, data.as_bytes()).unwrap();
-            say(format!("ACK update {r} {data}"));
+            match v.update(&r, data.as_bytes()) {
+                Ok(()) => say(format!("ACK update {r} {data}")),
+                Err(e) if matches!(e.kind(), ErrorKind::Expired | ErrorKind::Erased) => {
+                    say("ACK refused".into())
+                }
+                Err(e) => panic!("update: {e}"),
+            }
         } else if choice < 95 && !records.is_empty() {
             let (r, _) = records.swap_remove(rng.below(records.len() as u64) as usize);
             say(format!("BEGIN delete {r}"));
-            v.delete(&r).unwrap();
-            say(format!("ACK delete {r}"));
+            match v.delete(&r) {
+                Ok(()) => say(format!("ACK delete {r}")),
+                Err(e) if matches!(e.kind(), ErrorKind::Expired | ErrorKind::Erased) => {
+                    say("ACK refused".into())
+                }
+                Err(e) => panic!("delete: {e}"),
+            }
         } else {
             let s = subjects.swap_remove(rng.below(subjects.len() as u64) as usize);
             records.retain(|(_, owner)| *owner != s);
@@ -106,7 +165,7 @@ fn kill_9_loses_nothing_acknowledged() {
     let rounds: u64 = std::env::var("SV_CRASH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(50);
     let base_seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -114,6 +173,11 @@ fn kill_9_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     // One vault across rounds, so later rounds start from repaired state.
     let mut expect: HashMap<RecordId, (SubjectId, Expect)> = HashMap::new();
+    // Per subject, every acknowledged hiring_concluded time, the latest
+    // last (a record expired under an earlier one stays expired); and the
+    // latest acknowledged expiry run.
+    let mut events: HashMap<SubjectId, Vec<i64>> = HashMap::new();
+    let mut expired_through = i64::MIN;
     let mut rng = Rng(base_seed | 1);
     for round in 0..rounds {
         let seed = base_seed.wrapping_add(round * 7919);
@@ -176,6 +240,13 @@ fn kill_9_loses_nothing_acknowledged() {
                                 }
                             }
                         }
+                        "event" => {
+                            let s = SubjectId::parse(&parts[2]).unwrap();
+                            events.entry(s).or_default().push(parts[3].parse().unwrap());
+                        }
+                        "expire" => {
+                            expired_through = expired_through.max(parts[2].parse().unwrap());
+                        }
                         _ => {}
                     }
                 }
@@ -184,8 +255,60 @@ fn kill_9_loses_nothing_acknowledged() {
         }
 
         let v = Vault::open(dir.path(), &root(), None).unwrap();
+        let verify_now = unix_now();
+        // What an in-flight event or expiry run may have done.
+        let (flight_event, flight_expire) = match in_flight.as_deref() {
+            Some([op, s, at]) if op == "event" => (
+                Some((SubjectId::parse(s).unwrap(), at.parse::<i64>().unwrap())),
+                None,
+            ),
+            Some([op, now]) if op == "expire" => (None, Some(now.parse::<i64>().unwrap())),
+            _ => (None, None),
+        };
         let mut checked = 0;
         for (r, (s, e)) in expect.iter_mut() {
+            // Retention: the event times this subject may have (acknowledged,
+            // or the one in flight), and how far expiry runs may have gone.
+            let history = events.get(s).cloned().unwrap_or_default();
+            let flight = flight_event.filter(|(fs, _)| fs == s).map(|(_, at)| at);
+            let candidates: Vec<i64> = history.iter().copied().chain(flight).collect();
+            // What the subject's clock may be now: the latest acknowledged
+            // time, or the one in flight.
+            let current: Vec<i64> = history.last().copied().into_iter().chain(flight).collect();
+            let reach = expired_through
+                .max(flight_expire.unwrap_or(i64::MIN))
+                .max(verify_now);
+            let may_expire = candidates.iter().any(|&at| {
+                let (instant, end) = job_expiry(at);
+                instant <= reach || end <= reach
+            });
+            // Every candidate's day ended by an acknowledged expiry run: the
+            // record must be gone.
+            let must_expire = !current.is_empty()
+                && current
+                    .iter()
+                    .all(|&at| job_expiry(at).1 <= expired_through);
+            let got_now = match v.get(r, "recruitment") {
+                Ok(rec) => Some(Expect::Value(String::from_utf8(rec.data.to_vec()).unwrap())),
+                Err(err) if err.kind() == ErrorKind::Erased => Some(Expect::Erased),
+                Err(err) if err.kind() == ErrorKind::Expired => None,
+                Err(err) => panic!("round {round}: record {r}: unexpected error {err}"),
+            };
+            let Some(got_now) = got_now else {
+                assert!(
+                    may_expire || *e == Expect::Erased,
+                    "round {round}: record {r} expired, but no retention of it ended: candidates {candidates:?} reach {reach} expired_through {expired_through} in flight {in_flight:?}"
+                );
+                *e = Expect::Erased; // expired: it stays gone
+                checked += 1;
+                continue;
+            };
+            if let Expect::Value(_) = got_now {
+                assert!(
+                    !must_expire,
+                    "round {round}: record {r} came back after its day's key was destroyed"
+                );
+            }
             // Records the in-flight operation touched may be in either state.
             let alternative = match in_flight.as_deref() {
                 Some([op, target, data]) if op == "update" && target == &r.to_string() => {
@@ -199,11 +322,7 @@ fn kill_9_loses_nothing_acknowledged() {
                 }
                 _ => None,
             };
-            let got = match v.get(r, "recruitment") {
-                Ok(rec) => Expect::Value(String::from_utf8(rec.data.to_vec()).unwrap()),
-                Err(err) if err.kind() == ErrorKind::Erased => Expect::Erased,
-                Err(err) => panic!("round {round}: record {r}: unexpected error {err}"),
-            };
+            let got = got_now;
             if got != *e {
                 assert_eq!(
                     Some(&got),
@@ -217,13 +336,28 @@ fn kill_9_loses_nothing_acknowledged() {
         assert!(v
             .get(&RecordId::parse(&"0".repeat(32)).unwrap(), "recruitment")
             .is_err());
+        // Events and expiry runs in flight are settled now either way.
+        if let Some((fs, at)) = flight_event {
+            if let Ok((ev, _)) = v.subject_facts(&fs) {
+                if ev.get("hiring_concluded") == Some(&at) {
+                    events.entry(fs).or_default().push(at);
+                }
+            }
+        }
+        if let Some(now) = flight_expire {
+            // Whether it ran or not, later rounds' runs go further anyway;
+            // count it only as a possibility (never as a must).
+            let _ = now;
+        }
+        v.verify_audit()
+            .unwrap_or_else(|e| panic!("round {round}: the audit chain: {e}"));
         // Every key slot in use is referenced: the repair left no orphans,
-        // only one slot per live subject and the vault's two own keys
-        // (audit, receipts).
+        // only one slot per live subject, one per live retention day and
+        // the vault's two own keys (audit, receipts).
         let stats = v.stats().unwrap();
         assert_eq!(
             stats.keystore_slots_live,
-            stats.subjects_live + 2,
+            stats.subjects_live + 2 + stats.retention_days,
             "round {round}: {stats:?}"
         );
         drop(v);
