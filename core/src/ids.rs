@@ -112,14 +112,21 @@ fn parse_hex_id(text: &str, what: &str) -> Result<[u8; 16]> {
     Ok(out)
 }
 
-/// Keeps hostile input from bloating error messages.
+/// What an error message may repeat of a caller's string: the string itself
+/// only when it is shaped like a policy name or an id (lowercase letters,
+/// digits, `_`, at most 64), since a caller's argument could be anything,
+/// personal data included (two arguments swapped, a value where a name was
+/// meant). Anything else is described, not shown.
 pub(crate) fn truncate_for_message(text: &str) -> String {
-    const MAX: usize = 48;
-    if text.chars().count() <= MAX {
+    let name_like = !text.is_empty()
+        && text.len() <= 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if name_like {
         text.to_string()
     } else {
-        let cut: String = text.chars().take(MAX).collect();
-        format!("{cut}...")
+        format!("<{} bytes, not shown>", text.len())
     }
 }
 
