@@ -144,6 +144,10 @@ impl From<sled::Error> for Error {
         match e {
             sled::Error::Io(io) => Error::io("database", io),
             sled::Error::Corruption { .. } => Error::corrupt(format!("database: {e}")),
+            // sled refuses a configuration file that disagrees with its
+            // data: on a vault, whose configuration never changes, that
+            // file is damaged.
+            sled::Error::Unsupported(_) => Error::corrupt(format!("database: {e}")),
             other => Error::internal(format!("database: {other}")),
         }
     }

@@ -582,7 +582,12 @@ impl Keystore {
             .read_exact_at(&mut raw, slot_offset(slot.index))
         {
             Ok(()) => {}
-            Err(e) if e.kind() == IoErrorKind::UnexpectedEof => return Err(LoadError::Destroyed),
+            Err(e) if e.kind() == IoErrorKind::UnexpectedEof => {
+                return Err(LoadError::Corrupt(format!(
+                    "keystore slot {} is past the end of the file (a truncated keystore)",
+                    slot.index
+                )))
+            }
             Err(e) => {
                 return Err(LoadError::Other(Error::io(
                     format!("reading {}", self.path.display()),
@@ -696,13 +701,16 @@ impl Keystore {
     /// Whether `slot` holds the key it names (in the state read at open and
     /// kept since): what the repair pass uses to find references to
     /// destroyed keys without unwrapping anything.
+    /// A slot past the end of the file is not "destroyed" but missing (a
+    /// truncated keystore): it counts as held, so nothing is erased on its
+    /// account, and loading it is `Corrupt`.
     pub fn holds(&self, slot: SlotRef) -> bool {
         let slots = self.lock_slots();
-        matches!(slots.states.get(slot.index as usize), Some(SlotState::Live { key_id, .. }) if *key_id == slot.key_id)
-            || matches!(
-                slots.states.get(slot.index as usize),
-                Some(SlotState::Damaged)
-            )
+        match slots.states.get(slot.index as usize) {
+            Some(SlotState::Live { key_id, .. }) => *key_id == slot.key_id,
+            Some(SlotState::Damaged) | None => true,
+            Some(SlotState::Empty) => false,
+        }
     }
 
     /// Counts of (live, empty) slots.

@@ -426,6 +426,7 @@ impl Vault {
             }
         }
 
+        let mut meta_is_new = false;
         match tree.get(META_KEY)? {
             Some(bytes) => {
                 let meta: VaultMeta = codec::decode(&bytes, "vault metadata")?;
@@ -439,11 +440,13 @@ impl Vault {
             }
             None => {
                 let (live, _) = keystore.counts();
-                if live > 0 && (fresh_data || tree.is_empty()) {
-                    // Opening would make every stored key look unreferenced
-                    // and the repair pass would destroy them all.
+                if live > 0 {
+                    // The metadata is made durable before any key is
+                    // allocated, so keys without it mean data/ is lost or
+                    // damaged. Opening would make every stored key look
+                    // unreferenced and the repair pass would destroy them.
                     return Err(Error::corrupt(format!(
-                        "{} is missing or empty but {} holds {live} keys; refusing to open (restore data/ first)",
+                        "{} is missing, empty or damaged (it lacks the vault's metadata) but {} holds {live} keys; refusing to open (restore data/ first)",
                         data_dir.display(),
                         keystore.path().display()
                     )));
@@ -457,6 +460,12 @@ impl Vault {
                         .unwrap_or_else(|| system_clock()()),
                 };
                 tree.insert(META_KEY, codec::encode(&meta)?)?;
+                // Durable before any key exists (see above).
+                db.flush()?;
+                File::open(data_dir.join("db"))
+                    .and_then(|f| f.sync_data())
+                    .map_err(|e| Error::io(format!("syncing {}", data_dir.display()), e))?;
+                meta_is_new = true;
             }
         }
 
@@ -503,7 +512,7 @@ impl Vault {
             policy: RwLock::new(Arc::new(match (&policy, &stored_policy) {
                 (Some(p), _) => p.clone(),
                 (None, Some(p)) => p.clone(),
-                (None, None) => {
+                (None, None) if meta_is_new => {
                     return Err(Error::new(
                         ErrorKind::Policy,
                         format!(
@@ -511,6 +520,12 @@ impl Vault {
                             root_dir.display()
                         ),
                     ))
+                }
+                (None, None) => {
+                    return Err(Error::corrupt(format!(
+                        "the vault at {} has lost its stored policy (data/ is damaged)",
+                        root_dir.display()
+                    )))
                 }
             })),
             durability: options.durability,
@@ -1598,6 +1613,7 @@ fn dir_size(dir: &Path) -> u64 {
 /// already hold `keys/lock`, so no other vault handle can: a sled lock
 /// failure here is retried for a few seconds before it is `Locked`.
 fn open_sled(data_dir: &Path, root_dir: &Path) -> Result<sled::Db> {
+    remove_interrupted_snapshots(data_dir)?;
     let config = sled::Config::new()
         .path(data_dir)
         .cache_capacity(256 * 1024 * 1024)
@@ -1623,6 +1639,32 @@ fn open_sled(data_dir: &Path, root_dir: &Path) -> Result<sled::Db> {
             Err(other) => return Err(Error::from(other)),
         }
     }
+}
+
+/// sled writes a snapshot as `snap.<lsn>.generating` and renames it when
+/// complete; an interrupted one is left behind under that name, and sled
+/// 0.34.7 would then try to read it as its newest snapshot. The complete
+/// snapshot before it is intact, so the leftover is removed.
+fn remove_interrupted_snapshots(data_dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return Ok(()); // no data/ yet
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path()).map_err(|e| {
+                Error::io(
+                    format!(
+                        "removing the interrupted snapshot {}",
+                        entry.path().display()
+                    ),
+                    e,
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn spawn_flusher(inner: Weak<Inner>) {
