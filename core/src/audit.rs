@@ -317,3 +317,12 @@ impl AuditLog {
         Ok(out)
     }
 }
+
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_decode_block(bytes: &[u8]) {
+    if let Ok(block) = codec::decode::<AuditBlock>(bytes, "fuzz") {
+        for stored in block.entries {
+            let _ = codec::decode::<AuditEntry>(&stored.entry, "fuzz");
+        }
+    }
+}

@@ -725,6 +725,13 @@ impl Keystore {
     }
 }
 
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_parse_slot(bytes: &[u8]) {
+    for raw in bytes.chunks_exact(SLOT_SIZE) {
+        let _ = parse_slot_state(raw);
+    }
+}
+
 fn parse_slot_state(raw: &[u8]) -> SlotState {
     if raw.iter().all(|&b| b == 0) {
         return SlotState::Empty;

@@ -46,5 +46,32 @@ pub use vault::{
     MAX_RECORD_BYTES,
 };
 
+/// Entry points for the fuzz targets (`fuzz/`): the decoding of every
+/// stored structure, from untrusted bytes. Not part of the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::{audit, codec, keystore, layout};
+
+    /// Decodes `bytes` as every structure the vault stores; each must
+    /// return an error or a value, never panic or allocate without bound.
+    pub fn decode_stored(bytes: &[u8]) {
+        let _ = codec::decode::<layout::VaultMeta>(bytes, "fuzz");
+        let _ = codec::decode::<layout::VaultSecrets>(bytes, "fuzz");
+        let _ = codec::decode::<layout::RotationMarker>(bytes, "fuzz");
+        let _ = codec::decode::<layout::SubjectEntry>(bytes, "fuzz");
+        let _ = codec::decode::<layout::RecordEntry>(bytes, "fuzz");
+        let _ = layout::decode_record_view(bytes);
+        let _ = codec::decode::<layout::DayEntry>(bytes, "fuzz");
+        let _ = codec::decode::<layout::RequestEntry>(bytes, "fuzz");
+        let _ = codec::decode::<String>(bytes, "fuzz");
+        let _ = codec::decode::<i64>(bytes, "fuzz");
+        let _ = codec::decode::<Vec<(String, String)>>(bytes, "fuzz");
+        let _ = codec::decode::<crate::AuditEntry>(bytes, "fuzz");
+        audit::fuzz_decode_block(bytes);
+        keystore::fuzz_parse_slot(bytes);
+    }
+}
+
 /// The library's version, as in Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
