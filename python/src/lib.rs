@@ -761,6 +761,16 @@ fn verify_receipt(
     json_to_py(py, &value)
 }
 
+/// Raises the `InternalError` a bug in the vault would raise, through the
+/// same mapping as every other error: for test suites.
+#[pyfunction]
+fn _test_internal_failure() -> PyResult<()> {
+    Err(to_py(shredvault::Error::new(
+        ErrorKind::Internal,
+        "a deliberately triggered internal failure",
+    )))
+}
+
 #[pymodule]
 fn _shredvault(m: &Bound<'_, PyModule>) -> PyResult<()> {
     make_error_classes(m.py(), m)?;
@@ -769,6 +779,7 @@ fn _shredvault(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RecordInfo>()?;
     m.add_class::<Scan>()?;
     m.add_function(wrap_pyfunction!(verify_receipt, m)?)?;
+    m.add_function(wrap_pyfunction!(_test_internal_failure, m)?)?;
     m.add("__version__", shredvault::VERSION)?;
     Ok(())
 }

@@ -113,8 +113,11 @@ def test_every_exception_class(vault, vault_path, tmp_path):
     blocked.write_text("x")
     with pytest.raises(sv.IoError):
         sv.Vault(blocked / "vault", root_key=KEY, policy=POLICY)
-    # InternalError has no trigger from Python short of a bug; its place in
-    # the hierarchy is what callers rely on.
+    # InternalError: a bug's error, raised on purpose through the same mapping.
+    from shredvault import _shredvault
+
+    with pytest.raises(sv.InternalError, match="deliberately"):
+        _shredvault._test_internal_failure()
     assert sv.InternalError.__mro__[1] is sv.VaultError
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "RestrictedError", "LegalHoldError", "InvalidArgumentError", "PolicyError",
     "WrongKeyError", "LockedError", "CorruptError", "IoError", "InternalError",
     "Vault", "Record", "RecordInfo", "Scan", "verify_receipt", "__version__",
+    "_test_internal_failure",
 ]
 
 class VaultError(Exception): ...
@@ -121,3 +122,5 @@ class Vault:
 def verify_receipt(
     receipt: Union[str, dict[str, Any]], public_key: Optional[str] = None
 ) -> dict[str, Any]: ...
+
+def _test_internal_failure() -> None: ...
