@@ -468,13 +468,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             v.close()
         }
         Command::Expire { vault, now } => {
-            let now = match now {
-                Some(t) => parse_time(&t)?,
-                None => std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0),
-            };
+            let now = time_or_now(now.as_deref())?;
             let v = open(&vault, key_file)?;
             let report = v.expire(now)?;
             println!(

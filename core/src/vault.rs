@@ -1738,15 +1738,7 @@ impl Inner {
         // Legal holds first: a held subject's records leave the ended days.
         // (`set_legal_hold` takes the expire lock, so no hold starts between
         // here and the destruction below.)
-        let held: Vec<SubjectId> = self
-            .tree
-            .scan_prefix([HOLD])
-            .keys()
-            .map(|k| {
-                k.map_err(Error::from)
-                    .and_then(|k| SubjectId::from_bytes(&k[1..]))
-            })
-            .collect::<Result<_>>()?;
+        let held: Vec<SubjectId> = self.subject_ids_under(HOLD)?;
         for subject in held {
             let _stripe = self.stripe(&subject);
             let Ok(live) = self.live_subject(&subject) else {
@@ -1880,15 +1872,7 @@ impl Inner {
         }
         // Erased subjects: their dead records go (no husks: a read of a
         // missing record finds the subject's tombstone and says Erased).
-        let pending: Vec<SubjectId> = self
-            .tree
-            .scan_prefix([ERASED_PENDING])
-            .keys()
-            .map(|k| {
-                k.map_err(Error::from)
-                    .and_then(|k| SubjectId::from_bytes(&k[1..]))
-            })
-            .collect::<Result<_>>()?;
+        let pending: Vec<SubjectId> = self.subject_ids_under(ERASED_PENDING)?;
         for subject in pending {
             loop {
                 if stop() {
@@ -1963,6 +1947,19 @@ impl Inner {
         self.db_file
             .sync_data()
             .map_err(|e| Error::io(format!("syncing {}", self.data_dir.display()), e))
+    }
+
+    /// The subject ids of every entry under a one-byte prefix whose key is
+    /// that byte and a subject id ('S', 'H', 'Z').
+    fn subject_ids_under(&self, prefix: u8) -> Result<Vec<SubjectId>> {
+        self.tree
+            .scan_prefix([prefix])
+            .keys()
+            .map(|k| {
+                k.map_err(Error::from)
+                    .and_then(|k| SubjectId::from_bytes(&k[1..]))
+            })
+            .collect()
     }
 
     /// Tells cached views of subjects (`Scan`) that one changed.
@@ -2590,15 +2587,7 @@ impl Inner {
         if self.tree.get(POLICY_EVALUATED_KEY)?.as_deref() == Some(&digest[..]) {
             return Ok(());
         }
-        let subjects: Vec<SubjectId> = self
-            .tree
-            .scan_prefix([SUBJECT])
-            .keys()
-            .map(|k| {
-                k.map_err(Error::from)
-                    .and_then(|k| SubjectId::from_bytes(&k[1..]))
-            })
-            .collect::<Result<_>>()?;
+        let subjects: Vec<SubjectId> = self.subject_ids_under(SUBJECT)?;
         for subject in subjects {
             if let Some(SubjectEntry::Live(live)) = self.subject_entry(&subject)? {
                 if !self.keystore.holds(live.key) {
