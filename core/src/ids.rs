@@ -21,7 +21,8 @@ macro_rules! define_id {
                 if s.is_human_readable() {
                     s.collect_str(self)
                 } else {
-                    self.0.serialize(s)
+                    // One length-prefixed copy, not sixteen one-byte writes.
+                    s.serialize_bytes(&self.0)
                 }
             }
         }
@@ -32,7 +33,7 @@ macro_rules! define_id {
                     let text = String::deserialize(d)?;
                     Self::parse(&text).map_err(serde::de::Error::custom)
                 } else {
-                    <[u8; 16]>::deserialize(d).map($name)
+                    d.deserialize_bytes(IdBytesVisitor).map($name)
                 }
             }
         }
@@ -79,6 +80,21 @@ macro_rules! define_id {
             }
         }
     };
+}
+
+/// Reads the 16 stored bytes of an id (anything else is an error).
+struct IdBytesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for IdBytesVisitor {
+    type Value = [u8; 16];
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("16 bytes of an id")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> std::result::Result<[u8; 16], E> {
+        v.try_into().map_err(|_| E::invalid_length(v.len(), &self))
+    }
 }
 
 define_id!(SubjectId, "subject");
@@ -141,7 +157,7 @@ mod tests {
         assert_eq!(json, format!("\"{id}\""));
         assert_eq!(serde_json::from_str::<RecordId>(&json).unwrap(), id);
         let stored = crate::codec::encode(&id).unwrap();
-        assert_eq!(stored.len(), 17); // version byte + 16
+        assert_eq!(stored.len(), 18); // version byte, length, 16 bytes
         assert_eq!(crate::codec::decode::<RecordId>(&stored, "id").unwrap(), id);
     }
 
