@@ -10,13 +10,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use common::*;
-use shredvault::{ErrorKind, RecordId, SubjectId, Vault, VaultOptions};
+use shredvault::{ErrorKind, RecordId, SubjectId, Vault};
 
 const DAY: i64 = 86_400;
-
-fn ts(text: &str) -> i64 {
-    text.parse::<jiff::Timestamp>().unwrap().as_second()
-}
 
 /// When every record below is collected.
 fn t0() -> i64 {
@@ -31,12 +27,7 @@ struct Clocked {
 
 fn vault() -> Clocked {
     let dir = tempfile::tempdir().unwrap();
-    let now = Arc::new(AtomicI64::new(t0()));
-    let clock = now.clone();
-    let opts = VaultOptions {
-        clock: Some(Arc::new(move || clock.load(Ordering::SeqCst))),
-        ..Default::default()
-    };
+    let (opts, now) = clocked(t0());
     Clocked {
         vault: Vault::open_with(dir.path(), &root(), Some(example_policy()), opts).unwrap(),
         now,

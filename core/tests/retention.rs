@@ -12,22 +12,13 @@ use shredvault::{ErrorKind, Vault, VaultOptions};
 
 const DAY: i64 = 86_400;
 
-fn ts(text: &str) -> i64 {
-    text.parse::<jiff::Timestamp>().unwrap().as_second()
-}
-
 struct Clocked {
     vault: Vault,
     now: Arc<AtomicI64>,
 }
 
 fn open_at(dir: &std::path::Path, start: i64, fresh: bool) -> Clocked {
-    let now = Arc::new(AtomicI64::new(start));
-    let clock = now.clone();
-    let opts = VaultOptions {
-        clock: Some(Arc::new(move || clock.load(Ordering::SeqCst))),
-        ..Default::default()
-    };
+    let (opts, now) = clocked(start);
     let policy = if fresh { Some(example_policy()) } else { None };
     Clocked {
         vault: Vault::open_with(dir, &root(), policy, opts).unwrap(),

@@ -4,24 +4,15 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use common::*;
-use shredvault::{verify_receipt, Directive, ErrorKind, RequestId, Vault, VaultOptions};
-
-fn ts(text: &str) -> i64 {
-    text.parse::<jiff::Timestamp>().unwrap().as_second()
-}
+use shredvault::{verify_receipt, Directive, ErrorKind, RequestId, Vault};
 
 fn open_at(dir: &std::path::Path, start: i64, fresh: bool) -> (Vault, Arc<AtomicI64>) {
-    let now = Arc::new(AtomicI64::new(start));
-    let clock = now.clone();
-    let opts = VaultOptions {
-        clock: Some(Arc::new(move || clock.load(Ordering::SeqCst))),
-        actor: Some("rights-test".into()),
-        ..Default::default()
-    };
+    let (mut opts, now) = clocked(start);
+    opts.actor = Some("rights-test".into());
     let policy = if fresh { Some(example_policy()) } else { None };
     (Vault::open_with(dir, &root(), policy, opts).unwrap(), now)
 }

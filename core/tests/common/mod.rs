@@ -3,7 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use shredvault::{Policy, RootKey, Vault};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use shredvault::{Policy, RootKey, Vault, VaultOptions};
 
 pub fn example_policy_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../example-policy.toml")
@@ -77,4 +80,21 @@ pub fn raw_sled(vault_dir: &Path) -> sled::Db {
             Err(e) => panic!("opening sled: {e}"),
         }
     }
+}
+
+/// Vault options with a simulated clock starting at `start` (Unix seconds),
+/// and the handle that moves it.
+pub fn clocked(start: i64) -> (VaultOptions, Arc<AtomicI64>) {
+    let now = Arc::new(AtomicI64::new(start));
+    let clock = now.clone();
+    let options = VaultOptions {
+        clock: Some(Arc::new(move || clock.load(Ordering::SeqCst))),
+        ..Default::default()
+    };
+    (options, now)
+}
+
+/// An RFC 3339 time as Unix seconds.
+pub fn ts(text: &str) -> i64 {
+    text.parse::<jiff::Timestamp>().unwrap().as_second()
 }
