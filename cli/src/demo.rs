@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use shredvault::{Error, ErrorKind, Policy, RootKey, Vault};
 
+use crate::unix_now;
+
 const DEMO_DIR: &str = "shredvault-demo";
 const EMBEDDED_POLICY: &str = include_str!("../../example-policy.toml");
 
@@ -380,13 +382,6 @@ pub fn run() -> Result<(), Error> {
 
 fn time(text: &str) -> Result<i64, Error> {
     shredvault::retention::parse_time(text)
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn show(at: Option<i64>) -> String {

@@ -614,11 +614,16 @@ fn run(cli: Cli) -> Result<(), Error> {
 fn time_or_now(text: Option<&str>) -> Result<i64, Error> {
     match text {
         Some(t) => parse_time(t),
-        None => Ok(std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)),
+        None => Ok(unix_now()),
     }
+}
+
+/// The system clock in Unix seconds.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> Error {

@@ -340,8 +340,8 @@ struct Inner {
     /// The latest `now` an `expire` run was given: days ended by then may
     /// have lost their keys, so nothing is sealed into them again.
     expired_through: AtomicI64,
-    /// Bumped whenever a subject's entry changes, so that caches of
-    /// subjects (this handle's, a `Scan`'s) drop what they hold.
+    /// Bumped whenever a subject's entry changes, so that a read racing
+    /// the change does not cache what it saw (see `subject_view`).
     subject_generation: AtomicU64,
     subject_cache: RwLock<HashMap<SubjectId, Arc<LiveSubject>>>,
     dirty: AtomicBool,
@@ -902,7 +902,7 @@ impl Vault {
                         ),
                     ));
                 }
-                let subject = inner.subject_view(&live.subject)?;
+                let subject = inner.subject_for_record(&live.subject, live.subject_key_id)?;
                 check_read_allowed(&policy, category, &subject, &live.subject, purpose)?;
                 if subject.key.key_id != live.subject_key_id {
                     // Mid-rotation, the pair changes between reads; the same
@@ -2123,6 +2123,18 @@ impl Inner {
             cache.insert(*id, live.clone());
         }
         Ok(live)
+    }
+
+    /// The subject of a record read just now: the cached state, unless it
+    /// names another key than the record's, which happens for a moment after
+    /// a rotation (between its batch and the cache being emptied); then the
+    /// subject is read from sled itself.
+    fn subject_for_record(&self, id: &SubjectId, record_key_id: u64) -> Result<Arc<LiveSubject>> {
+        let cached = self.subject_view(id)?;
+        if cached.key.key_id == record_key_id {
+            return Ok(cached);
+        }
+        Ok(Arc::new(self.live_subject(id)?))
     }
 
     fn live_record(&self, id: &RecordId) -> Result<LiveRecord> {

@@ -2,8 +2,6 @@
 //! receipts, the audit chain, `scan` for analytics, export (access and
 //! portability), the request ledger, post-mortem directives.
 
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -178,8 +176,6 @@ impl Vault {
                 category: category.to_string(),
                 purpose: purpose.to_string(),
                 policy: policy.clone(),
-                subjects: HashMap::new(),
-                generation: inner.subject_generation.load(Ordering::Acquire),
                 last_disclosed: None,
             })
         })();
@@ -588,9 +584,6 @@ pub struct Scan {
     category: String,
     purpose: String,
     policy: Arc<Policy>,
-    /// Subjects seen, cleared whenever any subject's state changes.
-    subjects: HashMap<SubjectId, Option<LiveSubject>>,
-    generation: u64,
     last_disclosed: Option<SubjectId>,
 }
 
@@ -603,24 +596,15 @@ impl std::fmt::Debug for Scan {
     }
 }
 
-const SCAN_SUBJECT_CACHE: usize = 4096;
-
 impl Scan {
-    fn subject(&mut self, id: &SubjectId) -> Result<Option<LiveSubject>> {
-        let generation = self.inner.subject_generation.load(Ordering::Acquire);
-        if generation != self.generation || self.subjects.len() >= SCAN_SUBJECT_CACHE {
-            self.subjects.clear();
-            self.generation = generation;
+    /// The subject's live state through the vault's subject cache (see
+    /// `Inner::subject_for_record`); `None` for an erased one.
+    fn subject(&self, id: &SubjectId, record_key_id: u64) -> Result<Option<Arc<LiveSubject>>> {
+        match self.inner.subject_for_record(id, record_key_id) {
+            Ok(live) => Ok(Some(live)),
+            Err(e) if matches!(e.kind(), ErrorKind::Erased | ErrorKind::NotFound) => Ok(None),
+            Err(e) => Err(e),
         }
-        if let Some(s) = self.subjects.get(id) {
-            return Ok(s.clone());
-        }
-        let live = match self.inner.subject_entry(id)? {
-            Some(SubjectEntry::Live(live)) => Some(live),
-            _ => None,
-        };
-        self.subjects.insert(*id, live.clone());
-        Ok(live)
     }
 
     /// The next record, or `None` to skip this one.
@@ -637,15 +621,15 @@ impl Scan {
             if r.category != self.category {
                 return Ok(None);
             }
-            let Some(subject) = self.subject(&r.subject)? else {
+            let Some(subject) = self.subject(&r.subject, r.subject_key_id)? else {
                 return Ok(None);
             };
             if check_read_allowed(&policy, category, &subject, &r.subject, &self.purpose).is_err() {
                 return Ok(None);
             }
             if subject.key.key_id != r.subject_key_id {
-                // Rotated since: read both again.
-                self.subjects.clear();
+                // Rotated since: read both again (the rotation emptied the
+                // subject cache).
                 match self.inner.tree.get(layout::record_key(&id))? {
                     Some(fresh) => stored = fresh,
                     None => return Ok(None),
