@@ -240,7 +240,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
     let mut erase_ms = Vec::new();
     for count in [10usize, 1000, 10_000] {
         let mut times = Vec::new();
-        let repeats = if count == 10_000 { 1 } else { 3 };
+        let repeats = 3;
         for _ in 0..repeats {
             let s = v.create_subject(&[])?;
             for data in values.iter().cycle().take(count) {

@@ -17,12 +17,27 @@ fn main() {
     .unwrap();
     let data = vec![0x41u8; 1024];
     let subjects: Vec<_> = (0..1000).map(|_| v.create_subject(&[]).unwrap()).collect();
-    let n = 50_000;
+    if std::env::var("SV_FLUSH").is_ok() {
+        v.flush().unwrap();
+    }
+    let n = if what == "erase" { 0 } else { 50_000 };
     let t = Instant::now();
     let ids: Vec<_> = (0..n)
         .map(|i| v.put(&subjects[i % 1000], "account", &data).unwrap())
         .collect();
-    eprintln!("put {:?}/op", t.elapsed() / n as u32);
+    eprintln!("put {:?}/op", t.elapsed() / n.max(1) as u32);
+    if what == "erase" {
+        for count in [10usize, 10, 10, 1000, 1000, 1000, 10_000] {
+            let s = v.create_subject(&[]).unwrap();
+            for _ in 0..count {
+                v.put(&s, "job_application", &data).unwrap();
+            }
+            v.flush().unwrap();
+            let t = Instant::now();
+            v.erase_subject(&s).unwrap();
+            eprintln!("erase {count}: {:?}", t.elapsed());
+        }
+    }
     if what == "get" {
         let t = Instant::now();
         for _ in 0..12 {

@@ -33,6 +33,23 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// [`encode`] into `out` (cleared first), reusing its allocation.
+pub(crate) fn encode_into<T: Serialize>(out: &mut Vec<u8>, value: &T) -> Result<()> {
+    out.clear();
+    out.push(FORMAT_V1);
+    options()
+        .serialize_into(&mut *out, value)
+        .map_err(|e| Error::internal(format!("encoding a stored structure: {e}")))
+}
+
+/// Appends a length as bincode encodes the length of a sequence (varint),
+/// for structures built a piece at a time.
+pub(crate) fn encode_len(out: &mut Vec<u8>, len: usize) -> Result<()> {
+    options()
+        .serialize_into(&mut *out, &(len as u64))
+        .map_err(|e| Error::internal(format!("encoding a length: {e}")))
+}
+
 /// Decodes bytes written by [`encode`]; `what` names the structure in the
 /// `Corrupt` error.
 pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T> {

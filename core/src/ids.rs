@@ -102,12 +102,27 @@ define_id!(RecordId, "record");
 define_id!(RequestId, "request");
 
 impl RecordId {
-    /// A new record id for `subject`: its first 8 bytes are the subject
-    /// id's, the other 8 random (see `layout`).
-    pub(crate) fn for_subject(subject: &SubjectId) -> Result<RecordId> {
-        let mut id: [u8; 16] = random_array()?;
+    /// Record number `seq` of `subject`: the subject id's first 8 bytes,
+    /// `seq` in 5 big-endian bytes (so a subject's records sort in the order
+    /// they were put), 3 random bytes (see `layout`).
+    pub(crate) fn for_subject(subject: &SubjectId, seq: u64) -> Result<RecordId> {
+        if seq >= 1 << 40 {
+            return Err(Error::invalid(format!(
+                "subject {subject} has had 2^40 records: no more record ids"
+            )));
+        }
+        let mut id = [0u8; 16];
         id[..8].copy_from_slice(&subject.as_bytes()[..8]);
+        id[8..13].copy_from_slice(&seq.to_be_bytes()[3..]);
+        id[13..].copy_from_slice(&random_array::<3>()?);
         Ok(RecordId(id))
+    }
+
+    /// The number of this record among its subject's.
+    pub(crate) fn seq(&self) -> u64 {
+        let mut b = [0u8; 8];
+        b[3..].copy_from_slice(&self.0[8..13]);
+        u64::from_be_bytes(b)
     }
 }
 

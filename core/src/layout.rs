@@ -25,11 +25,20 @@
 //! 'R' record id (16)                    RecordEntry: live (metadata and the
 //!                                       sealed data) or a husk saying the
 //!                                       record was deleted or expired, and
-//!                                       when. A record id starts with the
-//!                                       first 8 bytes of its subject's id,
-//!                                       so 'R' + those 8 bytes lists a
-//!                                       subject's records with no index
-//!                                       (and a put is one sled write)
+//!                                       when. A record id is the first 8
+//!                                       bytes of its subject's id, the
+//!                                       record's number among the subject's
+//!                                       (5 bytes, big-endian) and 3 random
+//!                                       bytes: 'R' + those 8 bytes lists a
+//!                                       subject's records in the order they
+//!                                       were put, with no index (and a put
+//!                                       is one sled write)
+//! 'C' subject id (16)                   SubjectCounts: the subject's live
+//!                                       records up to a number, by category
+//!                                       and expiry day, so an erasure
+//!                                       receipt costs a read and a short
+//!                                       scan, not a pass over the records
+//!                                       (see `SubjectCounts`)
 //! 'Z' subject id (16)                   empty: an erased subject whose dead
 //!                                       records the purge still has to drop
 //! 'B' HMAC(index key, kind, value) (32) subject id: the blind index
@@ -80,6 +89,7 @@ pub(crate) const BLIND_STAGED: u8 = b'b';
 pub(crate) const EXPIRED_THROUGH_KEY: &[u8] = b"T";
 pub(crate) const SUBJECT: u8 = b'S';
 pub(crate) const ERASED_PENDING: u8 = b'Z';
+pub(crate) const COUNTS: u8 = b'C';
 pub(crate) const RECORD: u8 = b'R';
 pub(crate) const BLIND: u8 = b'B';
 pub(crate) const DAY: u8 = b'D';
@@ -187,6 +197,92 @@ pub(crate) fn subject_prefix_of(record: &RecordId) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = SUBJECT;
     k[1..].copy_from_slice(&record.as_bytes()[..8]);
+    k
+}
+
+pub(crate) fn counts_key(id: &SubjectId) -> [u8; 17] {
+    let mut k = subject_key(id);
+    k[0] = COUNTS;
+    k
+}
+
+/// A subject's live records numbered up to `through`, counted by category
+/// and expiry day. Records are numbered in the order they are put (see
+/// `RecordId::for_subject`), so the count of all of them is this plus the
+/// few put since, read in one short range scan (`Inner::subject_counts`).
+///
+/// Every change to a subject's records keeps it exact:
+/// - a put changes nothing here: its record is newer than `through`. Every
+///   `COUNTS_EVERY` puts the counts are brought up to date, *after* the
+///   record is written: sled recovers a prefix of its log, so stored counts
+///   never include a record that is not there;
+/// - a rotation (update, delete, re-evaluation, an erasure that keeps some)
+///   rewrites it in the batch that rewrites the records;
+/// - an erasure removes it with the subject's tombstone;
+/// - an expiry leaves it alone: rows of a day whose key is gone are simply
+///   not counted (and dropped when the counts are next written).
+///
+/// Missing counts mean `through = 0`: every record is then read once.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SubjectCounts {
+    pub rows: Vec<CountRow>,
+    pub through: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CountRow {
+    pub category: String,
+    pub day: Option<i64>,
+    pub records: u64,
+}
+
+impl SubjectCounts {
+    pub fn add(&mut self, category: &str, day: Option<i64>, n: u64) {
+        match self
+            .rows
+            .iter_mut()
+            .find(|r| r.day == day && r.category == category)
+        {
+            Some(row) => row.records += n,
+            None => self.rows.push(CountRow {
+                category: category.to_string(),
+                day,
+                records: n,
+            }),
+        }
+    }
+
+    /// Records by category, leaving out days that ended by `expired_through`
+    /// (their key is gone or going: those records are expired, not live).
+    pub fn live_by_category(&self, expired_through: i64) -> BTreeMap<String, u64> {
+        let mut out: BTreeMap<String, u64> = BTreeMap::new();
+        for row in &self.rows {
+            if row
+                .day
+                .is_none_or(|d| crate::retention::day_end(d) > expired_through)
+            {
+                *out.entry(row.category.clone()).or_default() += row.records;
+            }
+        }
+        out.retain(|_, n| *n > 0);
+        out
+    }
+
+    /// Drops the rows of days that ended by `expired_through`.
+    pub fn drop_expired(&mut self, expired_through: i64) {
+        self.rows.retain(|r| {
+            r.records > 0
+                && r.day
+                    .is_none_or(|d| crate::retention::day_end(d) > expired_through)
+        });
+    }
+}
+
+/// Where a subject's records numbered `seq` and up begin.
+pub(crate) fn subject_records_from(id: &SubjectId, seq: u64) -> [u8; 14] {
+    let mut k = [0u8; 14];
+    k[..9].copy_from_slice(&subject_records_prefix(id));
+    k[9..].copy_from_slice(&seq.min((1 << 40) - 1).to_be_bytes()[3..]);
     k
 }
 

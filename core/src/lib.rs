@@ -32,7 +32,7 @@ pub mod retention;
 mod vault;
 
 pub use audit::{AuditEntry, AuditReport};
-pub use crypto::RootKey;
+pub use crypto::{Plaintext, RootKey};
 pub use error::{Error, ErrorKind, Result};
 pub use ids::RequestId;
 pub use ids::{RecordId, SubjectId};
@@ -59,6 +59,7 @@ pub mod fuzzing {
         let _ = codec::decode::<layout::VaultMeta>(bytes, "fuzz");
         let _ = codec::decode::<layout::VaultSecrets>(bytes, "fuzz");
         let _ = codec::decode::<layout::RotationMarker>(bytes, "fuzz");
+        let _ = codec::decode::<layout::SubjectCounts>(bytes, "fuzz");
         let _ = codec::decode::<layout::SubjectEntry>(bytes, "fuzz");
         let _ = codec::decode::<layout::RecordEntry>(bytes, "fuzz");
         let _ = layout::decode_record_view(bytes);

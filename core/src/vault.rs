@@ -57,12 +57,13 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::audit::{AuditEntry, AuditLog};
+use crate::audit::{AuditLog, Draft};
 use crate::codec;
-use crate::crypto::{self, derive_key, DerivedKeys, RootKey, SecretKey};
+use crate::crypto::{self, derive_key, DerivedKeys, Plaintext, RootKey, SecretKey};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{truncate_for_message, RecordId, SubjectId};
 use crate::keystore::{KeyKind, Keystore, LoadError, SlotRef};
@@ -144,7 +145,7 @@ pub struct Record {
     pub version: u64,
     pub created_at: i64,
     pub updated_at: i64,
-    pub data: Zeroizing<Vec<u8>>,
+    pub data: Plaintext,
 }
 
 impl std::fmt::Debug for Record {
@@ -281,6 +282,16 @@ const KEY_POOL_BATCH: usize = 16;
 const KEY_CACHE_MAX: usize = 1 << 16;
 const PURGE_CHUNK: usize = 1024;
 const SUBJECT_CACHE_MAX: usize = 1 << 16;
+/// A subject's stored record counts are brought up to date every this many
+/// puts (see `SubjectCounts`): an erasure reads at most this many records.
+const COUNTS_EVERY: u64 = 64;
+
+/// A subject's next record number, and the number its stored counts go to.
+#[derive(Clone, Copy, Debug)]
+struct RecordSeqs {
+    next: u64,
+    counted: u64,
+}
 
 /// The background purge thread's state.
 #[derive(Default)]
@@ -322,8 +333,10 @@ struct Inner {
     policy: RwLock<Arc<Policy>>,
     durability: Durability,
     clock: Clock,
-    /// Derived keys by the subject key they come from.
-    key_cache: Mutex<HashMap<(SlotRef, KeyUse), SecretKey>>,
+    /// Derived keys by the subject key they come from. (These caches hash
+    /// with FxHash: their keys are ids and slots the vault drew at random,
+    /// nothing a caller picks.)
+    key_cache: Mutex<FxHashMap<(SlotRef, KeyUse), SecretKey>>,
     /// Durable, unreferenced subject keys ready to hand out.
     key_pool: Mutex<Vec<(SlotRef, SecretKey)>>,
     /// Writers of one subject serialize on its stripe.
@@ -343,7 +356,10 @@ struct Inner {
     /// Bumped whenever a subject's entry changes, so that a read racing
     /// the change does not cache what it saw (see `subject_view`).
     subject_generation: AtomicU64,
-    subject_cache: RwLock<HashMap<SubjectId, Arc<LiveSubject>>>,
+    subject_cache: RwLock<FxHashMap<SubjectId, Arc<LiveSubject>>>,
+    /// Per subject: the next record number, and how far its stored counts
+    /// go. Read and written only under the subject's stripe.
+    record_seqs: Mutex<FxHashMap<SubjectId, RecordSeqs>>,
     dirty: AtomicBool,
     closing: AtomicBool,
 }
@@ -530,7 +546,7 @@ impl Vault {
             })),
             durability: options.durability,
             clock: options.clock.unwrap_or_else(system_clock),
-            key_cache: Mutex::new(HashMap::new()),
+            key_cache: Mutex::new(FxHashMap::default()),
             key_pool: Mutex::new(Vec::new()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             blind_lock: Mutex::new(()),
@@ -540,7 +556,8 @@ impl Vault {
             purger: Mutex::new(Purger::default()),
             expired_through: AtomicI64::new(expired_through),
             subject_generation: AtomicU64::new(0),
-            subject_cache: RwLock::new(HashMap::new()),
+            subject_cache: RwLock::new(FxHashMap::default()),
+            record_seqs: Mutex::new(FxHashMap::default()),
             dirty: AtomicBool::new(false),
             closing: AtomicBool::new(false),
         };
@@ -682,7 +699,7 @@ impl Vault {
     pub fn link_identifier(&self, subject: &SubjectId, kind: &str, value: &str) -> Result<()> {
         let mut entry = self.inner.entry("link_identifier");
         entry.subject = Some(*subject);
-        entry.detail = Some(self.inner.kind_term(kind));
+        entry.detail = Some(self.inner.kind_term(kind).into());
         let result = (|| -> Result<()> {
             let inner = &self.inner;
             let ident = normalize_identifier(kind, value)?;
@@ -726,7 +743,7 @@ impl Vault {
     /// none).
     pub fn find_subject(&self, kind: &str, value: &str) -> Result<Option<SubjectId>> {
         let mut entry = self.inner.entry("find_subject");
-        entry.detail = Some(self.inner.kind_term(kind));
+        entry.detail = Some(self.inner.kind_term(kind).into());
         let result = (|| -> Result<Option<SubjectId>> {
             let inner = &self.inner;
             let (kind, value) = normalize_identifier(kind, value)?;
@@ -765,7 +782,7 @@ impl Vault {
     pub fn put(&self, subject: &SubjectId, category: &str, data: &[u8]) -> Result<RecordId> {
         let mut entry = self.inner.entry("put");
         entry.subject = Some(*subject);
-        entry.detail = Some(self.inner.category_term(category));
+        entry.detail = Some(self.inner.category_term(category).into());
         let result = (|| -> Result<RecordId> {
             let inner = &self.inner;
             let policy = inner.policy();
@@ -816,6 +833,7 @@ impl Vault {
                 inner.ensure_day_key(d)?;
             }
             let record_key = inner.record_key(subject, live.key, day)?;
+            let mut seqs = inner.record_seqs(subject)?;
             let mut record = LiveRecord {
                 subject: *subject,
                 category: category.name.clone(),
@@ -829,10 +847,11 @@ impl Vault {
             // One sled write (two with an expiry day): the day index first,
             // so a crash between leaves at most an index entry to nothing,
             // which the purge skips. The record goes in only if its id is
-            // free (an 8-byte random suffix per subject: a clash is a
-            // 2^-64 event, met by drawing again).
-            loop {
-                let id = RecordId::for_subject(subject)?;
+            // free (a clash needs another subject with the same first 8 id
+            // bytes and 3 equal random bytes: met by numbering on).
+            let stored = (|| loop {
+                let id = RecordId::for_subject(subject, seqs.next)?;
+                seqs.next += 1;
                 record.sealed = crypto::seal(
                     &record_key,
                     &record_aad(&inner.vault_id, &id, &record),
@@ -852,9 +871,19 @@ impl Vault {
                 };
                 record = back;
                 if stored.is_ok() {
+                    // The put is done; counts that fail to be stored stay
+                    // where they were, and the next put tries again.
+                    if seqs.next - 1 - seqs.counted >= COUNTS_EVERY {
+                        let _ = inner.store_counts(subject, &mut seqs);
+                    }
                     return Ok(id);
                 }
+            })();
+            match &stored {
+                Ok(_) => inner.cache_seqs(subject, seqs),
+                Err(_) => inner.forget_seqs(subject),
             }
+            stored
         })();
         if let Ok(id) = &result {
             entry.record = Some(*id);
@@ -864,12 +893,12 @@ impl Vault {
 
     /// Reads a record for `purpose`.
     pub fn get(&self, record: &RecordId, purpose: &str) -> Result<Record> {
+        let policy = self.inner.policy();
         let mut entry = self.inner.entry("get");
         entry.record = Some(*record);
-        entry.purpose = Some(self.inner.purpose_term(purpose));
+        entry.purpose = Some(known_term(policy.purpose(purpose).is_ok(), purpose));
         let result = (|| -> Result<Record> {
             let inner = &self.inner;
-            let policy = inner.policy();
             // A rotation may replace the record and its subject's key between
             // our two reads; it finishes quickly, so re-reading settles it.
             let mut last_mismatch = None;
@@ -939,7 +968,7 @@ impl Vault {
         })();
         if let Ok(r) = &result {
             entry.subject = Some(r.subject);
-            entry.detail = Some(r.category.clone());
+            entry.detail = Some(r.category.clone().into());
         }
         self.inner.finish(entry, result, Commit::No)
     }
@@ -1045,7 +1074,7 @@ impl Vault {
         // what categories it holds, how many of each. Only when one of them
         // may be kept on an erasure request are the records decided one by
         // one (and the subject rotated); otherwise the erasure is the key.
-        let counts = inner.category_counts(subject)?;
+        let counts = inner.erasable_counts(subject)?;
         let policy = inner.policy();
         let maybe_kept = counts.keys().any(|c| {
             policy.category(c).is_ok_and(|cat| {
@@ -1081,7 +1110,7 @@ impl Vault {
             // fsynced. (A rotation above that kept nothing ends here too.)
             let live = inner.live_subject(subject)?;
             let mut counts = if keeps_some {
-                inner.category_counts(subject)?
+                inner.erasable_counts(subject)?
             } else {
                 counts
             };
@@ -1147,7 +1176,7 @@ impl Vault {
     pub fn record_event(&self, subject: &SubjectId, event: &str, at: i64) -> Result<()> {
         let mut entry = self.inner.entry("record_event");
         entry.subject = Some(*subject);
-        entry.detail = Some(self.inner.event_term(event));
+        entry.detail = Some(self.inner.event_term(event).into());
         let result = (|| -> Result<()> {
             let inner = &self.inner;
             let policy = inner.policy();
@@ -1188,7 +1217,7 @@ impl Vault {
     pub fn set_flag(&self, subject: &SubjectId, flag: &str, on: bool) -> Result<()> {
         let mut entry = self.inner.entry("set_flag");
         entry.subject = Some(*subject);
-        entry.detail = Some(format!("{}={}", self.inner.flag_term(flag), on));
+        entry.detail = Some(format!("{}={}", self.inner.flag_term(flag), on).into());
         let result = (|| -> Result<()> {
             let inner = &self.inner;
             if !inner.policy().flags().contains(flag) {
@@ -1271,7 +1300,7 @@ impl Vault {
     pub fn set_legal_hold(&self, subject: &SubjectId, on: bool) -> Result<()> {
         let mut entry = self.inner.entry("set_legal_hold");
         entry.subject = Some(*subject);
-        entry.detail = Some(on.to_string());
+        entry.detail = Some(if on { "true" } else { "false" }.into());
         let result = (|| -> Result<()> {
             let inner = &self.inner;
             // No expiry run is between choosing whom to spare and destroying keys.
@@ -1293,7 +1322,7 @@ impl Vault {
     pub fn set_restricted(&self, subject: &SubjectId, on: bool) -> Result<()> {
         let mut entry = self.inner.entry("set_restricted");
         entry.subject = Some(*subject);
-        entry.detail = Some(on.to_string());
+        entry.detail = Some(if on { "true" } else { "false" }.into());
         let result = self.set_state(subject, |live| &mut live.restricted, on);
         self.inner.finish(entry, result, Commit::Mode)
     }
@@ -1304,7 +1333,7 @@ impl Vault {
     pub fn set_opt_out_of_sale(&self, subject: &SubjectId, on: bool) -> Result<()> {
         let mut entry = self.inner.entry("set_opt_out_of_sale");
         entry.subject = Some(*subject);
-        entry.detail = Some(on.to_string());
+        entry.detail = Some(if on { "true" } else { "false" }.into());
         let result = self.set_state(subject, |live| &mut live.opt_out_of_sale, on);
         self.inner.finish(entry, result, Commit::Mode)
     }
@@ -1375,10 +1404,13 @@ impl Vault {
         let mut entry = self.inner.entry("expire");
         let result = self.inner.expire(now);
         if let Ok(r) = &result {
-            entry.detail = Some(format!(
-                "now {now} days {} records {} spared {}",
-                r.days_destroyed, r.records_expired, r.records_spared_by_hold
-            ));
+            entry.detail = Some(
+                format!(
+                    "now {now} days {} records {} spared {}",
+                    r.days_destroyed, r.records_expired, r.records_spared_by_hold
+                )
+                .into(),
+            );
         }
         let report = self.inner.finish(entry, result, Commit::Always)?;
         if report.days_destroyed > 0 {
@@ -1432,6 +1464,34 @@ impl Vault {
         stats.data_bytes = dir_size(&inner.data_dir);
         stats.keys_bytes = dir_size(&inner.root.join("keys"));
         Ok(stats)
+    }
+
+    /// Checks every live subject's stored record counts (what erasure
+    /// receipts report) against its records, one by one; returns how many
+    /// subjects it checked, or `Corrupt` naming the first that differs.
+    /// For tests and the crash harness: it reads every record.
+    #[doc(hidden)]
+    pub fn check_record_counts(&self) -> Result<u64> {
+        let inner = &self.inner;
+        let mut checked = 0;
+        for subject in inner.subject_ids_under(SUBJECT)? {
+            let _stripe = inner.stripe(&subject);
+            match inner.live_subject(&subject) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Erased => continue,
+                Err(e) => return Err(e),
+            }
+            let through = inner.expired_through.load(Ordering::Relaxed);
+            let counted = inner.subject_counts(&subject)?.live_by_category(through);
+            let scanned = inner.counts_by_scan(&subject)?.live_by_category(through);
+            if counted != scanned {
+                return Err(Error::corrupt(format!(
+                    "subject {subject}: records counted {counted:?}, but {scanned:?} are there"
+                )));
+            }
+            checked += 1;
+        }
+        Ok(checked)
     }
 
     /// Flushes and closes. Dropping the vault does the same, ignoring errors.
@@ -1525,11 +1585,11 @@ fn check_read_allowed(
     Ok(())
 }
 
-fn known_term(known: bool, name: &str) -> String {
+fn known_term(known: bool, name: &str) -> &str {
     if known {
-        name.to_string()
+        name
     } else {
-        "(unknown)".to_string()
+        "(unknown)"
     }
 }
 
@@ -1972,30 +2032,20 @@ impl Inner {
     }
 
     /// A fresh audit entry for `op`, stamped with the time and the actor.
-    fn entry(&self, op: &str) -> AuditEntry {
-        AuditEntry {
-            seq: 0,
-            time: self.now(),
-            op: op.to_string(),
-            subject: None,
-            record: None,
-            purpose: None,
-            actor: self.actor.clone(),
-            detail: None,
-            outcome: String::new(),
-        }
+    fn entry<'a>(&self, op: &'static str) -> Draft<'a> {
+        Draft::new(op, self.now())
     }
 
     /// The end of every public operation: its audit entry is appended with
     /// the outcome, then a successful mutation is committed (by the mode, or
     /// durably whatever the mode for `Commit::Always`). A failing audit
     /// append fails the operation: the audit never silently misses one.
-    fn finish<T>(&self, mut entry: AuditEntry, result: Result<T>, commit: Commit) -> Result<T> {
+    fn finish<T>(&self, mut entry: Draft<'_>, result: Result<T>, commit: Commit) -> Result<T> {
         entry.outcome = match &result {
-            Ok(_) => "ok".to_string(),
-            Err(e) => e.kind().name().to_string(),
+            Ok(_) => "ok",
+            Err(e) => e.kind().name(),
         };
-        let appended = self.audit.append(&self.tree, entry);
+        let appended = self.append_audit(&entry);
         let value = result?;
         appended?;
         match commit {
@@ -2006,26 +2056,31 @@ impl Inner {
         Ok(value)
     }
 
+    /// Appends an entry with this handle's actor.
+    fn append_audit(&self, entry: &Draft<'_>) -> Result<u64> {
+        self.audit.append(&self.tree, entry, self.actor.as_deref())
+    }
+
     /// A name for the audit log: the name if the policy knows it, else
     /// `(unknown)` (a caller's string could be anything, personal data too).
-    fn purpose_term(&self, name: &str) -> String {
+    fn purpose_term<'a>(&self, name: &'a str) -> &'a str {
         known_term(self.policy().purpose(name).is_ok(), name)
     }
 
-    fn category_term(&self, name: &str) -> String {
+    fn category_term<'a>(&self, name: &'a str) -> &'a str {
         known_term(self.policy().category(name).is_ok(), name)
     }
 
-    fn event_term(&self, name: &str) -> String {
+    fn event_term<'a>(&self, name: &'a str) -> &'a str {
         known_term(self.policy().events().contains(name), name)
     }
 
-    fn flag_term(&self, name: &str) -> String {
+    fn flag_term<'a>(&self, name: &'a str) -> &'a str {
         known_term(self.policy().flags().contains(name), name)
     }
 
     /// Identifier kinds are checked names (`normalize_identifier`).
-    fn kind_term(&self, kind: &str) -> String {
+    fn kind_term<'a>(&self, kind: &'a str) -> &'a str {
         known_term(normalize_identifier(kind, "x").is_ok(), kind)
     }
 
@@ -2296,23 +2351,107 @@ impl Inner {
     /// How many live records of each category the subject holds, from one
     /// pass over its records decoded in place (nothing copied, nothing
     /// decrypted). A record that does not decode counts as "(unreadable)".
-    fn category_counts(&self, subject: &SubjectId) -> Result<BTreeMap<String, u64>> {
-        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        for item in self.tree.scan_prefix(subject_records_prefix(subject)) {
-            let (_, v) = item?;
+    /// A subject's live records by category and day: its stored counts,
+    /// and the records put since (numbered past them: one short range
+    /// scan). `through` is then the subject's last record number. The
+    /// caller holds the subject's stripe.
+    fn subject_counts(&self, subject: &SubjectId) -> Result<SubjectCounts> {
+        let mut counts = match self.tree.get(counts_key(subject))? {
+            Some(v) => codec::decode(&v, "record counts")?,
+            None => SubjectCounts::default(),
+        };
+        let prefix = subject_records_prefix(subject);
+        let from = subject_records_from(subject, counts.through + 1);
+        for item in self.tree.range(from..) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let id = RecordId::from_bytes(&k[1..])?;
+            counts.through = counts.through.max(id.seq());
             match decode_record_view(&v) {
-                Ok(RecordEntryView::Live(r)) => {
-                    if let Some(n) = counts.get_mut(r.category) {
-                        *n += 1;
-                    } else {
-                        counts.insert(r.category.to_string(), 1);
-                    }
+                Ok(RecordEntryView::Live(r)) if r.subject == *subject => {
+                    counts.add(r.category, r.day, 1)
                 }
-                Ok(RecordEntryView::Gone(_)) => {}
-                Err(_) => *counts.entry("(unreadable)".to_string()).or_default() += 1,
+                Ok(_) => {}
+                Err(_) => counts.add("(unreadable)", None, 1),
             }
         }
         Ok(counts)
+    }
+
+    /// The subject's record numbers: cached, else from its last record and
+    /// its stored counts. The caller holds the subject's stripe.
+    fn record_seqs(&self, subject: &SubjectId) -> Result<RecordSeqs> {
+        if let Some(s) = lock(&self.record_seqs).get(subject) {
+            return Ok(*s);
+        }
+        let last = match self
+            .tree
+            .scan_prefix(subject_records_prefix(subject))
+            .keys()
+            .next_back()
+        {
+            Some(k) => RecordId::from_bytes(&k?[1..])?.seq(),
+            None => 0,
+        };
+        let counted = match self.tree.get(counts_key(subject))? {
+            Some(v) => codec::decode::<SubjectCounts>(&v, "record counts")?.through,
+            None => 0,
+        };
+        let seqs = RecordSeqs {
+            next: last + 1,
+            counted,
+        };
+        self.cache_seqs(subject, seqs);
+        Ok(seqs)
+    }
+
+    fn cache_seqs(&self, subject: &SubjectId, seqs: RecordSeqs) {
+        let mut cache = lock(&self.record_seqs);
+        if cache.len() >= SUBJECT_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(*subject, seqs);
+    }
+
+    /// After a failed write: the numbers are read afresh next time.
+    fn forget_seqs(&self, subject: &SubjectId) {
+        lock(&self.record_seqs).remove(subject);
+    }
+
+    /// Brings the subject's stored counts up to its last record (after
+    /// `COUNTS_EVERY` puts). The caller holds the subject's stripe.
+    fn store_counts(&self, subject: &SubjectId, seqs: &mut RecordSeqs) -> Result<()> {
+        let mut counts = self.subject_counts(subject)?;
+        counts.drop_expired(self.expired_through.load(Ordering::Relaxed));
+        self.tree
+            .insert(&counts_key(subject)[..], codec::encode(&counts)?)?;
+        seqs.counted = counts.through;
+        Ok(())
+    }
+
+    /// Counts a subject's live records one by one.
+    fn counts_by_scan(&self, subject: &SubjectId) -> Result<SubjectCounts> {
+        let mut counts = SubjectCounts::default();
+        for item in self.tree.scan_prefix(subject_records_prefix(subject)) {
+            let (_, v) = item?;
+            match decode_record_view(&v) {
+                Ok(RecordEntryView::Live(r)) if r.subject == *subject => {
+                    counts.add(r.category, r.day, 1)
+                }
+                Ok(_) => {}
+                Err(_) => counts.add("(unreadable)", None, 1),
+            }
+        }
+        Ok(counts)
+    }
+
+    /// What erasing `subject` now erases, by category.
+    fn erasable_counts(&self, subject: &SubjectId) -> Result<BTreeMap<String, u64>> {
+        Ok(self
+            .subject_counts(subject)?
+            .live_by_category(self.expired_through.load(Ordering::Relaxed)))
     }
 
     /// After the key is gone: the tombstone, the blind index entries
@@ -2329,7 +2468,9 @@ impl Inner {
             batch.remove(&blind_key(mac)[..]);
         }
         batch.insert(&erased_pending_key(subject)[..], &[][..]);
+        batch.remove(&counts_key(subject)[..]);
         self.tree.apply_batch(batch)?;
+        self.forget_seqs(subject);
         self.subjects_changed();
         self.make_durable()
     }
@@ -2479,6 +2620,7 @@ impl Inner {
         let now = self.now();
         let threshold = self.threshold();
         let mut outcome = Outcome::default();
+        let mut counts = SubjectCounts::default();
         let result = (|| -> Result<()> {
             let mut batch = sled::Batch::default();
             if live.erasure_requested().is_some() {
@@ -2491,6 +2633,7 @@ impl Inner {
             for item in self.tree.scan_prefix(subject_records_prefix(subject)) {
                 let (k, v) = item?;
                 let id = RecordId::from_bytes(&k[1..])?;
+                counts.through = counts.through.max(id.seq());
                 let RecordEntry::Live(mut r) = decode_record(&v)? else {
                     continue; // a husk
                 };
@@ -2541,7 +2684,7 @@ impl Inner {
                     &format!("record {id}"),
                 )?;
                 if let Some(Edit::Update(new_data)) = edit {
-                    data = Zeroizing::new(new_data.to_vec());
+                    data = Plaintext::new(new_data.to_vec());
                     r.version += 1;
                     r.updated_at = now;
                 }
@@ -2554,6 +2697,7 @@ impl Inner {
                 r.subject_key_id = new_slot.key_id;
                 r.sealed = crypto::seal(&new_key, &record_aad(&self.vault_id, &id, &r), &data)?;
                 outcome.kept.push((r.category.clone(), expiry));
+                counts.add(&r.category, r.day, 1);
                 batch.insert(
                     &layout::record_key(&id),
                     codec::encode(&RecordEntry::Live(r))?,
@@ -2562,13 +2706,16 @@ impl Inner {
             live.key = new_slot;
             live.identifiers = self.seal_identifiers(subject, &new_raw, &idents)?;
             put_subject(&mut batch, subject, &SubjectEntry::Live(live))?;
+            batch.insert(&counts_key(subject)[..], codec::encode(&counts)?);
             self.tree.apply_batch(batch)?;
+            self.forget_seqs(subject);
             self.subjects_changed();
             // The new state must be durable before the old key goes, or a
             // crash would leave records under a destroyed key.
             self.make_durable()
         })();
         if let Err(e) = result {
+            self.forget_seqs(subject);
             let _ = self.keystore.destroy(&[new_slot]);
             return Err(e);
         }

@@ -1,6 +1,7 @@
 //! kill -9 a writer at random points: after reopen every acknowledged
 //! operation is there, every live record decrypts, nothing erased or expired
-//! comes back, and the audit chain verifies.
+//! comes back, every subject's record counts (what a receipt reports) match
+//! its records, and the audit chain verifies.
 //!
 //! The writer puts, updates, deletes, erases subjects, records events that
 //! start retention clocks (some already past: the call itself expires those
@@ -261,6 +262,10 @@ fn kill_9_loses_nothing_acknowledged() {
         }
 
         let v = Vault::open(dir.path(), &root(), None).unwrap();
+        // What erasure receipts would report matches what is stored, a put
+        // cut off between its counts and its record included.
+        v.check_record_counts()
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
         let verify_now = unix_now();
         // What an in-flight event or expiry run may have done.
         let (flight_event, flight_expire) = match in_flight.as_deref() {

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::audit::AuditReport;
+use crate::audit::{AuditEntry, AuditReport};
 use crate::ids::RequestId;
 use crate::receipt;
 
@@ -105,13 +105,10 @@ impl Vault {
         };
         inner.subjects_changed();
         let retained: u64 = receipt.retained.iter().map(|r| r.records).sum();
-        entry.detail = Some(format!(
-            "erased {} retained {}",
-            receipt.records_erased(),
-            retained
-        ));
-        entry.outcome = "ok".to_string();
-        receipt.audit_seq = inner.audit.append(&inner.tree, entry)?;
+        entry.detail =
+            Some(format!("erased {} retained {}", receipt.records_erased(), retained).into());
+        entry.outcome = "ok";
+        receipt.audit_seq = inner.append_audit(&entry)?;
         inner.sign(&mut receipt)?;
         inner.make_durable()?;
         // The dead ciphertext goes in the background.
@@ -155,7 +152,7 @@ impl Vault {
     pub fn scan(&self, category: &str, purpose: &str) -> Result<Scan> {
         let inner = &self.inner;
         let mut entry = inner.entry("scan");
-        entry.detail = Some(inner.category_term(category));
+        entry.detail = Some(inner.category_term(category).into());
         entry.purpose = Some(inner.purpose_term(purpose));
         let result = (|| -> Result<Scan> {
             let policy = inner.policy();
@@ -359,7 +356,7 @@ impl Vault {
             Ok(id)
         })();
         if let Ok(id) = &result {
-            entry.detail = Some(format!("request {id} {kind}"));
+            entry.detail = Some(format!("request {id} {kind}").into());
         }
         inner.finish(entry, result, Commit::Mode)
     }
@@ -369,7 +366,7 @@ impl Vault {
     pub fn extend_request(&self, request: &RequestId, reason: &str) -> Result<()> {
         let inner = &self.inner;
         let mut entry = inner.entry("extend_request");
-        entry.detail = Some(format!("request {request}"));
+        entry.detail = Some(format!("request {request}").into());
         let result = (|| -> Result<SubjectId> {
             let reason = reason.trim();
             if reason.is_empty() {
@@ -417,7 +414,7 @@ impl Vault {
     pub fn close_request(&self, request: &RequestId, at: i64) -> Result<()> {
         let inner = &self.inner;
         let mut entry = inner.entry("close_request");
-        entry.detail = Some(format!("request {request}"));
+        entry.detail = Some(format!("request {request}").into());
         let result = (|| -> Result<SubjectId> {
             retention::check_event_time(at, "closing")?;
             let _guard = lock(&inner.blind_lock);
@@ -657,10 +654,10 @@ impl Scan {
             if self.last_disclosed != Some(r.subject) {
                 let mut entry = self.inner.entry("scan_subject");
                 entry.subject = Some(r.subject);
-                entry.purpose = Some(self.purpose.clone());
-                entry.detail = Some(self.category.clone());
-                entry.outcome = "ok".to_string();
-                self.inner.audit.append(&self.inner.tree, entry)?;
+                entry.purpose = Some(&self.purpose);
+                entry.detail = Some(self.category.as_str().into());
+                entry.outcome = "ok";
+                self.inner.append_audit(&entry)?;
                 self.last_disclosed = Some(r.subject);
             }
             return Ok(Some(Record {
