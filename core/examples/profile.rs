@@ -38,6 +38,22 @@ fn main() {
             eprintln!("erase {count}: {:?}", t.elapsed());
         }
     }
+    if what == "shuffled" {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        for i in (1..order.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            order.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        v.flush().unwrap();
+        let t = Instant::now();
+        for &i in &order {
+            std::hint::black_box(v.get(&ids[i], "billing").unwrap());
+        }
+        eprintln!("shuffled get {:?}/op", t.elapsed() / n as u32);
+    }
     if what == "get" {
         let t = Instant::now();
         for _ in 0..12 {

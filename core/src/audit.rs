@@ -28,19 +28,20 @@
 //! recomputes the links still cannot forge the MACs. (A keyed MAC per entry
 //! would cost three more SHA-256 blocks on every read for nothing more.)
 //!
-//! Appends go to a buffer in memory; the buffer is written as one block
-//! before every durable point (so a mutation's entry is durable with it) and
-//! whenever it holds `BLOCK_MAX` entries (kept small: sled writes large
-//! values as separate blob files). Reads thus cost no disk write each.
-//! A crash loses the buffered entries of reads since the last write, never
-//! those of an acknowledged mutation in `Immediate` mode.
+//! Appends go to a buffer in memory, already encoded as a block. A full
+//! buffer (`BLOCK_MAX` entries) goes to a writer thread, which puts it into
+//! sled; every durable point first waits for that thread and writes what is
+//! still buffered itself, so a mutation's entry is durable with it. Reads
+//! thus cost no disk write of their own. A crash loses the entries of reads
+//! not yet written, never those of an acknowledged mutation in `Immediate`
+//! mode.
 //!
 //! Limits: the chain proves order and integrity of what is stored; cutting
 //! off its newest blocks is detectable only against a head recorded
 //! elsewhere (`verify_audit` reports the head; receipts carry their entry's
 //! sequence number).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -187,21 +188,65 @@ fn link(prev: &[u8; 32], entry: &[u8]) -> [u8; 32] {
 
 struct State {
     next_seq: u64,
-    last_link: [u8; 32],
-    /// The buffered entries, already encoded as the front of an
-    /// `AuditBlock` (see [`BlockBuffer`]).
-    pending: BlockBuffer,
-    /// The sequence number of the first buffered entry.
-    pending_first: u64,
+    /// The entries appended since the last block was handed on.
+    pending: RawBlock,
     /// Reused for encoding each entry.
     scratch: Vec<u8>,
 }
 
-/// An `AuditBlock` encoded as entries arrive, so that writing it costs no
+/// Encoded entries awaiting their links: each is a 4-byte length and the
+/// entry's bytes.
+struct RawBlock {
+    first: u64,
+    count: usize,
+    bytes: Vec<u8>,
+}
+
+impl RawBlock {
+    fn new(first: u64) -> Self {
+        RawBlock {
+            first,
+            count: 0,
+            bytes: Vec::with_capacity(BLOCK_MAX * 96),
+        }
+    }
+
+    fn push(&mut self, entry: &[u8]) {
+        self.bytes
+            .extend_from_slice(&(entry.len() as u32).to_le_bytes());
+        self.bytes.extend_from_slice(entry);
+        self.count += 1;
+    }
+
+    fn entries(&self) -> impl Iterator<Item = &[u8]> {
+        let mut rest = &self.bytes[..];
+        std::iter::from_fn(move || {
+            let (len, tail) = rest.split_first_chunk::<4>()?;
+            let (entry, tail) = tail.split_at(u32::from_le_bytes(*len) as usize);
+            rest = tail;
+            Some(entry)
+        })
+    }
+
+    /// Links each entry to the chain (from `last_link`, which it advances)
+    /// and returns the stored block.
+    fn seal(&self, key: &SecretKey, last_link: &mut [u8; 32]) -> Result<Vec<u8>> {
+        let mut block = BlockBuffer::new();
+        for entry in self.entries() {
+            let l = link(last_link, entry);
+            block.push(entry, &l)?;
+            *last_link = l;
+        }
+        let mac = block_mac(key, self.first, self.count as u64, last_link);
+        Ok(block.finish(&mac))
+    }
+}
+
+/// An `AuditBlock` encoded entry by entry, so that sealing a block costs no
 /// second encoding: the format byte, the entry count (one byte: bincode's
 /// varint for a length under 251, hence `BLOCK_MAX` below that), then each
-/// `StoredEntry`; the MAC goes on the end when the block is written. A test
-/// decodes what this builds as an `AuditBlock`.
+/// `StoredEntry`; the MAC goes on the end. A test decodes what this builds
+/// as an `AuditBlock`.
 struct BlockBuffer {
     bytes: Vec<u8>,
     count: usize,
@@ -216,10 +261,6 @@ impl BlockBuffer {
         BlockBuffer { bytes, count: 0 }
     }
 
-    fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
     fn push(&mut self, entry: &[u8], link: &[u8; 32]) -> Result<()> {
         codec::encode_len(&mut self.bytes, entry.len())?;
         self.bytes.extend_from_slice(entry);
@@ -228,18 +269,110 @@ impl BlockBuffer {
         Ok(())
     }
 
-    /// The finished block, and a fresh buffer in its place.
-    fn finish(&mut self, mac: &[u8; 32]) -> Vec<u8> {
-        let mut done = std::mem::replace(self, BlockBuffer::new());
-        done.bytes[1] = done.count as u8;
-        done.bytes.extend_from_slice(mac);
-        done.bytes
+    fn finish(mut self, mac: &[u8; 32]) -> Vec<u8> {
+        self.bytes[1] = self.count as u8;
+        self.bytes.extend_from_slice(mac);
+        self.bytes
     }
 }
 
 pub(crate) struct AuditLog {
-    key: SecretKey,
     state: Mutex<State>,
+    chain: Arc<Chain>,
+    sealer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Full blocks on their way into sled, and the chain's head. Linking
+/// entries (a SHA-256 each) and writing a block (some 14 KiB into sled)
+/// are done here, by the sealer thread, not by the operation that filled
+/// the block; every durable point (and `verify`, and listing entries) first
+/// waits for the thread and seals what is left itself, so an entry is in
+/// sled before anything that must be durable with it. Blocks are sealed in
+/// order, by one hand at a time (`in_flight`): the chain is sequential.
+struct Chain {
+    key: SecretKey,
+    queue: Mutex<ChainState>,
+    wake: Condvar,
+}
+
+struct ChainState {
+    blocks: Vec<RawBlock>,
+    /// The link of the last entry sealed.
+    last_link: [u8; 32],
+    /// Blocks the thread has taken and not yet written.
+    in_flight: usize,
+    /// The thread's first failure, for the next durable point to report.
+    failed: Option<Error>,
+    stop: bool,
+}
+
+/// More blocks than this waiting (a slow disk): the appender seals them
+/// itself.
+const MAX_QUEUED: usize = 8;
+
+impl Chain {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ChainState> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn seal_into(&self, tree: &sled::Tree, blocks: &[RawBlock], link: &mut [u8; 32]) -> Result<()> {
+        for raw in blocks {
+            let block = raw.seal(&self.key, link)?;
+            tree.insert(block_key(raw.first), block)?;
+        }
+        Ok(())
+    }
+
+    fn run(&self, tree: &sled::Tree) {
+        let mut q = self.lock();
+        loop {
+            while q.blocks.is_empty() && !q.stop {
+                q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+            }
+            if q.blocks.is_empty() {
+                return; // stopping, nothing left
+            }
+            let blocks = std::mem::take(&mut q.blocks);
+            let mut link = q.last_link;
+            q.in_flight = blocks.len();
+            drop(q);
+            let sealed = self.seal_into(tree, &blocks, &mut link);
+            q = self.lock();
+            q.last_link = link;
+            q.in_flight = 0;
+            if let Err(e) = sealed {
+                q.failed.get_or_insert(e);
+            }
+            self.wake.notify_all();
+        }
+    }
+
+    /// Waits for the thread, then seals every queued block here: on return
+    /// every block handed on is in sled (or the failure is reported).
+    fn seal_all(&self, tree: &sled::Tree) -> Result<()> {
+        let mut q = self.lock();
+        while q.in_flight > 0 {
+            q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+        if let Some(e) = q.failed.take() {
+            return Err(e);
+        }
+        let blocks = std::mem::take(&mut q.blocks);
+        let mut link = q.last_link;
+        let sealed = self.seal_into(tree, &blocks, &mut link);
+        q.last_link = link;
+        sealed
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        self.chain.lock().stop = true;
+        self.chain.wake.notify_all();
+        if let Some(t) = self.sealer.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl AuditLog {
@@ -265,15 +398,33 @@ impl AuditLog {
                 }
             }
         };
-        Ok(AuditLog {
+        let chain = Arc::new(Chain {
             key,
+            queue: Mutex::new(ChainState {
+                blocks: Vec::new(),
+                last_link,
+                in_flight: 0,
+                failed: None,
+                stop: false,
+            }),
+            wake: Condvar::new(),
+        });
+        let sealer = {
+            let chain = chain.clone();
+            let tree = tree.clone();
+            std::thread::Builder::new()
+                .name("shredvault-audit".into())
+                .spawn(move || chain.run(&tree))
+                .map_err(|e| Error::internal(format!("starting the audit sealer: {e}")))?
+        };
+        Ok(AuditLog {
             state: Mutex::new(State {
                 next_seq,
-                last_link,
-                pending: BlockBuffer::new(),
-                pending_first: next_seq,
+                pending: RawBlock::new(next_seq),
                 scratch: Vec::with_capacity(256),
             }),
+            chain,
+            sealer: Some(sealer),
         })
     }
 
@@ -282,7 +433,7 @@ impl AuditLog {
     }
 
     /// Appends an entry (its `seq` is assigned here) and returns its
-    /// sequence number. Writes a block to `tree` when the buffer is full.
+    /// sequence number. A full block goes to the sealer thread.
     pub fn append(&self, tree: &sled::Tree, draft: &Draft<'_>, actor: Option<&str>) -> Result<u64> {
         let mut state = self.lock();
         let state = &mut *state;
@@ -299,39 +450,31 @@ impl AuditLog {
             outcome: draft.outcome,
         };
         codec::encode_into(&mut state.scratch, &entry)?;
-        let link = link(&state.last_link, &state.scratch);
-        if state.pending.is_empty() {
-            state.pending_first = seq;
-        }
-        state.pending.push(&state.scratch, &link)?;
+        state.pending.push(&state.scratch);
         state.next_seq += 1;
-        state.last_link = link;
         if state.pending.count >= BLOCK_MAX {
-            self.write_pending(state, tree)?;
+            let full = std::mem::replace(&mut state.pending, RawBlock::new(state.next_seq));
+            let mut q = self.chain.lock();
+            q.blocks.push(full);
+            let backlog = q.blocks.len() > MAX_QUEUED || q.stop;
+            drop(q);
+            self.chain.wake.notify_all();
+            if backlog {
+                self.chain.seal_all(tree)?;
+            }
         }
         Ok(seq)
     }
 
-    /// Writes the buffered entries as one block (before a durable point).
+    /// Puts every entry appended so far into sled (before a durable point).
     pub fn write(&self, tree: &sled::Tree) -> Result<()> {
         let mut state = self.lock();
-        self.write_pending(&mut state, tree)
-    }
-
-    fn write_pending(&self, state: &mut State, tree: &sled::Tree) -> Result<()> {
-        if state.pending.is_empty() {
-            return Ok(());
+        if state.pending.count > 0 {
+            let next = state.next_seq;
+            let partial = std::mem::replace(&mut state.pending, RawBlock::new(next));
+            self.chain.lock().blocks.push(partial);
         }
-        let mac = block_mac(
-            &self.key,
-            state.pending_first,
-            state.pending.count as u64,
-            &state.last_link,
-        );
-        let block = state.pending.finish(&mac);
-        tree.insert(block_key(state.pending_first), block)?;
-        state.pending_first = state.next_seq;
-        Ok(())
+        self.chain.seal_all(tree)
     }
 
     /// Walks the stored chain (write buffered entries first). Fails with
@@ -376,7 +519,7 @@ impl AuditLog {
                 prev = stored.link;
                 expected += 1;
             }
-            if !block_mac_matches(&self.key, first, count, &prev, &block.mac) {
+            if !block_mac_matches(&self.chain.key, first, count, &prev, &block.mac) {
                 return Err(Error::corrupt(format!(
                     "audit entries {first}..{}: the block's MAC fails (entries altered and their links recomputed, or another vault's block)",
                     expected.saturating_sub(1)
@@ -429,6 +572,47 @@ pub(crate) fn fuzz_decode_block(bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn temp_tree() -> (tempfile::TempDir, sled::Db, sled::Tree) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let tree = db.open_tree("t").unwrap();
+        (dir, db, tree)
+    }
+
+    #[test]
+    fn full_blocks_reach_sled_through_the_writer_and_the_chain_verifies() {
+        let (_dir, _db, tree) = temp_tree();
+        let key = SecretKey::from_array([9; 32]);
+        let n = BLOCK_MAX as u64 * 5 + 3;
+        {
+            let log = AuditLog::open(&tree, key.clone()).unwrap();
+            for i in 0..n {
+                let draft = Draft::new("get", i as i64);
+                assert_eq!(log.append(&tree, &draft, Some("a")).unwrap(), i);
+            }
+            // A durable point: every entry is in sled, the last three in a
+            // block of their own.
+            log.write(&tree).unwrap();
+            assert_eq!(tree.scan_prefix([AUDIT]).count(), 6);
+            let report = log.verify(&tree).unwrap();
+            assert_eq!(report.entries, n);
+            // Full blocks appended after the last durable point still reach
+            // sled when the log is dropped (the writer drains its queue).
+            for i in n..n + BLOCK_MAX as u64 * 2 {
+                log.append(&tree, &Draft::new("get", i as i64), None)
+                    .unwrap();
+            }
+        }
+        assert_eq!(tree.scan_prefix([AUDIT]).count(), 8);
+        let log = AuditLog::open(&tree, key).unwrap();
+        let report = log.verify(&tree).unwrap();
+        assert_eq!(report.entries, n + BLOCK_MAX as u64 * 2);
+        assert_eq!(
+            log.append(&tree, &Draft::new("x", 0), None).unwrap(),
+            report.entries
+        );
+    }
 
     #[test]
     fn a_draft_is_stored_as_the_entry_it_reads_back_as() {
@@ -508,6 +692,5 @@ mod tests {
             mac,
         };
         assert_eq!(codec::encode(&whole).unwrap(), bytes);
-        assert!(buffer.is_empty());
     }
 }
