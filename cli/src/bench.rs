@@ -301,6 +301,12 @@ pub fn run(opts: Options) -> Result<(), Error> {
         v.flush()?;
     }
     v.close()?;
+    let disk_uncompacted = dir_bytes(&path);
+    // sled keeps its file's high-water mark and dead values: `compact` (an
+    // operator's step, with the vault closed) rewrites only what is live.
+    let start = Instant::now();
+    Vault::compact(&path, &RootKey::from_bytes(&[0x42; 32])?)?;
+    let compact_ms = start.elapsed().as_secs_f64() * 1e3;
     let disk = dir_bytes(&path);
     let per_record = disk as f64 / live_n as f64;
     // Raw sled through the same churn, for comparison: what sled itself
@@ -358,6 +364,9 @@ pub fn run(opts: Options) -> Result<(), Error> {
             "scan_records": scanned,
             "space_live_records": live_n,
             "space_disk_bytes": disk,
+            "space_disk_bytes_before_compact": disk_uncompacted,
+            "disk_bytes_per_record_before_compact": disk_uncompacted as f64 / live_n as f64,
+            "compact_ms": compact_ms,
             "sled_disk_bytes_per_record": sled_per_record,
         },
     });
@@ -441,9 +450,14 @@ fn print_table(out: &Value) {
         f("find_subject_us")
     );
     println!(
-        "disk bytes per live record          {:>10.0}     target <= 2560 (after 5 cycles of {} inserts + erasure)",
+        "disk bytes per live record          {:>10.0}     target <= 2560 (after 5 cycles of {} inserts + erasure, then `compact`)",
         f("disk_bytes_per_record"),
         out["raw"]["space_live_records"]
+    );
+    println!(
+        "  before `compact`                   {:>10.0}     (compact took {:.0} ms)",
+        r("disk_bytes_per_record_before_compact"),
+        r("compact_ms")
     );
     println!(
         "  raw sled, same churn               {:>10.0}",

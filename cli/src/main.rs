@@ -142,6 +142,10 @@ enum Command {
     },
     /// Counts of subjects, records and keys; bytes on disk (JSON).
     Stats { vault: PathBuf },
+    /// Rewrite data/ with only what is live (the vault must be closed):
+    /// gives back the space sled keeps, and drops the dead ciphertext of
+    /// erased and expired records from its files. Prints a report (JSON).
+    Compact { vault: PathBuf },
     /// Replace the vault's policy, once checked against the stored data.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -586,6 +590,14 @@ fn run(cli: Cli) -> Result<(), Error> {
                 vault.display()
             );
             v.close()
+        }
+        Command::Compact { vault } => {
+            let report = Vault::compact(&vault, &root_key(key_file)?)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("a report serializes")
+            );
+            Ok(())
         }
         Command::Stats { vault } => {
             let v = open(&vault, key_file)?;

@@ -520,3 +520,39 @@ fn rotate_key_from_the_command_line() {
     );
     assert_eq!(ok(&found), s);
 }
+
+#[test]
+fn compact_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = init(dir.path());
+    let keep = ok(&sv(&["subject", "create", &vault]));
+    let gone = ok(&sv(&["subject", "create", &vault]));
+    let kept = ok(&sv(&[
+        "put",
+        &vault,
+        &keep,
+        "usage_log",
+        "--data",
+        "still here",
+    ]));
+    ok(&sv(&[
+        "put",
+        &vault,
+        &gone,
+        "usage_log",
+        "--data",
+        "soon gone",
+    ]));
+    ok(&sv(&["erase", &vault, &gone]));
+    let report: serde_json::Value = serde_json::from_str(&ok(&sv(&["compact", &vault]))).unwrap();
+    assert!(report["entries"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["bytes_after"].as_u64().unwrap() > 0, "{report}");
+    let got = ok(&sv(&["get", &vault, &kept, "--purpose", "security"]));
+    assert!(got.contains("still here"), "{got}");
+    ok(&sv(&["audit", "verify", &vault]));
+    // A wrong key compacts nothing.
+    fails(
+        &sv_with(&["compact", &vault], None, Some(&"11".repeat(32))),
+        "WrongKey",
+    );
+}

@@ -40,10 +40,10 @@ pub use layout::ConsentEntry;
 pub use policy::Policy;
 pub use receipt::verify_receipt;
 pub use vault::{
-    normalize_identifier, CategoryCount, Clock, Directive, Durability, ErasureReceipt,
-    ExpireReport, Record, RecordInfo, RequestInfo, RequestKind, RetainedRecords, Scan, Stats,
-    SubjectState, Vault, VaultOptions, MAX_IDENTIFIERS_PER_SUBJECT, MAX_IDENTIFIER_BYTES,
-    MAX_RECORD_BYTES,
+    normalize_identifier, CategoryCount, Clock, CompactReport, Directive, Durability,
+    ErasureReceipt, ExpireReport, Record, RecordInfo, RequestInfo, RequestKind, RetainedRecords,
+    Scan, Stats, SubjectState, Vault, VaultOptions, MAX_IDENTIFIERS_PER_SUBJECT,
+    MAX_IDENTIFIER_BYTES, MAX_RECORD_BYTES,
 };
 
 /// Entry points for the fuzz targets (`fuzz/`): the decoding of every

@@ -71,8 +71,11 @@ use crate::layout::{self, *};
 use crate::policy::{self, Policy};
 use crate::retention;
 
+mod compact;
 mod rights;
 mod rotation;
+
+pub use compact::CompactReport;
 pub use rights::{Directive, RequestInfo, RequestKind, Scan};
 
 /// When a mutating call's effects reach the disk.
@@ -426,6 +429,8 @@ impl Vault {
         let keystore = Keystore::open(&root_dir.join("keys"), &keys, crypto::random_array()?)?;
         let vault_id = *keystore.vault_id();
 
+        // A compaction a crash cut short is finished or undone first.
+        compact::recover(&root_dir)?;
         let data_dir = root_dir.join("data");
         let fresh_data = !data_dir.join("db").exists();
         let db = open_sled(&data_dir, &root_dir)?;

@@ -1,0 +1,183 @@
+//! Compaction: `data/` rewritten as a fresh sled database holding only what
+//! is live, for a vault that no handle has open.
+//!
+//! sled 0.34.7 never gives space back by itself: its file keeps its
+//! high-water mark, and values that were removed stay in old log segments
+//! until sled happens to reuse them (see "Performance" in the README). That
+//! costs disk, and it leaves dead ciphertext of erased and expired records
+//! on disk longer than it needs to be (unreadable, its keys are gone, but
+//! still there). `compact` copies every live entry into a new database and
+//! swaps it in.
+//!
+//! # Crash order
+//!
+//! 1. `data.compact/` is built (any leftover one is removed first), flushed,
+//!    and every file in it and the directory itself are fsynced.
+//! 2. `data/` is renamed `data.old/`.
+//! 3. `data.compact/` is renamed `data/`; the vault directory is fsynced.
+//! 4. `data.old/` is removed.
+//!
+//! At open and before compacting ([`recover`]): `data.compact/` beside
+//! `data/` is an unfinished step 1 and is removed; `data.compact/` without
+//! `data/` is a crash between 2 and 3, and step 3 is finished (the copy was
+//! complete and durable before step 2); `data.old/` beside `data/` is a
+//! crash before 4, and is removed. The keystore is not touched: an erased
+//! subject's key is as gone after compaction as before.
+
+use super::*;
+
+/// What [`Vault::compact`] did.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct CompactReport {
+    /// Bytes of `data/` before and after.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    /// Entries copied (all trees).
+    pub entries: u64,
+}
+
+const NEW: &str = "data.compact";
+const OLD: &str = "data.old";
+
+impl Vault {
+    /// Rewrites the vault's `data/` as a fresh sled database holding only
+    /// live entries, in the crash order of this module's doc. The vault must
+    /// not be open (`Locked` otherwise); the root key proves the caller may
+    /// (`WrongKey` otherwise). Every key stays where it is.
+    pub fn compact(path: impl AsRef<Path>, root: &RootKey) -> Result<CompactReport> {
+        let root_dir = path.as_ref();
+        if !root_dir.join("keys").join("keystore").exists() {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("there is no vault at {}", root_dir.display()),
+            ));
+        }
+        // Holds keys/lock (no vault handle can open meanwhile) and checks
+        // the root key.
+        let keystore = Keystore::open(
+            &root_dir.join("keys"),
+            &DerivedKeys::from_root(root),
+            crypto::random_array()?,
+        )?;
+        recover(root_dir)?;
+        let data_dir = root_dir.join("data");
+        let new_dir = root_dir.join(NEW);
+        let bytes_before = dir_size(&data_dir);
+        let mut entries = 0u64;
+        {
+            let old = open_sled(&data_dir, root_dir)?;
+            let meta = match old.open_tree(TREE)?.get(META_KEY)? {
+                Some(bytes) => codec::decode::<VaultMeta>(&bytes, "vault metadata")?,
+                None => {
+                    return Err(Error::corrupt(format!(
+                        "{} lacks the vault's metadata: nothing to compact",
+                        data_dir.display()
+                    )))
+                }
+            };
+            if meta.vault_id != *keystore.vault_id() {
+                return Err(Error::corrupt(format!(
+                    "{} belongs to another vault than {}/keys",
+                    data_dir.display(),
+                    root_dir.display()
+                )));
+            }
+            let new = open_sled(&new_dir, root_dir)?;
+            for name in old.tree_names() {
+                let from = old.open_tree(&name)?;
+                let to = new.open_tree(&name)?;
+                let mut batch = sled::Batch::default();
+                let mut in_batch = 0;
+                for item in from.iter() {
+                    let (k, v) = item?;
+                    batch.insert(k, v);
+                    in_batch += 1;
+                    entries += 1;
+                    if in_batch == 1024 {
+                        to.apply_batch(std::mem::take(&mut batch))?;
+                        in_batch = 0;
+                    }
+                }
+                to.apply_batch(batch)?;
+            }
+            new.flush()?;
+        }
+        // Step 1's end: everything in data.compact/ durable.
+        sync_tree(&new_dir)?;
+        // Steps 2 and 3.
+        rename(&data_dir, &root_dir.join(OLD))?;
+        rename(&new_dir, &data_dir)?;
+        sync_dir(root_dir)?;
+        // Step 4.
+        remove(&root_dir.join(OLD))?;
+        drop(keystore);
+        Ok(CompactReport {
+            bytes_before,
+            bytes_after: dir_size(&data_dir),
+            entries,
+        })
+    }
+}
+
+/// Finishes or undoes a compaction that a crash interrupted (see the module
+/// doc). The caller holds `keys/lock`.
+pub(super) fn recover(root_dir: &Path) -> Result<()> {
+    let data_dir = root_dir.join("data");
+    let new_dir = root_dir.join(NEW);
+    let old_dir = root_dir.join(OLD);
+    if new_dir.exists() {
+        if data_dir.exists() {
+            remove(&new_dir)?;
+        } else {
+            rename(&new_dir, &data_dir)?;
+            sync_dir(root_dir)?;
+        }
+    }
+    if old_dir.exists() {
+        if data_dir.exists() {
+            remove(&old_dir)?;
+        } else {
+            // Not a state compaction leaves; the old copy is all there is.
+            rename(&old_dir, &data_dir)?;
+            sync_dir(root_dir)?;
+        }
+    }
+    Ok(())
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(|e| {
+        Error::io(
+            format!("renaming {} to {}", from.display(), to.display()),
+            e,
+        )
+    })
+}
+
+fn remove(dir: &Path) -> Result<()> {
+    std::fs::remove_dir_all(dir).map_err(|e| Error::io(format!("removing {}", dir.display()), e))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+}
+
+/// fsyncs every file under `dir`, then the directories.
+fn sync_tree(dir: &Path) -> Result<()> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        let path = entry.path();
+        if path.is_dir() {
+            sync_tree(&path)?;
+        } else {
+            File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+        }
+    }
+    sync_dir(dir)
+}
