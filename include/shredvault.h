@@ -225,6 +225,17 @@ sv_status sv_rotate_root_key(const sv_vault *v,
                              const uint8_t *new_root_key,
                              size_t new_root_key_len);
 
+// Rewrites the closed vault at `path` with only what is live: gives back
+// the disk space sled keeps after deletes and drops the dead ciphertext of
+// erased and expired records from its files. Crash-safe (an interruption
+// is finished or undone at the next open). `SV_LOCKED` while the vault is
+// open anywhere; `SV_WRONG_KEY` for another key. A report (JSON: bytes
+// before and after, entries copied) goes to `*report_json` unless NULL.
+sv_status sv_compact(const char *path,
+                     const uint8_t *root_key,
+                     size_t root_key_len,
+                     sv_buf *report_json);
+
 // Walks the audit chain: `SV_OK`, or `SV_CORRUPT` with the first broken
 // entry named in `sv_last_error()`.
 sv_status sv_verify_audit(const sv_vault *v);

@@ -282,6 +282,18 @@ fn json_buf(value: &impl serde::Serialize) -> Result<sv_buf, Error> {
         .map_err(|e| Error::new(ErrorKind::Internal, format!("serializing JSON: {e}")))
 }
 
+/// A 32-byte root key argument.
+fn root_key_arg(p: *const u8, len: usize, name: &str) -> Result<RootKey, Error> {
+    let key = bytes_arg(p, len, name)?;
+    if key.len() != 32 {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("argument `{name}` must be 32 bytes, not {}", key.len()),
+        ));
+    }
+    RootKey::from_bytes(key)
+}
+
 fn open_vault(
     path: *const c_char,
     root_key: *const u8,
@@ -291,14 +303,7 @@ fn open_vault(
     out: *mut *mut sv_vault,
 ) -> Result<(), Error> {
     let path = str_arg(path, "path")?;
-    let key = bytes_arg(root_key, root_key_len, "root_key")?;
-    if key.len() != 32 {
-        return Err(Error::new(
-            ErrorKind::InvalidArgument,
-            format!("argument `root_key` must be 32 bytes, not {}", key.len()),
-        ));
-    }
-    let root = RootKey::from_bytes(key)?;
+    let root = root_key_arg(root_key, root_key_len, "root_key")?;
     let policy = match opt_str_arg(policy_path, "policy_path")? {
         Some(p) => Some(Policy::from_file(Path::new(p))?),
         None => None,
@@ -717,18 +722,34 @@ pub extern "C" fn sv_rotate_root_key(
 ) -> sv_status {
     ffi_guard!({
         let vault = vault_arg(v)?;
-        let key = bytes_arg(new_root_key, new_root_key_len, "new_root_key")?;
-        if key.len() != 32 {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                format!(
-                    "argument `new_root_key` must be 32 bytes, not {}",
-                    key.len()
-                ),
-            ));
-        }
-        let new = RootKey::from_bytes(key)?;
+        let new = root_key_arg(new_root_key, new_root_key_len, "new_root_key")?;
         vault.rotate_root_key(&new, &mut |_, _| {})
+    })
+}
+
+/// Rewrites the closed vault at `path` with only what is live: gives back
+/// the disk space sled keeps after deletes and drops the dead ciphertext of
+/// erased and expired records from its files. Crash-safe (an interruption
+/// is finished or undone at the next open). `SV_LOCKED` while the vault is
+/// open anywhere; `SV_WRONG_KEY` for another key. A report (JSON: bytes
+/// before and after, entries copied) goes to `*report_json` unless NULL.
+#[no_mangle]
+pub extern "C" fn sv_compact(
+    path: *const c_char,
+    root_key: *const u8,
+    root_key_len: usize,
+    report_json: *mut sv_buf,
+) -> sv_status {
+    ffi_guard!({
+        let path = str_arg(path, "path")?;
+        let root = root_key_arg(root_key, root_key_len, "root_key")?;
+        let report = Vault::compact(path, &root)?;
+        if !report_json.is_null() {
+            let buf = json_buf(&report)?;
+            // SAFETY: non-NULL, valid for writing (the header's contract).
+            unsafe { *report_json = buf };
+        }
+        Ok(())
     })
 }
 

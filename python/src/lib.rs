@@ -248,6 +248,14 @@ fn root_key_arg(bytes: &[u8], name: &str) -> PyResult<shredvault::RootKey> {
 }
 
 /// A JSON value as Python objects (dicts, lists, ints, str, None).
+/// A path argument: str or os.PathLike.
+fn fspath(py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<String> {
+    py.import("os")?
+        .call_method1("fspath", (path,))
+        .and_then(|p| p.extract())
+        .map_err(|_| invalid("path: expected str or os.PathLike"))
+}
+
 fn json_to_py(py: Python<'_>, value: &impl serde::Serialize) -> PyResult<Py<PyAny>> {
     let text = serde_json::to_string(value)
         .map_err(|e| to_py(shredvault::Error::new(ErrorKind::Internal, e.to_string())))?;
@@ -407,10 +415,7 @@ impl Vault {
         durability: &str,
     ) -> PyResult<Self> {
         let os = py.import("os")?;
-        let path: String = os
-            .call_method1("fspath", (path,))
-            .and_then(|p| p.extract())
-            .map_err(|_| invalid("path: expected str or os.PathLike"))?;
+        let path = fspath(py, path)?;
         let policy: Option<String> = match policy {
             None => None,
             Some(p) => Some(
@@ -437,6 +442,21 @@ impl Vault {
         Ok(Vault {
             vault: RwLock::new(Some(Arc::new(vault))),
         })
+    }
+
+    /// Rewrites the closed vault at `path` with only what is live: gives
+    /// back the disk space sled keeps after deletes and drops the dead
+    /// ciphertext of erased and expired records from its files. Crash-safe.
+    /// Raises LockedError while the vault is open, WrongKeyError for another
+    /// key. Returns {"bytes_before", "bytes_after", "entries"}.
+    #[staticmethod]
+    fn compact(py: Python<'_>, path: &Bound<'_, PyAny>, root_key: &[u8]) -> PyResult<Py<PyAny>> {
+        let path = fspath(py, path)?;
+        let root = root_key_arg(root_key, "root_key")?;
+        let report = py
+            .detach(|| shredvault::Vault::compact(&path, &root))
+            .py_err()?;
+        json_to_py(py, &report)
     }
 
     /// Flushes and closes. Idempotent; later calls raise InvalidArgumentError.

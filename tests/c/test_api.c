@@ -423,6 +423,22 @@ int main(int argc, char **argv) {
     EXPECT(sv_open(dir, next, 32, NULL, &v), SV_OK);
     EXPECT(sv_get(v, cert, "legal_claims", &out), SV_OK);
     sv_buf_free(&out);
+
+    /* Compaction: refused while open, with another key or bad arguments;
+       afterwards everything live is still there. */
+    EXPECT(sv_compact(dir, next, 32, &out), SV_LOCKED);
+    EXPECT(sv_close(v), SV_OK);
+    EXPECT(sv_compact(NULL, next, 32, &out), SV_INVALID_ARGUMENT);
+    EXPECT(sv_compact(dir, next, 31, &out), SV_INVALID_ARGUMENT);
+    EXPECT(sv_compact(dir, ROOT, 32, &out), SV_WRONG_KEY);
+    EXPECT(sv_compact(dir, next, 32, &out), SV_OK);
+    CHECK(contains(&out, "\"bytes_after\""));
+    sv_buf_free(&out);
+    EXPECT(sv_compact(dir, next, 32, NULL), SV_OK);
+    EXPECT(sv_open(dir, next, 32, NULL, &v), SV_OK);
+    EXPECT(sv_get(v, cert, "legal_claims", &out), SV_OK);
+    sv_buf_free(&out);
+    EXPECT(sv_verify_audit(v), SV_OK);
     EXPECT(sv_close(v), SV_OK);
   }
 

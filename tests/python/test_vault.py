@@ -319,3 +319,22 @@ def test_rotate_root_key(vault_path):
         sv.Vault(vault_path, root_key=KEY)
     with sv.Vault(vault_path, root_key=b"\x33" * 32) as v:
         assert v.find_subject("email", "max@example.com") == s
+
+
+def test_compact(vault_path):
+    with sv.Vault(vault_path, root_key=KEY, policy=POLICY) as v:
+        keep, gone = v.create_subject(), v.create_subject()
+        kept = [v.put(keep, "usage_log", b"k" * 1024) for _ in range(200)]
+        for _ in range(200):
+            v.put(gone, "usage_log", b"g" * 1024)
+        v.erase_subject(gone)
+        with pytest.raises(sv.LockedError):
+            sv.Vault.compact(vault_path, KEY)
+    with pytest.raises(sv.WrongKeyError):
+        sv.Vault.compact(vault_path, b"\x01" * 32)
+    report = sv.Vault.compact(os.fspath(vault_path), KEY)
+    assert set(report) == {"bytes_before", "bytes_after", "entries"}
+    assert 0 < report["bytes_after"] < report["bytes_before"]
+    with sv.Vault(vault_path, root_key=KEY) as v:
+        assert all(v.get(r, "security").data == b"k" * 1024 for r in kept)
+        v.verify_audit()
