@@ -15,9 +15,13 @@
 //! # Storage
 //!
 //! ```text
-//! 'A' first seq (8, big-endian)   AuditBlock: consecutive entries, each the
-//!                                 encoded entry and its link, and the
-//!                                 block's MAC
+//! 'A' first seq (8, big-endian)   a block of consecutive entries:
+//!                                 format 2 (written now): each encoded
+//!                                 entry with the first 8 bytes of its
+//!                                 link, then the block's last link and
+//!                                 its MAC (`AuditBlockV2`); format 1
+//!                                 (still read): each entry with its whole
+//!                                 link, then the MAC (`AuditBlock`)
 //! ```
 //!
 //! link(n) = SHA-256("sv audit link v1" ‖ link(n-1) ‖ entry(n)), link(0's
@@ -27,6 +31,10 @@
 //! random audit key kept in the keystore: whoever edits `data/` and
 //! recomputes the links still cannot forge the MACs. (A keyed MAC per entry
 //! would cost three more SHA-256 blocks on every read for nothing more.)
+//! `verify` recomputes every link; the 8 bytes stored per entry only say
+//! *which* entry was altered (the last link and the MAC are what a forger
+//! cannot match). Format 2 saves 24 of an entry's some 110 bytes: the log
+//! is most of what a vault keeps besides its records.
 //!
 //! Appends go to a buffer in memory, already encoded as a block. A full
 //! buffer (`BLOCK_MAX` entries) goes to a writer thread, which puts it into
@@ -138,6 +146,63 @@ struct AuditBlock {
     mac: [u8; 32],
 }
 
+/// The format byte of `AuditBlockV2` (format 1 is `codec::FORMAT_V1`).
+const BLOCK_V2: u8 = 2;
+const CHECK_LEN: usize = 8;
+
+#[derive(Serialize, Deserialize)]
+struct CheckedEntry {
+    #[serde(with = "serde_bytes")]
+    entry: Vec<u8>,
+    /// The first bytes of the entry's link.
+    check: [u8; CHECK_LEN],
+}
+
+#[derive(Serialize, Deserialize)]
+struct AuditBlockV2 {
+    entries: Vec<CheckedEntry>,
+    last_link: [u8; 32],
+    mac: [u8; 32],
+}
+
+/// A stored block of either format.
+struct Block {
+    /// Each entry, and what its link must start with.
+    entries: Vec<(Vec<u8>, Vec<u8>)>,
+    last_link: [u8; 32],
+    mac: [u8; 32],
+}
+
+fn decode_block(bytes: &[u8]) -> Result<Block> {
+    match bytes.first() {
+        Some(&BLOCK_V2) => {
+            let b: AuditBlockV2 = codec::decode_body(&bytes[1..], "audit block")?;
+            Ok(Block {
+                entries: b
+                    .entries
+                    .into_iter()
+                    .map(|e| (e.entry, e.check.to_vec()))
+                    .collect(),
+                last_link: b.last_link,
+                mac: b.mac,
+            })
+        }
+        _ => {
+            let b: AuditBlock = codec::decode(bytes, "audit block")?;
+            let last_link = b.entries.last().map(|e| e.link).unwrap_or([0; 32]);
+            Ok(Block {
+                entries: b
+                    .entries
+                    .into_iter()
+                    .map(|e| (e.entry, e.link.to_vec()))
+                    .collect(),
+                last_link,
+                mac: b.mac,
+            })
+        }
+    }
+}
+
 fn block_mac(key: &SecretKey, first_seq: u64, count: u64, last_link: &[u8; 32]) -> [u8; 32] {
     crypto::mac(
         key,
@@ -238,15 +303,15 @@ impl RawBlock {
             *last_link = l;
         }
         let mac = block_mac(key, self.first, self.count as u64, last_link);
-        Ok(block.finish(&mac))
+        Ok(block.finish(last_link, &mac))
     }
 }
 
-/// An `AuditBlock` encoded entry by entry, so that sealing a block costs no
-/// second encoding: the format byte, the entry count (one byte: bincode's
-/// varint for a length under 251, hence `BLOCK_MAX` below that), then each
-/// `StoredEntry`; the MAC goes on the end. A test decodes what this builds
-/// as an `AuditBlock`.
+/// An `AuditBlockV2` encoded entry by entry, so that sealing a block costs
+/// no second encoding: the format byte, the entry count (one byte:
+/// bincode's varint for a length under 251, hence `BLOCK_MAX` below that),
+/// then each `CheckedEntry`; the last link and the MAC go on the end. A test
+/// decodes what this builds as an `AuditBlockV2`.
 struct BlockBuffer {
     bytes: Vec<u8>,
     count: usize,
@@ -256,21 +321,22 @@ const _: () = assert!(BLOCK_MAX < 251);
 
 impl BlockBuffer {
     fn new() -> Self {
-        let mut bytes = Vec::with_capacity(BLOCK_MAX * 128);
-        bytes.extend_from_slice(&[codec::FORMAT_V1, 0]);
+        let mut bytes = Vec::with_capacity(BLOCK_MAX * 100);
+        bytes.extend_from_slice(&[BLOCK_V2, 0]);
         BlockBuffer { bytes, count: 0 }
     }
 
     fn push(&mut self, entry: &[u8], link: &[u8; 32]) -> Result<()> {
         codec::encode_len(&mut self.bytes, entry.len())?;
         self.bytes.extend_from_slice(entry);
-        self.bytes.extend_from_slice(link);
+        self.bytes.extend_from_slice(&link[..CHECK_LEN]);
         self.count += 1;
         Ok(())
     }
 
-    fn finish(mut self, mac: &[u8; 32]) -> Vec<u8> {
+    fn finish(mut self, last_link: &[u8; 32], mac: &[u8; 32]) -> Vec<u8> {
         self.bytes[1] = self.count as u8;
+        self.bytes.extend_from_slice(last_link);
         self.bytes.extend_from_slice(mac);
         self.bytes
     }
@@ -389,11 +455,10 @@ impl AuditLog {
                 );
                 // A damaged last block is verify_audit's to report; the
                 // chain goes on from a fresh link after it.
-                match codec::decode::<AuditBlock>(&v, "audit block") {
-                    Ok(block) if !block.entries.is_empty() => (
-                        first + block.entries.len() as u64,
-                        block.entries.last().expect("not empty").link,
-                    ),
+                match decode_block(&v) {
+                    Ok(block) if !block.entries.is_empty() => {
+                        (first + block.entries.len() as u64, block.last_link)
+                    }
                     _ => (first + 1, [0u8; 32]),
                 }
             }
@@ -496,28 +561,35 @@ impl AuditLog {
                     "audit entry {expected}: missing (the next block starts at {first})"
                 )));
             }
-            let block: AuditBlock = codec::decode(&v, "audit block").map_err(|e| {
+            let block = decode_block(&v).map_err(|e| {
                 Error::corrupt(format!(
                     "audit entry {first}: its block does not decode ({})",
                     e.message()
                 ))
             })?;
             let count = block.entries.len() as u64;
-            for stored in block.entries {
-                if link(&prev, &stored.entry) != stored.link {
+            for (stored, check) in block.entries {
+                let l = link(&prev, &stored);
+                if !l.starts_with(&check) {
                     return Err(Error::corrupt(format!(
                         "audit entry {expected}: the chain is broken here (entry or link altered)"
                     )));
                 }
-                let entry: AuditEntry = codec::decode(&stored.entry, "audit entry")?;
+                let entry: AuditEntry = codec::decode(&stored, "audit entry")?;
                 if entry.seq != expected {
                     return Err(Error::corrupt(format!(
                         "audit entry {expected}: carries sequence number {}",
                         entry.seq
                     )));
                 }
-                prev = stored.link;
+                prev = l;
                 expected += 1;
+            }
+            if prev != block.last_link {
+                return Err(Error::corrupt(format!(
+                    "audit entries {first}..{}: the block's last link does not follow from its entries",
+                    expected.saturating_sub(1)
+                )));
             }
             if !block_mac_matches(&self.chain.key, first, count, &prev, &block.mac) {
                 return Err(Error::corrupt(format!(
@@ -545,11 +617,11 @@ impl AuditLog {
         let mut out = Vec::new();
         for item in tree.scan_prefix([AUDIT]) {
             let (_, v) = item?;
-            let Ok(block) = codec::decode::<AuditBlock>(&v, "audit block") else {
+            let Ok(block) = decode_block(&v) else {
                 continue;
             };
-            for stored in block.entries {
-                if let Ok(entry) = codec::decode::<AuditEntry>(&stored.entry, "audit entry") {
+            for (stored, _) in block.entries {
+                if let Ok(entry) = codec::decode::<AuditEntry>(&stored, "audit entry") {
                     if keep(&entry) {
                         out.push(entry);
                     }
@@ -562,9 +634,9 @@ impl AuditLog {
 
 #[cfg(feature = "fuzzing")]
 pub(crate) fn fuzz_decode_block(bytes: &[u8]) {
-    if let Ok(block) = codec::decode::<AuditBlock>(bytes, "fuzz") {
-        for stored in block.entries {
-            let _ = codec::decode::<AuditEntry>(&stored.entry, "fuzz");
+    if let Ok(block) = decode_block(bytes) {
+        for (stored, _) in block.entries {
+            let _ = codec::decode::<AuditEntry>(&stored, "fuzz");
         }
     }
 }
@@ -673,24 +745,79 @@ mod tests {
             buffer.push(&entry, &link).unwrap();
             expected.push((entry, link));
         }
-        let mac = [0xab; 32];
-        let bytes = buffer.finish(&mac);
-        let block: AuditBlock = codec::decode(&bytes, "audit block").unwrap();
-        assert_eq!(block.mac, mac);
-        let got: Vec<(Vec<u8>, [u8; 32])> = block
-            .entries
-            .into_iter()
-            .map(|e| (e.entry, e.link))
+        let (last_link, mac) = ([0xcd; 32], [0xab; 32]);
+        let bytes = buffer.finish(&last_link, &mac);
+        assert_eq!(bytes[0], BLOCK_V2);
+        let block = decode_block(&bytes).unwrap();
+        assert_eq!((block.last_link, block.mac), (last_link, mac));
+        let got: Vec<(Vec<u8>, Vec<u8>)> = block.entries;
+        let want: Vec<(Vec<u8>, Vec<u8>)> = expected
+            .iter()
+            .map(|(e, l)| (e.clone(), l[..CHECK_LEN].to_vec()))
             .collect();
-        assert_eq!(got, expected);
+        assert_eq!(got, want);
         // The same bytes as encoding the block whole.
-        let whole = AuditBlock {
+        let whole = AuditBlockV2 {
             entries: expected
                 .into_iter()
-                .map(|(entry, link)| StoredEntry { entry, link })
+                .map(|(entry, link)| CheckedEntry {
+                    entry,
+                    check: link[..CHECK_LEN].try_into().unwrap(),
+                })
                 .collect(),
+            last_link,
             mac,
         };
-        assert_eq!(codec::encode(&whole).unwrap(), bytes);
+        let mut encoded = codec::encode(&whole).unwrap();
+        encoded[0] = BLOCK_V2;
+        assert_eq!(encoded, bytes);
+    }
+
+    #[test]
+    fn blocks_of_format_1_still_verify_and_the_chain_goes_on_from_them() {
+        let (_dir, _db, tree) = temp_tree();
+        let key = SecretKey::from_array([5; 32]);
+        // Three entries in a format-1 block, as earlier versions wrote.
+        let mut prev = [0u8; 32];
+        let mut entries = Vec::new();
+        for seq in 0..3u64 {
+            let mut draft = Draft::new("get", 100 + seq as i64);
+            draft.outcome = "ok";
+            let entry = codec::encode(&EntryRef {
+                seq,
+                time: draft.time,
+                op: draft.op,
+                subject: None,
+                record: None,
+                purpose: None,
+                actor: None,
+                detail: None,
+                outcome: draft.outcome,
+            })
+            .unwrap();
+            prev = link(&prev, &entry);
+            entries.push(StoredEntry { entry, link: prev });
+        }
+        let mac = block_mac(&key, 0, 3, &prev);
+        tree.insert(
+            block_key(0),
+            codec::encode(&AuditBlock { entries, mac }).unwrap(),
+        )
+        .unwrap();
+        let log = AuditLog::open(&tree, key.clone()).unwrap();
+        assert_eq!(log.append(&tree, &Draft::new("put", 200), None).unwrap(), 3);
+        log.write(&tree).unwrap();
+        let report = log.verify(&tree).unwrap();
+        assert_eq!(report.entries, 4);
+        assert_eq!(log.entries(&tree, |_| true).unwrap().len(), 4);
+
+        // One flipped byte in the format-1 entry is named.
+        let v = tree.get(block_key(0)).unwrap().unwrap();
+        let mut bytes = v.to_vec();
+        let at = bytes.windows(3).position(|w| w == b"get").unwrap();
+        bytes[at] ^= 0x20;
+        tree.insert(block_key(0), bytes).unwrap();
+        let err = log.verify(&tree).unwrap_err();
+        assert!(err.to_string().contains("audit entry 0:"), "{err}");
     }
 }

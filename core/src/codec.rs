@@ -50,6 +50,14 @@ pub(crate) fn encode_len(out: &mut Vec<u8>, len: usize) -> Result<()> {
         .map_err(|e| Error::internal(format!("encoding a length: {e}")))
 }
 
+/// Decodes a structure's bincode body, its format byte already read (for
+/// structures with more than one stored format).
+pub(crate) fn decode_body<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T> {
+    options()
+        .deserialize(body)
+        .map_err(|e| Error::corrupt(format!("{what} does not decode: {e}")))
+}
+
 /// Decodes bytes written by [`encode`]; `what` names the structure in the
 /// `Corrupt` error.
 pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T> {
