@@ -402,7 +402,12 @@ impl Chain {
             let mut link = q.last_link;
             q.in_flight = blocks.len();
             drop(q);
-            let sealed = self.seal_into(tree, &blocks, &mut link);
+            // A panic here must not leave `in_flight` set (every durable
+            // point would wait for it forever): it becomes the failure.
+            let sealed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.seal_into(tree, &blocks, &mut link)
+            }))
+            .unwrap_or_else(|_| Err(Error::internal("the audit sealer panicked")));
             q = self.lock();
             q.last_link = link;
             q.in_flight = 0;

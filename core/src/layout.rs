@@ -252,6 +252,16 @@ impl SubjectCounts {
         }
     }
 
+    /// Counts one stored record entry of `subject`: a live record by its
+    /// category and day, an entry that does not decode as "(unreadable)".
+    pub fn count_entry(&mut self, subject: &SubjectId, stored: &[u8]) {
+        match decode_record_view(stored) {
+            Ok(RecordEntryView::Live(r)) if r.subject == *subject => self.add(r.category, r.day, 1),
+            Ok(_) => {}
+            Err(_) => self.add("(unreadable)", None, 1),
+        }
+    }
+
     /// Records by category, leaving out days that ended by `expired_through`
     /// (their key is gone or going: those records are expired, not live).
     pub fn live_by_category(&self, expired_through: i64) -> BTreeMap<String, u64> {

@@ -878,7 +878,7 @@ impl Vault {
                 if stored.is_ok() {
                     // The put is done; counts that fail to be stored stay
                     // where they were, and the next put tries again.
-                    if seqs.next - 1 - seqs.counted >= COUNTS_EVERY {
+                    if (seqs.next - 1).saturating_sub(seqs.counted) >= COUNTS_EVERY {
                         let _ = inner.store_counts(subject, &mut seqs);
                     }
                     return Ok(id);
@@ -1075,8 +1075,8 @@ impl Vault {
         live.events
             .entry(policy::ERASURE_REQUESTED.to_string())
             .or_insert(now);
-        // One read-only pass over the subject's records (decoded in place):
-        // what categories it holds, how many of each. Only when one of them
+        // What categories the subject holds, how many of each: its stored
+        // counts and the few records put since. Only when one of them
         // may be kept on an erasure request are the records decided one by
         // one (and the subject rotated); otherwise the erasure is the key.
         let counts = inner.erasable_counts(subject)?;
@@ -2353,9 +2353,6 @@ impl Inner {
         Ok(())
     }
 
-    /// How many live records of each category the subject holds, from one
-    /// pass over its records decoded in place (nothing copied, nothing
-    /// decrypted). A record that does not decode counts as "(unreadable)".
     /// A subject's live records by category and day: its stored counts,
     /// and the records put since (numbered past them: one short range
     /// scan). `through` is then the subject's last record number. The
@@ -2374,13 +2371,7 @@ impl Inner {
             }
             let id = RecordId::from_bytes(&k[1..])?;
             counts.through = counts.through.max(id.seq());
-            match decode_record_view(&v) {
-                Ok(RecordEntryView::Live(r)) if r.subject == *subject => {
-                    counts.add(r.category, r.day, 1)
-                }
-                Ok(_) => {}
-                Err(_) => counts.add("(unreadable)", None, 1),
-            }
+            counts.count_entry(subject, &v);
         }
         Ok(counts)
     }
@@ -2404,8 +2395,10 @@ impl Inner {
             Some(v) => codec::decode::<SubjectCounts>(&v, "record counts")?.through,
             None => 0,
         };
+        // Numbers go on past both: a record numbered at or below `counted`
+        // would be missed by the counts.
         let seqs = RecordSeqs {
-            next: last + 1,
+            next: last.max(counted) + 1,
             counted,
         };
         self.cache_seqs(subject, seqs);
@@ -2441,13 +2434,7 @@ impl Inner {
         let mut counts = SubjectCounts::default();
         for item in self.tree.scan_prefix(subject_records_prefix(subject)) {
             let (_, v) = item?;
-            match decode_record_view(&v) {
-                Ok(RecordEntryView::Live(r)) if r.subject == *subject => {
-                    counts.add(r.category, r.day, 1)
-                }
-                Ok(_) => {}
-                Err(_) => counts.add("(unreadable)", None, 1),
-            }
+            counts.count_entry(subject, &v);
         }
         Ok(counts)
     }

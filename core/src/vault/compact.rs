@@ -141,20 +141,17 @@ pub(super) fn recover(root_dir: &Path) -> Result<()> {
     let data_dir = root_dir.join("data");
     let new_dir = root_dir.join(NEW);
     let old_dir = root_dir.join(OLD);
-    if new_dir.exists() {
-        if data_dir.exists() {
-            remove(&new_dir)?;
-        } else {
-            rename(&new_dir, &data_dir)?;
-            sync_dir(root_dir)?;
+    // Beside data/, either is left over and goes. Without data/, the new
+    // copy (complete before data/ was moved) takes its place; the old one
+    // only if there is no new one, which no crash leaves.
+    for leftover in [new_dir, old_dir] {
+        if !leftover.exists() {
+            continue;
         }
-    }
-    if old_dir.exists() {
         if data_dir.exists() {
-            remove(&old_dir)?;
+            remove(&leftover)?;
         } else {
-            // Not a state compaction leaves; the old copy is all there is.
-            rename(&old_dir, &data_dir)?;
+            rename(&leftover, &data_dir)?;
             sync_dir(root_dir)?;
         }
     }
