@@ -50,19 +50,6 @@ fn job_expiry(at: i64) -> (i64, i64) {
     (instant, day_end(expiry_day(instant)))
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn writer(dir: &str, seed: u64) {
     let v = Vault::open(dir, &root(), Some(example_policy())).unwrap();
     let mut rng = Rng(seed | 1);

@@ -14,19 +14,6 @@ use std::path::Path;
 use common::*;
 use shredvault::{ErrorKind, RecordId, Vault};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 fn build(dir: &Path) -> HashMap<RecordId, Vec<u8>> {
     let v = new_vault(dir);
     let mut records = HashMap::new();

@@ -98,3 +98,21 @@ pub fn clocked(start: i64) -> (VaultOptions, Arc<AtomicI64>) {
 pub fn ts(text: &str) -> i64 {
     text.parse::<jiff::Timestamp>().unwrap().as_second()
 }
+
+/// xorshift64: a small deterministic generator for test schedules (seeded,
+/// so a failing run can be repeated).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
