@@ -36,11 +36,12 @@
 //! cannot match). Format 2 saves 24 of an entry's some 110 bytes: the log
 //! is most of what a vault keeps besides its records.
 //!
-//! Appends go to a buffer in memory, already encoded as a block. A full
-//! buffer (`BLOCK_MAX` entries) goes to a writer thread, which puts it into
-//! sled; every durable point first waits for that thread and writes what is
-//! still buffered itself, so a mutation's entry is durable with it. Reads
-//! thus cost no disk write of their own. A crash loses the entries of reads
+//! An append only encodes its entry into a buffer in memory. A full buffer
+//! (`BLOCK_MAX` entries) goes to the sealer thread, which links the
+//! entries, MACs the block and writes it into sled, in order; every durable
+//! point first waits for that thread and seals what is still buffered
+//! itself, so a mutation's entry is durable with it. Reads thus cost neither
+//! a hash nor a disk write of their own. A crash loses the entries of reads
 //! not yet written, never those of an acknowledged mutation in `Immediate`
 //! mode.
 //!
