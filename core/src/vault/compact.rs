@@ -37,10 +37,10 @@ pub struct CompactReport {
 }
 
 const NEW: &str = "data.compact";
+const OLD: &str = "data.old";
 const COPY_FLUSH_MS: u64 = 3;
 const SETTLE_MAX: Duration = Duration::from_secs(3);
 const SETTLE_IDLE: Duration = Duration::from_millis(400);
-const OLD: &str = "data.old";
 
 impl Vault {
     /// Rewrites the vault's `data/` as a fresh sled database holding only
@@ -90,8 +90,8 @@ impl Vault {
             // little at each tick. Copying in key order still leaves it
             // garbage (each leaf is rewritten as it fills); ticking every
             // few milliseconds during the copy and a moment after (see
-            // `settle`) ends with a file some 15% smaller than at sled's
-            // usual one-second tick, measured with the bench's churn.
+            // `settle`) ends with a file about 10% smaller than at sled's
+            // usual one-second tick, measured after the bench's churn.
             let new = sled::Config::new()
                 .path(&new_dir)
                 .cache_capacity(256 * 1024 * 1024)
