@@ -252,7 +252,9 @@ fn opens(keys: &DerivedKeys, header: &Header) -> bool {
     )
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+/// fsyncs a directory, so that entries created or renamed in it survive a
+/// power cut.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))

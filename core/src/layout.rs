@@ -237,17 +237,18 @@ pub(crate) struct CountRow {
 }
 
 impl SubjectCounts {
-    pub fn add(&mut self, category: &str, day: Option<i64>, n: u64) {
+    /// Counts one more record of `category` expiring on `day`.
+    pub fn add(&mut self, category: &str, day: Option<i64>) {
         match self
             .rows
             .iter_mut()
             .find(|r| r.day == day && r.category == category)
         {
-            Some(row) => row.records += n,
+            Some(row) => row.records += 1,
             None => self.rows.push(CountRow {
                 category: category.to_string(),
                 day,
-                records: n,
+                records: 1,
             }),
         }
     }
@@ -256,9 +257,9 @@ impl SubjectCounts {
     /// category and day, an entry that does not decode as "(unreadable)".
     pub fn count_entry(&mut self, subject: &SubjectId, stored: &[u8]) {
         match decode_record_view(stored) {
-            Ok(RecordEntryView::Live(r)) if r.subject == *subject => self.add(r.category, r.day, 1),
+            Ok(RecordEntryView::Live(r)) if r.subject == *subject => self.add(r.category, r.day),
             Ok(_) => {}
-            Err(_) => self.add("(unreadable)", None, 1),
+            Err(_) => self.add("(unreadable)", None),
         }
     }
 
@@ -266,13 +267,8 @@ impl SubjectCounts {
     /// (their key is gone or going: those records are expired, not live).
     pub fn live_by_category(&self, expired_through: i64) -> BTreeMap<String, u64> {
         let mut out: BTreeMap<String, u64> = BTreeMap::new();
-        for row in &self.rows {
-            if row
-                .day
-                .is_none_or(|d| crate::retention::day_end(d) > expired_through)
-            {
-                *out.entry(row.category.clone()).or_default() += row.records;
-            }
+        for row in self.rows.iter().filter(|r| r.is_live(expired_through)) {
+            *out.entry(row.category.clone()).or_default() += row.records;
         }
         out.retain(|_, n| *n > 0);
         out
@@ -280,11 +276,17 @@ impl SubjectCounts {
 
     /// Drops the rows of days that ended by `expired_through`.
     pub fn drop_expired(&mut self, expired_through: i64) {
-        self.rows.retain(|r| {
-            r.records > 0
-                && r.day
-                    .is_none_or(|d| crate::retention::day_end(d) > expired_through)
-        });
+        self.rows
+            .retain(|r| r.records > 0 && r.is_live(expired_through));
+    }
+}
+
+impl CountRow {
+    /// Its records have no expiry day, or one that has not ended by
+    /// `expired_through`.
+    fn is_live(&self, expired_through: i64) -> bool {
+        self.day
+            .is_none_or(|d| crate::retention::day_end(d) > expired_through)
     }
 }
 

@@ -441,9 +441,7 @@ impl Vault {
             // New directory entries (data/, data/db, data/conf) must survive
             // a power cut too.
             for dir in [&data_dir, &root_dir] {
-                File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))?;
+                crate::keystore::sync_dir(dir)?;
             }
         }
 
@@ -2689,7 +2687,7 @@ impl Inner {
                 r.subject_key_id = new_slot.key_id;
                 r.sealed = crypto::seal(&new_key, &record_aad(&self.vault_id, &id, &r), &data)?;
                 outcome.kept.push((r.category.clone(), expiry));
-                counts.add(&r.category, r.day, 1);
+                counts.add(&r.category, r.day);
                 batch.insert(
                     &layout::record_key(&id),
                     codec::encode(&RecordEntry::Live(r))?,

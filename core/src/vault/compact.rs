@@ -25,6 +25,7 @@
 //! subject's key is as gone after compaction as before.
 
 use super::*;
+use crate::keystore::sync_dir;
 
 /// What [`Vault::compact`] did.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -186,12 +187,6 @@ fn rename(from: &Path, to: &Path) -> Result<()> {
 
 fn remove(dir: &Path) -> Result<()> {
     std::fs::remove_dir_all(dir).map_err(|e| Error::io(format!("removing {}", dir.display()), e))
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
 }
 
 /// fsyncs every file under `dir`, then the directories.
