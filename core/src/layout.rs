@@ -19,6 +19,11 @@
 //!                                       in progress (see rotate_root_key)
 //! 'b' HMAC(new index key, ...) (32)     subject id: blind index staged by it
 //! 'T'                                   the latest `now` given to `expire` (i64)
+//! 'J'                                   JournalMark: every put-journal frame
+//!                                       up to a seq has its effects here
+//!                                       (see `journal`)
+//! 'j'                                   JournalReplay: a journal replay under
+//!                                       way (the chain's length when it began)
 //! 'S' subject id (16)                   SubjectEntry: live (key slot, sealed
 //!                                       identifiers, blind-index hashes) or
 //!                                       an erasure tombstone (ids and time only)
@@ -87,6 +92,10 @@ pub(crate) const BLIND_STAGED: u8 = b'b';
 
 /// The latest `now` an `expire` run was given (i64).
 pub(crate) const EXPIRED_THROUGH_KEY: &[u8] = b"T";
+/// `JournalMark`: the put journal's frames with their effects in sled.
+pub(crate) const JOURNAL_MARK_KEY: &[u8] = b"J";
+/// `JournalReplay`: a replay of the put journal under way.
+pub(crate) const JOURNAL_REPLAY_KEY: &[u8] = b"j";
 pub(crate) const SUBJECT: u8 = b'S';
 pub(crate) const ERASED_PENDING: u8 = b'Z';
 pub(crate) const COUNTS: u8 = b'C';

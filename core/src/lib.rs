@@ -24,6 +24,7 @@ mod codec;
 mod crypto;
 mod error;
 mod ids;
+mod journal;
 mod keystore;
 mod layout;
 pub mod policy;
@@ -51,7 +52,7 @@ pub use vault::{
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing {
-    use crate::{audit, codec, keystore, layout};
+    use crate::{audit, codec, journal, keystore, layout};
 
     /// Decodes `bytes` as every structure the vault stores; each must
     /// return an error or a value, never panic or allocate without bound.
@@ -69,7 +70,11 @@ pub mod fuzzing {
         let _ = codec::decode::<i64>(bytes, "fuzz");
         let _ = codec::decode::<Vec<(String, String)>>(bytes, "fuzz");
         let _ = codec::decode::<crate::AuditEntry>(bytes, "fuzz");
+        let _ = codec::decode::<journal::JournalEntry>(bytes, "fuzz");
+        let _ = codec::decode::<journal::JournalMark>(bytes, "fuzz");
+        let _ = codec::decode::<journal::JournalReplay>(bytes, "fuzz");
         audit::fuzz_decode_block(bytes);
+        journal::fuzz_read_frames(bytes);
         keystore::fuzz_parse_slot(bytes);
     }
 }

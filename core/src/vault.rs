@@ -17,7 +17,12 @@
 //! - `create_subject`: the subject key comes from a pool of slots that are
 //!   already durable; then one sled batch writes the subject and its
 //!   blind-index entries.
-//! - `put`: one sled batch writes the record and its subject-index entry.
+//! - `put`: its day-index entry (when it expires), then its record, into
+//!   sled; a crash between leaves an index entry to nothing, which the purge
+//!   skips. In `Immediate` mode the put is then made durable by one frame in
+//!   the put journal (`journal`: the same writes and the put's audit
+//!   entry), replayed at open if sled lost them; a day's first record makes
+//!   the day's entry durable through sled first.
 //! - `update` / `delete` (rotation): a fresh durable key; one sled batch
 //!   re-seals every record of the subject (and its identifiers) under it and
 //!   points the subject at it; that batch is made durable; only then is the
@@ -45,10 +50,11 @@
 //!   them. The purge (husks, index removal, day entry last) is idempotent
 //!   and resumes at open.
 //!
-//! With `Durability::Immediate` every mutating call ends with a sled flush and
-//! an fsync of sled's file (sled's own flush uses `sync_file_range`, which
-//! does not reach the drive's cache). Erasure and rotation are durable in
-//! either mode.
+//! With `Durability::Immediate` every mutating call but `put` ends with a
+//! sled flush and an fsync of sled's file (sled's own flush uses
+//! `sync_file_range`, which does not reach the drive's cache); a `put` ends
+//! with its journal frame, written with `O_DSYNC`. Erasure and rotation are
+//! durable in either mode.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
@@ -61,11 +67,12 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::audit::{AuditLog, Draft};
+use crate::audit::{AuditEntry, AuditLog, Draft};
 use crate::codec;
 use crate::crypto::{self, derive_key, DerivedKeys, Plaintext, RootKey, SecretKey};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{truncate_for_message, RecordId, SubjectId};
+use crate::journal::{self, Frame, Journal, JournalEntry, JournalMark, JournalReplay};
 use crate::keystore::{KeyKind, Keystore, LoadError, SlotRef};
 use crate::layout::{self, *};
 use crate::policy::{self, Policy};
@@ -363,6 +370,10 @@ struct Inner {
     /// Per subject: the next record number, and how far its stored counts
     /// go. Read and written only under the subject's stripe.
     record_seqs: Mutex<FxHashMap<SubjectId, RecordSeqs>>,
+    /// Where a `put` in `Immediate` mode becomes durable (see `journal`).
+    journal: Journal,
+    /// Held while the journal mark is read and raised.
+    mark_lock: Mutex<()>,
     dirty: AtomicBool,
     closing: AtomicBool,
 }
@@ -514,7 +525,13 @@ impl Vault {
             Err(LoadError::Corrupt(m)) => Err(Error::corrupt(format!("the vault's {what}: {m}"))),
             Err(LoadError::Other(e)) => Err(e),
         };
-        let audit = AuditLog::open(&tree, load_secret(secrets.audit, "audit key")?)?;
+        let audit_key = load_secret(secrets.audit, "audit key")?;
+        let (journal, frames) = Journal::open(
+            &root_dir,
+            journal::journal_key(&audit_key),
+            stored_journal_mark(&tree)?,
+        )?;
+        let audit = AuditLog::open(&tree, audit_key)?;
         let receipt_key = load_secret(secrets.receipt, "receipt key")?;
         let inner = Inner {
             root: root_dir.clone(),
@@ -561,9 +578,14 @@ impl Vault {
             subject_generation: AtomicU64::new(0),
             subject_cache: RwLock::new(FxHashMap::default()),
             record_seqs: Mutex::new(FxHashMap::default()),
+            journal,
+            mark_lock: Mutex::new(()),
             dirty: AtomicBool::new(false),
             closing: AtomicBool::new(false),
         };
+        // Before anything else writes or makes a durable point: the puts
+        // the journal holds past sled's mark go back in.
+        let mark = inner.replay_journal(frames)?;
         if let Some(new) = policy {
             if stored_policy.as_ref().map(|p| p.source()) != Some(new.source()) {
                 inner.check_policy_fits(&new)?;
@@ -576,6 +598,7 @@ impl Vault {
         inner.repair()?;
         inner.reevaluate_all()?;
         inner.make_durable()?;
+        inner.journal.start(mark)?;
         let pending_purge = !inner.destroyed_days()?.is_empty()
             || inner.tree.scan_prefix([ERASED_PENDING]).next().is_some();
         let inner = Arc::new(inner);
@@ -786,6 +809,8 @@ impl Vault {
         let mut entry = self.inner.entry("put");
         entry.subject = Some(*subject);
         entry.detail = Some(self.inner.category_term(category).into());
+        // What the put wrote, for its journal frame (`Immediate` mode).
+        let mut journaled = JournalEntry::default();
         let result = (|| -> Result<RecordId> {
             let inner = &self.inner;
             let policy = inner.policy();
@@ -864,16 +889,25 @@ impl Vault {
                     inner.tree.insert(&day_record_key(d, &id)[..], &[][..])?;
                 }
                 let entry = RecordEntry::Live(record);
-                let stored = inner.tree.compare_and_swap(
-                    layout::record_key(&id),
-                    None as Option<&[u8]>,
-                    Some(codec::encode(&entry)?),
-                )?;
+                let bytes = codec::encode(&entry)?;
+                let key = layout::record_key(&id);
+                let stored =
+                    inner
+                        .tree
+                        .compare_and_swap(key, None as Option<&[u8]>, Some(&bytes[..]))?;
                 let RecordEntry::Live(back) = entry else {
                     unreachable!("built as Live above")
                 };
                 record = back;
                 if stored.is_ok() {
+                    if inner.durability == Durability::Immediate {
+                        if let Some(d) = day {
+                            journaled
+                                .inserts
+                                .push((day_record_key(d, &id).to_vec().into(), Vec::new().into()));
+                        }
+                        journaled.inserts.push((key.to_vec().into(), bytes.into()));
+                    }
                     // The put is done; counts that fail to be stored stay
                     // where they were, and the next put tries again.
                     if (seqs.next - 1).saturating_sub(seqs.counted) >= COUNTS_EVERY {
@@ -891,7 +925,7 @@ impl Vault {
         if let Ok(id) = &result {
             entry.record = Some(*id);
         }
-        self.inner.finish(entry, result, Commit::Mode)
+        self.inner.finish_put(entry, result, journaled)
     }
 
     /// Reads a record for `purpose`.
@@ -1536,6 +1570,14 @@ struct Outcome {
 }
 
 /// Writes a subject entry, and keeps the legal-hold index in step with it.
+/// The journal mark stored in sled (0: none).
+fn stored_journal_mark(tree: &sled::Tree) -> Result<u64> {
+    match tree.get(JOURNAL_MARK_KEY)? {
+        None => Ok(0),
+        Some(b) => Ok(codec::decode::<JournalMark>(&b, "journal mark")?.through),
+    }
+}
+
 fn put_subject(batch: &mut sled::Batch, id: &SubjectId, entry: &SubjectEntry) -> Result<()> {
     batch.insert(&subject_key(id), codec::encode(entry)?);
     match entry {
@@ -2002,14 +2044,109 @@ impl Inner {
     }
 
     /// Flushes sled and fsyncs its file: the durable point. Buffered audit
-    /// entries are written first, so they are durable with what they log.
+    /// entries are written first, so they are durable with what they log;
+    /// then the journal's mark, so the frames it covers are not replayed.
     fn make_durable(&self) -> Result<()> {
+        // Read first: every frame up to here has its audit entry appended
+        // already, so the write below seals it.
+        let through = self.journal.last_seq();
+        self.durable_through(through)
+    }
+
+    /// [`make_durable`](Self::make_durable), marking journal frames up to
+    /// `through` done.
+    fn durable_through(&self, through: u64) -> Result<()> {
         self.dirty.store(false, Ordering::Relaxed);
         self.audit.write(&self.tree)?;
+        if through > 0 {
+            // The mark only grows (two durable points may race to it).
+            let _guard = lock(&self.mark_lock);
+            if through > self.journal_mark()? {
+                self.tree
+                    .insert(JOURNAL_MARK_KEY, codec::encode(&JournalMark { through })?)?;
+            }
+        }
         self.db.flush()?;
         self.db_file
             .sync_data()
             .map_err(|e| Error::io(format!("syncing {}", self.data_dir.display()), e))
+    }
+
+    /// Whether the subject of a journaled put still stands (not erased).
+    fn frame_subject_is_live(&self, entry: &JournalEntry) -> Result<bool> {
+        for (key, value) in &entry.inserts {
+            if key.first() == Some(&RECORD) {
+                let RecordEntry::Live(record) = codec::decode(value, "journaled record")? else {
+                    return Ok(false);
+                };
+                return Ok(matches!(
+                    self.subject_entry(&record.subject)?,
+                    Some(SubjectEntry::Live(_))
+                ));
+            }
+        }
+        Ok(false)
+    }
+
+    fn journal_mark(&self) -> Result<u64> {
+        stored_journal_mark(&self.tree)
+    }
+
+    /// Replays the journal's frames past sled's mark (see `journal`):
+    /// inserts where the key is absent, then the audit entries the chain
+    /// lacks, in order. Returns the mark the journal goes on from.
+    fn replay_journal(&self, frames: Vec<Frame>) -> Result<u64> {
+        let mark = self.journal_mark()?;
+        let mut frames: Vec<Frame> = frames.into_iter().filter(|f| f.seq > mark).collect();
+        if frames.is_empty() {
+            return Ok(mark);
+        }
+        frames.sort_by_key(|f| f.seq);
+        // How far the chain went when this replay (or one a crash cut
+        // short) began, and how many entries it has taken since.
+        let chain = self.audit.next_seq();
+        let base = match self.tree.get(JOURNAL_REPLAY_KEY)? {
+            Some(b) => match codec::decode::<JournalReplay>(&b, "journal replay marker") {
+                Ok(r) if r.through == mark && r.audit_base <= chain => r.audit_base,
+                _ => chain,
+            },
+            None => chain,
+        };
+        self.tree.insert(
+            JOURNAL_REPLAY_KEY,
+            codec::encode(&JournalReplay {
+                through: mark,
+                audit_base: base,
+            })?,
+        )?;
+        let mut entries = Vec::new();
+        for frame in &frames {
+            // A record of a subject erased since (whose dead records the
+            // purge may have dropped already) does not come back.
+            if self.frame_subject_is_live(&frame.entry)? {
+                for (key, value) in &frame.entry.inserts {
+                    // Err: the key is there (the put reached sled).
+                    let _ = self.tree.compare_and_swap(
+                        &key[..],
+                        None as Option<&[u8]>,
+                        Some(&value[..]),
+                    )?;
+                }
+            }
+            let entry: AuditEntry = codec::decode(&frame.entry.audit, "journaled audit entry")?;
+            if entry.seq >= base {
+                entries.push(entry);
+            }
+        }
+        entries.sort_by_key(|e| e.seq);
+        let taken = (chain - base) as usize;
+        for entry in entries.iter().skip(taken) {
+            self.audit.append_recovered(&self.tree, entry)?;
+        }
+        let last = frames.last().map_or(mark, |f| f.seq);
+        self.durable_through(last)?;
+        self.tree.remove(JOURNAL_REPLAY_KEY)?;
+        Ok(last)
     }
 
     /// The subject ids of every entry under a one-byte prefix whose key is
@@ -2057,6 +2194,33 @@ impl Inner {
             Commit::Always => self.make_durable()?,
         }
         Ok(value)
+    }
+
+    /// [`finish`](Self::finish) for a put: in `Immediate` mode its journal
+    /// frame (its writes and its audit entry) is what makes it durable.
+    fn finish_put(
+        &self,
+        mut entry: Draft<'_>,
+        result: Result<RecordId>,
+        mut journaled: JournalEntry,
+    ) -> Result<RecordId> {
+        if self.durability != Durability::Immediate || result.is_err() {
+            return self.finish(entry, result, Commit::Mode);
+        }
+        entry.outcome = "ok";
+        self.audit.append_keeping(
+            &self.tree,
+            &entry,
+            self.actor.as_deref(),
+            Some(&mut journaled.audit),
+        )?;
+        let written = self
+            .journal
+            .append(&journaled, |through| self.durable_through(through))?;
+        if written.is_none() {
+            self.make_durable()?; // too big for a frame
+        }
+        result
     }
 
     /// Appends an entry with this handle's actor.
@@ -2302,6 +2466,13 @@ impl Inner {
                 destroyed: false,
             })?,
         )?;
+        if self.durability == Durability::Immediate {
+            // A put's journal frame holds its record, not the day entry its
+            // key comes from: that is durable before any record uses it.
+            // (Once per day; in `Batched` mode a record lost with its day
+            // entry is lost anyway, as sled keeps writes in order.)
+            self.make_durable()?;
+        }
         Ok((slot, key))
     }
 

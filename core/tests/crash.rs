@@ -172,6 +172,8 @@ fn kill_9_loses_nothing_acknowledged() {
     // latest acknowledged expiry run.
     let mut events: HashMap<SubjectId, Vec<i64>> = HashMap::new();
     let mut expired_through = i64::MIN;
+    // Every acknowledged put, whose audit entry must be in the chain.
+    let mut acked_puts: Vec<RecordId> = Vec::new();
     let mut rng = Rng(base_seed | 1);
     for round in 0..rounds {
         let seed = base_seed.wrapping_add(round * 7919);
@@ -217,6 +219,7 @@ fn kill_9_loses_nothing_acknowledged() {
                             let r = RecordId::parse(&parts[2]).unwrap();
                             let s = SubjectId::parse(&parts[3]).unwrap();
                             expect.insert(r, (s, Expect::Value(parts[4].clone())));
+                            acked_puts.push(r);
                         }
                         "update" => {
                             let r = RecordId::parse(&parts[2]).unwrap();
@@ -297,7 +300,9 @@ fn kill_9_loses_nothing_acknowledged() {
             let Some(got_now) = got_now else {
                 assert!(
                     may_expire || *e == Expect::Erased,
-                    "round {round}: record {r} expired, but no retention of it ended: candidates {candidates:?} reach {reach} expired_through {expired_through} in flight {in_flight:?}"
+                    "round {round}: record {r} expired, but no retention of it ended: candidates {candidates:?} reach {reach} expired_through {expired_through} in flight {in_flight:?} records {:?} facts {:?}",
+                    v.records(s).ok().map(|rs| rs.into_iter().map(|i| (i.id.to_string(), i.expires_at)).collect::<Vec<_>>()),
+                    v.subject_facts(s).ok()
                 );
                 *e = Expect::Erased; // expired: it stays gone
                 checked += 1;
@@ -353,6 +358,30 @@ fn kill_9_loses_nothing_acknowledged() {
         }
         v.verify_audit()
             .unwrap_or_else(|e| panic!("round {round}: the audit chain: {e}"));
+        // An acknowledged put is durable with its audit entry (a put in
+        // `Immediate` mode is durable through the put journal: its frame
+        // holds the entry).
+        let logged: std::collections::HashSet<RecordId> = v
+            .audit_entries(None)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.op == "put" && e.outcome == "ok")
+            .filter_map(|e| e.record)
+            .collect();
+        let logged_twice = v
+            .audit_entries(None)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.op == "put" && e.outcome == "ok")
+            .count()
+            - logged.len();
+        assert_eq!(logged_twice, 0, "round {round}: a put logged twice");
+        for r in &acked_puts {
+            assert!(
+                logged.contains(r),
+                "round {round}: acknowledged put {r} has no audit entry"
+            );
+        }
         // Every key slot in use is referenced: the repair left no orphans,
         // only one slot per live subject, one per live retention day and
         // the vault's two own keys (audit, receipts).

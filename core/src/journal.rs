@@ -1,0 +1,515 @@
+//! The put journal: how a `put` becomes durable with one write.
+//!
+//! # Why
+//!
+//! A durable point in sled is `flush()` (sled writes its buffer, then waits
+//! on `sync_file_range`, which does not reach the drive's cache) and then an
+//! `fdatasync` of sled's file (which does, and which also commits the file's
+//! new length, since sled's file grows as it logs). Two waits on the device
+//! per call. A `put` in `Immediate` mode instead writes one frame here with
+//! `O_DSYNC`, into a file written full of zeros beforehand (so the write
+//! changes no metadata): one wait, the least any durable write costs. sled
+//! gets the same writes in memory and makes them durable at its next flush.
+//!
+//! # Layout
+//!
+//! `VAULT/journal`, `JOURNAL_SIZE` bytes, made as a file of zeros (written to
+//! `journal.tmp`, fsynced, renamed, directory fsynced). Frames start on
+//! 4 KiB boundaries, one after the other from offset 0:
+//!
+//! ```text
+//! "SVJ1" | seq u64 LE | len u32 LE | payload (len bytes) | MAC (16) | zeros to the next 4 KiB
+//! MAC = HMAC-SHA256(journal key, seq ‖ payload) cut to 16 bytes
+//! payload = JournalEntry (codec): the sled inserts of one put (its record
+//!           and its day-index entry) and its encoded audit entry
+//! ```
+//!
+//! The journal key is derived from the audit key (a vault-wide keystore
+//! secret that survives root-key rotation), so nobody without the keystore
+//! can add a frame, and with it an audit entry the chain would take in.
+//! Frames hold what sled holds: ciphertext, ids, names; no key and no
+//! plaintext.
+//!
+//! # Crash order
+//!
+//! 1. A put inserts its day-index entry and its record into sled and appends
+//!    its audit entry (all in memory).
+//! 2. It writes its frame (seq = last + 1) at the current offset with
+//!    `O_DSYNC`; when that returns, the put is durable and acknowledged.
+//! 3. Every durable point of the vault (`make_durable`) first records in
+//!    sled `'J'` = the last frame seq written (a `JournalMark`), then flushes
+//!    and fsyncs: every frame up to it has its effects in sled. Frames are
+//!    written only after their effects are in sled's memory, so a mark never
+//!    covers a frame whose inserts the flush could miss.
+//! 4. When the next frame does not fit before the end, a durable point
+//!    marks every frame done and writing starts again at offset 0.
+//!
+//! At open, frames are read from offset 0 while each one is whole (magic,
+//! length, MAC) and its seq is one more than the one before: a torn frame,
+//! zeros, or an older frame left from before the last wrap end the run. The
+//! frames past the mark are replayed: each insert goes in only where the key
+//! is absent (a record a later erasure turned into a husk stays a husk), and
+//! their audit entries, in their original order, are appended to the chain
+//! unless the chain recovered by sled already reaches them. Then a durable
+//! point marks them done. Replaying is idempotent; a `JournalReplay` marker
+//! (`'j'`, written before the first recovered audit entry) lets a replay cut
+//! short by a crash know how many of its entries the chain already took, so
+//! none is logged twice.
+//!
+//! An old copy of `data/` with a newer journal: frames past the copy's mark
+//! are replayed into it. They are puts acknowledged after the copy was made;
+//! those of subjects erased since are sealed under destroyed keys, and the
+//! repair pass at open (which runs after the replay) erases them again.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::crypto::{self, SecretKey};
+use crate::error::{Error, Result};
+
+/// The journal file's size: 1,024 frames of a 1 KiB record between two
+/// wraps (a wrap costs one durable point).
+pub(crate) const JOURNAL_SIZE: u64 = 4 << 20;
+const PAGE: u64 = 4096;
+const MAGIC: &[u8; 4] = b"SVJ1";
+/// Magic, seq and length.
+const HEADER: usize = 16;
+const MAC_LEN: usize = 16;
+
+/// One put's effects, as a frame's payload.
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct JournalEntry {
+    /// sled inserts, in the order the put made them.
+    pub inserts: Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>,
+    /// The put's audit entry as the audit log encoded it.
+    #[serde(with = "serde_bytes")]
+    pub audit: Vec<u8>,
+}
+
+/// A frame read back: its seq and what it holds.
+#[derive(Debug)]
+pub(crate) struct Frame {
+    pub seq: u64,
+    pub entry: JournalEntry,
+}
+
+/// `'J'`: every frame up to `through` has its effects in sled.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct JournalMark {
+    pub through: u64,
+}
+
+/// `'j'`: a replay of the frames past `through` is under way; the chain had
+/// `audit_base` entries when it began.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct JournalReplay {
+    pub through: u64,
+    pub audit_base: u64,
+}
+
+pub(crate) struct Journal {
+    path: PathBuf,
+    key: SecretKey,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// Open for writing with `O_DSYNC`.
+    file: File,
+    /// Where the next frame goes.
+    pos: u64,
+    /// The last frame seq written (or replayed).
+    last: u64,
+    /// The file is not a whole journal (missing, cut short): it is made
+    /// anew once what it held is marked done (`renew`).
+    damaged: bool,
+}
+
+/// The journal's MAC key, from the audit key.
+pub(crate) fn journal_key(audit_key: &SecretKey) -> SecretKey {
+    crypto::derive_key(audit_key.expose(), b"sv journal", b"journal v1")
+}
+
+fn frame_mac(key: &SecretKey, seq: u64, payload: &[u8]) -> [u8; 32] {
+    crypto::mac(key, &[b"sv journal frame v1", &seq.to_le_bytes(), payload])
+}
+
+/// The bytes a frame of `payload_len` takes, padded to whole pages.
+fn frame_span(payload_len: usize) -> u64 {
+    let len = (HEADER + payload_len + MAC_LEN) as u64;
+    len.div_ceil(PAGE) * PAGE
+}
+
+fn io<'a>(what: &'a str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |e| Error::io(format!("{what} {}", path.display()), e)
+}
+
+fn open_for_writing(path: &Path) -> Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_DSYNC);
+    }
+    options.open(path).map_err(io("opening", path))
+}
+
+/// Writes a journal of zeros at `path` (through a temporary file and a
+/// rename, so a crash leaves the old file or the new one).
+fn make_file(path: &Path) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(io("creating", &tmp))?;
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..JOURNAL_SIZE / zeros.len() as u64 {
+        f.write_all(&zeros).map_err(io("writing", &tmp))?;
+    }
+    f.sync_all().map_err(io("syncing", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(io("renaming", &tmp))?;
+    if let Some(dir) = path.parent() {
+        crate::keystore::sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// The frames at the start of `bytes`, while each is whole and follows the
+/// one before. What ends the run is a torn frame (a crash while writing
+/// it), zeros, or a frame left from before the last wrap (an older seq);
+/// a whole frame with a *newer* seq further on means the one that ended
+/// the run was damaged after it was written: `Corrupt`, since replaying
+/// only the frames before it would drop acknowledged puts without a word.
+/// (Frames from before the last wrap are at most `mark`: a wrap comes after
+/// a durable point that marked them done. A frame past `mark` and past the
+/// run can only have been written after the run's end, by this run.)
+fn read_frames(bytes: &[u8], key: &SecretKey, mark: u64, path: &Path) -> Result<Vec<Frame>> {
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut pos = 0usize;
+    while let Some(frame) = bytes.get(pos..).and_then(|rest| parse_frame(rest, key)) {
+        if frames
+            .last()
+            .is_some_and(|prev| frame.0.seq != prev.seq + 1)
+        {
+            break; // a frame left from before the last wrap
+        }
+        pos += frame.1 as usize;
+        frames.push(frame.0);
+    }
+    let last = frames.last().map_or(0, |f| f.seq).max(mark);
+    let mut page = pos + PAGE as usize;
+    while page < bytes.len() {
+        if let Some((later, _)) = parse_frame(&bytes[page..], key) {
+            if later.seq > last {
+                return Err(Error::corrupt(format!(
+                    "{}: the frame at offset {pos} is damaged, and frame {} after it holds a put that was acknowledged (move the file away to open the vault without the puts it holds)",
+                    path.display(),
+                    later.seq
+                )));
+            }
+        }
+        page += PAGE as usize;
+    }
+    Ok(frames)
+}
+
+/// The frame at the start of `rest` and the bytes it spans, if whole.
+fn parse_frame(rest: &[u8], key: &SecretKey) -> Option<(Frame, u64)> {
+    let (head, body) = rest.split_first_chunk::<HEADER>()?;
+    if &head[..4] != MAGIC {
+        return None;
+    }
+    let seq = u64::from_le_bytes(head[4..12].try_into().ok()?);
+    let len = u32::from_le_bytes(head[12..16].try_into().ok()?) as usize;
+    let payload = body.get(..len)?;
+    let mac = body.get(len..len + MAC_LEN)?;
+    let expected = frame_mac(key, seq, payload);
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..MAC_LEN], mac)) {
+        return None;
+    }
+    // A whole frame whose payload does not decode was written by a vault
+    // that knew the key: damage after the MAC is beyond this check, so it
+    // ends the run like a torn frame.
+    let entry: JournalEntry = codec::decode(payload, "journal frame").ok()?;
+    Some((Frame { seq, entry }, frame_span(len)))
+}
+
+impl Journal {
+    /// Opens `dir/journal` (making it when missing) and returns the frames
+    /// it holds, for the caller to replay those past `mark` (sled's).
+    pub fn open(dir: &Path, key: SecretKey, mark: u64) -> Result<(Journal, Vec<Frame>)> {
+        let path = dir.join("journal");
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io("reading", &path)(e)),
+        };
+        let frames = match &bytes {
+            Some(b) => read_frames(b, &key, mark, &path)?,
+            None => Vec::new(),
+        };
+        let damaged = match &bytes {
+            None => {
+                make_file(&path)?;
+                false
+            }
+            Some(b) => b.len() as u64 != JOURNAL_SIZE,
+        };
+        let file = if damaged {
+            // Kept for reading only until `renew`: nothing is written to a
+            // file that is not a whole journal.
+            File::open(&path).map_err(io("opening", &path))?
+        } else {
+            open_for_writing(&path)?
+        };
+        let last = frames.last().map(|f| f.seq).unwrap_or(0);
+        Ok((
+            Journal {
+                path,
+                key,
+                state: Mutex::new(State {
+                    file,
+                    pos: 0,
+                    last,
+                    damaged,
+                }),
+            },
+            frames,
+        ))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Called once the open's durable point has marked every frame read at
+    /// open done: writing starts at offset 0 again, and seqs go on from
+    /// `mark` (the stored mark may be past the frames, when the journal was
+    /// lost or renewed). A damaged file is made anew now.
+    pub fn start(&self, mark: u64) -> Result<()> {
+        let mut s = self.lock();
+        if s.damaged {
+            make_file(&self.path)?;
+            s.file = open_for_writing(&self.path)?;
+            s.damaged = false;
+        }
+        s.pos = 0;
+        s.last = s.last.max(mark);
+        Ok(())
+    }
+
+    /// The last frame seq written: the mark a durable point records.
+    pub fn last_seq(&self) -> u64 {
+        self.lock().last
+    }
+
+    /// Writes one frame, durably. `None` when the entry would not fit the
+    /// journal at all (a huge record): the caller makes the put durable
+    /// through sled instead. When the frame does not fit before the end,
+    /// `checkpoint(last)` is called first (with the journal held, so no
+    /// frame is written meanwhile) to mark every frame done, and writing
+    /// starts again at offset 0.
+    pub fn append(
+        &self,
+        entry: &JournalEntry,
+        checkpoint: impl FnOnce(u64) -> Result<()>,
+    ) -> Result<Option<u64>> {
+        let payload = codec::encode(entry)?;
+        let span = frame_span(payload.len());
+        if span > JOURNAL_SIZE / 4 {
+            return Ok(None);
+        }
+        let mut s = self.lock();
+        if s.damaged {
+            return Ok(None);
+        }
+        if s.pos + span > JOURNAL_SIZE {
+            checkpoint(s.last)?;
+            s.pos = 0;
+        }
+        let seq = s.last + 1;
+        let mut frame = Vec::with_capacity(span as usize);
+        frame.extend_from_slice(MAGIC);
+        frame.extend_from_slice(&seq.to_le_bytes());
+        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&payload);
+        frame.extend_from_slice(&frame_mac(&self.key, seq, &payload)[..MAC_LEN]);
+        frame.resize(span as usize, 0);
+        write_at(&s.file, &frame, s.pos).map_err(io("writing", &self.path))?;
+        #[cfg(not(unix))]
+        s.file.sync_data().map_err(io("syncing", &self.path))?;
+        s.pos += span;
+        s.last = seq;
+        Ok(Some(seq))
+    }
+}
+
+/// Reads `bytes` as a journal file (under a fixed key: frames that pass
+/// its MAC are what a fuzzer cannot make, so the header checks are what
+/// this exercises).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_read_frames(bytes: &[u8]) {
+    let key = SecretKey::from_array([0; 32]);
+    let _ = read_frames(bytes, &key, 0, Path::new("fuzz"));
+}
+
+#[cfg(unix)]
+fn write_at(file: &File, bytes: &[u8], pos: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, bytes, pos)
+}
+
+#[cfg(windows)]
+fn write_at(file: &File, mut bytes: &[u8], mut pos: u64) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !bytes.is_empty() {
+        let n = file.seek_write(bytes, pos)?;
+        bytes = &bytes[n..];
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u8) -> JournalEntry {
+        JournalEntry {
+            inserts: vec![(vec![b'R', n].into(), vec![n; 100 + n as usize].into())],
+            audit: vec![n; 40],
+        }
+    }
+
+    fn key() -> SecretKey {
+        SecretKey::from_array([7; 32])
+    }
+
+    fn no_wrap(_: u64) -> Result<()> {
+        panic!("no wrap expected")
+    }
+
+    /// Opens, then starts as the vault does after its durable point.
+    fn open(dir: &Path, mark: u64) -> (Journal, Vec<Frame>) {
+        let (j, frames) = Journal::open(dir, key(), mark).unwrap();
+        j.start(mark).unwrap();
+        (j, frames)
+    }
+
+    #[test]
+    fn frames_come_back_in_order_with_what_they_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, frames) = open(dir.path(), 0);
+        assert!(frames.is_empty());
+        assert_eq!(
+            std::fs::metadata(dir.path().join("journal")).unwrap().len(),
+            JOURNAL_SIZE
+        );
+        for n in 1..=5 {
+            assert_eq!(j.append(&entry(n), no_wrap).unwrap(), Some(n as u64));
+        }
+        drop(j);
+        let (j, frames) = Journal::open(dir.path(), key(), 0).unwrap();
+        let seqs: Vec<u64> = frames.iter().map(|f| f.seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+        for f in &frames {
+            assert_eq!(f.entry, entry(f.seq as u8));
+        }
+        // Seqs go on from the last frame, or from a mark past it.
+        j.start(0).unwrap();
+        assert_eq!(j.last_seq(), 5);
+        j.start(9).unwrap();
+        assert_eq!(j.append(&entry(1), no_wrap).unwrap(), Some(10));
+    }
+
+    #[test]
+    fn a_wrap_marks_every_frame_done_first_and_older_frames_end_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = open(dir.path(), 0);
+        let fit = JOURNAL_SIZE / PAGE;
+        for n in 1..=fit {
+            j.append(&entry(1), no_wrap).unwrap();
+            assert_eq!(j.last_seq(), n);
+        }
+        let mut marked = Vec::new();
+        for _ in 0..3 {
+            j.append(&entry(2), |through| {
+                marked.push(through);
+                Ok(())
+            })
+            .unwrap();
+        }
+        assert_eq!(marked, [fit], "one wrap, marking every frame before it");
+        drop(j);
+        // The run is the three frames after the wrap; the rest are older.
+        let (_, frames) = Journal::open(dir.path(), key(), fit).unwrap();
+        let seqs: Vec<u64> = frames.iter().map(|f| f.seq).collect();
+        assert_eq!(seqs, [fit + 1, fit + 2, fit + 3]);
+    }
+
+    #[test]
+    fn a_torn_last_frame_ends_the_run_and_a_damaged_one_before_acknowledged_puts_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = open(dir.path(), 0);
+        for n in 1..=5 {
+            j.append(&entry(n), no_wrap).unwrap();
+        }
+        drop(j);
+        let path = dir.path().join("journal");
+        let good = std::fs::read(&path).unwrap();
+        // The last frame torn (cut off in the middle): the four before it.
+        let mut torn = good.clone();
+        torn[4 * PAGE as usize + 60..5 * PAGE as usize].fill(0);
+        std::fs::write(&path, &torn).unwrap();
+        let (_, frames) = Journal::open(dir.path(), key(), 0).unwrap();
+        assert_eq!(frames.len(), 4);
+        // Frame 2 damaged: frames 3 to 5 would be lost without a word.
+        for at in [0usize, 5, 13, 16, 40, 16 + 110] {
+            let mut bad = good.clone();
+            bad[PAGE as usize + at] ^= 0x10;
+            std::fs::write(&path, &bad).unwrap();
+            let err = Journal::open(dir.path(), key(), 0).err().expect("refused");
+            assert_eq!(err.kind(), crate::ErrorKind::Corrupt, "{err}");
+            // ... unless the vault marked them done already.
+            let (_, frames) = Journal::open(dir.path(), key(), 5).unwrap();
+            assert_eq!(frames.len(), 1);
+        }
+        // Another key (another vault's journal) takes nothing.
+        std::fs::write(&path, &good).unwrap();
+        let (_, frames) = Journal::open(dir.path(), SecretKey::from_array([8; 32]), 0).unwrap();
+        assert!(frames.is_empty());
+    }
+
+    #[test]
+    fn a_short_file_is_read_then_made_anew_and_never_written_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = open(dir.path(), 0);
+        for n in 1..=3 {
+            j.append(&entry(n), no_wrap).unwrap();
+        }
+        drop(j);
+        let path = dir.path().join("journal");
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..3 * PAGE as usize]).unwrap();
+        let (j, frames) = Journal::open(dir.path(), key(), 0).unwrap();
+        assert_eq!(frames.len(), 3);
+        assert_eq!(j.append(&entry(4), no_wrap).unwrap(), None);
+        j.start(3).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), JOURNAL_SIZE);
+        assert_eq!(j.append(&entry(4), no_wrap).unwrap(), Some(4));
+    }
+
+    #[test]
+    fn an_entry_too_big_for_the_journal_is_left_to_sled() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = open(dir.path(), 0);
+        let big = JournalEntry {
+            inserts: vec![(vec![b'R'].into(), vec![1; JOURNAL_SIZE as usize / 4].into())],
+            audit: Vec::new(),
+        };
+        assert_eq!(j.append(&big, no_wrap).unwrap(), None);
+        assert_eq!(j.last_seq(), 0);
+    }
+}

@@ -1,0 +1,145 @@
+//! The put journal: a put in `Immediate` mode is durable through its frame,
+//! not through sled. These tests build what a crash leaves when sled has
+//! lost its unflushed tail: a copy of `data/` from before some puts, beside
+//! the `keys/` and the `journal` from after them. (The kill -9 harness in
+//! `crash.rs` makes the same state for real, at random points.)
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use shredvault::{ErrorKind, RecordId, Vault};
+
+/// A vault at `to` from `data` (an older copy) and the live vault's keys and
+/// journal at `live`.
+fn assemble(to: &Path, data: &Path, live: &Path) {
+    copy_dir(data, &to.join("data"));
+    copy_dir(&live.join("keys"), &to.join("keys"));
+    std::fs::copy(live.join("journal"), to.join("journal")).unwrap();
+}
+
+#[test]
+fn puts_sled_never_flushed_come_back_from_the_journal_with_their_audit_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = new_vault(dir.path());
+    let s = v.create_subject(&[]).unwrap();
+    let first = v.put(&s, "account", b"before the copy").unwrap();
+    v.flush().unwrap();
+    let old_data = tempfile::tempdir().unwrap();
+    copy_dir(&dir.path().join("data"), old_data.path());
+    let later: Vec<RecordId> = (0..5)
+        .map(|i| v.put(&s, "account", format!("after the copy {i}").as_bytes()))
+        .collect::<Result<_, _>>()
+        .unwrap();
+
+    // The old data/ alone has lost the later puts: the journal is what
+    // brings them back, not sled.
+    let without = tempfile::tempdir().unwrap();
+    copy_dir(old_data.path(), &without.path().join("data"));
+    copy_dir(&dir.path().join("keys"), &without.path().join("keys"));
+    let w = Vault::open(without.path(), &root(), None).unwrap();
+    assert_eq!(
+        w.get(&later[0], "account_admin").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    drop(w);
+
+    let crashed = tempfile::tempdir().unwrap();
+    assemble(crashed.path(), old_data.path(), dir.path());
+    let c = Vault::open(crashed.path(), &root(), None).unwrap();
+    assert_eq!(
+        &c.get(&first, "account_admin").unwrap().data[..],
+        b"before the copy"
+    );
+    for (i, r) in later.iter().enumerate() {
+        let rec = c.get(r, "account_admin").unwrap();
+        assert_eq!(&rec.data[..], format!("after the copy {i}").as_bytes());
+    }
+    c.check_record_counts().unwrap();
+    // Each put's audit entry came back with it, once, in order.
+    c.verify_audit().unwrap();
+    let logged: Vec<RecordId> = c
+        .audit_entries(Some(&s))
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.op == "put")
+        .filter_map(|e| e.record)
+        .collect();
+    let mut want = vec![first];
+    want.extend(&later);
+    assert_eq!(logged, want);
+    // New puts go on after them, and a reopen replays nothing twice.
+    let next = c.put(&s, "account", b"after the replay").unwrap();
+    drop(c);
+    let c = Vault::open(crashed.path(), &root(), None).unwrap();
+    assert_eq!(
+        &c.get(&next, "account_admin").unwrap().data[..],
+        b"after the replay"
+    );
+    let puts = c
+        .audit_entries(Some(&s))
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.op == "put")
+        .count();
+    assert_eq!(puts, 7);
+    c.verify_audit().unwrap();
+}
+
+#[test]
+fn a_subject_erased_after_its_puts_stays_erased_when_an_old_copy_meets_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = new_vault(dir.path());
+    let alice = v.create_subject(&[("email", "alice@example.com")]).unwrap();
+    let bob = v.create_subject(&[]).unwrap();
+    v.flush().unwrap();
+    let old_data = tempfile::tempdir().unwrap();
+    copy_dir(&dir.path().join("data"), old_data.path());
+    let a = v.put(&alice, "account", b"alice's data").unwrap();
+    let b = v.put(&bob, "account", b"bob's data").unwrap();
+    v.erase_subject(&alice).unwrap();
+
+    let restored = tempfile::tempdir().unwrap();
+    assemble(restored.path(), old_data.path(), dir.path());
+    let r = Vault::open(restored.path(), &root(), None).unwrap();
+    assert_eq!(
+        r.get(&a, "account_admin").unwrap_err().kind(),
+        ErrorKind::Erased
+    );
+    assert_eq!(r.find_subject("email", "alice@example.com").unwrap(), None);
+    assert_eq!(&r.get(&b, "account_admin").unwrap().data[..], b"bob's data");
+    r.check_record_counts().unwrap();
+    r.verify_audit().unwrap();
+    drop(r);
+    // Nor does alice's ciphertext linger readable anywhere: her key is gone.
+    assert_absent(restored.path(), b"alice's data", "alice's plaintext");
+}
+
+#[test]
+fn a_frame_damaged_before_acknowledged_puts_is_corrupt_not_silently_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = new_vault(dir.path());
+    let s = v.create_subject(&[]).unwrap();
+    v.flush().unwrap();
+    let old_data = tempfile::tempdir().unwrap();
+    copy_dir(&dir.path().join("data"), old_data.path());
+    for i in 0..3 {
+        v.put(&s, "account", format!("put {i}").as_bytes()).unwrap();
+    }
+    let crashed = tempfile::tempdir().unwrap();
+    assemble(crashed.path(), old_data.path(), dir.path());
+    // Frames are 4 KiB apart, from offset 0: damage the first of the three.
+    let path = crashed.path().join("journal");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let first = (0..bytes.len())
+        .step_by(4096)
+        .filter(|&at| &bytes[at..at + 4] == b"SVJ1")
+        .min_by_key(|&at| u64::from_le_bytes(bytes[at + 4..at + 12].try_into().unwrap()))
+        .unwrap();
+    bytes[first + 100] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = Vault::open(crashed.path(), &root(), None).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("journal"), "{err}");
+}
