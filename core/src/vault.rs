@@ -1569,7 +1569,6 @@ struct Outcome {
     identifiers_removed: usize,
 }
 
-/// Writes a subject entry, and keeps the legal-hold index in step with it.
 /// The journal mark stored in sled (0: none).
 fn stored_journal_mark(tree: &sled::Tree) -> Result<u64> {
     match tree.get(JOURNAL_MARK_KEY)? {
@@ -1578,6 +1577,7 @@ fn stored_journal_mark(tree: &sled::Tree) -> Result<u64> {
     }
 }
 
+/// Writes a subject entry, and keeps the legal-hold index in step with it.
 fn put_subject(batch: &mut sled::Batch, id: &SubjectId, entry: &SubjectEntry) -> Result<()> {
     batch.insert(&subject_key(id), codec::encode(entry)?);
     match entry {
