@@ -19,7 +19,8 @@
 //!
 //! ```text
 //! "SVJ1" | seq u64 LE | len u32 LE | payload (len bytes) | MAC (16) | zeros to the next 4 KiB
-//! MAC = HMAC-SHA256(journal key, seq ‖ payload) cut to 16 bytes
+//! MAC = HMAC-SHA256(journal key, "sv journal frame v1" ‖ seq ‖ payload), each
+//!       part length-prefixed (`crypto::mac`), cut to 16 bytes
 //! payload = JournalEntry (codec): the sled inserts of one put (its record
 //!           and its day-index entry) and its encoded audit entry
 //! ```
@@ -124,8 +125,8 @@ struct State {
     pos: u64,
     /// The last frame seq written (or replayed).
     last: u64,
-    /// The file is not a whole journal (missing, cut short): it is made
-    /// anew once what it held is marked done (`renew`).
+    /// The file is not a whole journal (cut short, or grown): it is made
+    /// anew once what it held is marked done (`start`).
     damaged: bool,
 }
 
@@ -259,7 +260,7 @@ impl Journal {
             Some(b) => b.len() as u64 != JOURNAL_SIZE,
         };
         let file = if damaged {
-            // Kept for reading only until `renew`: nothing is written to a
+            // Kept for reading only until `start`: nothing is written to a
             // file that is not a whole journal.
             File::open(&path).map_err(io("opening", &path))?
         } else {

@@ -19,15 +19,21 @@ fn assemble(to: &Path, data: &Path, live: &Path) {
     std::fs::copy(live.join("journal"), to.join("journal")).unwrap();
 }
 
+/// A copy of `data/` once `v` (at `dir`) has made everything durable.
+fn flushed_copy(v: &Vault, dir: &Path) -> tempfile::TempDir {
+    v.flush().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&dir.join("data"), copy.path());
+    copy
+}
+
 #[test]
 fn puts_sled_never_flushed_come_back_from_the_journal_with_their_audit_entries() {
     let dir = tempfile::tempdir().unwrap();
     let v = new_vault(dir.path());
     let s = v.create_subject(&[]).unwrap();
     let first = v.put(&s, "account", b"before the copy").unwrap();
-    v.flush().unwrap();
-    let old_data = tempfile::tempdir().unwrap();
-    copy_dir(&dir.path().join("data"), old_data.path());
+    let old_data = flushed_copy(&v, dir.path());
     let later: Vec<RecordId> = (0..5)
         .map(|i| v.put(&s, "account", format!("after the copy {i}").as_bytes()))
         .collect::<Result<_, _>>()
@@ -93,9 +99,7 @@ fn a_subject_erased_after_its_puts_stays_erased_when_an_old_copy_meets_the_journ
     let v = new_vault(dir.path());
     let alice = v.create_subject(&[("email", "alice@example.com")]).unwrap();
     let bob = v.create_subject(&[]).unwrap();
-    v.flush().unwrap();
-    let old_data = tempfile::tempdir().unwrap();
-    copy_dir(&dir.path().join("data"), old_data.path());
+    let old_data = flushed_copy(&v, dir.path());
     let a = v.put(&alice, "account", b"alice's data").unwrap();
     let b = v.put(&bob, "account", b"bob's data").unwrap();
     v.erase_subject(&alice).unwrap();
@@ -121,9 +125,7 @@ fn a_frame_damaged_before_acknowledged_puts_is_corrupt_not_silently_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let v = new_vault(dir.path());
     let s = v.create_subject(&[]).unwrap();
-    v.flush().unwrap();
-    let old_data = tempfile::tempdir().unwrap();
-    copy_dir(&dir.path().join("data"), old_data.path());
+    let old_data = flushed_copy(&v, dir.path());
     for i in 0..3 {
         v.put(&s, "account", format!("put {i}").as_bytes()).unwrap();
     }
@@ -154,9 +156,7 @@ fn a_replay_cut_short_logs_no_entry_twice() {
     let v = new_vault(dir.path());
     let s = v.create_subject(&[]).unwrap();
     let r0 = v.put(&s, "account", b"first").unwrap();
-    v.flush().unwrap();
-    let old_data = tempfile::tempdir().unwrap();
-    copy_dir(&dir.path().join("data"), old_data.path());
+    let old_data = flushed_copy(&v, dir.path());
     // Reads push the puts' entries past where the old chain ends, so a
     // replay renumbers them.
     for _ in 0..5 {
