@@ -2061,7 +2061,7 @@ impl Inner {
         if through > 0 {
             // The mark only grows (two durable points may race to it).
             let _guard = lock(&self.mark_lock);
-            if through > self.journal_mark()? {
+            if through > stored_journal_mark(&self.tree)? {
                 self.tree
                     .insert(JOURNAL_MARK_KEY, codec::encode(&JournalMark { through })?)?;
             }
@@ -2088,20 +2088,16 @@ impl Inner {
         Ok(false)
     }
 
-    fn journal_mark(&self) -> Result<u64> {
-        stored_journal_mark(&self.tree)
-    }
-
     /// Replays the journal's frames past sled's mark (see `journal`):
     /// inserts where the key is absent, then the audit entries the chain
     /// lacks, in order. Returns the mark the journal goes on from.
     fn replay_journal(&self, frames: Vec<Frame>) -> Result<u64> {
-        let mark = self.journal_mark()?;
-        let mut frames: Vec<Frame> = frames.into_iter().filter(|f| f.seq > mark).collect();
+        let mark = stored_journal_mark(&self.tree)?;
+        // In seq order, as `Journal::open` reads them.
+        let frames: Vec<Frame> = frames.into_iter().filter(|f| f.seq > mark).collect();
         if frames.is_empty() {
             return Ok(mark);
         }
-        frames.sort_by_key(|f| f.seq);
         // How far the chain went when this replay (or one a crash cut
         // short) began, and how many entries it has taken since.
         let chain = self.audit.next_seq();
