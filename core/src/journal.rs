@@ -388,6 +388,18 @@ mod tests {
         SecretKey::from_array([7; 32])
     }
 
+    /// A journal in a fresh directory holding frames 1 to `n`, closed;
+    /// and its path.
+    fn written(n: u8) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = open(dir.path(), 0);
+        for i in 1..=n {
+            j.append(&entry(i), no_wrap).unwrap();
+        }
+        let path = dir.path().join("journal");
+        (dir, path)
+    }
+
     fn no_wrap(_: u64) -> Result<()> {
         panic!("no wrap expected")
     }
@@ -452,13 +464,7 @@ mod tests {
 
     #[test]
     fn a_torn_last_frame_ends_the_run_and_a_damaged_one_before_acknowledged_puts_is_corrupt() {
-        let dir = tempfile::tempdir().unwrap();
-        let (j, _) = open(dir.path(), 0);
-        for n in 1..=5 {
-            j.append(&entry(n), no_wrap).unwrap();
-        }
-        drop(j);
-        let path = dir.path().join("journal");
+        let (dir, path) = written(5);
         let good = std::fs::read(&path).unwrap();
         // The last frame torn (cut off in the middle): the four before it.
         let mut torn = good.clone();
@@ -485,13 +491,7 @@ mod tests {
 
     #[test]
     fn a_short_file_is_read_then_made_anew_and_never_written_before() {
-        let dir = tempfile::tempdir().unwrap();
-        let (j, _) = open(dir.path(), 0);
-        for n in 1..=3 {
-            j.append(&entry(n), no_wrap).unwrap();
-        }
-        drop(j);
-        let path = dir.path().join("journal");
+        let (dir, path) = written(3);
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..3 * PAGE as usize]).unwrap();
         let (j, frames) = Journal::open(dir.path(), key(), 0).unwrap();

@@ -361,20 +361,15 @@ fn kill_9_loses_nothing_acknowledged() {
         // An acknowledged put is durable with its audit entry (a put in
         // `Immediate` mode is durable through the put journal: its frame
         // holds the entry).
-        let logged: std::collections::HashSet<RecordId> = v
+        let put_ids: Vec<RecordId> = v
             .audit_entries(None)
             .unwrap()
             .into_iter()
             .filter(|e| e.op == "put" && e.outcome == "ok")
             .filter_map(|e| e.record)
             .collect();
-        let logged_twice = v
-            .audit_entries(None)
-            .unwrap()
-            .into_iter()
-            .filter(|e| e.op == "put" && e.outcome == "ok")
-            .count()
-            - logged.len();
+        let logged: std::collections::HashSet<RecordId> = put_ids.iter().copied().collect();
+        let logged_twice = put_ids.len() - logged.len();
         assert_eq!(logged_twice, 0, "round {round}: a put logged twice");
         for r in &acked_puts {
             assert!(
