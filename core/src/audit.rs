@@ -261,7 +261,12 @@ fn decode_v2(body: &[u8]) -> Result<Block> {
     })
 }
 
-fn block_mac(key: &SecretKey, first_seq: u64, count: u64, last_link: &[u8; 32]) -> [u8; 32] {
+pub(crate) fn block_mac(
+    key: &SecretKey,
+    first_seq: u64,
+    count: u64,
+    last_link: &[u8; 32],
+) -> [u8; 32] {
     crypto::mac(
         key,
         &[
@@ -299,7 +304,7 @@ fn block_key(first_seq: u64) -> [u8; 9] {
     k
 }
 
-fn link(prev: &[u8; 32], entry: &[u8]) -> [u8; 32] {
+pub(crate) fn link(prev: &[u8; 32], entry: &[u8]) -> [u8; 32] {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(b"sv audit link v1");
     ctx.update(prev);

@@ -135,7 +135,7 @@ pub(crate) fn journal_key(audit_key: &SecretKey) -> SecretKey {
     crypto::derive_key(audit_key.expose(), b"sv journal", b"journal v1")
 }
 
-fn frame_mac(key: &SecretKey, seq: u64, payload: &[u8]) -> [u8; 32] {
+pub(crate) fn frame_mac(key: &SecretKey, seq: u64, payload: &[u8]) -> [u8; 32] {
     crypto::mac(key, &[b"sv journal frame v1", &seq.to_le_bytes(), payload])
 }
 

@@ -173,7 +173,7 @@ fn slot_offset(index: u32) -> u64 {
     HEADER_SIZE + index as u64 * SLOT_SIZE as u64
 }
 
-fn wrap_aad(vault_id: &[u8; 16], index: u32, kind: KeyKind, key_id: u64) -> Vec<u8> {
+pub(crate) fn wrap_aad(vault_id: &[u8; 16], index: u32, kind: KeyKind, key_id: u64) -> Vec<u8> {
     let mut aad = Vec::with_capacity(48);
     aad.extend_from_slice(b"sv slot v1");
     aad.extend_from_slice(vault_id);

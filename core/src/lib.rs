@@ -25,6 +25,8 @@ mod crypto;
 mod error;
 mod ids;
 mod journal;
+#[cfg(test)]
+mod kat;
 mod keystore;
 mod layout;
 pub mod policy;

@@ -79,7 +79,7 @@ use crate::policy::{self, Policy};
 use crate::retention;
 
 mod compact;
-mod rights;
+pub(crate) mod rights;
 mod rotation;
 
 pub use compact::CompactReport;
@@ -3011,7 +3011,12 @@ fn gone_error(id: &RecordId, reason: GoneReason) -> Error {
 }
 
 /// The blind-index HMAC of a normalized identifier.
-fn blind_mac_with(index_key: &SecretKey, vault_id: &[u8; 16], kind: &str, value: &str) -> [u8; 32] {
+pub(crate) fn blind_mac_with(
+    index_key: &SecretKey,
+    vault_id: &[u8; 16],
+    kind: &str,
+    value: &str,
+) -> [u8; 32] {
     crypto::mac(
         index_key,
         &[b"sv blind v1", vault_id, kind.as_bytes(), value.as_bytes()],
@@ -3033,7 +3038,7 @@ fn vault_secrets(tree: &sled::Tree, keystore: &Keystore) -> Result<VaultSecrets>
 }
 
 /// record key = HKDF(subject key ‖ (retention key | "open"), vault id, "record v1")
-fn derive_record_key(
+pub(crate) fn derive_record_key(
     subject_key: &SecretKey,
     retention_key: Option<&SecretKey>,
     vault_id: &[u8; 16],
@@ -3047,7 +3052,7 @@ fn derive_record_key(
     derive_key(&ikm, vault_id, b"record v1")
 }
 
-fn derive_identifiers_key(subject_key: &SecretKey, vault_id: &[u8; 16]) -> SecretKey {
+pub(crate) fn derive_identifiers_key(subject_key: &SecretKey, vault_id: &[u8; 16]) -> SecretKey {
     derive_key(subject_key.expose(), vault_id, b"identifiers v1")
 }
 

@@ -733,11 +733,11 @@ impl Inner {
     }
 }
 
-fn derive_reason_key(subject_key: &SecretKey, vault_id: &[u8; 16]) -> SecretKey {
+pub(crate) fn derive_reason_key(subject_key: &SecretKey, vault_id: &[u8; 16]) -> SecretKey {
     derive_key(subject_key.expose(), vault_id, b"request reason v1")
 }
 
-fn reason_aad(vault_id: &[u8; 16], id: &RequestId) -> Vec<u8> {
+pub(crate) fn reason_aad(vault_id: &[u8; 16], id: &RequestId) -> Vec<u8> {
     let mut aad = b"sv request reason v1".to_vec();
     aad.extend_from_slice(vault_id);
     aad.extend_from_slice(id.as_bytes());
