@@ -74,7 +74,7 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Res
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{decode, encode, FORMAT_V1};
 
     #[test]
     fn huge_length_prefix_is_corrupt_not_an_allocation() {

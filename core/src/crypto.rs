@@ -99,24 +99,6 @@ impl fmt::Debug for RootKey {
     }
 }
 
-/// The keys derived from one root key.
-pub(crate) struct DerivedKeys {
-    /// Wraps every key stored in the keystore.
-    pub kek: SecretKey,
-    /// Keys the HMAC of blind indexes.
-    pub index: SecretKey,
-}
-
-impl DerivedKeys {
-    pub fn from_root(root: &RootKey) -> Self {
-        let root = root.secret();
-        DerivedKeys {
-            kek: derive_key(root.expose(), b"", b"shredvault kek v1"),
-            index: derive_key(root.expose(), b"", b"blind index v1"),
-        }
-    }
-}
-
 struct KeyLen;
 impl hkdf::KeyType for KeyLen {
     fn len(&self) -> usize {
@@ -284,7 +266,7 @@ pub(crate) fn checksum8(bytes: &[u8]) -> [u8; 8] {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{open, seal, seal_with_nonce, RootKey, SecretKey, NONCE_LEN};
 
     /// Wycheproof's AES-GCM vectors with the parameters the vault uses
     /// (256-bit key, 96-bit nonce, 128-bit tag) through its own seal and

@@ -139,18 +139,4 @@ impl Error {
     }
 }
 
-impl From<sled::Error> for Error {
-    fn from(e: sled::Error) -> Self {
-        match e {
-            sled::Error::Io(io) => Error::io("database", io),
-            sled::Error::Corruption { .. } => Error::corrupt(format!("database: {e}")),
-            // sled refuses a configuration file that disagrees with its
-            // data: on a vault, whose configuration never changes, that
-            // file is damaged.
-            sled::Error::Unsupported(_) => Error::corrupt(format!("database: {e}")),
-            other => Error::internal(format!("database: {other}")),
-        }
-    }
-}
-
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -53,6 +53,7 @@ macro_rules! define_id {
                 &self.0
             }
 
+            #[allow(dead_code)] // not every id is read back from bytes
             pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Self> {
                 let array: [u8; 16] = bytes.try_into().map_err(|_| {
                     Error::corrupt(concat!("stored ", $what, " id has the wrong length"))
@@ -163,7 +164,7 @@ pub(crate) fn truncate_for_message(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{RecordId, SubjectId};
 
     #[test]
     fn ids_are_hex_in_json_and_16_bytes_stored() {

@@ -1,6 +1,6 @@
-//! shredvault: an embedded privacy vault. Personal records are encrypted per
-//! data subject in sled, and erased by destroying keys: on an erasure
-//! request, when a retention period ends, when consent is withdrawn.
+//! shredvault: a privacy vault. Personal records are encrypted per data
+//! subject, and erased by destroying keys: on an erasure request, when a
+//! retention period ends, when consent is withdrawn.
 //!
 //! ```no_run
 //! use shredvault::{Policy, RootKey, Vault};
@@ -15,46 +15,67 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: [`keystore`](crate::keystore) (slots that really destroy keys),
-//! `crypto` (sealing and derivation), [`policy`] (the TOML policy), `layout`
-//! (what is stored in sled, in one place), `vault` (the operations).
+//! # Modules
+//!
+//! | module | what it is |
+//! |---|---|
+//! | `vault` | the engine: [`Vault`], its operations, one file per concern |
+//! | `store` | the storage seam (`Store`): sled (the default) and memory |
+//! | `custody` | the key-custody seam (`KeyCustody`): the slot-file keystore |
+//! | `layout` | every stored key (typed codecs) and value, in one place |
+//! | `domains` | every key derivation label, MAC domain and associated data |
+//! | `crypto` | sealing, derivation and randomness (ring), key types |
+//! | [`policy`] | the TOML policy: purposes, categories, retention rules |
+//! | [`retention`] | retention arithmetic (pure) |
+//! | `decide` | what the policy decides: fates, read and write permissions (pure) |
+//! | `audit` | the audit chain: linked, MACed, compressed blocks |
+//! | `receipt` | signed erasure receipts |
+//! | `codec` | the encoding of every stored structure (bincode, size-limited) |
+//! | `ids` | subject, record and request ids |
+//! | `types`, `options` | the public value types and the open options |
+//! | `error` | [`Error`] and [`ErrorKind`] |
 
 mod audit;
 mod codec;
 mod crypto;
+mod custody;
+mod decide;
+mod domains;
 mod error;
 mod ids;
-mod journal;
-#[cfg(test)]
-mod kat;
-mod keystore;
 mod layout;
+mod options;
 pub mod policy;
 mod receipt;
 pub mod retention;
+mod store;
+mod types;
 mod vault;
 
 pub use audit::{AuditEntry, AuditReport};
 pub use crypto::{Plaintext, RootKey};
 pub use error::{Error, ErrorKind, Result};
-pub use ids::RequestId;
-pub use ids::{RecordId, SubjectId};
-pub use layout::ConsentEntry;
+pub use ids::{RecordId, RequestId, SubjectId};
+pub use options::{Clock, Durability, VaultOptions};
 pub use policy::Policy;
 pub use receipt::verify_receipt;
-pub use vault::{
-    normalize_identifier, CategoryCount, Clock, CompactReport, Directive, Durability,
-    ErasureReceipt, ExpireReport, Record, RecordInfo, RequestInfo, RequestKind, RetainedRecords,
-    Scan, Stats, SubjectState, Vault, VaultOptions, MAX_IDENTIFIERS_PER_SUBJECT,
-    MAX_IDENTIFIER_BYTES, MAX_RECORD_BYTES,
+pub use types::{
+    CategoryCount, CompactReport, ConsentEntry, Directive, ErasureReceipt, ExpireReport, Record,
+    RecordInfo, RequestInfo, RequestKind, RetainedRecords, Stats, SubjectState,
+    MAX_IDENTIFIERS_PER_SUBJECT, MAX_IDENTIFIER_BYTES, MAX_REASON_BYTES, MAX_RECORD_BYTES,
 };
+pub use vault::{normalize_identifier, Scan, Vault};
 
 /// Entry points for the fuzz targets (`fuzz/`): the decoding of every
-/// stored structure, from untrusted bytes. Not part of the API.
+/// stored structure from untrusted bytes, and a vault on the memory store.
+/// Not part of the API.
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing {
-    use crate::{audit, codec, journal, keystore, layout};
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use crate::{audit, codec, custody, layout, store};
 
     /// Decodes `bytes` as every structure the vault stores; each must
     /// return an error or a value, never panic or allocate without bound.
@@ -68,16 +89,46 @@ pub mod fuzzing {
         let _ = layout::decode_record_view(bytes);
         let _ = codec::decode::<layout::DayEntry>(bytes, "fuzz");
         let _ = codec::decode::<layout::RequestEntry>(bytes, "fuzz");
+        let _ = codec::decode::<layout::JournalReplay>(bytes, "fuzz");
         let _ = codec::decode::<String>(bytes, "fuzz");
         let _ = codec::decode::<i64>(bytes, "fuzz");
         let _ = codec::decode::<Vec<(String, String)>>(bytes, "fuzz");
         let _ = codec::decode::<crate::AuditEntry>(bytes, "fuzz");
-        let _ = codec::decode::<journal::JournalEntry>(bytes, "fuzz");
-        let _ = codec::decode::<journal::JournalMark>(bytes, "fuzz");
-        let _ = codec::decode::<journal::JournalReplay>(bytes, "fuzz");
+        let _ = layout::Key::decode(bytes);
         audit::fuzz_decode_block(bytes);
-        journal::fuzz_read_frames(bytes);
-        keystore::fuzz_parse_slot(bytes);
+        store::sled_store::journal::fuzz_decode(bytes);
+        custody::fuzz_parse_slot(bytes);
+    }
+
+    /// A store in memory that outlives the vaults opened on it (as a
+    /// directory outlives a process).
+    #[derive(Clone, Default)]
+    pub struct MemoryStore(store::MemoryStore);
+
+    impl MemoryStore {
+        pub fn new() -> MemoryStore {
+            MemoryStore::default()
+        }
+    }
+
+    /// Opens (or creates) a vault whose state is in `store` and whose keys
+    /// are in `keys_dir` (the slot-file custody).
+    pub fn open_in_memory(
+        store: &MemoryStore,
+        keys_dir: &Path,
+        root: &crate::RootKey,
+        policy: Option<crate::Policy>,
+        options: crate::VaultOptions,
+    ) -> crate::Result<crate::Vault> {
+        let custody =
+            custody::SlotFileCustody::open(keys_dir, root, crate::crypto::random_array()?)?;
+        crate::vault::start(
+            keys_dir.to_path_buf(),
+            Arc::new(store.0.clone()),
+            Box::new(custody),
+            policy,
+            options,
+        )
     }
 }
 

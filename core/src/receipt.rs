@@ -1,12 +1,14 @@
 //! Signed erasure receipts.
 //!
 //! A receipt is a JSON object. Its signature is Ed25519 (ring) over
-//! `"shredvault receipt v1\n"` followed by the receipt's canonical JSON
-//! without the `signature` field: keys sorted, no whitespace (serde_json's
-//! `Value` keeps object keys sorted). The signing key's seed is derived from
-//! the root key (`HKDF(root, "receipt v1")`), so a vault signs the same way
-//! after every reopen; the public key ([`crate::Vault::receipt_public_key`])
-//! lets an auditor check a receipt without the root key.
+//! `"shredvault receipt v1\n"` (`domains::RECEIPT_CONTEXT`) followed by the
+//! receipt's canonical JSON without the `signature` field: keys sorted, no
+//! whitespace (serde_json's `Value` keeps object keys sorted). The signing
+//! key's seed is a random vault key in the custody (created with the vault
+//! and kept across root-key rotations), so a vault signs the same way after
+//! every reopen and every rotation; the public key
+//! ([`crate::Vault::receipt_public_key`]) lets an auditor check a receipt
+//! without the root key.
 //!
 //! A verifier re-canonicalizes whatever JSON it is handed, so reformatting
 //! a receipt (indentation, key order) does not break it; changing any value
@@ -18,7 +20,7 @@ use serde_json::Value;
 use crate::crypto::SecretKey;
 use crate::error::{Error, ErrorKind, Result};
 
-const CONTEXT: &[u8] = b"shredvault receipt v1\n";
+use crate::domains::RECEIPT_CONTEXT as CONTEXT;
 
 /// The message a signature covers.
 fn signed_message(receipt: &Value) -> Result<Vec<u8>> {
@@ -107,7 +109,9 @@ pub fn verify_receipt(json: &str, public_key: Option<&str>) -> Result<Value> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{public_key_hex, sign, verify_receipt};
+    use crate::crypto::SecretKey;
+    use crate::error::ErrorKind;
 
     #[test]
     fn a_signed_receipt_verifies_and_any_change_breaks_it() {

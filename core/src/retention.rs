@@ -155,8 +155,16 @@ pub fn expiry(category: &Category, facts: &Facts, collected_at: i64) -> Expiry {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use jiff::Timestamp;
+
+    use super::{
+        add_span, check_event_time, day_end, expiry, expiry_day, parse_time, Expiry, Facts,
+        MAX_EVENT_TIME,
+    };
     use crate::policy::Policy;
+    use crate::policy::{CalendarSpan, SpanUnit};
 
     fn ts(text: &str) -> i64 {
         text.parse::<Timestamp>().unwrap().as_second()

@@ -1,20 +1,22 @@
 //! An operation model: put, get, update, delete, erase, expire and reopen
 //! on a real vault, checked against an in-memory model of what each record
-//! must read as.
+//! must read as. Every sequence runs twice: on the sled store (a vault
+//! directory) and on the memory store, through the same engine.
 #![no_main]
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use shredvault::{Durability, ErrorKind, Policy, RecordId, RootKey, SubjectId, Vault, VaultOptions};
+use shredvault::{
+    fuzzing, Durability, ErrorKind, Policy, RecordId, RootKey, SubjectId, Vault, VaultOptions,
+};
 
 const POLICY: &str = include_str!("../../example-policy.toml");
 const T0: i64 = 1_767_225_600; // 2026-01-01
 
-#[derive(Arbitrary, Debug)]
+#[derive(Arbitrary, Debug, Clone)]
 enum Op {
     CreateSubject,
     Put { subject: u8, usage: bool, data: Vec<u8> },
@@ -38,25 +40,34 @@ fuzz_target!(|ops: Vec<Op>| {
     if ops.len() > 64 {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
     let root = RootKey::from_bytes(&[9; 32]).unwrap();
-    let clock = Arc::new(AtomicI64::new(T0));
-    let open = |policy: Option<Policy>| {
-        let c = clock.clone();
-        let options = VaultOptions {
-            durability: Durability::Batched,
-            clock: Some(Arc::new(move || c.load(Ordering::SeqCst))),
-            actor: None,
-        };
-        Vault::open_with(dir.path(), &root, policy, options).unwrap()
+    // The clock stays at T0; expiry runs name their own `now`.
+    let options = || VaultOptions {
+        durability: Durability::Batched,
+        clock: Some(Arc::new(|| T0)),
+        actor: None,
     };
+    // On sled, in a vault directory.
+    let dir = tempfile::tempdir().unwrap();
+    run(&ops, &|policy| Vault::open_with(dir.path(), &root, policy, options()).unwrap());
+    // On the memory store, which outlives each handle as a directory does.
+    let keys = tempfile::tempdir().unwrap();
+    let store = fuzzing::MemoryStore::new();
+    run(&ops, &|policy| {
+        fuzzing::open_in_memory(&store, keys.path(), &root, policy, options()).unwrap()
+    });
+});
+
+/// Runs `ops` on vaults from `open` (which opens the same vault again after
+/// a drop), checking every read against the model.
+fn run(ops: &[Op], open: &dyn Fn(Option<Policy>) -> Vault) {
     let mut v = open(Some(Policy::parse(POLICY, "p").unwrap()));
     let mut subjects: Vec<(SubjectId, bool)> = Vec::new(); // (id, erased)
     let mut records: Vec<(RecordId, usize)> = Vec::new();
     let mut want: HashMap<RecordId, Want> = HashMap::new();
     let mut expired_through = i64::MIN;
     for op in ops {
-        match op {
+        match op.clone() {
             Op::CreateSubject => subjects.push((v.create_subject(&[]).unwrap(), false)),
             Op::Put { subject, usage, data } => {
                 let Some(&(s, erased)) = subjects.get(subject as usize % subjects.len().max(1)) else { continue };
@@ -140,4 +151,4 @@ fuzz_target!(|ops: Vec<Op>| {
         }
     }
     v.verify_audit().unwrap();
-});
+}

@@ -1,4 +1,5 @@
-//! The put journal: how a `put` becomes durable with one write.
+//! The sled store's put journal: how a `put` becomes durable with one write
+//! ([`Store::persist`](crate::store::Store::persist)).
 //!
 //! # Why
 //!
@@ -25,8 +26,9 @@
 //!           and its day-index entry) and its encoded audit entry
 //! ```
 //!
-//! The journal key is derived from the audit key (a vault-wide keystore
-//! secret that survives root-key rotation), so nobody without the keystore
+//! The journal key is derived from the audit key (`domains::journal_key`;
+//! the audit key is a vault-wide keystore secret that survives root-key
+//! rotation), so nobody without the keystore
 //! can add a frame, and with it an audit entry the chain would take in.
 //! Frames hold what sled holds: ciphertext, ids, names; no key and no
 //! plaintext.
@@ -37,7 +39,7 @@
 //!    its audit entry (all in memory).
 //! 2. It writes its frame (seq = last + 1) at the current offset with
 //!    `O_DSYNC`; when that returns, the put is durable and acknowledged.
-//! 3. Every durable point of the vault (`make_durable`) first records in
+//! 3. Every durable point ([`Store::sync`](crate::store::Store::sync)) records in
 //!    sled `'J'` = the last frame seq written (a `JournalMark`), then flushes
 //!    and fsyncs: every frame up to it has its effects in sled. Frames are
 //!    written only after their effects are in sled's memory, so a mark never
@@ -48,14 +50,15 @@
 //! At open, frames are read from offset 0 while each one is whole (magic,
 //! length, MAC) and its seq is one more than the one before: a torn frame,
 //! zeros, or an older frame left from before the last wrap end the run. The
-//! frames past the mark are replayed: each insert goes in only where the key
+//! frames past the mark go to the vault (`Store::recover`), which replays
+//! them (`vault::durability`): each insert goes in only where the key
 //! is absent (a record a later erasure turned into a husk stays a husk), and
 //! their audit entries, in their original order, are appended to the chain
 //! unless the chain recovered by sled already reaches them. Then a durable
-//! point marks them done. Replaying is idempotent; a `JournalReplay` marker
-//! (`'j'`, written before the first recovered audit entry) lets a replay cut
-//! short by a crash know how many of its entries the chain already took, so
-//! none is logged twice.
+//! point marks them done, and writing starts again at offset 0. Replaying
+//! is idempotent; a `JournalReplay` marker (`'j'`, written before the first
+//! recovered audit entry) lets a replay cut short by a crash know how many
+//! of its entries the chain already took, so none is logged twice.
 //!
 //! An old copy of `data/` with a newer journal: frames past the copy's mark
 //! are replayed into it. They are puts acknowledged after the copy was made;
@@ -69,7 +72,8 @@ use std::sync::{Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::crypto::{self, SecretKey};
+use crate::crypto::SecretKey;
+use crate::domains::journal_frame_mac as frame_mac;
 use crate::error::{Error, Result};
 
 /// The journal file's size: 1,024 frames of a 1 KiB record between two
@@ -104,14 +108,6 @@ pub(crate) struct JournalMark {
     pub through: u64,
 }
 
-/// `'j'`: a replay of the frames past `through` is under way; the chain had
-/// `audit_base` entries when it began.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct JournalReplay {
-    pub through: u64,
-    pub audit_base: u64,
-}
-
 pub(crate) struct Journal {
     path: PathBuf,
     key: SecretKey,
@@ -128,15 +124,6 @@ struct State {
     /// The file is not a whole journal (cut short, or grown): it is made
     /// anew once what it held is marked done (`start`).
     damaged: bool,
-}
-
-/// The journal's MAC key, from the audit key.
-pub(crate) fn journal_key(audit_key: &SecretKey) -> SecretKey {
-    crypto::derive_key(audit_key.expose(), b"sv journal", b"journal v1")
-}
-
-pub(crate) fn frame_mac(key: &SecretKey, seq: u64, payload: &[u8]) -> [u8; 32] {
-    crypto::mac(key, &[b"sv journal frame v1", &seq.to_le_bytes(), payload])
 }
 
 /// The bytes a frame of `payload_len` takes, padded to whole pages.
@@ -173,7 +160,7 @@ fn make_file(path: &Path) -> Result<()> {
     f.sync_all().map_err(io("syncing", &tmp))?;
     std::fs::rename(&tmp, path).map_err(io("renaming", &tmp))?;
     if let Some(dir) = path.parent() {
-        crate::keystore::sync_dir(dir)?;
+        super::sync_dir(dir)?;
     }
     Ok(())
 }
@@ -348,11 +335,13 @@ impl Journal {
     }
 }
 
-/// Reads `bytes` as a journal file (under a fixed key: frames that pass
-/// its MAC are what a fuzzer cannot make, so the header checks are what
-/// this exercises).
+/// Decodes `bytes` as the journal's structures, and reads them as a
+/// journal file (under a fixed key: frames that pass its MAC are what a
+/// fuzzer cannot make, so the header checks are what this exercises).
 #[cfg(feature = "fuzzing")]
-pub(crate) fn fuzz_read_frames(bytes: &[u8]) {
+pub(crate) fn fuzz_decode(bytes: &[u8]) {
+    let _ = codec::decode::<JournalEntry>(bytes, "fuzz");
+    let _ = codec::decode::<JournalMark>(bytes, "fuzz");
     let key = SecretKey::from_array([0; 32]);
     let _ = read_frames(bytes, &key, 0, Path::new("fuzz"));
 }
@@ -375,7 +364,11 @@ fn write_at(file: &File, mut bytes: &[u8], mut pos: u64) -> std::io::Result<()> 
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::path::{Path, PathBuf};
+
+    use super::{Frame, Journal, JournalEntry, JOURNAL_SIZE, PAGE};
+    use crate::crypto::SecretKey;
+    use crate::error::Result;
 
     fn entry(n: u8) -> JournalEntry {
         JournalEntry {

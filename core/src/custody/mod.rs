@@ -1,0 +1,177 @@
+//! The key-custody seam: who holds the vault's keys and really destroys
+//! them, as one small trait with its contract written on it
+//! ([`KeyCustody`]), and today's custody behind it ([`SlotFileCustody`]:
+//! the keystore file of fixed-size slots overwritten in place).
+//!
+//! The engine asks a custody for operations, never for a subject's or a
+//! day's raw key: create keys, destroy keys, derive the key a record is
+//! sealed under from a subject key and an optional day key, and so on. So
+//! a custody whose keys never leave a token (an HSM) fits behind the same
+//! trait; only derived keys (and the two vault secrets the engine must
+//! compute with) reach the engine's memory.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{RootKey, SecretKey};
+use crate::error::{Error, Result};
+
+mod slot_file;
+mod slot_format;
+mod slot_rotation;
+
+pub(crate) use slot_file::SlotFileCustody;
+#[cfg(feature = "fuzzing")]
+pub(crate) use slot_format::fuzz_parse_slot;
+
+/// What a key is for; written into its slot and bound by its wrapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum KeyKind {
+    /// One live key per subject: destroying it erases the subject.
+    Subject = 1,
+    /// One key per UTC expiry day: destroying it expires the day's records.
+    Retention = 2,
+    /// A vault-wide secret (the audit chain's key, the receipt seed):
+    /// random, kept across root-key rotations.
+    Vault = 3,
+}
+
+impl KeyKind {
+    pub fn from_byte(b: u8) -> Option<KeyKind> {
+        match b {
+            1 => Some(KeyKind::Subject),
+            2 => Some(KeyKind::Retention),
+            3 => Some(KeyKind::Vault),
+            _ => None,
+        }
+    }
+}
+
+/// How the store refers to a key: its slot, and the random id of the key in
+/// it (a slot reused after a destruction holds another id, so an old
+/// reference never finds the new key). Stored in subject, day and secrets
+/// entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub(crate) struct KeyRef {
+    pub index: u32,
+    pub key_id: u64,
+}
+
+/// What the engine derives from a key it holds a reference to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Derivation {
+    /// The key a record is sealed under, from its subject's key and, for a
+    /// record with an expiry day, that day's retention key
+    /// (`domains::record_key`).
+    Record { day: Option<KeyRef> },
+    /// The key sealing a subject's identifiers.
+    Identifiers,
+    /// The key sealing the reasons of a subject's requests.
+    RequestReason,
+    /// A vault secret itself (kind [`KeyKind::Vault`] only): the audit key
+    /// and the receipt seed, which the engine computes with.
+    Secret,
+}
+
+/// Why a key could not be used.
+#[derive(Debug)]
+pub(crate) enum KeyError {
+    /// The key was destroyed (its slot is empty or holds another key).
+    Destroyed(KeyRef),
+    /// The key's slot fails its checksum or authentication.
+    Corrupt(String),
+    /// Reading failed, or the derivation is not one this key allows.
+    Other(Error),
+}
+
+/// A slot that holds, or may hold, key material: what the repair pass
+/// checks against the references in the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HeldSlot {
+    pub index: u32,
+    /// `None`: the slot is damaged (it cannot be read, but may hold a key).
+    pub kind: Option<KeyKind>,
+}
+
+/// The holder of every key of a vault.
+///
+/// # Contract
+///
+/// - **Creation** ([`create`](KeyCustody::create)) returns only once the
+///   new keys are durable: a crash afterwards never loses a key a store
+///   entry may already refer to.
+/// - **Destruction** ([`destroy`](KeyCustody::destroy)) returns only once
+///   the keys are gone for good from the custody's current state, durably:
+///   nothing the custody holds now, nor after any crash, derives anything
+///   from them. This is the erasure promise. (Copies made before, such as
+///   backups of the keystore file, are the root key's to neutralise: see
+///   [`begin_rotation`](KeyCustody::begin_rotation).)
+/// - **Derivation** ([`derive`](KeyCustody::derive)) of a destroyed key is
+///   [`KeyError::Destroyed`], never another key's material.
+/// - **References** ([`KeyRef`]) are never reused: a slot refilled after a
+///   destruction carries a fresh random key id.
+/// - **Inventory** ([`inventory`](KeyCustody::inventory),
+///   [`holds`](KeyCustody::holds)) reflects every creation and destruction
+///   made through this handle, and what was found at open.
+/// - **Root rotation** ([`begin_rotation`](KeyCustody::begin_rotation))
+///   re-wraps every live key under a new root key; its commit is atomic:
+///   after a crash the custody opens with exactly one of the two root keys.
+/// - Opening a custody takes the vault's lock (a second opener gets
+///   `Locked`) and checks the root key (`WrongKey`, never garbage).
+pub(crate) trait KeyCustody: Send + Sync {
+    /// The vault the keys belong to (bound into every wrapping).
+    fn vault_id(&self) -> [u8; 16];
+
+    /// Generates `count` fresh keys of `kind`; durable before returning.
+    fn create(&self, kind: KeyKind, count: usize) -> Result<Vec<KeyRef>>;
+
+    /// Destroys `keys`; durable before returning (see the contract). A
+    /// reference whose key is already gone is skipped.
+    fn destroy(&self, keys: &[KeyRef]) -> Result<()>;
+
+    /// A key derived from `key` (see [`Derivation`]).
+    fn derive(&self, key: KeyRef, derivation: Derivation) -> Result<SecretKey, KeyError>;
+
+    /// The blind-index HMAC of a normalized identifier, under the index key
+    /// of the root key in force.
+    fn blind_mac(&self, kind: &str, value: &str) -> [u8; 32];
+
+    /// Whether `key` is held (not destroyed). A key the custody cannot
+    /// account for either way (a slot past the end of a keystore cut short)
+    /// counts as held: nothing is erased on its account.
+    fn holds(&self, key: KeyRef) -> bool;
+
+    /// Every slot that holds, or may hold, key material.
+    fn inventory(&self) -> Vec<HeldSlot>;
+
+    /// Destroys whatever the slots at `indexes` hold (the repair pass's
+    /// leftovers, damaged slots included); durable before returning.
+    fn destroy_slots(&self, indexes: &[u32]) -> Result<()>;
+
+    /// Counts of (occupied, free) slots.
+    fn counts(&self) -> (u64, u64);
+
+    /// The key-check value of the root key in force.
+    fn key_check(&self) -> [u8; 32];
+
+    /// Starts re-wrapping every key under `new`: see [`RootRotation`].
+    fn begin_rotation(&self, new: &RootKey) -> Result<Box<dyn RootRotation + '_>>;
+
+    /// Bytes the custody keeps on disk.
+    fn size_on_disk(&self) -> u64;
+}
+
+/// A root-key rotation under way: what the new key will compute, and the
+/// commit. Until [`commit`](RootRotation::commit) returns, the vault opens
+/// with the old key only.
+pub(crate) trait RootRotation {
+    /// The new root key's key-check value.
+    fn key_check(&self) -> [u8; 32];
+
+    /// A blind-index HMAC under the new root key's index key.
+    fn blind_mac(&self, kind: &str, value: &str) -> [u8; 32];
+
+    /// Re-wraps every live key under the new root key: the commit point.
+    /// `progress(done, total)` is called along the way; `now` is recorded
+    /// for the `WrongKey` message of the old key.
+    fn commit(self: Box<Self>, now: i64, progress: &mut dyn FnMut(u64, u64)) -> Result<()>;
+}

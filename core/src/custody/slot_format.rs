@@ -1,0 +1,180 @@
+//! The keystore file's format (see `slot_file` for the layout table and
+//! the crash order): the header, a slot's bytes, wrapping and unwrapping.
+
+use std::fs::File;
+use std::io::{ErrorKind as IoErrorKind, Read};
+use std::path::Path;
+
+use super::KeyKind;
+use crate::crypto::{self, SecretKey, KEY_LEN, SEAL_OVERHEAD};
+use crate::domains;
+use crate::error::{Error, Result};
+
+pub(super) const MAGIC: &[u8; 8] = b"SVKEYS\0\0";
+pub(super) const FORMAT_VERSION: u8 = 1;
+pub(super) const SLOT_SIZE: usize = 128;
+pub(super) const HEADER_SIZE: u64 = SLOT_SIZE as u64;
+pub(super) const CHECKSUM_AT: usize = SLOT_SIZE - 8;
+pub(super) const WRAPPED_AT: usize = 16;
+pub(super) const WRAPPED_LEN: usize = KEY_LEN + SEAL_OVERHEAD;
+pub(super) const STATE_LIVE: u8 = 1;
+pub(super) const NEW_FILE: &str = "keystore.new";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SlotState {
+    Empty,
+    Live {
+        kind: KeyKind,
+        key_id: u64,
+    },
+    /// Unreadable; never reused until repaired, never handed out.
+    Damaged,
+}
+
+/// The parts of a header that open checks.
+pub(super) struct Header {
+    pub vault_id: [u8; 16],
+    pub key_check: [u8; 32],
+    pub rotated_at: i64,
+}
+
+pub(super) fn slot_offset(index: u32) -> u64 {
+    HEADER_SIZE + index as u64 * SLOT_SIZE as u64
+}
+
+pub(super) fn header_bytes(
+    vault_id: &[u8; 16],
+    key_check: &[u8; 32],
+    rotated_at: i64,
+) -> [u8; SLOT_SIZE] {
+    let mut header = [0u8; SLOT_SIZE];
+    header[0..8].copy_from_slice(MAGIC);
+    header[8] = FORMAT_VERSION;
+    header[10..12].copy_from_slice(&(SLOT_SIZE as u16).to_le_bytes());
+    header[16..32].copy_from_slice(vault_id);
+    header[32..64].copy_from_slice(key_check);
+    header[64..72].copy_from_slice(&rotated_at.to_le_bytes());
+    let sum = crypto::checksum8(&header[..CHECKSUM_AT]);
+    header[CHECKSUM_AT..].copy_from_slice(&sum);
+    header
+}
+
+/// Reads and checks a keystore file's header (not the key).
+pub(super) fn read_header(path: &Path) -> Result<Header> {
+    let mut file =
+        File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let mut header = [0u8; SLOT_SIZE];
+    file.read_exact(&mut header).map_err(|e| {
+        if e.kind() == IoErrorKind::UnexpectedEof {
+            Error::corrupt(format!("{} is shorter than its header", path.display()))
+        } else {
+            Error::io(format!("reading {}", path.display()), e)
+        }
+    })?;
+    if &header[0..8] != MAGIC {
+        return Err(Error::corrupt(format!(
+            "{} is not a shredvault keystore",
+            path.display()
+        )));
+    }
+    if crypto::checksum8(&header[..CHECKSUM_AT]) != header[CHECKSUM_AT..] {
+        return Err(Error::corrupt(format!(
+            "{} header fails its checksum",
+            path.display()
+        )));
+    }
+    if header[8] != FORMAT_VERSION
+        || u16::from_le_bytes([header[10], header[11]]) as usize != SLOT_SIZE
+    {
+        return Err(Error::corrupt(format!(
+            "{} has an unsupported format version {}",
+            path.display(),
+            header[8]
+        )));
+    }
+    let mut out = Header {
+        vault_id: [0; 16],
+        key_check: [0; 32],
+        rotated_at: i64::from_le_bytes(header[64..72].try_into().expect("8 bytes")),
+    };
+    out.vault_id.copy_from_slice(&header[16..32]);
+    out.key_check.copy_from_slice(&header[32..64]);
+    Ok(out)
+}
+
+/// Seals `key` into a slot's bytes (state, kind, key id, wrapped key,
+/// checksum).
+pub(super) fn slot_bytes(
+    kek: &SecretKey,
+    vault_id: &[u8; 16],
+    index: u32,
+    kind: KeyKind,
+    key_id: u64,
+    key: &[u8],
+) -> Result<[u8; SLOT_SIZE]> {
+    let mut raw = [0u8; SLOT_SIZE];
+    raw[0] = STATE_LIVE;
+    raw[1] = kind as u8;
+    raw[8..16].copy_from_slice(&key_id.to_le_bytes());
+    let wrapped = crypto::seal(
+        kek,
+        &domains::slot_aad(vault_id, index, kind as u8, key_id),
+        key,
+    )?;
+    debug_assert_eq!(wrapped.len(), WRAPPED_LEN);
+    raw[WRAPPED_AT..WRAPPED_AT + WRAPPED_LEN].copy_from_slice(&wrapped);
+    let sum = crypto::checksum8(&raw[..CHECKSUM_AT]);
+    raw[CHECKSUM_AT..].copy_from_slice(&sum);
+    Ok(raw)
+}
+
+/// The key in a live slot's bytes, unwrapped.
+pub(super) fn unwrap_slot(
+    kek: &SecretKey,
+    vault_id: &[u8; 16],
+    index: u32,
+    kind: KeyKind,
+    key_id: u64,
+    raw: &[u8; SLOT_SIZE],
+) -> Result<SecretKey> {
+    let what = format!("keystore slot {index}");
+    let key = crypto::open(
+        kek,
+        &domains::slot_aad(vault_id, index, kind as u8, key_id),
+        &raw[WRAPPED_AT..WRAPPED_AT + WRAPPED_LEN],
+        &what,
+    )?;
+    SecretKey::from_slice(&key)
+        .map_err(|_| Error::corrupt(format!("{what} holds a key of the wrong length")))
+}
+
+/// fsyncs a directory, so that entries created or renamed in it survive a
+/// power cut.
+pub(super) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+}
+
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_parse_slot(bytes: &[u8]) {
+    for raw in bytes.chunks_exact(SLOT_SIZE) {
+        let _ = parse_slot_state(raw);
+    }
+}
+
+pub(super) fn parse_slot_state(raw: &[u8]) -> SlotState {
+    if raw.iter().all(|&b| b == 0) {
+        return SlotState::Empty;
+    }
+    if crypto::checksum8(&raw[..CHECKSUM_AT]) != raw[CHECKSUM_AT..] || raw[0] != STATE_LIVE {
+        return SlotState::Damaged;
+    }
+    match KeyKind::from_byte(raw[1]) {
+        Some(kind) => SlotState::Live {
+            kind,
+            key_id: u64::from_le_bytes(raw[8..16].try_into().expect("8 bytes")),
+        },
+        None => SlotState::Damaged,
+    }
+}

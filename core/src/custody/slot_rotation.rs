@@ -1,0 +1,106 @@
+//! Root-key rotation of the slot-file custody: every live slot re-wrapped
+//! under the new root key's KEK into `keys/keystore.new`, which a rename
+//! makes the keystore (the commit point; the crash order is in `slot_file`).
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use super::slot_file::SlotFileCustody;
+use super::slot_format::{
+    header_bytes, slot_bytes, slot_offset, sync_dir, unwrap_slot, SlotState, NEW_FILE, SLOT_SIZE,
+};
+use super::RootRotation;
+use crate::crypto::{RootKey, SecretKey};
+use crate::domains;
+use crate::error::{Error, Result};
+
+/// A rotation of a [`SlotFileCustody`] to a new root key.
+pub(super) struct SlotRotation<'a> {
+    custody: &'a SlotFileCustody,
+    kek: SecretKey,
+    index: SecretKey,
+    key_check: [u8; 32],
+}
+
+impl<'a> SlotRotation<'a> {
+    pub fn new(custody: &'a SlotFileCustody, new: &RootKey) -> Self {
+        let kek = domains::kek(new.secret());
+        let key_check = domains::key_check(&kek, &custody.vault_id);
+        SlotRotation {
+            custody,
+            index: domains::index_key(new.secret()),
+            kek,
+            key_check,
+        }
+    }
+}
+
+impl RootRotation for SlotRotation<'_> {
+    fn key_check(&self) -> [u8; 32] {
+        self.key_check
+    }
+
+    fn blind_mac(&self, kind: &str, value: &str) -> [u8; 32] {
+        domains::blind_mac(&self.index, &self.custody.vault_id, kind, value)
+    }
+
+    /// Re-wraps every live slot (creation, destruction and loads wait
+    /// meanwhile): slots, fsync, header, fsync, rename, directory fsync.
+    fn commit(self: Box<Self>, now: i64, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
+        let custody = self.custody;
+        let slots = custody.lock_slots();
+        let mut backing = custody.backing.write().unwrap_or_else(|p| p.into_inner());
+        let dir = custody.path.parent().unwrap_or(Path::new("."));
+        let new_path = dir.join(NEW_FILE);
+        let io =
+            |what: &str, e: std::io::Error| Error::io(format!("{what} {}", new_path.display()), e);
+        let out = File::create(&new_path).map_err(|e| io("creating", e))?;
+        let total = slots.states.len() as u64;
+        let mut raw = [0u8; SLOT_SIZE];
+        for (index, state) in slots.states.iter().enumerate() {
+            let index = index as u32;
+            backing
+                .file
+                .read_exact_at(&mut raw, slot_offset(index))
+                .map_err(|e| Error::io(format!("reading {}", custody.path.display()), e))?;
+            if let SlotState::Live { kind, key_id } = *state {
+                let key = unwrap_slot(&backing.kek, &custody.vault_id, index, kind, key_id, &raw)?;
+                raw = slot_bytes(
+                    &self.kek,
+                    &custody.vault_id,
+                    index,
+                    kind,
+                    key_id,
+                    key.expose(),
+                )?;
+            }
+            // Empty slots stay zero; a damaged one is copied as it is (it
+            // opens under no key, and stays reported as damaged).
+            out.write_all_at(&raw, slot_offset(index))
+                .map_err(|e| io("writing", e))?;
+            if index.is_multiple_of(1024) {
+                progress(index as u64, total);
+            }
+        }
+        raw.fill(0);
+        out.sync_all().map_err(|e| io("syncing", e))?;
+        // The header last: a complete header means complete slots.
+        out.write_all_at(&header_bytes(&custody.vault_id, &self.key_check, now), 0)
+            .and_then(|_| out.sync_all())
+            .map_err(|e| io("writing", e))?;
+        // The commit point.
+        std::fs::rename(&new_path, &custody.path).map_err(|e| io("renaming", e))?;
+        sync_dir(dir)?;
+        backing.file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&custody.path)
+            .map_err(|e| Error::io(format!("opening {}", custody.path.display()), e))?;
+        backing.kek = self.kek.clone();
+        backing.index = self.index.clone();
+        backing.key_check = self.key_check;
+        progress(total, total);
+        Ok(())
+    }
+}

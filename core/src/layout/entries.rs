@@ -1,0 +1,216 @@
+//! The structures stored as values (see the table in `layout`). Every one
+//! is encoded by `codec`: a format-version byte, then bincode.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::custody::KeyRef;
+use crate::error::Result;
+use crate::ids::SubjectId;
+use crate::types::ConsentEntry;
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct RequestEntry {
+    pub subject: SubjectId,
+    /// `RequestKind::name()`.
+    pub kind: String,
+    pub received: i64,
+    pub due: i64,
+    pub extension: Option<Extension>,
+    pub closed_at: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct Extension {
+    pub at: i64,
+    /// The reason, sealed under a key derived from the subject key: it is
+    /// free text, so it goes with the subject.
+    #[serde(with = "serde_bytes")]
+    pub reason: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct DayEntry {
+    pub key: KeyRef,
+    /// The key is destroyed: the day's records are expired, and the purge
+    /// turns them into husks, then removes this entry.
+    pub destroyed: bool,
+}
+
+/// Vault-wide secrets live in the keystore (random, kept across root-key
+/// rotations, so the audit chain verifies and receipts keep their signing
+/// key); sled holds only where.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct VaultSecrets {
+    pub audit: KeyRef,
+    pub receipt: KeyRef,
+}
+
+/// Written, durably, before a rotation re-wraps the keystore: the key check
+/// of the new root key. At open it tells whether the rotation committed
+/// (the keystore now has this key check: finish the blind index) or not
+/// (drop what was staged).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct RotationMarker {
+    pub new_key_check: [u8; 32],
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct VaultMeta {
+    pub vault_id: [u8; 16],
+    pub created_at: i64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) enum SubjectEntry {
+    Live(LiveSubject),
+    Erased { erased_at: i64 },
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct LiveSubject {
+    pub created_at: i64,
+    pub key: KeyRef,
+    /// `Vec<(kind, value)>` encoded, sealed under the subject key.
+    #[serde(with = "serde_bytes")]
+    pub identifiers: Vec<u8>,
+    /// Blind-index MACs of the identifiers, so erasure can remove them
+    /// without decrypting anything.
+    pub blind: Vec<[u8; 32]>,
+    /// What the policy's decisions depend on (`decide`). (Encoded in line:
+    /// bincode gives a nested struct no framing of its own.)
+    pub facts: SubjectFacts,
+}
+
+/// A subject's events, flags, consent ledger and states.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SubjectFacts {
+    /// Subject events that start retention clocks (name -> Unix seconds).
+    pub events: BTreeMap<String, i64>,
+    /// Flags that retention rules test (`if_flag`).
+    pub flags: BTreeSet<String>,
+    /// The consent ledger: every give and withdrawal, in call order.
+    pub consents: Vec<ConsentEntry>,
+    /// Under legal hold: nothing of the subject is erased or expires.
+    pub legal_hold: bool,
+    /// Processing restricted: reads only for `legal_claims`.
+    pub restricted: bool,
+    /// Opted out of sale: `sale` purposes are refused.
+    pub opt_out_of_sale: bool,
+}
+
+impl SubjectFacts {
+    /// When the subject asked for erasure, if it did: what is left of it is
+    /// kept restricted to `legal_claims`.
+    pub fn erasure_requested(&self) -> Option<i64> {
+        self.events.get(crate::policy::ERASURE_REQUESTED).copied()
+    }
+
+    /// What retention rules depend on.
+    pub fn retention(&self) -> crate::retention::Facts<'_> {
+        crate::retention::Facts {
+            events: Some(&self.events),
+            flags: Some(&self.flags),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) enum RecordEntry {
+    Live(LiveRecord),
+    Gone(RecordHusk),
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct LiveRecord {
+    pub subject: SubjectId,
+    pub category: String,
+    /// Starts at 1; each rectification adds one. Bound into the AAD.
+    pub version: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// The key id of the subject key the data is sealed under.
+    pub subject_key_id: u64,
+    /// The UTC day whose retention key also seals the data; `None`: no
+    /// expiry yet, sealed under the subject key alone.
+    pub day: Option<i64>,
+    /// nonce || ciphertext || tag. (`serde_bytes`: one copy, not a
+    /// visit per byte; the same bytes on disk.)
+    #[serde(with = "serde_bytes")]
+    pub sealed: Vec<u8>,
+}
+
+/// What is left of a record once its key is gone: enough to answer `Erased`
+/// rather than `NotFound`, nothing personal.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct RecordHusk {
+    pub subject: SubjectId,
+    pub category: String,
+    pub gone_at: i64,
+    pub reason: GoneReason,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GoneReason {
+    Erased,
+    Expired,
+}
+
+pub(crate) fn decode_subject(bytes: &[u8]) -> Result<SubjectEntry> {
+    codec::decode(bytes, "subject entry")
+}
+
+pub(crate) fn decode_record(bytes: &[u8]) -> Result<RecordEntry> {
+    codec::decode(bytes, "record entry")
+}
+
+/// A live record decoded in place: borrows its category and sealed bytes
+/// from the stored value (reads copy nothing they do not need).
+#[derive(Deserialize, Debug, Clone, Copy)]
+pub(crate) struct LiveRecordView<'a> {
+    pub subject: SubjectId,
+    pub category: &'a str,
+    pub version: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub subject_key_id: u64,
+    pub day: Option<i64>,
+    pub sealed: &'a [u8],
+}
+
+/// [`RecordEntry`] decoded in place (same encoding).
+#[derive(Deserialize, Debug)]
+pub(crate) enum RecordEntryView<'a> {
+    #[serde(borrow)]
+    Live(LiveRecordView<'a>),
+    Gone(RecordHusk),
+}
+
+pub(crate) fn decode_record_view(bytes: &[u8]) -> Result<RecordEntryView<'_>> {
+    codec::decode(bytes, "record entry")
+}
+
+impl LiveRecord {
+    pub(crate) fn view(&self) -> LiveRecordView<'_> {
+        LiveRecordView {
+            subject: self.subject,
+            category: &self.category,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            subject_key_id: self.subject_key_id,
+            day: self.day,
+            sealed: &self.sealed,
+        }
+    }
+}
+
+/// `'j'`: a replay of the frames past `through` is under way; the chain had
+/// `audit_base` entries when it began.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct JournalReplay {
+    pub through: u64,
+    pub audit_base: u64,
+}

@@ -1,0 +1,66 @@
+//! How a vault handle is opened: durability, the clock, the audit actor.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::ids::truncate_for_message;
+
+/// When a mutating call's effects reach the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Durable before the call returns (the default).
+    #[default]
+    Immediate,
+    /// Durable at the next [`Vault::flush`] or within about a second.
+    /// Erasure, consent withdrawal and key destruction stay immediate.
+    Batched,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "immediate" => Ok(Durability::Immediate),
+            "batched" => Ok(Durability::Batched),
+            other => Err(Error::invalid(format!(
+                "durability must be \"immediate\" or \"batched\", not {:?}",
+                truncate_for_message(other)
+            ))),
+        }
+    }
+}
+
+/// The source of "now", in Unix seconds. Tests replace it with a simulated
+/// clock.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+pub(crate) fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    })
+}
+
+/// How to open a vault.
+#[derive(Clone, Default)]
+pub struct VaultOptions {
+    pub durability: Durability,
+    /// `None`: the system clock.
+    pub clock: Option<Clock>,
+    /// A label for whoever uses this handle (a service name, an operator
+    /// role), carried by every audit entry. Letters, digits and `_.:-`, at
+    /// most 64: it must not be personal data.
+    pub actor: Option<String>,
+}
+
+impl std::fmt::Debug for VaultOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultOptions")
+            .field("durability", &self.durability)
+            .field("clock", &self.clock.as_ref().map(|_| "custom"))
+            .field("actor", &self.actor)
+            .finish()
+    }
+}

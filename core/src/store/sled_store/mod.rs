@@ -1,0 +1,360 @@
+//! [`SledStore`]: the embedded default store, sled 0.34.7 in `VAULT/data/`,
+//! and everything sled-specific: opening it (and waiting out the lock a
+//! handle dropped a moment ago still holds), its tuning, the durable point
+//! (sled's flush, then an fsync sled's flush lacks), the put journal that
+//! makes a put durable with one write (`journal`), and compaction
+//! (`compact`).
+//!
+//! All keys live in one sled tree ([`SLED_TREE`]): sled batches are atomic
+//! and isolated from readers within one tree (they take its write lock),
+//! which is what the store contract asks of [`Store::apply`]. sled recovers
+//! a prefix of its log after a crash, as the contract asks too.
+//!
+//! # The durable point
+//!
+//! sled's `flush` writes its buffers and waits on `sync_file_range`, which
+//! does not reach the drive's cache; so [`Store::sync`] flushes and then
+//! `fdatasync`s sled's file. It first notes the put journal's last frame,
+//! then lets the vault seal what it buffers (`seal`), then records in the
+//! tree that every frame up to the one noted has its effects in sled
+//! ([`Key::JournalMark`]), then flushes and fsyncs: a frame is written only
+//! after its inserts are in sled's memory, so the mark never covers a frame
+//! whose inserts the flush could miss.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use super::{Batch, Entries, Entry, Recovered, RecoveredCall, Store, Value};
+use crate::codec;
+use crate::crypto::SecretKey;
+use crate::error::{Error, ErrorKind, Result};
+use crate::layout::{Key, SLED_TREE};
+
+pub(crate) mod compact;
+pub(crate) mod journal;
+
+use journal::{Journal, JournalEntry, JournalMark};
+
+/// A value read from sled: sled's own reference-counted bytes, not a copy.
+#[derive(Clone)]
+pub(crate) struct SledValue(sled::IVec);
+
+impl std::ops::Deref for SledValue {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+fn value(v: sled::IVec) -> Value {
+    Value(super::Repr::Sled(SledValue(v)))
+}
+
+impl From<sled::Error> for Error {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Io(io) => Error::io("database", io),
+            sled::Error::Corruption { .. } => Error::corrupt(format!("database: {e}")),
+            // sled refuses a configuration file that disagrees with its
+            // data: on a vault, whose configuration never changes, that
+            // file is damaged.
+            sled::Error::Unsupported(_) => Error::corrupt(format!("database: {e}")),
+            other => Error::internal(format!("database: {other}")),
+        }
+    }
+}
+
+/// The vault's sled database and put journal.
+pub(crate) struct SledStore {
+    data_dir: PathBuf,
+    vault_dir: PathBuf,
+    db: sled::Db,
+    tree: sled::Tree,
+    db_file: File,
+    /// Opened by `recover`.
+    journal: OnceLock<Journal>,
+    /// Held while the journal mark is read and raised; and whether the
+    /// journal has been started (after the first durable point covering
+    /// every frame read at open).
+    mark: Mutex<bool>,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore")
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) `VAULT/data/`, finishing or undoing a compaction
+    /// a crash cut short first. The caller holds the vault's lock.
+    pub fn open(vault_dir: &Path) -> Result<SledStore> {
+        compact::recover(vault_dir)?;
+        let data_dir = vault_dir.join("data");
+        let fresh = !data_dir.join("db").exists();
+        let db = open_sled(&data_dir, vault_dir, 1000)?;
+        let tree = db.open_tree(SLED_TREE)?;
+        let db_file = File::open(data_dir.join("db"))
+            .map_err(|e| Error::io(format!("opening {}", data_dir.display()), e))?;
+        if fresh {
+            // New directory entries (data/, data/db, data/conf) must survive
+            // a power cut too.
+            for dir in [&data_dir, &vault_dir.to_path_buf()] {
+                sync_dir(dir)?;
+            }
+        }
+        Ok(SledStore {
+            data_dir,
+            vault_dir: vault_dir.to_path_buf(),
+            db,
+            tree,
+            db_file,
+            journal: OnceLock::new(),
+            mark: Mutex::new(false),
+        })
+    }
+
+    /// The stored journal mark (0: none).
+    fn stored_mark(&self) -> Result<u64> {
+        match self.tree.get(Key::JournalMark.encode())? {
+            None => Ok(0),
+            Some(b) => Ok(codec::decode::<JournalMark>(&b, "journal mark")?.through),
+        }
+    }
+
+    /// The durable point, marking journal frames up to `through` done.
+    fn durable_through(&self, through: u64, seal: &dyn Fn() -> Result<()>) -> Result<()> {
+        seal()?;
+        {
+            // The mark only grows (two durable points may race to it).
+            let mut started = self.mark.lock().unwrap_or_else(|p| p.into_inner());
+            if through > 0 && through > self.stored_mark()? {
+                self.tree.insert(
+                    Key::JournalMark.encode(),
+                    codec::encode(&JournalMark { through })?,
+                )?;
+            }
+            self.db.flush()?;
+            self.db_file
+                .sync_data()
+                .map_err(|e| Error::io(format!("syncing {}", self.data_dir.display()), e))?;
+            if let (false, Some(journal)) = (*started, self.journal.get()) {
+                // Every frame read at open is marked done now: writing
+                // starts again at the journal's beginning.
+                journal.start(self.stored_mark()?)?;
+                *started = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Store for SledStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Value>> {
+        Ok(self.tree.get(key)?.map(value))
+    }
+
+    fn contains(&self, key: &[u8]) -> Result<bool> {
+        Ok(self.tree.contains_key(key)?)
+    }
+
+    fn insert(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.tree.insert(key, value)?;
+        Ok(())
+    }
+
+    fn insert_new(&self, key: &[u8], value: &[u8]) -> Result<bool> {
+        Ok(self
+            .tree
+            .compare_and_swap(key, None as Option<&[u8]>, Some(value))?
+            .is_ok())
+    }
+
+    fn remove(&self, key: &[u8]) -> Result<()> {
+        self.tree.remove(key)?;
+        Ok(())
+    }
+
+    fn apply(&self, batch: Batch) -> Result<()> {
+        let mut sled_batch = sled::Batch::default();
+        for (key, value) in batch.into_writes() {
+            match value {
+                Some(v) => sled_batch.insert(key, v),
+                None => sled_batch.remove(key),
+            }
+        }
+        self.tree.apply_batch(sled_batch)?;
+        Ok(())
+    }
+
+    fn scan(&self, prefix: &[u8], from: &[u8]) -> Entries {
+        let prefix = prefix.to_vec();
+        Box::new(
+            self.tree
+                .range(from.to_vec()..)
+                .take_while(move |item| match item {
+                    Ok((k, _)) => k.starts_with(&prefix),
+                    Err(_) => true,
+                })
+                .map(|item| item.map(|(k, v)| (value(k), value(v))).map_err(Error::from)),
+        )
+    }
+
+    fn last(&self, prefix: &[u8]) -> Result<Option<Entry>> {
+        match self.tree.scan_prefix(prefix).next_back() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item?;
+                Ok(Some((value(k), value(v))))
+            }
+        }
+    }
+
+    fn sync(&self, seal: &dyn Fn() -> Result<()>) -> Result<()> {
+        // Read first: every frame up to here has its inserts in sled and its
+        // note handed to the vault already, so `seal` covers it.
+        let through = self.journal.get().map_or(0, Journal::last_seq);
+        self.durable_through(through, seal)
+    }
+
+    fn persist(
+        &self,
+        inserts: &[(&[u8], &[u8])],
+        note: &[u8],
+        seal: &dyn Fn() -> Result<()>,
+    ) -> Result<()> {
+        let started = *self.mark.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(journal) = self.journal.get().filter(|_| started) else {
+            return self.sync(seal);
+        };
+        let entry = JournalEntry {
+            inserts: inserts
+                .iter()
+                .map(|(k, v)| (k.to_vec().into(), v.to_vec().into()))
+                .collect(),
+            audit: note.to_vec(),
+        };
+        let written = journal.append(&entry, |through| self.durable_through(through, seal))?;
+        if written.is_none() {
+            self.sync(seal)?; // too big for a frame
+        }
+        Ok(())
+    }
+
+    fn recover(&self, key: SecretKey) -> Result<Recovered> {
+        let mark = self.stored_mark()?;
+        let (journal, frames) = Journal::open(&self.vault_dir, key, mark)?;
+        if self.journal.set(journal).is_err() {
+            return Err(Error::internal("the put journal was recovered twice"));
+        }
+        Ok(Recovered {
+            mark,
+            calls: frames
+                .into_iter()
+                .filter(|f| f.seq > mark)
+                .map(|f| RecoveredCall {
+                    inserts: f
+                        .entry
+                        .inserts
+                        .into_iter()
+                        .map(|(k, v)| (k.into_vec(), v.into_vec()))
+                        .collect(),
+                    note: f.entry.audit,
+                })
+                .collect(),
+        })
+    }
+
+    fn size_on_disk(&self) -> u64 {
+        dir_size(&self.data_dir)
+    }
+}
+
+/// fsyncs a directory, so that entries created or renamed in it survive a
+/// power cut.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+}
+
+/// The bytes of every file under `dir`.
+pub(crate) fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Opens sled's database in `data_dir`, sled's flusher ticking every
+/// `flush_ms`.
+///
+/// sled locks its file, and a handle dropped a moment ago in this process
+/// (its I/O threads end after `Drop` returns) can still hold that lock. The
+/// caller holds the vault's own lock, so no other vault handle can: a sled
+/// lock failure here is retried for a few seconds before it is `Locked`.
+fn open_sled(data_dir: &Path, vault_dir: &Path, flush_ms: u64) -> Result<sled::Db> {
+    remove_interrupted_snapshots(data_dir)?;
+    let config = sled::Config::new()
+        .path(data_dir)
+        .cache_capacity(256 * 1024 * 1024)
+        .flush_every_ms(Some(flush_ms));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(Error::new(
+                        ErrorKind::Locked,
+                        format!(
+                            "the vault at {} is open in another process ({io})",
+                            vault_dir.display()
+                        ),
+                    ));
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            Err(other) => return Err(Error::from(other)),
+        }
+    }
+}
+
+/// sled writes a snapshot as `snap.<lsn>.generating` and renames it when
+/// complete; an interrupted one is left behind under that name, and sled
+/// 0.34.7 would then try to read it as its newest snapshot. The complete
+/// snapshot before it is intact, so the leftover is removed.
+fn remove_interrupted_snapshots(data_dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return Ok(()); // no data/ yet
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path()).map_err(|e| {
+                Error::io(
+                    format!(
+                        "removing the interrupted snapshot {}",
+                        entry.path().display()
+                    ),
+                    e,
+                )
+            })?;
+        }
+    }
+    Ok(())
+}

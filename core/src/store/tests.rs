@@ -1,0 +1,212 @@
+//! The store contract (see [`Store`]), checked against every store: each
+//! check is a function of a way to open the store (again, after a drop, as
+//! a restarted process would).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::{Batch, MemoryStore, SledStore, Store};
+use crate::crypto::SecretKey;
+
+/// Opens the store under test; a second call opens the same data again.
+type Opener<'a> = &'a dyn Fn() -> Arc<dyn Store>;
+
+fn keys(store: &dyn Store, prefix: &[u8], from: &[u8]) -> Vec<Vec<u8>> {
+    store
+        .scan(prefix, from)
+        .map(|e| e.unwrap().0.to_vec())
+        .collect()
+}
+
+fn single_writes_and_reads(open: Opener) {
+    let s = open();
+    assert!(s.get(b"a").unwrap().is_none());
+    s.insert(b"a", b"1").unwrap();
+    assert_eq!(&*s.get(b"a").unwrap().unwrap(), b"1");
+    assert!(s.contains(b"a").unwrap());
+    s.insert(b"a", b"2").unwrap();
+    assert_eq!(&*s.get(b"a").unwrap().unwrap(), b"2");
+    assert!(!s.insert_new(b"a", b"3").unwrap());
+    assert_eq!(&*s.get(b"a").unwrap().unwrap(), b"2");
+    assert!(s.insert_new(b"b", b"").unwrap());
+    assert_eq!(&*s.get(b"b").unwrap().unwrap(), b"");
+    s.remove(b"a").unwrap();
+    s.remove(b"never there").unwrap();
+    assert!(!s.contains(b"a").unwrap());
+}
+
+fn byte_order_prefixes_and_last(open: Opener) {
+    let s = open();
+    let mut batch = Batch::default();
+    for k in [
+        &b"R\x00"[..],
+        b"R",
+        b"R\xff\x01",
+        b"Q\xff",
+        b"R\x01\x02",
+        b"S",
+        b"R\x01",
+        b"R\xff",
+    ] {
+        batch.insert(k, k.to_vec());
+    }
+    s.apply(batch).unwrap();
+    assert_eq!(
+        keys(&*s, b"R", b"R"),
+        [
+            &b"R"[..],
+            b"R\x00",
+            b"R\x01",
+            b"R\x01\x02",
+            b"R\xff",
+            b"R\xff\x01"
+        ]
+    );
+    assert_eq!(
+        keys(&*s, b"R", b"R\x01\x01"),
+        [&b"R\x01\x02"[..], b"R\xff", b"R\xff\x01"]
+    );
+    assert_eq!(keys(&*s, b"R\x01", b"R\x01"), [&b"R\x01"[..], b"R\x01\x02"]);
+    assert!(keys(&*s, b"T", b"T").is_empty());
+    assert_eq!(&*s.last(b"R").unwrap().unwrap().0, b"R\xff\x01");
+    assert_eq!(&*s.last(b"R\x01").unwrap().unwrap().1, b"R\x01\x02");
+    assert!(s.last(b"T").unwrap().is_none());
+    // Writes while a scan runs: it may or may not see them, but it goes on
+    // in order and returns every entry nobody touched.
+    let mut scan = s.scan(b"R", b"R");
+    assert_eq!(&*scan.next().unwrap().unwrap().0, b"R");
+    s.insert(b"R\x00\x01", b"new").unwrap();
+    s.remove(b"R\x01").unwrap();
+    let rest: Vec<Vec<u8>> = scan.map(|e| e.unwrap().0.to_vec()).collect();
+    assert!(rest.windows(2).all(|w| w[0] < w[1]), "{rest:?}");
+    for untouched in [&b"R\x00"[..], b"R\x01\x02", b"R\xff", b"R\xff\x01"] {
+        assert!(rest.contains(&untouched.to_vec()), "{rest:?}");
+    }
+}
+
+fn batches_are_atomic_and_isolated(open: Opener) {
+    let s = open();
+    // Later writes to a key in one batch win.
+    let mut batch = Batch::default();
+    batch.insert(b"k", b"1".to_vec());
+    batch.remove(b"k");
+    batch.insert(b"k", b"2".to_vec());
+    batch.remove(b"gone");
+    s.apply(batch).unwrap();
+    assert_eq!(&*s.get(b"k").unwrap().unwrap(), b"2");
+    // A writer sets A then B to the same version in one batch; a reader
+    // reading B before A must never see A behind B.
+    s.insert(b"A", &0u64.to_be_bytes()).unwrap();
+    s.insert(b"B", &0u64.to_be_bytes()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (s, stop) = (s.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let read =
+                |k: &[u8]| u64::from_be_bytes((&*s.get(k).unwrap().unwrap()).try_into().unwrap());
+            let mut seen = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let b = read(b"B");
+                let a = read(b"A");
+                assert!(a >= b, "A {a} behind B {b}: a batch was seen half-applied");
+                seen += 1;
+            }
+            seen
+        })
+    };
+    for v in 1..2_000u64 {
+        let mut batch = Batch::default();
+        batch.insert(b"A", v.to_be_bytes().to_vec());
+        batch.insert(b"B", v.to_be_bytes().to_vec());
+        s.apply(batch).unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(reader.join().unwrap() > 0);
+}
+
+fn insert_new_has_one_winner(open: Opener) {
+    let s = open();
+    let winners: usize = (0..4)
+        .map(|i| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                (0..200u32)
+                    .filter(|k| s.insert_new(&k.to_be_bytes(), &[i]).unwrap())
+                    .count()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .sum();
+    assert_eq!(winners, 200);
+}
+
+fn synced_and_persisted_writes_outlive_the_handle(open: Opener) {
+    let s = open();
+    let _ = s.recover(SecretKey::from_array([1; 32])).unwrap();
+    s.insert(b"synced", b"1").unwrap();
+    let sealed = std::sync::atomic::AtomicUsize::new(0);
+    s.sync(&|| {
+        sealed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(sealed.load(Ordering::Relaxed), 1, "seal is called once");
+    s.insert(b"persisted", b"2").unwrap();
+    s.persist(&[(b"persisted", b"2")], b"note", &|| Ok(()))
+        .unwrap();
+    drop(s);
+    let s = open();
+    let recovered = s.recover(SecretKey::from_array([1; 32])).unwrap();
+    assert_eq!(&*s.get(b"synced").unwrap().unwrap(), b"1");
+    // Either the store kept the persisted insert, or it hands it back.
+    let kept = s.get(b"persisted").unwrap().is_some();
+    let handed_back = recovered
+        .calls
+        .iter()
+        .any(|c| c.note == b"note" && c.inserts == [(b"persisted".to_vec(), b"2".to_vec())]);
+    assert!(kept || handed_back);
+}
+
+/// Gives a fresh store's opener (which reopens that same store).
+type Fresh<'a> = &'a dyn Fn() -> Box<dyn Fn() -> Arc<dyn Store>>;
+
+fn contract(fresh: Fresh) {
+    single_writes_and_reads(&*fresh());
+    byte_order_prefixes_and_last(&*fresh());
+    batches_are_atomic_and_isolated(&*fresh());
+    insert_new_has_one_winner(&*fresh());
+    synced_and_persisted_writes_outlive_the_handle(&*fresh());
+}
+
+#[test]
+fn the_memory_store_keeps_the_contract() {
+    contract(&|| {
+        let store = MemoryStore::new();
+        Box::new(move || Arc::new(store.clone()) as Arc<dyn Store>)
+    });
+}
+
+#[test]
+fn the_sled_store_keeps_the_contract() {
+    contract(&|| {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        Box::new(move || Arc::new(reopen_sled(dir.path())) as Arc<dyn Store>)
+    });
+}
+
+/// Opens the sled store at `path`; a handle dropped a moment ago may hold
+/// sled's lock for a moment (its threads end after `Drop`).
+fn reopen_sled(path: &std::path::Path) -> SledStore {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match SledStore::open(path) {
+            Ok(s) => return s,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}

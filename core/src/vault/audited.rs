@@ -1,0 +1,213 @@
+//! The one audited path: every public operation runs through
+//! [`Engine::audited`], which logs its audit entry with its outcome whatever
+//! happens, and commits (by the handle's durability, or durably whatever the
+//! mode) only on success. A failing audit append fails the operation: the
+//! audit never silently misses one.
+//!
+//! Names the policy does not know are logged as `(unknown)` (the `*_term`
+//! helpers): a caller's string could be anything, personal data too.
+
+use crate::audit::Draft;
+use crate::error::Result;
+use crate::layout::KeyBytes;
+use crate::options::Durability;
+
+use super::subjects::normalize_identifier;
+use super::Engine;
+
+/// The operations the audit log names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Op {
+    SetPolicy,
+    CreateSubject,
+    LinkIdentifier,
+    FindSubject,
+    Identifiers,
+    SubjectState,
+    Put,
+    Get,
+    Update,
+    Delete,
+    Records,
+    EraseSubject,
+    RecordEvent,
+    SetFlag,
+    GiveConsent,
+    WithdrawConsent,
+    SetLegalHold,
+    SetRestricted,
+    SetOptOutOfSale,
+    Expire,
+    RotateRootKey,
+    VerifyAudit,
+    Scan,
+    /// One per subject whose records a scan disclosed (see `rights::scan`).
+    ScanSubject,
+    Export,
+    OpenRequest,
+    ExtendRequest,
+    CloseRequest,
+    Requests,
+    PostMortemDirective,
+}
+
+impl Op {
+    /// The name stored in audit entries (a stored format: never renamed).
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::SetPolicy => "set_policy",
+            Op::CreateSubject => "create_subject",
+            Op::LinkIdentifier => "link_identifier",
+            Op::FindSubject => "find_subject",
+            Op::Identifiers => "identifiers",
+            Op::SubjectState => "subject_state",
+            Op::Put => "put",
+            Op::Get => "get",
+            Op::Update => "update",
+            Op::Delete => "delete",
+            Op::Records => "records",
+            Op::EraseSubject => "erase_subject",
+            Op::RecordEvent => "record_event",
+            Op::SetFlag => "set_flag",
+            Op::GiveConsent => "give_consent",
+            Op::WithdrawConsent => "withdraw_consent",
+            Op::SetLegalHold => "set_legal_hold",
+            Op::SetRestricted => "set_restricted",
+            Op::SetOptOutOfSale => "set_opt_out_of_sale",
+            Op::Expire => "expire",
+            Op::RotateRootKey => "rotate_root_key",
+            Op::VerifyAudit => "verify_audit",
+            Op::Scan => "scan",
+            Op::ScanSubject => "scan_subject",
+            Op::Export => "export",
+            Op::OpenRequest => "open_request",
+            Op::ExtendRequest => "extend_request",
+            Op::CloseRequest => "close_request",
+            Op::Requests => "requests",
+            Op::PostMortemDirective => "post_mortem_directive",
+        }
+    }
+}
+
+/// What [`Engine::audited`] does after a successful operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Commit {
+    /// A read: nothing to commit.
+    No,
+    /// Durable now or at the next flush, by the handle's mode.
+    Mode,
+    /// Durable before returning, whatever the mode.
+    Always,
+}
+
+/// An operation under way: its audit entry, which the body fills in, and
+/// the inserts of a put, made durable with the entry through the store's
+/// `persist` (in `Immediate` mode).
+pub(super) struct Call<'a> {
+    pub entry: Draft<'a>,
+    persisted: Vec<(KeyBytes, Vec<u8>)>,
+}
+
+impl Call<'_> {
+    /// An insert the body made that a put's commit makes durable.
+    pub fn persist(&mut self, key: KeyBytes, value: Vec<u8>) {
+        self.persisted.push((key, value));
+    }
+}
+
+impl Engine {
+    /// Runs `body` as the operation `op`: see the module doc.
+    pub(super) fn audited<'a, T>(
+        &self,
+        op: Op,
+        commit: Commit,
+        body: impl FnOnce(&mut Call<'a>) -> Result<T>,
+    ) -> Result<T> {
+        self.audited_seq(op, commit, body).map(|(value, _)| value)
+    }
+
+    /// [`audited`](Self::audited), returning also the sequence number of
+    /// the operation's audit entry (an erasure receipt names it).
+    pub(super) fn audited_seq<'a, T>(
+        &self,
+        op: Op,
+        commit: Commit,
+        body: impl FnOnce(&mut Call<'a>) -> Result<T>,
+    ) -> Result<(T, u64)> {
+        let mut call = Call {
+            entry: Draft::new(op.name(), self.now()),
+            persisted: Vec::new(),
+        };
+        let result = body(&mut call);
+        call.entry.outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.kind().name(),
+        };
+        if result.is_ok()
+            && commit == Commit::Mode
+            && self.durability == Durability::Immediate
+            && !call.persisted.is_empty()
+        {
+            // A put: its inserts and its entry, durable together.
+            let mut note = Vec::new();
+            let seq =
+                self.audit
+                    .append_keeping(&call.entry, self.actor.as_deref(), Some(&mut note))?;
+            self.persist(&call.persisted, &note)?;
+            return result.map(|value| (value, seq));
+        }
+        let appended = self.audit.append(&call.entry, self.actor.as_deref());
+        let value = result?;
+        let seq = appended?;
+        match commit {
+            Commit::No => {}
+            Commit::Mode => self.commit()?,
+            Commit::Always => self.make_durable()?,
+        }
+        Ok((value, seq))
+    }
+
+    /// Logs an entry that is not an operation of its own (a scan's
+    /// disclosure of one subject's records), outcome `ok`.
+    pub(super) fn log(&self, mut entry: Draft<'_>) -> Result<u64> {
+        entry.outcome = "ok";
+        self.audit.append(&entry, self.actor.as_deref())
+    }
+
+    /// A fresh audit entry for `op`, stamped with the time.
+    pub(super) fn draft<'a>(&self, op: Op) -> Draft<'a> {
+        Draft::new(op.name(), self.now())
+    }
+
+    /// A purpose for the audit log: the name if the policy knows it, else
+    /// `(unknown)`.
+    pub(super) fn purpose_term<'a>(&self, name: &'a str) -> &'a str {
+        known_term(self.policy().purpose(name).is_ok(), name)
+    }
+
+    pub(super) fn category_term<'a>(&self, name: &'a str) -> &'a str {
+        known_term(self.policy().category(name).is_ok(), name)
+    }
+
+    pub(super) fn event_term<'a>(&self, name: &'a str) -> &'a str {
+        known_term(self.policy().events().contains(name), name)
+    }
+
+    pub(super) fn flag_term<'a>(&self, name: &'a str) -> &'a str {
+        known_term(self.policy().flags().contains(name), name)
+    }
+
+    /// Identifier kinds are checked names (`normalize_identifier`).
+    pub(super) fn kind_term<'a>(&self, kind: &'a str) -> &'a str {
+        known_term(normalize_identifier(kind, "x").is_ok(), kind)
+    }
+}
+
+/// `name` if it is known, else `(unknown)`.
+pub(super) fn known_term(known: bool, name: &str) -> &str {
+    if known {
+        name
+    } else {
+        "(unknown)"
+    }
+}

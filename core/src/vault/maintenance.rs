@@ -1,0 +1,178 @@
+//! Maintenance: replacing the policy (and re-evaluating every subject under
+//! it), the vault's counts, and compaction of a closed vault.
+//!
+//! # Crash order of a policy change
+//!
+//! The new policy is stored durably, then every live subject is
+//! re-evaluated (rotated where a record's fate changes); a checksum of the
+//! evaluated policy is stored when every subject is done, so a crash midway
+//! redoes the rest at the next open.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::codec;
+use crate::crypto::{self, RootKey};
+use crate::custody::{KeyCustody, SlotFileCustody};
+use crate::decide::Fate;
+use crate::error::{Error, ErrorKind, Result};
+use crate::layout::{
+    decode_record, decode_subject, DayEntry, Key, Prefix, RecordEntry, SubjectEntry, VaultMeta,
+};
+use crate::policy::Policy;
+use crate::store::sled_store::compact;
+use crate::types::{CompactReport, Stats};
+
+use super::audited::{Commit, Op};
+use super::{Engine, Vault};
+
+impl Vault {
+    /// Replaces the policy, once checked against the stored data (a category
+    /// that still has live records cannot disappear), then re-evaluates
+    /// every record's expiry under it: records move to their new day, and
+    /// what the new policy says is past due expires now.
+    pub fn set_policy(&self, policy: Policy) -> Result<()> {
+        let engine = &self.engine;
+        engine.audited(Op::SetPolicy, Commit::Always, |_| {
+            // Every subject stripe, so no put races the check, and no writer
+            // the re-evaluation.
+            let _stripes = engine.locks.all_stripes();
+            engine.check_policy_fits(&policy)?;
+            engine.store_policy(&policy)?;
+            engine.make_durable()?;
+            *engine.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+            engine.reevaluate_all()
+        })
+    }
+
+    /// Counts of subjects, records and keys, and the bytes on disk.
+    pub fn stats(&self) -> Result<Stats> {
+        let engine = &self.engine;
+        let mut stats = Stats::default();
+        for item in engine.scan(Prefix::Subjects) {
+            let (_, v) = item?;
+            match decode_subject(&v)? {
+                SubjectEntry::Live(_) => stats.subjects_live += 1,
+                SubjectEntry::Erased { .. } => stats.subjects_erased += 1,
+            }
+        }
+        for item in engine.scan(Prefix::Records) {
+            let (_, v) = item?;
+            match decode_record(&v)? {
+                RecordEntry::Live(_) => stats.records_live += 1,
+                RecordEntry::Gone(_) => stats.records_gone += 1,
+            }
+        }
+        stats.identifiers_indexed = engine.scan(Prefix::Blind).count() as u64;
+        for item in engine.scan(Prefix::Days) {
+            let (_, v) = item?;
+            if !codec::decode::<DayEntry>(&v, "day entry")?.destroyed {
+                stats.retention_days += 1;
+            }
+        }
+        let (occupied, free) = engine.keys.custody.counts();
+        stats.keystore_slots_live = occupied;
+        stats.keystore_slots_free = free;
+        stats.data_bytes = engine.store.size_on_disk();
+        stats.keys_bytes = engine.keys.custody.size_on_disk();
+        Ok(stats)
+    }
+
+    /// Rewrites the vault's `data/` as a fresh sled database holding only
+    /// live entries (`store::sled_store::compact` has the crash order). The vault
+    /// must not be open (`Locked` otherwise); the root key proves the caller
+    /// may (`WrongKey` otherwise). Every key stays where it is.
+    pub fn compact(path: impl AsRef<Path>, root: &RootKey) -> Result<CompactReport> {
+        let vault_dir = path.as_ref();
+        let keys_dir = vault_dir.join("keys");
+        if !SlotFileCustody::exists(&keys_dir) {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("there is no vault at {}", vault_dir.display()),
+            ));
+        }
+        // Holds the vault's lock (no handle can open meanwhile) and checks
+        // the root key.
+        let custody = SlotFileCustody::open(&keys_dir, root, crypto::random_array()?)?;
+        let data_dir = vault_dir.join("data");
+        let check_meta = |meta: Option<&[u8]>| -> Result<()> {
+            let Some(bytes) = meta else {
+                return Err(Error::corrupt(format!(
+                    "{} lacks the vault's metadata: nothing to compact",
+                    data_dir.display()
+                )));
+            };
+            let meta: VaultMeta = codec::decode(bytes, "vault metadata")?;
+            if meta.vault_id != custody.vault_id() {
+                return Err(Error::corrupt(format!(
+                    "{} belongs to another vault than {}",
+                    data_dir.display(),
+                    keys_dir.display()
+                )));
+            }
+            Ok(())
+        };
+        let report = compact::compact(vault_dir, &check_meta)?;
+        drop(custody);
+        Ok(report)
+    }
+}
+
+impl Engine {
+    /// Writes a policy's source as the stored policy.
+    pub(super) fn store_policy(&self, policy: &Policy) -> Result<()> {
+        self.store.insert(
+            &Key::Policy.encode(),
+            &codec::encode(&policy.source().to_string())?,
+        )
+    }
+
+    /// Re-evaluates every live subject under the policy in force, once per
+    /// policy (see the module doc).
+    pub(super) fn reevaluate_all(&self) -> Result<()> {
+        let digest = crypto::checksum8(self.policy().source().as_bytes());
+        let evaluated = Key::PolicyEvaluated.encode();
+        if self.store.get(&evaluated)?.as_deref() == Some(&digest[..]) {
+            return Ok(());
+        }
+        for subject in self.subject_ids_under(Prefix::Subjects)? {
+            if let Some(SubjectEntry::Live(live)) = self.subject_entry(&subject)? {
+                if !self.keys.custody.holds(live.key) {
+                    continue; // the repair pass finished erasing it
+                }
+                let decided = self.decide_all(&subject, &live, self.threshold())?;
+                if decided.iter().any(|d| d.fate != Fate::Keep(d.record.day)) {
+                    self.rotate(&subject, live, None)?;
+                }
+            }
+        }
+        self.store.insert(&evaluated, &digest)?;
+        self.make_durable()
+    }
+
+    /// A new policy may not drop a category that still has live records.
+    pub(super) fn check_policy_fits(&self, policy: &Policy) -> Result<()> {
+        let mut missing = HashSet::new();
+        for item in self.scan(Prefix::Records) {
+            let (_, v) = item?;
+            if let RecordEntry::Live(r) = decode_record(&v)? {
+                if policy.category(&r.category).is_err() {
+                    missing.insert(r.category);
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut names: Vec<_> = missing.into_iter().collect();
+        names.sort();
+        Err(Error::new(
+            ErrorKind::Policy,
+            format!(
+                "the new policy drops categories that still have live records: {}",
+                names.join(", ")
+            ),
+        ))
+    }
+}

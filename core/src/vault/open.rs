@@ -1,0 +1,368 @@
+//! Creating and opening a vault, and the repair pass at open.
+//!
+//! # Order at open
+//!
+//! 1. The custody first: its lock and its key check come before the store
+//!    is touched, so a second process gets `Locked` and a wrong key
+//!    `WrongKey` without side effects.
+//! 2. The store (for sled: a compaction a crash cut short is finished or
+//!    undone first).
+//! 3. The vault's metadata: written (durably, before any key is created)
+//!    for a new vault; checked against the custody's vault id otherwise. A
+//!    custody holding keys beside a store without metadata is refused: the
+//!    repair pass would take every key for a leftover and destroy it.
+//! 4. The puts the store may have lost are replayed (`durability`), before
+//!    anything else writes.
+//! 5. A new policy replaces the stored one (once it fits the stored data);
+//!    a root-key rotation cut short is finished or dropped (`root_key`);
+//!    the repair pass; the re-evaluation under a changed policy; a durable
+//!    point. Then the purge resumes in the background if it has work.
+//!
+//! # The repair pass
+//!
+//! A crash can leave a key nothing refers to (created but unused, or
+//! replaced but not yet destroyed): the repair pass destroys it. A subject
+//! that refers to a destroyed key is finished off as erased. A stored entry
+//! that does not decode stops the pass before it destroys anything: what it
+//! refers to cannot be told.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, RwLock};
+
+use crate::audit::AuditLog;
+use crate::codec;
+use crate::crypto::{self, RootKey};
+use crate::custody::{KeyCustody, KeyKind, SlotFileCustody};
+use crate::domains;
+use crate::error::{Error, ErrorKind, Result};
+use crate::layout::{decode_subject, DayEntry, Key, Prefix, SubjectEntry, VaultMeta, VaultSecrets};
+use crate::options::{system_clock, Durability, VaultOptions};
+use crate::policy::Policy;
+use crate::store::{SledStore, Store};
+
+use super::durability::spawn_flusher;
+use super::{keys, Background, Engine, Locks, Vault};
+
+/// Whether an open may create the vault, and must.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    CreateOrOpen,
+    Create,
+    Existing,
+}
+
+impl Vault {
+    /// Opens the vault at `path`, creating it if needed, with the default
+    /// options: the shortcut for [`Vault::create`] and
+    /// [`Vault::open_existing`]. `policy`: required for a new vault; for an
+    /// existing one, `None` keeps the stored policy and `Some` replaces it
+    /// once validated against the stored data.
+    pub fn open(path: impl AsRef<Path>, root: &RootKey, policy: Option<Policy>) -> Result<Vault> {
+        Vault::open_with(path, root, policy, VaultOptions::default())
+    }
+
+    /// [`Vault::open`] with options.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        root: &RootKey,
+        policy: Option<Policy>,
+        options: VaultOptions,
+    ) -> Result<Vault> {
+        open_dir(path.as_ref(), root, policy, options, Mode::CreateOrOpen)
+    }
+
+    /// Creates a vault at `path` with `policy`; `InvalidArgument` if one is
+    /// there already.
+    pub fn create(
+        path: impl AsRef<Path>,
+        root: &RootKey,
+        policy: Policy,
+        options: VaultOptions,
+    ) -> Result<Vault> {
+        open_dir(path.as_ref(), root, Some(policy), options, Mode::Create)
+    }
+
+    /// Opens the vault at `path` with its stored policy; `NotFound` if there
+    /// is none.
+    pub fn open_existing(
+        path: impl AsRef<Path>,
+        root: &RootKey,
+        options: VaultOptions,
+    ) -> Result<Vault> {
+        open_dir(path.as_ref(), root, None, options, Mode::Existing)
+    }
+}
+
+fn open_dir(
+    root_dir: &Path,
+    root: &RootKey,
+    policy: Option<Policy>,
+    options: VaultOptions,
+    mode: Mode,
+) -> Result<Vault> {
+    if root_dir.as_os_str().is_empty() {
+        return Err(Error::invalid("the vault path is empty"));
+    }
+    check_actor(options.actor.as_deref())?;
+    let keys_dir = root_dir.join("keys");
+    let exists = SlotFileCustody::exists(&keys_dir);
+    match mode {
+        Mode::Create if exists => {
+            return Err(Error::invalid(format!(
+                "{} is already a vault",
+                root_dir.display()
+            )))
+        }
+        Mode::Existing if !exists => {
+            return Err(Error::not_found(format!(
+                "there is no vault at {}",
+                root_dir.display()
+            )))
+        }
+        _ => {}
+    }
+    if policy.is_none() && !exists {
+        // Refused before anything is created.
+        return Err(Error::new(
+            ErrorKind::Policy,
+            format!(
+                "there is no vault at {} yet: give a policy to create one",
+                root_dir.display()
+            ),
+        ));
+    }
+    std::fs::create_dir_all(root_dir)
+        .map_err(|e| Error::io(format!("creating {}", root_dir.display()), e))?;
+    let custody = SlotFileCustody::open(&keys_dir, root, crypto::random_array()?)?;
+    let store = SledStore::open(root_dir)?;
+    Engine::start(
+        root_dir.to_path_buf(),
+        Arc::new(store),
+        Box::new(custody),
+        policy,
+        options,
+    )
+}
+
+/// An actor label is 1 to 64 letters, digits or `_.:-`: never personal data.
+fn check_actor(actor: Option<&str>) -> Result<()> {
+    let Some(actor) = actor else {
+        return Ok(());
+    };
+    let ok = !actor.is_empty()
+        && actor.len() <= 64
+        && actor
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "an actor label is 1 to 64 letters, digits or _.:- (never personal data)",
+        ))
+    }
+}
+
+impl Engine {
+    /// Opens the vault held by `store` and `custody` (the order of this
+    /// module's doc, from step 3).
+    pub(crate) fn start(
+        root: PathBuf,
+        store: Arc<dyn Store>,
+        custody: Box<dyn KeyCustody>,
+        policy: Option<Policy>,
+        options: VaultOptions,
+    ) -> Result<Vault> {
+        check_actor(options.actor.as_deref())?;
+        let vault_id = custody.vault_id();
+        let clock = options.clock.clone().unwrap_or_else(system_clock);
+        let meta_is_new = check_meta(&root, &*store, &*custody, vault_id, clock())?;
+        let stored_policy = match store.get(&Key::Policy.encode())? {
+            Some(bytes) => {
+                let text: String = codec::decode(&bytes, "stored policy")?;
+                Some(Policy::parse(&text, "stored policy").map_err(|e| {
+                    Error::corrupt(format!(
+                        "the stored policy no longer parses: {}",
+                        e.message()
+                    ))
+                })?)
+            }
+            None => None,
+        };
+        let in_force = match (&policy, &stored_policy) {
+            (Some(p), _) | (None, Some(p)) => p.clone(),
+            (None, None) if meta_is_new => {
+                return Err(Error::new(
+                    ErrorKind::Policy,
+                    format!(
+                        "the vault at {} has no policy yet: give one to create it",
+                        root.display()
+                    ),
+                ))
+            }
+            (None, None) => {
+                return Err(Error::corrupt(format!(
+                    "the vault at {} has lost its stored policy (data/ is damaged)",
+                    root.display()
+                )))
+            }
+        };
+        let expired_through: i64 = match store.get(&Key::ExpiredThrough.encode())? {
+            Some(bytes) => codec::decode(&bytes, "expiry mark")?,
+            None => i64::MIN,
+        };
+        let secrets = vault_secrets(&*store, &*custody)?;
+        let audit_key = Engine::vault_secret(&*custody, secrets.audit, "audit key")?;
+        let recovered = store.recover(domains::journal_key(&audit_key))?;
+        let audit = AuditLog::open(store.clone(), audit_key)?;
+        let receipt_key = Engine::vault_secret(&*custody, secrets.receipt, "receipt key")?;
+        let engine = Engine {
+            root,
+            vault_id,
+            store,
+            keys: keys::Keys::new(custody),
+            audit,
+            actor: options.actor.clone(),
+            policy: RwLock::new(Arc::new(in_force)),
+            durability: options.durability,
+            clock,
+            receipt_key,
+            subjects: Default::default(),
+            seqs: Default::default(),
+            locks: Locks::new(),
+            expired_through: AtomicI64::new(expired_through),
+            background: Background::default(),
+        };
+        engine.replay(recovered)?;
+        if let Some(new) = policy {
+            if stored_policy.as_ref().map(|p| p.source()) != Some(new.source()) {
+                engine.check_policy_fits(&new)?;
+                engine.store_policy(&new)?;
+            }
+        }
+        engine.finish_root_rotation()?;
+        engine.repair()?;
+        engine.reevaluate_all()?;
+        engine.make_durable()?;
+        let pending_purge = engine.purge_pending()?;
+        let engine = Arc::new(engine);
+        if engine.durability == Durability::Batched {
+            spawn_flusher(Arc::downgrade(&engine));
+        }
+        if pending_purge {
+            engine.kick_purge();
+        }
+        Ok(Vault { engine })
+    }
+
+    /// The repair pass: see the module doc.
+    fn repair(&self) -> Result<()> {
+        let mut referenced = HashSet::new();
+        let mut dead = Vec::new();
+        for item in self.scan(Prefix::Subjects) {
+            let (k, v) = item?;
+            let id = Key::subject_id(&k)?;
+            let Ok(entry) = decode_subject(&v) else {
+                return Ok(());
+            };
+            if let SubjectEntry::Live(live) = entry {
+                if self.keys.custody.holds(live.key) {
+                    referenced.insert(live.key);
+                } else {
+                    dead.push((id, live));
+                }
+            }
+        }
+        for item in self.scan(Prefix::Days) {
+            let (_, v) = item?;
+            let Ok(entry) = codec::decode::<DayEntry>(&v, "day entry") else {
+                return Ok(());
+            };
+            if self.keys.custody.holds(entry.key) {
+                referenced.insert(entry.key);
+            }
+        }
+        if let Some(bytes) = self.store.get(&Key::Secrets.encode())? {
+            let Ok(secrets) = codec::decode::<VaultSecrets>(&bytes, "vault secrets") else {
+                return Ok(());
+            };
+            referenced.insert(secrets.audit);
+            referenced.insert(secrets.receipt);
+        }
+        // `holds` matched the key id of every live key in `referenced`, and
+        // a damaged slot is kept as long as someone refers to its index.
+        let referenced_slots: HashSet<u32> = referenced.iter().map(|r| r.index).collect();
+        let orphans: Vec<u32> = self
+            .keys
+            .custody
+            .inventory()
+            .into_iter()
+            .map(|held| held.index)
+            .filter(|index| !referenced_slots.contains(index))
+            .collect();
+        self.keys.custody.destroy_slots(&orphans)?;
+        let now = self.now();
+        for (id, live) in dead {
+            self.finish_erasure(&id, &live, now)?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks the stored metadata names the custody's vault, or writes it for
+/// a new vault (durably, before any key is created); whether it was new.
+fn check_meta(
+    root: &Path,
+    store: &dyn Store,
+    custody: &dyn KeyCustody,
+    vault_id: [u8; 16],
+    now: i64,
+) -> Result<bool> {
+    let data_dir = root.join("data");
+    if let Some(bytes) = store.get(&Key::Meta.encode())? {
+        let meta: VaultMeta = codec::decode(&bytes, "vault metadata")?;
+        if meta.vault_id != vault_id {
+            return Err(Error::corrupt(format!(
+                "{} belongs to another vault than {}/keys",
+                data_dir.display(),
+                root.display()
+            )));
+        }
+        return Ok(false);
+    }
+    let (occupied, _) = custody.counts();
+    if occupied > 0 {
+        // The metadata is made durable before any key is created, so keys
+        // without it mean data/ is lost or damaged. Opening would make
+        // every stored key look unreferenced and the repair pass would
+        // destroy them.
+        return Err(Error::corrupt(format!(
+            "{} is missing, empty or damaged (it lacks the vault's metadata) but {} holds {occupied} keys; refusing to open (restore data/ first)",
+            data_dir.display(),
+            root.join("keys").join("keystore").display()
+        )));
+    }
+    let meta = VaultMeta {
+        vault_id,
+        created_at: now,
+    };
+    store.insert(&Key::Meta.encode(), &codec::encode(&meta)?)?;
+    store.sync(&|| Ok(()))?;
+    Ok(true)
+}
+
+/// The vault-wide secrets' keys, created on a vault's first open.
+fn vault_secrets(store: &dyn Store, custody: &dyn KeyCustody) -> Result<VaultSecrets> {
+    if let Some(bytes) = store.get(&Key::Secrets.encode())? {
+        return codec::decode(&bytes, "vault secrets");
+    }
+    let keys = custody.create(KeyKind::Vault, 2)?;
+    let secrets = VaultSecrets {
+        audit: keys[0],
+        receipt: keys[1],
+    };
+    store.insert(&Key::Secrets.encode(), &codec::encode(&secrets)?)?;
+    Ok(secrets)
+}
