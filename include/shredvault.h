@@ -236,6 +236,49 @@ sv_status sv_compact(const char *path,
                      size_t root_key_len,
                      sv_buf *report_json);
 
+// The vault's id (32 hex characters and a NUL) into `out_id` (`SV_ID_BUF`
+// bytes).
+sv_status sv_vault_id(const sv_vault *v, char *out_id);
+
+// Replaces the vault's policy with the policy file at `policy_path`, once
+// checked against the stored data (`SV_POLICY` if a category with live
+// records would disappear); every record's expiry is re-evaluated under
+// it, and what is now past due expires.
+sv_status sv_set_policy(const sv_vault *v, const char *policy_path);
+
+// Counts of subjects, records and keys, and bytes on disk, as a JSON
+// object in `*json`.
+sv_status sv_stats(const sv_vault *v, sv_buf *json);
+
+// Purges what expiry runs left behind, in the calling thread (`sv_expire`
+// starts this in the background by itself; call it to wait for it).
+// `*records_purged` (unless NULL) receives how many records it purged.
+sv_status sv_purge(const sv_vault *v, uint64_t *records_purged);
+
+// A subject's identifiers, decrypted, as a JSON array of `[kind, value]`
+// pairs in `*json` (personal data: release it with `sv_buf_free`, which
+// zeroizes it).
+sv_status sv_identifiers(const sv_vault *v, const char *subject_id, sv_buf *json);
+
+// A subject's events, flags, consent ledger and states as a JSON object in
+// `*json`.
+sv_status sv_subject_state(const sv_vault *v, const char *subject_id, sv_buf *json);
+
+// Audit entries as a JSON array in `*json`, oldest first: every entry, or
+// (when `subject_id` is not NULL) those naming the subject.
+sv_status sv_audit_entries(const sv_vault *v, const char *subject_id, sv_buf *json);
+
+// Leaves (or replaces) a subject's post-mortem directive: `directive` is
+// "erase" (erase everything once `deceased` is recorded) or "hand_over"
+// (hand the data over to the person named by `to`, which must then not be
+// NULL). The directive's record id goes to `out_record_id` (`SV_ID_BUF`
+// bytes).
+sv_status sv_set_post_mortem_directive(const sv_vault *v,
+                                       const char *subject_id,
+                                       const char *directive,
+                                       const char *to,
+                                       char *out_record_id);
+
 // Walks the audit chain: `SV_OK`, or `SV_CORRUPT` with the first broken
 // entry named in `sv_last_error()`.
 sv_status sv_verify_audit(const sv_vault *v);

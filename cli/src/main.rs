@@ -11,6 +11,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use base64::Engine as _;
 use clap::{Parser, Subcommand};
 use shredvault::retention::parse_time;
 use shredvault::{Error, ErrorKind, Policy, RecordId, RequestId, RootKey, SubjectId, Vault};
@@ -56,6 +57,16 @@ enum Command {
         #[arg(long)]
         file: Option<PathBuf>,
     },
+    /// Replace a record's data (rectification: the subject's key is
+    /// rotated). Data from --data, --file, or stdin.
+    Update {
+        vault: PathBuf,
+        record: String,
+        #[arg(long, conflicts_with = "file")]
+        data: Option<String>,
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
     /// Print a record's data, raw, for a purpose.
     Get {
         vault: PathBuf,
@@ -67,6 +78,28 @@ enum Command {
     Delete { vault: PathBuf, record: String },
     /// Crypto-shred a subject; prints the receipt JSON.
     Erase { vault: PathBuf, subject: String },
+    /// The metadata of a subject's live records (JSON).
+    Records { vault: PathBuf, subject: String },
+    /// Every record of a category readable for a purpose, one JSON object a
+    /// line (data as JSON when it is JSON, else base64).
+    Scan {
+        vault: PathBuf,
+        category: String,
+        #[arg(long)]
+        purpose: String,
+    },
+    /// Leave (or replace) a subject's post-mortem directive; prints its
+    /// record id.
+    PostMortem {
+        vault: PathBuf,
+        subject: String,
+        directive: DirectiveArg,
+        /// Who the data goes to, for hand-over.
+        #[arg(long, required_if_eq("directive", "hand-over"))]
+        to: Option<String>,
+    },
+    /// Purge what expiry runs left behind, now; prints the records purged.
+    Purge { vault: PathBuf },
     /// Record (or move) a subject event that starts retention clocks.
     Event {
         vault: PathBuf,
@@ -178,6 +211,18 @@ enum SubjectCommand {
         kind: String,
         value: String,
     },
+    /// Add an identifier to a subject.
+    Link {
+        vault: PathBuf,
+        subject: String,
+        /// KIND=VALUE (e.g. email=alice@example.com).
+        #[arg(long = "identifier", value_name = "KIND=VALUE")]
+        identifier: String,
+    },
+    /// Print a subject's identifiers, decrypted (JSON).
+    Identifiers { vault: PathBuf, subject: String },
+    /// Print a subject's events, flags, consent ledger and states (JSON).
+    State { vault: PathBuf, subject: String },
 }
 
 #[derive(Subcommand)]
@@ -220,6 +265,12 @@ enum AuditCommand {
     /// Walk the audit chain; prints the count and head (JSON), or the
     /// first broken entry.
     Verify { vault: PathBuf },
+    /// Print the audit entries (JSON), all or those naming a subject.
+    List {
+        vault: PathBuf,
+        #[arg(long)]
+        subject: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -246,6 +297,14 @@ impl OnOff {
     fn on(self) -> bool {
         matches!(self, OnOff::On)
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DirectiveArg {
+    /// Erase everything once `deceased` is recorded.
+    Erase,
+    /// Hand the data over to the person named by --to.
+    HandOver,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -324,14 +383,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Subject(SubjectCommand::Create { vault, identifiers }) => {
             let pairs = identifiers
                 .iter()
-                .map(|i| {
-                    i.split_once('=').ok_or_else(|| {
-                        Error::new(
-                            ErrorKind::InvalidArgument,
-                            format!("--identifier takes KIND=VALUE, not {i:?}"),
-                        )
-                    })
-                })
+                .map(|i| identifier_pair(i))
                 .collect::<Result<Vec<_>, _>>()?;
             let v = open(&vault, key_file)?;
             println!("{}", v.create_subject(&pairs)?);
@@ -358,19 +410,117 @@ fn run(cli: Cli) -> Result<(), Error> {
             file,
         } => {
             let subject = SubjectId::parse(&subject)?;
-            let bytes = Zeroizing::new(match (data, file) {
-                (Some(d), _) => d.into_bytes(),
-                (None, Some(f)) => std::fs::read(&f).map_err(|e| io_error(&f, e))?,
-                (None, None) => {
-                    let mut buf = Vec::new();
-                    std::io::stdin()
-                        .read_to_end(&mut buf)
-                        .map_err(|e| io_error(Path::new("stdin"), e))?;
-                    buf
-                }
-            });
+            let bytes = read_data(data, file)?;
             let v = open(&vault, key_file)?;
             println!("{}", v.put(&subject, &category, &bytes)?);
+            v.close()
+        }
+        Command::Update {
+            vault,
+            record,
+            data,
+            file,
+        } => {
+            let record = RecordId::parse(&record)?;
+            let bytes = read_data(data, file)?;
+            let v = open(&vault, key_file)?;
+            v.update(&record, &bytes)?;
+            eprintln!("record {record} rectified (subject key rotated)");
+            v.close()
+        }
+        Command::Records { vault, subject } => {
+            let subject = SubjectId::parse(&subject)?;
+            let v = open(&vault, key_file)?;
+            print_json(&v.records(&subject)?);
+            v.close()
+        }
+        Command::Scan {
+            vault,
+            category,
+            purpose,
+        } => {
+            let v = open(&vault, key_file)?;
+            let mut out = std::io::stdout().lock();
+            for record in v.scan(&category, &purpose)? {
+                let record = record?;
+                let (encoding, data) =
+                    match serde_json::from_slice::<serde_json::Value>(&record.data) {
+                        Ok(value) => ("json", value),
+                        Err(_) => (
+                            "base64",
+                            serde_json::Value::String(
+                                base64::engine::general_purpose::STANDARD.encode(&record.data[..]),
+                            ),
+                        ),
+                    };
+                let line = serde_json::json!({
+                    "id": record.id,
+                    "subject": record.subject,
+                    "category": record.category,
+                    "version": record.version,
+                    "created_at": record.created_at,
+                    "updated_at": record.updated_at,
+                    "encoding": encoding,
+                    "data": data,
+                });
+                writeln!(out, "{line}").map_err(|e| io_error(Path::new("stdout"), e))?;
+            }
+            drop(out);
+            v.close()
+        }
+        Command::PostMortem {
+            vault,
+            subject,
+            directive,
+            to,
+        } => {
+            let subject = SubjectId::parse(&subject)?;
+            let directive = match (directive, to) {
+                (DirectiveArg::Erase, None) => shredvault::Directive::Erase,
+                (DirectiveArg::HandOver, Some(to)) => shredvault::Directive::HandOver { to },
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidArgument,
+                        "--to names the person for hand-over, and only for hand-over",
+                    ))
+                }
+            };
+            let v = open(&vault, key_file)?;
+            println!("{}", v.set_post_mortem_directive(&subject, &directive)?);
+            v.close()
+        }
+        Command::Purge { vault } => {
+            let v = open(&vault, key_file)?;
+            println!("{}", v.purge()?);
+            v.close()
+        }
+        Command::Subject(SubjectCommand::Link {
+            vault,
+            subject,
+            identifier,
+        }) => {
+            let subject = SubjectId::parse(&subject)?;
+            let (kind, value) = identifier_pair(&identifier)?;
+            let v = open(&vault, key_file)?;
+            v.link_identifier(&subject, kind, value)?;
+            v.close()
+        }
+        Command::Subject(SubjectCommand::Identifiers { vault, subject }) => {
+            let subject = SubjectId::parse(&subject)?;
+            let v = open(&vault, key_file)?;
+            print_json(&v.identifiers(&subject)?);
+            v.close()
+        }
+        Command::Subject(SubjectCommand::State { vault, subject }) => {
+            let subject = SubjectId::parse(&subject)?;
+            let v = open(&vault, key_file)?;
+            print_json(&v.subject_state(&subject)?);
+            v.close()
+        }
+        Command::Audit(AuditCommand::List { vault, subject }) => {
+            let subject = subject.as_deref().map(SubjectId::parse).transpose()?;
+            let v = open(&vault, key_file)?;
+            print_json(&v.audit_entries(subject.as_ref())?);
             v.close()
         }
         Command::Get {
@@ -601,10 +751,9 @@ fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Stats { vault } => {
             let v = open(&vault, key_file)?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&v.stats()?).expect("stats serialize")
-            );
+            let mut stats = serde_json::to_value(v.stats()?).expect("stats serialize");
+            stats["vault_id"] = serde_json::Value::String(v.vault_id());
+            print_json(&stats);
             v.close()
         }
         Command::Policy(PolicyCommand::Set { vault, file }) => {
@@ -621,6 +770,34 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Demo => demo::run(),
         Command::Bench { json, records } => bench::run(bench::Options { records, json }),
     }
+}
+
+/// `KIND=VALUE` as a pair.
+fn identifier_pair(text: &str) -> Result<(&str, &str), Error> {
+    text.split_once('=')
+        .ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "--identifier takes KIND=VALUE"))
+}
+
+/// Record data from --data, --file, or stdin.
+fn read_data(data: Option<String>, file: Option<PathBuf>) -> Result<Zeroizing<Vec<u8>>, Error> {
+    Ok(Zeroizing::new(match (data, file) {
+        (Some(d), _) => d.into_bytes(),
+        (None, Some(f)) => std::fs::read(&f).map_err(|e| io_error(&f, e))?,
+        (None, None) => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .map_err(|e| io_error(Path::new("stdin"), e))?;
+            buf
+        }
+    }))
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("JSON serializes")
+    );
 }
 
 fn time_or_now(text: Option<&str>) -> Result<i64, Error> {

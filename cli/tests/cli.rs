@@ -556,3 +556,85 @@ fn compact_from_the_command_line() {
         "WrongKey",
     );
 }
+
+#[test]
+fn every_operation_has_a_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = init(dir.path());
+    let s = ok(&sv(&["subject", "create", &vault]));
+    ok(&sv(&[
+        "subject",
+        "link",
+        &vault,
+        &s,
+        "--identifier",
+        "email=gina@example.com",
+    ]));
+    let idents: serde_json::Value =
+        serde_json::from_str(&ok(&sv(&["subject", "identifiers", &vault, &s]))).unwrap();
+    assert_eq!(idents, serde_json::json!([["email", "gina@example.com"]]));
+    let r = ok(&sv(&[
+        "put",
+        &vault,
+        &s,
+        "account",
+        "--data",
+        "{\"plan\":\"basic\"}",
+    ]));
+    ok(&sv_with(
+        &["update", &vault, &r],
+        Some(b"{\"plan\":\"pro\"}"),
+        Some(KEY_HEX),
+    ));
+    assert_eq!(
+        ok(&sv(&["get", &vault, &r, "--purpose", "billing"])),
+        "{\"plan\":\"pro\"}"
+    );
+    let records: serde_json::Value =
+        serde_json::from_str(&ok(&sv(&["records", &vault, &s]))).unwrap();
+    assert_eq!(records[0]["version"], 2);
+    let lines = ok(&sv(&["scan", &vault, "account", "--purpose", "billing"]));
+    let line: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (line["id"].as_str(), &line["data"]),
+        (Some(r.as_str()), &serde_json::json!({"plan": "pro"}))
+    );
+    fails(
+        &sv(&["scan", &vault, "account", "--purpose", "marketing"]),
+        "PurposeDenied",
+    );
+    ok(&sv(&["flag", &vault, &s, "employee", "on"]));
+    let state: serde_json::Value =
+        serde_json::from_str(&ok(&sv(&["subject", "state", &vault, &s]))).unwrap();
+    assert_eq!(state["flags"], serde_json::json!(["employee"]));
+    let d = ok(&sv(&[
+        "post-mortem",
+        &vault,
+        &s,
+        "hand-over",
+        "--to",
+        "Hal Example",
+    ]));
+    assert!(ok(&sv(&["get", &vault, &d, "--purpose", "post_mortem"])).contains("Hal Example"));
+    fails(
+        &sv(&["post-mortem", &vault, &s, "erase", "--to", "Hal"]),
+        "InvalidArgument",
+    );
+    let entries: serde_json::Value =
+        serde_json::from_str(&ok(&sv(&["audit", "list", &vault, "--subject", &s]))).unwrap();
+    assert!(entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["op"] == "set_flag"));
+    assert!(entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["actor"] == "cli"));
+    ok(&sv(&["expire", &vault, "--now", "2099-01-01T00:00:00Z"]));
+    let purged: u64 = ok(&sv(&["purge", &vault])).parse().unwrap();
+    assert_eq!(purged, 0, "the expiry run's own purge went first");
+    let stats: serde_json::Value = serde_json::from_str(&ok(&sv(&["stats", &vault]))).unwrap();
+    assert_eq!(stats["vault_id"].as_str().map(str::len), Some(32));
+}

@@ -32,8 +32,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use shredvault::{
-    Durability, Error, ErrorKind, Policy, RecordId, RequestId, RootKey, SubjectId, Vault,
-    VaultOptions,
+    Directive, Durability, Error, ErrorKind, Policy, RecordId, RequestId, RootKey, SubjectId,
+    Vault, VaultOptions,
 };
 use zeroize::Zeroize;
 
@@ -75,7 +75,9 @@ pub enum sv_status {
     SV_INTERNAL = 13,
 }
 
-/// One mapping, in one place: each error kind to its status.
+/// One mapping, in one place: each error kind to its status. (`ErrorKind`
+/// is non-exhaustive, so a kind added later falls to `SV_INTERNAL` until it
+/// has a status; the test below fails first.)
 fn status_of(kind: ErrorKind) -> sv_status {
     match kind {
         ErrorKind::NotFound => sv_status::SV_NOT_FOUND,
@@ -753,6 +755,147 @@ pub extern "C" fn sv_compact(
     })
 }
 
+/// The vault's id (32 hex characters and a NUL) into `out_id` (`SV_ID_BUF`
+/// bytes).
+#[no_mangle]
+pub extern "C" fn sv_vault_id(v: *const sv_vault, out_id: *mut c_char) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        write_c_string(out_id, SV_ID_BUF, &vault.vault_id(), "out_id")
+    })
+}
+
+/// Replaces the vault's policy with the policy file at `policy_path`, once
+/// checked against the stored data (`SV_POLICY` if a category with live
+/// records would disappear); every record's expiry is re-evaluated under
+/// it, and what is now past due expires.
+#[no_mangle]
+pub extern "C" fn sv_set_policy(v: *const sv_vault, policy_path: *const c_char) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let policy = Policy::from_file(Path::new(str_arg(policy_path, "policy_path")?))?;
+        vault.set_policy(policy)
+    })
+}
+
+/// Counts of subjects, records and keys, and bytes on disk, as a JSON
+/// object in `*json`.
+#[no_mangle]
+pub extern "C" fn sv_stats(v: *const sv_vault, json: *mut sv_buf) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let out = out_arg(json, "json")?;
+        *out = json_buf(&vault.stats()?)?;
+        Ok(())
+    })
+}
+
+/// Purges what expiry runs left behind, in the calling thread (`sv_expire`
+/// starts this in the background by itself; call it to wait for it).
+/// `*records_purged` (unless NULL) receives how many records it purged.
+#[no_mangle]
+pub extern "C" fn sv_purge(v: *const sv_vault, records_purged: *mut u64) -> sv_status {
+    ffi_guard!({
+        let n = vault_arg(v)?.purge()?;
+        if !records_purged.is_null() {
+            // SAFETY: non-NULL, valid for writing (the header's contract).
+            unsafe { *records_purged = n };
+        }
+        Ok(())
+    })
+}
+
+/// A subject's identifiers, decrypted, as a JSON array of `[kind, value]`
+/// pairs in `*json` (personal data: release it with `sv_buf_free`, which
+/// zeroizes it).
+#[no_mangle]
+pub extern "C" fn sv_identifiers(
+    v: *const sv_vault,
+    subject_id: *const c_char,
+    json: *mut sv_buf,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let subject = subject_arg(subject_id)?;
+        let out = out_arg(json, "json")?;
+        *out = json_buf(&vault.identifiers(&subject)?)?;
+        Ok(())
+    })
+}
+
+/// A subject's events, flags, consent ledger and states as a JSON object in
+/// `*json`.
+#[no_mangle]
+pub extern "C" fn sv_subject_state(
+    v: *const sv_vault,
+    subject_id: *const c_char,
+    json: *mut sv_buf,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let subject = subject_arg(subject_id)?;
+        let out = out_arg(json, "json")?;
+        *out = json_buf(&vault.subject_state(&subject)?)?;
+        Ok(())
+    })
+}
+
+/// Audit entries as a JSON array in `*json`, oldest first: every entry, or
+/// (when `subject_id` is not NULL) those naming the subject.
+#[no_mangle]
+pub extern "C" fn sv_audit_entries(
+    v: *const sv_vault,
+    subject_id: *const c_char,
+    json: *mut sv_buf,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let subject = match subject_id.is_null() {
+            true => None,
+            false => Some(subject_arg(subject_id)?),
+        };
+        let out = out_arg(json, "json")?;
+        *out = json_buf(&vault.audit_entries(subject.as_ref())?)?;
+        Ok(())
+    })
+}
+
+/// Leaves (or replaces) a subject's post-mortem directive: `directive` is
+/// "erase" (erase everything once `deceased` is recorded) or "hand_over"
+/// (hand the data over to the person named by `to`, which must then not be
+/// NULL). The directive's record id goes to `out_record_id` (`SV_ID_BUF`
+/// bytes).
+#[no_mangle]
+pub extern "C" fn sv_set_post_mortem_directive(
+    v: *const sv_vault,
+    subject_id: *const c_char,
+    directive: *const c_char,
+    to: *const c_char,
+    out_record_id: *mut c_char,
+) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let subject = subject_arg(subject_id)?;
+        let directive = match str_arg(directive, "directive")? {
+            "erase" => Directive::Erase,
+            "hand_over" => Directive::HandOver {
+                to: str_arg(to, "to")?.to_string(),
+            },
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "argument `directive` must be \"erase\" or \"hand_over\"",
+                ))
+            }
+        };
+        if out_record_id.is_null() {
+            return Err(null("out_record_id"));
+        }
+        let id = vault.set_post_mortem_directive(&subject, &directive)?;
+        write_id(out_record_id, &id, "out_record_id")
+    })
+}
+
 /// Walks the audit chain: `SV_OK`, or `SV_CORRUPT` with the first broken
 /// entry named in `sv_last_error()`.
 #[no_mangle]
@@ -987,4 +1130,36 @@ pub extern "C" fn sv_test_internal_failure() -> sv_status {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use shredvault::ErrorKind;
+
+    use super::{status_of, sv_status};
+
+    /// Every error kind has its own status, numbered in the order of
+    /// `ErrorKind::ALL` from 1, named `SV_` and the kind's name in capitals.
+    #[test]
+    fn each_error_kind_has_its_stable_status() {
+        let header = include_str!("../../include/shredvault.h");
+        for (i, kind) in ErrorKind::ALL.into_iter().enumerate() {
+            let status = status_of(kind);
+            assert_eq!(status as i32, i as i32 + 1, "{kind}");
+            let mut name = String::from("SV_");
+            for (j, c) in kind.name().chars().enumerate() {
+                if c.is_uppercase() && j > 0 {
+                    name.push('_');
+                }
+                name.push(c.to_ascii_uppercase());
+            }
+            assert_eq!(format!("{status:?}"), name, "{kind}");
+            assert!(
+                header.contains(&format!("{name} = {},", i + 1)),
+                "{name} = {} is not in the header",
+                i + 1
+            );
+        }
+        assert_eq!(sv_status::SV_OK as i32, 0);
+    }
 }

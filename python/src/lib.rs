@@ -17,97 +17,81 @@ use zeroize::Zeroizing;
 
 // ---- errors ------------------------------------------------------------------
 
+/// The exception classes, made at import: the base, and one per error kind.
 struct ErrorClasses {
-    /// In the order of `KINDS`.
-    kinds: Vec<Py<PyType>>,
+    not_found: Py<PyType>,
+    erased: Py<PyType>,
+    expired: Py<PyType>,
+    purpose_denied: Py<PyType>,
+    restricted: Py<PyType>,
+    legal_hold: Py<PyType>,
+    invalid_argument: Py<PyType>,
+    policy: Py<PyType>,
+    wrong_key: Py<PyType>,
+    locked: Py<PyType>,
+    corrupt: Py<PyType>,
+    io: Py<PyType>,
+    internal: Py<PyType>,
 }
 
 static ERRORS: OnceLock<ErrorClasses> = OnceLock::new();
 
-/// Each kind, its Python class name, and its docstring.
-const KINDS: [(ErrorKind, &str, &str); 13] = [
-    (
-        ErrorKind::NotFound,
-        "NotFoundError",
-        "No such subject, record or request.",
-    ),
-    (
-        ErrorKind::Erased,
-        "ErasedError",
-        "The subject or record was erased.",
-    ),
-    (
-        ErrorKind::Expired,
-        "ExpiredError",
-        "The record's retention period ended.",
-    ),
-    (
-        ErrorKind::PurposeDenied,
-        "PurposeDeniedError",
-        "The purpose may not read this record (category, consent, sale opt-out).",
-    ),
-    (
-        ErrorKind::Restricted,
-        "RestrictedError",
-        "The subject's processing is restricted: only legal_claims may read it.",
-    ),
-    (
-        ErrorKind::LegalHold,
-        "LegalHoldError",
-        "The subject is under legal hold: erasure is refused.",
-    ),
-    (
-        ErrorKind::InvalidArgument,
-        "InvalidArgumentError",
-        "A bad argument (also a ValueError).",
-    ),
-    (
-        ErrorKind::Policy,
-        "PolicyError",
-        "The policy is invalid, or does not fit the stored data.",
-    ),
-    (
-        ErrorKind::WrongKey,
-        "WrongKeyError",
-        "The root key is not this vault's.",
-    ),
-    (
-        ErrorKind::Locked,
-        "LockedError",
-        "The vault is open elsewhere.",
-    ),
-    (
-        ErrorKind::Corrupt,
-        "CorruptError",
-        "Stored data failed authentication or a checksum.",
-    ),
-    (
-        ErrorKind::Io,
-        "IoError",
-        "The operating system refused a file operation.",
-    ),
-    (ErrorKind::Internal, "InternalError", "A bug in shredvault."),
-];
+/// The Python class name and docstring of each kind.
+fn class_name(kind: ErrorKind) -> (&'static str, &'static str) {
+    match kind {
+        ErrorKind::NotFound => ("NotFoundError", "No such subject, record or request."),
+        ErrorKind::Erased => ("ErasedError", "The subject or record was erased."),
+        ErrorKind::Expired => ("ExpiredError", "The record's retention period ended."),
+        ErrorKind::PurposeDenied => (
+            "PurposeDeniedError",
+            "The purpose may not read this record (category, consent, sale opt-out).",
+        ),
+        ErrorKind::Restricted => (
+            "RestrictedError",
+            "The subject's processing is restricted: only legal_claims may read it.",
+        ),
+        ErrorKind::LegalHold => (
+            "LegalHoldError",
+            "The subject is under legal hold: erasure is refused.",
+        ),
+        ErrorKind::InvalidArgument => (
+            "InvalidArgumentError",
+            "A bad argument (also a ValueError).",
+        ),
+        ErrorKind::Policy => (
+            "PolicyError",
+            "The policy is invalid, or does not fit the stored data.",
+        ),
+        ErrorKind::WrongKey => ("WrongKeyError", "The root key is not this vault's."),
+        ErrorKind::Locked => ("LockedError", "The vault is open elsewhere."),
+        ErrorKind::Corrupt => (
+            "CorruptError",
+            "Stored data failed authentication or a checksum.",
+        ),
+        ErrorKind::Io => ("IoError", "The operating system refused a file operation."),
+        ErrorKind::Internal => ("InternalError", "A bug in shredvault."),
+        // `ErrorKind` is non-exhaustive: a kind added later is a bug here
+        // until it has a class (the test of `_error_kinds` fails first).
+        _ => ("InternalError", "A bug in shredvault."),
+    }
+}
 
 /// The one mapping from an error kind to its Python class.
-fn error_class(kind: ErrorKind) -> usize {
+fn class_of(classes: &ErrorClasses, kind: ErrorKind) -> &Py<PyType> {
     match kind {
-        ErrorKind::NotFound => 0,
-        ErrorKind::Erased => 1,
-        ErrorKind::Expired => 2,
-        ErrorKind::PurposeDenied => 3,
-        ErrorKind::Restricted => 4,
-        ErrorKind::LegalHold => 5,
-        ErrorKind::InvalidArgument => 6,
-        ErrorKind::Policy => 7,
-        ErrorKind::WrongKey => 8,
-        ErrorKind::Locked => 9,
-        ErrorKind::Corrupt => 10,
-        ErrorKind::Io => 11,
-        ErrorKind::Internal => 12,
-        // `ErrorKind` is non-exhaustive: a kind added later is a bug here
-        // until it gets its own class.
-        _ => 12,
+        ErrorKind::NotFound => &classes.not_found,
+        ErrorKind::Erased => &classes.erased,
+        ErrorKind::Expired => &classes.expired,
+        ErrorKind::PurposeDenied => &classes.purpose_denied,
+        ErrorKind::Restricted => &classes.restricted,
+        ErrorKind::LegalHold => &classes.legal_hold,
+        ErrorKind::InvalidArgument => &classes.invalid_argument,
+        ErrorKind::Policy => &classes.policy,
+        ErrorKind::WrongKey => &classes.wrong_key,
+        ErrorKind::Locked => &classes.locked,
+        ErrorKind::Corrupt => &classes.corrupt,
+        ErrorKind::Io => &classes.io,
+        _ => &classes.internal,
     }
 }
 
@@ -127,15 +111,29 @@ fn make_error_classes(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
         PyTuple::new(py, [py.get_type::<PyException>()])?,
         "Base class of every shredvault error.",
     )?;
-    let mut kinds = Vec::with_capacity(KINDS.len());
-    for (kind, name, doc) in KINDS {
+    let class = |kind: ErrorKind| -> PyResult<Py<PyType>> {
+        let (name, doc) = class_name(kind);
         let mut bases = vec![base.bind(py).clone()];
         if kind == ErrorKind::InvalidArgument {
             bases.push(py.get_type::<pyo3::exceptions::PyValueError>());
         }
-        kinds.push(make(name, PyTuple::new(py, bases)?, doc)?);
-    }
-    let _ = ERRORS.set(ErrorClasses { kinds });
+        make(name, PyTuple::new(py, bases)?, doc)
+    };
+    let _ = ERRORS.set(ErrorClasses {
+        not_found: class(ErrorKind::NotFound)?,
+        erased: class(ErrorKind::Erased)?,
+        expired: class(ErrorKind::Expired)?,
+        purpose_denied: class(ErrorKind::PurposeDenied)?,
+        restricted: class(ErrorKind::Restricted)?,
+        legal_hold: class(ErrorKind::LegalHold)?,
+        invalid_argument: class(ErrorKind::InvalidArgument)?,
+        policy: class(ErrorKind::Policy)?,
+        wrong_key: class(ErrorKind::WrongKey)?,
+        locked: class(ErrorKind::Locked)?,
+        corrupt: class(ErrorKind::Corrupt)?,
+        io: class(ErrorKind::Io)?,
+        internal: class(ErrorKind::Internal)?,
+    });
     Ok(())
 }
 
@@ -144,7 +142,7 @@ fn to_py(e: shredvault::Error) -> PyErr {
         let classes = ERRORS
             .get()
             .expect("error classes exist once the module is imported");
-        let cls = classes.kinds[error_class(e.kind())].bind(py).clone();
+        let cls = class_of(classes, e.kind()).bind(py).clone();
         PyErr::from_type(cls, e.to_string())
     })
 }
@@ -205,7 +203,8 @@ fn data_arg(value: &Bound<'_, PyAny>) -> PyResult<Zeroizing<Vec<u8>>> {
         return Ok(Zeroizing::new(b.to_vec()));
     }
     if let Ok(s) = value.cast::<PyString>() {
-        return Ok(Zeroizing::new(s.to_str()?.as_bytes().to_vec()));
+        // (`to_str` is not in the limited API before 3.10: the wheel is abi3.)
+        return Ok(Zeroizing::new(s.extract::<String>()?.into_bytes()));
     }
     if value.is_instance_of::<PyDict>() {
         let py = value.py();
@@ -406,13 +405,14 @@ impl Vault {
 #[pymethods]
 impl Vault {
     #[new]
-    #[pyo3(signature = (path, root_key, policy=None, durability="immediate"))]
+    #[pyo3(signature = (path, root_key, policy=None, durability="immediate", actor=None))]
     fn new(
         py: Python<'_>,
         path: &Bound<'_, PyAny>,
         root_key: &[u8],
         policy: Option<&Bound<'_, PyAny>>,
         durability: &str,
+        actor: Option<String>,
     ) -> PyResult<Self> {
         let os = py.import("os")?;
         let path = fspath(py, path)?;
@@ -434,6 +434,7 @@ impl Vault {
                 };
                 let options = shredvault::VaultOptions {
                     durability,
+                    actor,
                     ..Default::default()
                 };
                 shredvault::Vault::open_with(&path, &root, policy, options)
@@ -742,6 +743,89 @@ impl Vault {
         py.detach(|| v.flush()).py_err()
     }
 
+    /// The vault's id (32 hex characters).
+    fn vault_id(&self) -> PyResult<String> {
+        Ok(self.open()?.vault_id())
+    }
+
+    /// The vault's directory.
+    #[getter]
+    fn path(&self) -> PyResult<String> {
+        Ok(self.open()?.path().display().to_string())
+    }
+
+    /// The identifiers of a subject, decrypted: (kind, value) pairs.
+    fn identifiers(&self, py: Python<'_>, subject: &str) -> PyResult<Vec<(String, String)>> {
+        let v = self.open()?;
+        let s = subject_arg(subject)?;
+        py.detach(|| v.identifiers(&s)).py_err()
+    }
+
+    /// A subject's events, flags, consent ledger and states.
+    fn subject_state(&self, py: Python<'_>, subject: &str) -> PyResult<Py<PyAny>> {
+        let v = self.open()?;
+        let s = subject_arg(subject)?;
+        let state = py.detach(|| v.subject_state(&s)).py_err()?;
+        json_to_py(py, &state)
+    }
+
+    /// Leaves (or replaces) a subject's post-mortem directive: "erase", or
+    /// "hand_over" to the person named by `to`. Returns the directive's
+    /// record id.
+    #[pyo3(signature = (subject, directive, to=None))]
+    fn set_post_mortem_directive(
+        &self,
+        py: Python<'_>,
+        subject: &str,
+        directive: &str,
+        to: Option<String>,
+    ) -> PyResult<String> {
+        let v = self.open()?;
+        let s = subject_arg(subject)?;
+        let directive = match (directive, to) {
+            ("erase", None) => shredvault::Directive::Erase,
+            ("hand_over", Some(to)) => shredvault::Directive::HandOver { to },
+            ("hand_over", None) => return Err(invalid("a hand_over directive needs to=")),
+            ("erase", Some(_)) => return Err(invalid("an erase directive takes no to=")),
+            _ => return Err(invalid("directive: \"erase\" or \"hand_over\"")),
+        };
+        py.detach(|| v.set_post_mortem_directive(&s, &directive))
+            .py_err()
+            .map(|id| id.to_string())
+    }
+
+    /// Purges what expiry runs left behind, now (expire starts it in the
+    /// background by itself). Returns the records purged.
+    fn purge(&self, py: Python<'_>) -> PyResult<u64> {
+        let v = self.open()?;
+        py.detach(|| v.purge()).py_err()
+    }
+
+    /// Counts of subjects, records and keys, and the bytes on disk.
+    fn stats(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let v = self.open()?;
+        let stats = py.detach(|| v.stats()).py_err()?;
+        json_to_py(py, &stats)
+    }
+
+    /// Replaces the policy with the policy file at `policy`, once checked
+    /// against the stored data; every record's expiry is re-evaluated.
+    fn set_policy(&self, py: Python<'_>, policy: &Bound<'_, PyAny>) -> PyResult<()> {
+        let v = self.open()?;
+        let policy = fspath(py, policy)?;
+        py.detach(|| v.set_policy(shredvault::Policy::from_file(policy.as_ref())?))
+            .py_err()
+    }
+
+    /// Audit entries (all, or those naming `subject`), oldest first.
+    #[pyo3(signature = (subject=None))]
+    fn audit_entries(&self, py: Python<'_>, subject: Option<&str>) -> PyResult<Py<PyAny>> {
+        let v = self.open()?;
+        let s = subject.map(subject_arg).transpose()?;
+        let entries = py.detach(|| v.audit_entries(s.as_ref())).py_err()?;
+        json_to_py(py, &entries)
+    }
+
     fn __repr__(&self) -> String {
         match self
             .vault
@@ -767,7 +851,7 @@ fn verify_receipt(
     public_key: Option<&str>,
 ) -> PyResult<Py<PyAny>> {
     let text: String = if let Ok(s) = receipt.cast::<PyString>() {
-        s.to_str()?.to_string()
+        s.extract::<String>()?
     } else {
         let kwargs = PyDict::new(py);
         kwargs.set_item("sort_keys", true)?;
@@ -791,6 +875,20 @@ fn _test_internal_failure() -> PyResult<()> {
     )))
 }
 
+/// Every error kind, in the order of the C status numbers: its name and
+/// the class an error of that kind raises (through the one mapping). For
+/// the test that ties the languages together.
+#[pyfunction]
+fn _error_kinds(py: Python<'_>) -> Vec<(String, Py<PyType>)> {
+    let classes = ERRORS
+        .get()
+        .expect("error classes exist once the module is imported");
+    ErrorKind::ALL
+        .iter()
+        .map(|k| (k.name().to_string(), class_of(classes, *k).clone_ref(py)))
+        .collect()
+}
+
 #[pymodule]
 fn _shredvault(m: &Bound<'_, PyModule>) -> PyResult<()> {
     make_error_classes(m.py(), m)?;
@@ -800,6 +898,7 @@ fn _shredvault(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Scan>()?;
     m.add_function(wrap_pyfunction!(verify_receipt, m)?)?;
     m.add_function(wrap_pyfunction!(_test_internal_failure, m)?)?;
+    m.add_function(wrap_pyfunction!(_error_kinds, m)?)?;
     m.add("__version__", shredvault::VERSION)?;
     Ok(())
 }

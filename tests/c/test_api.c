@@ -363,6 +363,39 @@ int main(int argc, char **argv) {
   sv_scan_free(NULL);
   EXPECT(sv_scan_open(v, "account", "marketing", &scan), SV_PURPOSE_DENIED);
 
+  /* What the vault knows of a subject, the audit entries, the counts. */
+  EXPECT(sv_identifiers(v, alice, &out), SV_OK);
+  CHECK(contains(&out, "alice@example.com") && contains(&out, "email"));
+  sv_buf_free(&out);
+  EXPECT(sv_subject_state(v, alice, &out), SV_OK);
+  CHECK(contains(&out, "\"last_certificate_end\": 1798761600") &&
+        contains(&out, "qualified_certificate"));
+  sv_buf_free(&out);
+  EXPECT(sv_subject_state(v, "00000000000000000000000000000000", &out), SV_NOT_FOUND);
+  EXPECT(sv_audit_entries(v, alice, &out), SV_OK);
+  CHECK(contains(&out, "\"op\": \"put\"") && !contains(&out, bob));
+  sv_buf_free(&out);
+  EXPECT(sv_audit_entries(v, NULL, &out), SV_OK);
+  CHECK(contains(&out, bob) && contains(&out, alice));
+  sv_buf_free(&out);
+  EXPECT(sv_stats(v, &out), SV_OK);
+  CHECK(contains(&out, "\"subjects_live\": 2"));
+  sv_buf_free(&out);
+  EXPECT(sv_purge(v, &expired), SV_OK);
+  EXPECT(sv_purge(v, NULL), SV_OK);
+  EXPECT(sv_vault_id(v, found), SV_OK);
+  CHECK(strlen(found) == 32);
+  EXPECT(sv_vault_id(v, NULL), SV_INVALID_ARGUMENT);
+  EXPECT(sv_set_post_mortem_directive(v, bob, "hand_over", "Erin Example", found), SV_OK);
+  EXPECT(sv_get(v, found, "post_mortem", &out), SV_OK);
+  CHECK(contains(&out, "Erin Example"));
+  sv_buf_free(&out);
+  EXPECT(sv_set_post_mortem_directive(v, bob, "hand_over", NULL, found), SV_INVALID_ARGUMENT);
+  EXPECT(sv_set_post_mortem_directive(v, bob, "burn", NULL, found), SV_INVALID_ARGUMENT);
+  EXPECT(sv_set_post_mortem_directive(v, bob, "erase", NULL, found), SV_OK);
+  EXPECT(sv_set_policy(v, "/nonexistent/policy.toml"), SV_POLICY);
+  EXPECT(sv_set_policy(v, policy), SV_OK);
+
   /* Threads, then every invalid argument. */
   test_threads(v);
   test_invalid_arguments(v, alice, account, policy, dir);

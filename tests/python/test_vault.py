@@ -338,3 +338,45 @@ def test_compact(vault_path):
     with sv.Vault(vault_path, root_key=KEY) as v:
         assert all(v.get(r, "security").data == b"k" * 1024 for r in kept)
         v.verify_audit()
+
+
+def test_every_error_kind_raises_its_own_class_in_the_c_status_order():
+    kinds = sv._shredvault._error_kinds()
+    header = (ROOT / "include" / "shredvault.h").read_text()
+    seen = set()
+    for number, (name, cls) in enumerate(kinds, start=1):
+        assert cls is getattr(sv, name + "Error"), name
+        assert issubclass(cls, sv.VaultError) and cls not in seen
+        seen.add(cls)
+        status = "SV_" + "".join("_" + c if c.isupper() and i else c for i, c in enumerate(name)).upper()
+        assert f"{status} = {number}," in header, status
+    assert issubclass(sv.InvalidArgumentError, ValueError)
+    assert set(sv.__all__) >= {name + "Error" for name, _ in kinds}
+
+
+def test_identifiers_state_audit_stats_directive_purge_and_policy(tmp_path):
+    with sv.Vault(tmp_path / "v", root_key=KEY, policy=POLICY, actor="analytics-job") as v:
+        assert len(v.vault_id()) == 32 and v.path == str(tmp_path / "v")
+        s = v.create_subject(identifiers={"email": "erin@example.com"})
+        assert v.identifiers(s) == [("email", "erin@example.com")]
+        v.set_flag(s, "employee", True)
+        state = v.subject_state(s)
+        assert state["flags"] == ["employee"] and state["restricted"] is False
+        r = v.put(s, "usage_log", b"a login")
+        entries = v.audit_entries(s)
+        assert all(e["actor"] == "analytics-job" for e in entries)
+        assert {"put", "set_flag"} <= {e["op"] for e in entries}
+        d = v.set_post_mortem_directive(s, "hand_over", to="Frank Example")
+        assert v.get(d, "post_mortem").json() == {"directive": "hand_over", "to": "Frank Example"}
+        with pytest.raises(sv.InvalidArgumentError):
+            v.set_post_mortem_directive(s, "hand_over")
+        assert v.stats()["subjects_live"] == 1
+        v.expire(datetime.datetime(2099, 1, 1, tzinfo=UTC))
+        v.purge()
+        with pytest.raises(sv.ExpiredError):
+            v.get(r, "security")
+        v.set_policy(POLICY)
+        with pytest.raises(sv.PolicyError):
+            v.set_policy(tmp_path / "missing.toml")
+    with pytest.raises(sv.InvalidArgumentError):
+        sv.Vault(tmp_path / "v", root_key=KEY, actor="not a label!")
