@@ -20,7 +20,14 @@ fn main() {
     if std::env::var("SV_FLUSH").is_ok() {
         v.flush().unwrap();
     }
-    let n = if what == "erase" { 0 } else { 50_000 };
+    let n: usize = if what == "erase" {
+        0
+    } else {
+        std::env::var("SV_N")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(50_000)
+    };
     let t = Instant::now();
     let ids: Vec<_> = (0..n)
         .map(|i| v.put(&subjects[i % 1000], "account", &data).unwrap())
@@ -62,5 +69,17 @@ fn main() {
             }
         }
         eprintln!("get {:?}/op", t.elapsed() / (12 * n) as u32);
+    }
+    if what == "scan" {
+        v.flush().unwrap();
+        let t = Instant::now();
+        let mut count = 0u32;
+        for _ in 0..10 {
+            for rec in v.scan("account", "billing").unwrap() {
+                std::hint::black_box(rec.unwrap());
+                count += 1;
+            }
+        }
+        eprintln!("scan {:?}/record", t.elapsed() / count);
     }
 }

@@ -284,6 +284,21 @@ fn json_buf(value: &impl serde::Serialize) -> Result<sv_buf, Error> {
         .map_err(|e| Error::new(ErrorKind::Internal, format!("serializing JSON: {e}")))
 }
 
+/// The common shape of a call that reads one subject into JSON: the
+/// handle, the subject id, and `*json` written on success.
+fn subject_json(
+    v: *const sv_vault,
+    subject_id: *const c_char,
+    (json, name): (*mut sv_buf, &str),
+    read: impl FnOnce(&Vault, &SubjectId) -> Result<sv_buf, Error>,
+) -> Result<(), Error> {
+    let vault = vault_arg(v)?;
+    let subject = subject_arg(subject_id)?;
+    let out = out_arg(json, name)?;
+    *out = read(vault, &subject)?;
+    Ok(())
+}
+
 /// A 32-byte root key argument.
 fn root_key_arg(p: *const u8, len: usize, name: &str) -> Result<RootKey, Error> {
     let key = bytes_arg(p, len, name)?;
@@ -537,11 +552,9 @@ pub extern "C" fn sv_records(
     out: *mut sv_buf,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
-        let subject = subject_arg(subject_id)?;
-        let out = out_arg(out, "out")?;
-        *out = json_buf(&vault.records(&subject)?)?;
-        Ok(())
+        subject_json(v, subject_id, (out, "out"), |vault, subject| {
+            json_buf(&vault.records(subject)?)
+        })
     })
 }
 
@@ -684,11 +697,9 @@ pub extern "C" fn sv_export(
     json: *mut sv_buf,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
-        let subject = subject_arg(subject_id)?;
-        let out = out_arg(json, "json")?;
-        *out = json_buf(&vault.export(&subject)?)?;
-        Ok(())
+        subject_json(v, subject_id, (json, "json"), |vault, subject| {
+            json_buf(&vault.export(subject)?)
+        })
     })
 }
 
@@ -815,11 +826,9 @@ pub extern "C" fn sv_identifiers(
     json: *mut sv_buf,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
-        let subject = subject_arg(subject_id)?;
-        let out = out_arg(json, "json")?;
-        *out = json_buf(&vault.identifiers(&subject)?)?;
-        Ok(())
+        subject_json(v, subject_id, (json, "json"), |vault, subject| {
+            json_buf(&vault.identifiers(subject)?)
+        })
     })
 }
 
@@ -832,11 +841,9 @@ pub extern "C" fn sv_subject_state(
     json: *mut sv_buf,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
-        let subject = subject_arg(subject_id)?;
-        let out = out_arg(json, "json")?;
-        *out = json_buf(&vault.subject_state(&subject)?)?;
-        Ok(())
+        subject_json(v, subject_id, (json, "json"), |vault, subject| {
+            json_buf(&vault.subject_state(subject)?)
+        })
     })
 }
 

@@ -117,20 +117,7 @@ impl Engine {
         if let Some(k) = lock(&self.keys.cache).get(&(key, use_)) {
             return Ok(k.clone());
         }
-        let day_key = match day {
-            None => None,
-            Some(d) => Some((d, self.day_key_ref(d)?)),
-        };
-        let derived = self
-            .keys
-            .custody
-            .derive(
-                key,
-                Derivation::Record {
-                    day: day_key.map(|(_, k)| k),
-                },
-            )
-            .map_err(|e| key_error(e, subject, day_key))?;
+        let (derived, day_key) = self.derive_record_key(subject, key, day)?;
         let mut cache = lock(&self.keys.cache);
         // Re-check under the lock: a key may have been destroyed (and its
         // cache entries dropped) while we derived.
@@ -160,11 +147,22 @@ impl Engine {
         key: KeyRef,
         day: Option<i64>,
     ) -> Result<SecretKey> {
+        self.derive_record_key(subject, key, day).map(|(k, _)| k)
+    }
+
+    /// A record key from the custody, and the day key it used.
+    fn derive_record_key(
+        &self,
+        subject: &SubjectId,
+        key: KeyRef,
+        day: Option<i64>,
+    ) -> Result<(SecretKey, Option<(i64, KeyRef)>)> {
         let day_key = match day {
             None => None,
             Some(d) => Some((d, self.day_key_ref(d)?)),
         };
-        self.keys
+        let derived = self
+            .keys
             .custody
             .derive(
                 key,
@@ -172,7 +170,8 @@ impl Engine {
                     day: day_key.map(|(_, k)| k),
                 },
             )
-            .map_err(|e| key_error(e, subject, day_key))
+            .map_err(|e| key_error(e, subject, day_key))?;
+        Ok((derived, day_key))
     }
 
     /// A key derived from a subject's key (identifiers, request reasons).

@@ -13,7 +13,7 @@ use crate::decide;
 use crate::domains;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::RecordId;
-use crate::layout::{decode_record_view, Key, RecordEntryView};
+use crate::layout::{decode_record_view, Key, LiveRecordView, RecordEntryView};
 use crate::policy::Policy;
 use crate::store::Value;
 use crate::types::Record;
@@ -70,51 +70,60 @@ impl Engine {
     }
 
     /// Reads and opens record `id` for `reader`: see the module doc.
-    /// `stored` is its entry when the caller has read it already (a scan).
+    /// `first` is its entry when the caller has read and decoded it
+    /// already (a scan).
     pub(super) fn read_record(
         &self,
         id: &RecordId,
-        stored: Option<Value>,
+        first: Option<LiveRecordView<'_>>,
         policy: &Policy,
         reader: Reader<'_>,
     ) -> Result<Record> {
-        let mut stored = match stored {
-            Some(v) => v,
-            None => self.record_bytes(id)?,
+        let mut attempt = match first {
+            Some(live) => self.read_live(id, live, policy, reader)?,
+            None => self.read_stored(id, policy, reader)?,
         };
         let mut last_mismatch = None;
-        for _ in 0..READ_RETRIES {
-            match self.read_attempt(id, &stored, policy, reader)? {
+        for _ in 1..READ_RETRIES {
+            let mismatch = match attempt {
                 Attempt::Read(record) => return Ok(record),
-                Attempt::Again(mismatch) => {
-                    if mismatch.is_some() && mismatch == last_mismatch {
-                        return Err(Error::corrupt(format!(
-                            "record {id} is sealed under a key its subject does not hold"
-                        )));
-                    }
-                    last_mismatch = mismatch;
-                    stored = self.record_bytes(id)?;
-                }
+                Attempt::Again(mismatch) => mismatch,
+            };
+            if mismatch.is_some() && mismatch == last_mismatch {
+                return Err(Error::corrupt(format!(
+                    "record {id} is sealed under a key its subject does not hold"
+                )));
             }
+            last_mismatch = mismatch;
+            attempt = self.read_stored(id, policy, reader)?;
         }
-        Err(Error::internal(format!(
-            "record {id} kept changing while being read"
-        )))
+        match attempt {
+            Attempt::Read(record) => Ok(record),
+            Attempt::Again(_) => Err(Error::internal(format!(
+                "record {id} kept changing while being read"
+            ))),
+        }
     }
 
-    fn read_attempt(
+    /// One attempt, reading the record's entry from the store.
+    fn read_stored(&self, id: &RecordId, policy: &Policy, reader: Reader<'_>) -> Result<Attempt> {
+        let stored = self.record_bytes(id)?;
+        match decode_record_view(&stored)
+            .map_err(|e| Error::corrupt(format!("record {id}: {}", e.message())))?
+        {
+            RecordEntryView::Live(live) => self.read_live(id, live, policy, reader),
+            RecordEntryView::Gone(h) => Err(gone_error(id, h.reason)),
+        }
+    }
+
+    /// One attempt on a live entry.
+    fn read_live(
         &self,
         id: &RecordId,
-        stored: &[u8],
+        live: LiveRecordView<'_>,
         policy: &Policy,
         reader: Reader<'_>,
     ) -> Result<Attempt> {
-        let live = match decode_record_view(stored)
-            .map_err(|e| Error::corrupt(format!("record {id}: {}", e.message())))?
-        {
-            RecordEntryView::Live(live) => live,
-            RecordEntryView::Gone(h) => return Err(gone_error(id, h.reason)),
-        };
         let category = policy.category(live.category).map_err(|_| {
             Error::corrupt(format!(
                 "record {id} names category {:?}, which the policy lacks",

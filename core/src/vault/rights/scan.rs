@@ -78,14 +78,14 @@ impl Scan {
     /// The record stored at `k`, or `None` to skip it.
     fn try_record(&mut self, k: &[u8], v: Value) -> Result<Option<Record>> {
         // Decoded in place: records of other categories cost no copy.
-        match decode_record_view(&v)? {
-            RecordEntryView::Live(r) if r.category == self.category => {}
+        let live = match decode_record_view(&v)? {
+            RecordEntryView::Live(r) if r.category == self.category => r,
             _ => return Ok(None),
-        }
+        };
         let id = Key::record_id(k)?;
         let record = match self.engine.read_record(
             &id,
-            Some(v),
+            Some(live),
             &self.policy,
             Reader::Purpose(&self.purpose),
         ) {
