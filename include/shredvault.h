@@ -70,6 +70,25 @@ typedef struct sv_scan sv_scan;
 // An open vault. Opaque; from `sv_open`, released by `sv_close`.
 typedef struct sv_vault sv_vault;
 
+// How `sv_open_ex` opens a vault. Get one from `sv_open_options_default()`
+// and set what differs: fields are only ever appended, and `struct_size`
+// tells the library which ones a caller built against.
+typedef struct {
+  // `sizeof(sv_open_options)` as the caller compiled it.
+  size_t struct_size;
+  // "immediate" (NULL: the default) or "batched" (durable at `sv_flush`
+  // or within about a second; erasure, consent withdrawal, key
+  // destruction and the rights stay immediate).
+  const char *durability;
+  // A label carried by every audit entry of this handle (letters,
+  // digits, `_.:-`, at most 64; never personal data), or NULL.
+  const char *actor;
+  // Non-zero: the handle may read for privileged purposes
+  // (`legal_claims`, and any the policy marks `privileged = true`) and
+  // read the identifiers and state of restricted subjects.
+  int privileged;
+} sv_open_options;
+
 // Bytes the library allocated for the caller, who owns them until
 // `sv_buf_free`. An empty result is `{NULL, 0}`.
 typedef struct {
@@ -80,6 +99,9 @@ typedef struct {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// The default options: immediate durability, no actor, not privileged.
+sv_open_options sv_open_options_default(void);
 
 // Opens the vault at `path` (a directory), creating it if needed, with
 // immediate durability.
@@ -96,18 +118,25 @@ sv_status sv_open(const char *path,
                   const char *policy_path,
                   sv_vault **out);
 
-// `sv_open` with options. `durability`: "immediate" (NULL: the default)
-// or "batched" (durable at `sv_flush` or within about a second; erasure,
-// consent withdrawal and key destruction stay immediate). `actor`: a label
-// carried by every audit entry of this handle (letters, digits, `_.:-`, at
-// most 64; never personal data), or NULL.
+// `sv_open` with options (`sv_open_options`; NULL: the defaults):
+//
+// ```c
+// sv_open_options o = sv_open_options_default();
+// o.actor = "billing";
+// o.privileged = 1;
+// sv_open_ex(path, key, 32, NULL, &o, &v);
+// ```
 sv_status sv_open_ex(const char *path,
                      const uint8_t *root_key,
                      size_t root_key_len,
                      const char *policy_path,
-                     const char *durability,
-                     const char *actor,
+                     const sv_open_options *options,
                      sv_vault **out);
+
+// What the open found worth an operator's attention (the vault's files
+// open to other local users), as a JSON array of strings in `*json`
+// (empty when all is well).
+sv_status sv_warnings(const sv_vault *v, sv_buf *json);
 
 // Flushes and closes the vault, releasing the handle (even when the final
 // flush fails, with `SV_IO`). NULL is a no-op returning `SV_OK`. No other
@@ -214,8 +243,17 @@ sv_status sv_export(const sv_vault *v, const char *subject_id, sv_buf *json);
 
 // Destroys the retention key of every UTC day ended by `unix_seconds`:
 // their records expire at once. `*records_expired` (unless NULL) receives
-// how many.
+// how many. A time more than a day ahead of the clock is refused
+// (`SV_INVALID_ARGUMENT`): `sv_expire_ex` can force it.
 sv_status sv_expire(const sv_vault *v, int64_t unix_seconds, uint64_t *records_expired);
+
+// `sv_expire`, forced when `force` is non-zero: a time more than a day
+// ahead of the clock is honoured, and every day ended by then loses its
+// key, irreversibly.
+sv_status sv_expire_ex(const sv_vault *v,
+                       int64_t unix_seconds,
+                       int force,
+                       uint64_t *records_expired);
 
 // Re-wraps every key of the vault under a new root key (`new_root_key`,
 // 32 bytes) and rebuilds the blind index. Crash-safe: an interruption
@@ -224,6 +262,18 @@ sv_status sv_expire(const sv_vault *v, int64_t unix_seconds, uint64_t *records_e
 sv_status sv_rotate_root_key(const sv_vault *v,
                              const uint8_t *new_root_key,
                              size_t new_root_key_len);
+
+// Replaces the blind index's key and rebuilds the index under it (expiry
+// runs do it on the policy's schedule): the old key is destroyed, so the
+// index entries of subjects erased before, still in sled's files until
+// compaction, no longer match any identifier.
+sv_status sv_rotate_blind_index(const sv_vault *v);
+
+// Accepts, for the closed vault at `path`, a `data/` older than its keys
+// (a restored copy, which opening refuses with `SV_CORRUPT`): keys the
+// copy does not know are destroyed at the next open, and whatever was
+// written after the copy is lost for good. An operator's decision.
+sv_status sv_accept_stale_data(const char *path, const uint8_t *root_key, size_t root_key_len);
 
 // Rewrites the closed vault at `path` with only what is live: gives back
 // the disk space sled keeps after deletes and drops the dead ciphertext of

@@ -56,6 +56,7 @@ fn vault(path: &Path, durability: Durability, clock: Option<i64>) -> Result<Vaul
         durability,
         clock: clock.map(|t| Arc::new(move || t) as shredvault::Clock),
         actor: Some("bench".into()),
+        ..Default::default()
     };
     Vault::open_with(
         path,

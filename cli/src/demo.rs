@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use shredvault::{Error, ErrorKind, Policy, RootKey, Vault};
+use shredvault::{Error, ErrorKind, Policy, RootKey, Vault, VaultOptions};
 
 use crate::unix_now;
 
@@ -229,7 +229,12 @@ pub fn run() -> Result<(), Error> {
 
     step(&mut n, "An expiry run, as if 400 days had passed");
     let later = now + 400 * 86_400;
-    let report = vault.expire(later)?;
+    claim(
+        matches!(vault.expire(later), Err(e) if e.kind() == ErrorKind::InvalidArgument),
+        "a time more than a day ahead of the clock is refused (a typo would destroy keys years early)",
+    )?;
+    let report = vault.expire_with(later, true)?;
+    println!("    forced, as an operator would after checking the date:");
     println!(
         "    expire({}): {} day key(s) destroyed, {} record(s) expired",
         show(Some(later)),
@@ -318,8 +323,18 @@ pub fn run() -> Result<(), Error> {
         "industry rules keep her certificate data: restricted, no longer usable for validation",
     )?;
     claim(
+        matches!(vault.get(&alice_cert, "legal_claims"), Err(e) if e.kind() == ErrorKind::PurposeDenied),
+        "legal_claims is privileged: this handle may not read for it",
+    )?;
+    drop(vault);
+    let privileged = VaultOptions {
+        privileged: true,
+        ..Default::default()
+    };
+    let vault = Vault::open_with(&dir, &root, None, privileged)?;
+    claim(
         vault.get(&alice_cert, "legal_claims").is_ok(),
-        "still readable for legal claims until 2042-07-01",
+        "a handle opened as privileged reads it for legal claims, until 2042-07-01",
     )?;
     claim(
         vault.find_subject("email", "alice@example.com")?.is_none(),
@@ -354,6 +369,13 @@ pub fn run() -> Result<(), Error> {
     std::fs::remove_dir_all(dir.join("data")).map_err(io("removing data/"))?;
     copy_dir(&backup, &dir.join("data")).map_err(io("restoring data/"))?;
     let _ = std::fs::remove_dir_all(&backup);
+    claim(
+        matches!(Vault::open(&dir, &root, None), Err(e) if e.kind() == ErrorKind::Corrupt),
+        "the vault refuses it: data/ is older than keys/, and opening would destroy newer keys",
+    )?;
+    Vault::accept_stale_data(&dir, &root)?;
+    println!("    the operator accepts the old copy (`shredvault repair --accept-stale-data`):");
+    println!("    what was written after the backup is lost, nothing erased comes back");
     let vault = Vault::open(&dir, &root, None)?;
     claim(
         matches!(vault.get(&alice_account, "account_admin"), Err(e) if e.kind() == ErrorKind::Erased),

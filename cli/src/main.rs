@@ -2,7 +2,9 @@
 //!
 //! Ids and JSON go to stdout, messages to stderr; the exit status is 0 on
 //! success and non-zero with a one-line reason otherwise. The root key comes
-//! from `--key-file` or `SHREDVAULT_ROOT_KEY`, never from an argument.
+//! from `--key-file` or `SHREDVAULT_ROOT_KEY`, never from an argument; and
+//! personal data (record data, identifiers, reasons) can come from a file
+//! or stdin instead of an argument, which other local users see in `ps`.
 
 mod bench;
 mod demo;
@@ -32,6 +34,11 @@ struct Cli {
     /// letters, digits and _.:-
     #[arg(long, global = true, value_name = "NAME", default_value = "cli")]
     actor: String,
+    /// Open the vault as privileged: reads for legal_claims (and any purpose
+    /// the policy marks privileged), and the identifiers and state of
+    /// restricted subjects.
+    #[arg(long, global = true)]
+    privileged: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -47,7 +54,8 @@ enum Command {
     /// Create or find data subjects.
     #[command(subcommand)]
     Subject(SubjectCommand),
-    /// Store a record; prints its id. Data from --data, --file, or stdin.
+    /// Store a record; prints its id. Data from --file, stdin, or --data
+    /// (an argument other local users can see: prefer the other two).
     Put {
         vault: PathBuf,
         subject: String,
@@ -146,12 +154,27 @@ enum Command {
         at: String,
     },
     /// Destroy the retention keys of every day ended by --now (default:
-    /// the clock); prints the counts (JSON).
+    /// the clock); prints the counts (JSON). A --now more than a day ahead
+    /// of the clock is refused unless --force.
     Expire {
         vault: PathBuf,
         /// Unix seconds or RFC 3339.
         #[arg(long, value_name = "TIME")]
         now: Option<String>,
+        /// Honour a --now more than a day ahead of the clock: the retention
+        /// keys of every day ended by then are destroyed, irreversibly.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Open the vault and run the checks and repairs of every open; with
+    /// --accept-stale-data, accept a data/ older than keys/ (a restored
+    /// copy) that opening refuses, losing what was written after it.
+    Repair {
+        vault: PathBuf,
+        /// Accept data/ as it is: keys it does not know are destroyed, and
+        /// whatever was written after the copy is lost for good.
+        #[arg(long)]
+        accept_stale_data: bool,
     },
     /// Print everything the vault holds about a subject (JSON), for an
     /// access or portability request.
@@ -173,6 +196,10 @@ enum Command {
         #[arg(long, value_name = "F")]
         new_key_file: PathBuf,
     },
+    /// Replace the blind index's key and rebuild the index (expiry runs do
+    /// it on the policy's schedule): index entries erasures left in sled's
+    /// files stop matching any identifier.
+    RotateIndex { vault: PathBuf },
     /// Counts of subjects, records and keys; bytes on disk (JSON).
     Stats { vault: PathBuf },
     /// Rewrite data/ with only what is live (the vault must be closed):
@@ -201,23 +228,37 @@ enum SubjectCommand {
     /// Create a subject; prints its id.
     Create {
         vault: PathBuf,
-        /// An identifier, KIND=VALUE (e.g. email=alice@example.com); repeatable.
+        /// An identifier, KIND=VALUE (e.g. email=alice@example.com);
+        /// repeatable. Seen by other local users: prefer --identifiers-from.
         #[arg(long = "identifier", value_name = "KIND=VALUE")]
         identifiers: Vec<String>,
+        /// Identifiers from a file (or - for stdin), one KIND=VALUE a line.
+        #[arg(long, value_name = "FILE")]
+        identifiers_from: Option<PathBuf>,
     },
-    /// Print the id of the subject an identifier belongs to.
+    /// Print the id of the subject an identifier belongs to. Without VALUE,
+    /// the value is read from stdin (one line).
     Find {
         vault: PathBuf,
         kind: String,
-        value: String,
+        value: Option<String>,
     },
     /// Add an identifier to a subject.
     Link {
         vault: PathBuf,
         subject: String,
-        /// KIND=VALUE (e.g. email=alice@example.com).
-        #[arg(long = "identifier", value_name = "KIND=VALUE")]
-        identifier: String,
+        /// KIND=VALUE (e.g. email=alice@example.com). Seen by other local
+        /// users: prefer --identifier-from.
+        #[arg(
+            long = "identifier",
+            value_name = "KIND=VALUE",
+            required_unless_present = "identifier_from",
+            conflicts_with = "identifier_from"
+        )]
+        identifier: Option<String>,
+        /// KIND=VALUE from a file (or - for stdin), one line.
+        #[arg(long, value_name = "FILE")]
+        identifier_from: Option<PathBuf>,
     },
     /// Print a subject's identifiers, decrypted (JSON).
     Identifiers { vault: PathBuf, subject: String },
@@ -241,8 +282,17 @@ enum RequestCommand {
     Extend {
         vault: PathBuf,
         request: String,
-        #[arg(long)]
-        reason: String,
+        /// The reason the subject must be told. Seen by other local users:
+        /// prefer --reason-from.
+        #[arg(
+            long,
+            required_unless_present = "reason_from",
+            conflicts_with = "reason_from"
+        )]
+        reason: Option<String>,
+        /// The reason from a file (or - for stdin).
+        #[arg(long, value_name = "FILE")]
+        reason_from: Option<PathBuf>,
     },
     /// Close a request as answered.
     Close {
@@ -366,7 +416,8 @@ fn exit_code(kind: ErrorKind) -> u8 {
 fn run(cli: Cli) -> Result<(), Error> {
     let key_file = cli.key_file.as_deref();
     let actor = cli.actor.as_str();
-    let open = |vault: &Path, key_file: Option<&Path>| open(vault, key_file, actor);
+    let privileged = cli.privileged;
+    let open = |vault: &Path, key_file: Option<&Path>| open(vault, key_file, actor, privileged);
     match cli.command {
         Command::Init { vault, policy } => {
             if vault.join("keys").join("keystore").exists() {
@@ -380,7 +431,23 @@ fn run(cli: Cli) -> Result<(), Error> {
             eprintln!("created vault {} at {}", v.vault_id(), vault.display());
             v.close()
         }
-        Command::Subject(SubjectCommand::Create { vault, identifiers }) => {
+        Command::Subject(SubjectCommand::Create {
+            vault,
+            mut identifiers,
+            identifiers_from,
+        }) => {
+            let from_file = match identifiers_from {
+                Some(f) => read_text(&f)?,
+                None => Zeroizing::new(String::new()),
+            };
+            identifiers.extend(
+                from_file
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string),
+            );
+            let identifiers = Zeroizing::new(identifiers);
             let pairs = identifiers
                 .iter()
                 .map(|i| identifier_pair(i))
@@ -390,6 +457,10 @@ fn run(cli: Cli) -> Result<(), Error> {
             v.close()
         }
         Command::Subject(SubjectCommand::Find { vault, kind, value }) => {
+            let value = match value {
+                Some(v) => Zeroizing::new(v),
+                None => read_line(&read_text(Path::new("-"))?),
+            };
             let v = open(&vault, key_file)?;
             match v.find_subject(&kind, &value)? {
                 Some(id) => println!("{id}"),
@@ -498,8 +569,14 @@ fn run(cli: Cli) -> Result<(), Error> {
             vault,
             subject,
             identifier,
+            identifier_from,
         }) => {
             let subject = SubjectId::parse(&subject)?;
+            let identifier = match (identifier, identifier_from) {
+                (Some(i), _) => Zeroizing::new(i),
+                (None, Some(f)) => read_line(&read_text(&f)?),
+                (None, None) => unreachable!("clap requires one"),
+            };
             let (kind, value) = identifier_pair(&identifier)?;
             let v = open(&vault, key_file)?;
             v.link_identifier(&subject, kind, value)?;
@@ -621,10 +698,10 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             v.close()
         }
-        Command::Expire { vault, now } => {
+        Command::Expire { vault, now, force } => {
             let now = time_or_now(now.as_deref())?;
             let v = open(&vault, key_file)?;
-            let report = v.expire(now)?;
+            let report = v.expire_with(now, force)?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&report).expect("counts serialize")
@@ -634,11 +711,14 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Export { vault, subject } => {
             let subject = SubjectId::parse(&subject)?;
             let v = open(&vault, key_file)?;
-            let doc = v.export(&subject)?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&doc).expect("JSON serializes")
-            );
+            let doc = shredvault::json::WipedValue(v.export(&subject)?);
+            let text = shredvault::json::to_vec_zeroizing(&doc.0, true)?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&text)
+                .and_then(|()| out.write_all(b"\n"))
+                .map_err(|e| {
+                    shredvault::Error::new(ErrorKind::Io, format!("writing the export: {e}"))
+                })?;
             v.close()
         }
         Command::Request(RequestCommand::Open {
@@ -657,8 +737,14 @@ fn run(cli: Cli) -> Result<(), Error> {
             vault,
             request,
             reason,
+            reason_from,
         }) => {
             let request = RequestId::parse(&request)?;
+            let reason = match (reason, reason_from) {
+                (Some(r), _) => Zeroizing::new(r),
+                (None, Some(f)) => read_text(&f)?,
+                (None, None) => unreachable!("clap requires one"),
+            };
             let v = open(&vault, key_file)?;
             v.extend_request(&request, &reason)?;
             v.close()
@@ -741,6 +827,27 @@ fn run(cli: Cli) -> Result<(), Error> {
             );
             v.close()
         }
+        Command::Repair {
+            vault,
+            accept_stale_data,
+        } => {
+            if accept_stale_data {
+                let point = Vault::accept_stale_data(&vault, &root_key(key_file)?)?;
+                eprintln!(
+                    "accepted {} as it is (it stops at durable point {point}); keys it does not know are destroyed now",
+                    vault.join("data").display()
+                );
+            }
+            let v = open(&vault, key_file)?;
+            let stats = v.stats()?;
+            eprintln!(
+                "{} opens: {} live subjects, {} live records",
+                vault.display(),
+                stats.subjects_live,
+                stats.records_live
+            );
+            v.close()
+        }
         Command::Compact { vault } => {
             let report = Vault::compact(&vault, &root_key(key_file)?)?;
             println!(
@@ -748,6 +855,12 @@ fn run(cli: Cli) -> Result<(), Error> {
                 serde_json::to_string_pretty(&report).expect("a report serializes")
             );
             Ok(())
+        }
+        Command::RotateIndex { vault } => {
+            let v = open(&vault, key_file)?;
+            v.rotate_blind_index()?;
+            eprintln!("the blind index of {} has a new key", vault.display());
+            v.close()
         }
         Command::Stats { vault } => {
             let v = open(&vault, key_file)?;
@@ -770,6 +883,31 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Demo => demo::run(),
         Command::Bench { json, records } => bench::run(bench::Options { records, json }),
     }
+}
+
+/// A file's text, or stdin's for `-`, in a buffer wiped when dropped.
+fn read_text(path: &Path) -> Result<Zeroizing<String>, Error> {
+    let bytes = Zeroizing::new(if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .map_err(|e| io_error(Path::new("stdin"), e))?;
+        buf
+    } else {
+        std::fs::read(path).map_err(|e| io_error(path, e))?
+    });
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => Ok(Zeroizing::new(text.to_string())),
+        Err(_) => Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("{} is not UTF-8 text", path.display()),
+        )),
+    }
+}
+
+/// The first line of a text, without its line end.
+fn read_line(text: &str) -> Zeroizing<String> {
+    Zeroizing::new(text.lines().next().unwrap_or("").to_string())
 }
 
 /// `KIND=VALUE` as a pair.
@@ -819,8 +957,14 @@ fn io_error(path: &Path, e: std::io::Error) -> Error {
     Error::new(ErrorKind::Io, format!("{}: {e}", path.display()))
 }
 
-/// Opens an existing vault (never creates one: that is `init`'s job).
-fn open(vault: &Path, key_file: Option<&Path>, actor: &str) -> Result<Vault, Error> {
+/// Opens an existing vault (never creates one: that is `init`'s job), and
+/// prints what the open warns of on stderr.
+fn open(
+    vault: &Path,
+    key_file: Option<&Path>,
+    actor: &str,
+    privileged: bool,
+) -> Result<Vault, Error> {
     if !vault.join("keys").join("keystore").exists() {
         return Err(Error::new(
             ErrorKind::NotFound,
@@ -832,9 +976,14 @@ fn open(vault: &Path, key_file: Option<&Path>, actor: &str) -> Result<Vault, Err
     }
     let options = shredvault::VaultOptions {
         actor: Some(actor.to_string()),
+        privileged,
         ..Default::default()
     };
-    Vault::open_with(vault, &root_key(key_file)?, None, options)
+    let v = Vault::open_with(vault, &root_key(key_file)?, None, options)?;
+    for warning in v.warnings() {
+        eprintln!("shredvault: warning: {warning}");
+    }
+    Ok(v)
 }
 
 fn root_key(key_file: Option<&Path>) -> Result<RootKey, Error> {

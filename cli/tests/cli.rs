@@ -140,8 +140,20 @@ fn the_operator_story() {
         &sv(&["get", &vault, &r1, "--purpose", "billing"]),
         "Restricted",
     );
+    // legal_claims is privileged: --privileged opens the vault so.
+    fails(
+        &sv(&["get", &vault, &r1, "--purpose", "legal_claims"]),
+        "PurposeDenied",
+    );
     assert_eq!(
-        ok(&sv(&["get", &vault, &r1, "--purpose", "legal_claims"])),
+        ok(&sv(&[
+            "--privileged",
+            "get",
+            &vault,
+            &r1,
+            "--purpose",
+            "legal_claims"
+        ])),
         "{\"name\":\"Alice\"}"
     );
     let out = sv(&["subject", "find", &vault, "email", "alice@example.com"]);
@@ -276,12 +288,18 @@ fn retention_from_the_command_line() {
         "2027-06-30T10:00:00Z",
     ]));
     ok(&sv(&["flag", &vault, &s, "qualified_certificate", "on"]));
-    // 15 years: still there in 2042-06, gone in 2042-07.
+    // 15 years: still there in 2042-06, gone in 2042-07. Years ahead of
+    // the clock: refused unless --force.
+    fails(
+        &sv(&["expire", &vault, "--now", "2042-06-30T00:00:00Z"]),
+        "ahead of the clock",
+    );
     let counts: serde_json::Value = serde_json::from_str(&ok(&sv(&[
         "expire",
         &vault,
         "--now",
         "2042-06-30T00:00:00Z",
+        "--force",
     ])))
     .unwrap();
     assert_eq!(counts["records_expired"], 0);
@@ -294,8 +312,14 @@ fn retention_from_the_command_line() {
     ]));
     ok(&sv(&["hold", &vault, &s, "on"]));
     fails(&sv(&["erase", &vault, &s]), "LegalHold");
-    let counts: serde_json::Value =
-        serde_json::from_str(&ok(&sv(&["expire", &vault, "--now", "2287872000"]))).unwrap();
+    let counts: serde_json::Value = serde_json::from_str(&ok(&sv(&[
+        "expire",
+        &vault,
+        "--now",
+        "2287872000",
+        "--force",
+    ])))
+    .unwrap();
     assert_eq!(counts["records_spared_by_hold"], 1);
     ok(&sv(&[
         "get",
@@ -632,9 +656,121 @@ fn every_operation_has_a_command() {
         .unwrap()
         .iter()
         .all(|e| e["actor"] == "cli"));
-    ok(&sv(&["expire", &vault, "--now", "2099-01-01T00:00:00Z"]));
+    ok(&sv(&[
+        "expire",
+        &vault,
+        "--now",
+        "2099-01-01T00:00:00Z",
+        "--force",
+    ]));
     let purged: u64 = ok(&sv(&["purge", &vault])).parse().unwrap();
     assert_eq!(purged, 0, "the expiry run's own purge went first");
     let stats: serde_json::Value = serde_json::from_str(&ok(&sv(&["stats", &vault]))).unwrap();
     assert_eq!(stats["vault_id"].as_str().map(str::len), Some(32));
+}
+
+/// Personal data need not be on the command line (where `ps` shows it):
+/// identifiers, lookups and reasons from a file or stdin.
+#[test]
+fn personal_data_from_stdin_or_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = init(dir.path());
+    let s = ok(&sv_with(
+        &["subject", "create", &vault, "--identifiers-from", "-"],
+        Some(b"email=Hana@Example.com\ncustomer_no=C-77\n"),
+        Some(KEY_HEX),
+    ));
+    let found = ok(&sv_with(
+        &["subject", "find", &vault, "email"],
+        Some(b"hana@example.com\n"),
+        Some(KEY_HEX),
+    ));
+    assert_eq!(found, s);
+    let file = dir.path().join("ident");
+    std::fs::write(&file, "phone=+44 20 7946 0000\n").unwrap();
+    ok(&sv(&[
+        "subject",
+        "link",
+        &vault,
+        &s,
+        "--identifier-from",
+        file.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        ok(&sv(&[
+            "subject",
+            "find",
+            &vault,
+            "phone",
+            "+44 20 7946 0000"
+        ])),
+        s
+    );
+    let req = ok(&sv(&["request", "open", &vault, &s, "access"]));
+    ok(&sv_with(
+        &["request", "extend", &vault, &req, "--reason-from", "-"],
+        Some(b"the archive must be searched by hand"),
+        Some(KEY_HEX),
+    ));
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&sv(&["request", "list", &vault]))).unwrap();
+    assert_eq!(
+        list[0]["extension_reason"],
+        "the archive must be searched by hand"
+    );
+    // One of the two forms, not both, not neither.
+    assert!(!sv(&["subject", "link", &vault, &s]).status.success());
+}
+
+/// A stale data/ is refused, by every command, with nothing destroyed;
+/// `repair --accept-stale-data` is the operator's explicit decision.
+#[test]
+fn a_stale_data_copy_is_refused_until_the_operator_accepts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = init(dir.path());
+    let a = ok(&sv(&["subject", "create", &vault]));
+    let ra = ok(&sv(&["put", &vault, &a, "account", "--data", "a"]));
+    let data = Path::new(&vault).join("data");
+    let old = dir.path().join("old-data");
+    copy_dir(&data, &old);
+    let b = ok(&sv(&["subject", "create", &vault]));
+    let rb = ok(&sv(&["put", &vault, &b, "account", "--data", "b"]));
+    let new = dir.path().join("new-data");
+    std::fs::rename(&data, &new).unwrap();
+    copy_dir(&old, &data);
+    for args in [
+        vec!["stats", &vault],
+        vec!["get", &vault, &ra, "--purpose", "billing"],
+    ] {
+        let out = sv(&args);
+        fails(&out, "older than");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--accept-stale-data"));
+    }
+    // Nothing was destroyed: the newer data/ back, b reads.
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::rename(&new, &data).unwrap();
+    assert_eq!(ok(&sv(&["get", &vault, &rb, "--purpose", "billing"])), "b");
+    // Accepting the old copy: a is there, b is lost.
+    std::fs::remove_dir_all(&data).unwrap();
+    copy_dir(&old, &data);
+    ok(&sv(&["repair", &vault, "--accept-stale-data"]));
+    assert_eq!(ok(&sv(&["get", &vault, &ra, "--purpose", "billing"])), "a");
+    fails(
+        &sv(&["get", &vault, &rb, "--purpose", "billing"]),
+        "NotFound",
+    );
+    ok(&sv(&["repair", &vault]));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }

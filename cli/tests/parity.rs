@@ -156,6 +156,30 @@ const PARITY: &[(&str, At, At, At)] = &[
         Is("post-mortem"),
     ),
     ("expire", Is("sv_expire"), Is("expire"), Is("expire")),
+    (
+        "expire_with",
+        Is("sv_expire_ex"),
+        Is("expire"),
+        Is("expire"),
+    ),
+    (
+        "rotate_blind_index",
+        Is("sv_rotate_blind_index"),
+        Is("rotate_blind_index"),
+        Is("rotate-index"),
+    ),
+    (
+        "accept_stale_data",
+        Is("sv_accept_stale_data"),
+        Is("accept_stale_data"),
+        Is("repair"),
+    ),
+    (
+        "warnings",
+        Is("sv_warnings"),
+        Is("warnings"),
+        Absent("every command prints them on stderr"),
+    ),
     ("purge", Is("sv_purge"), Is("purge"), Is("purge")),
     ("stats", Is("sv_stats"), Is("stats"), Is("stats")),
     (

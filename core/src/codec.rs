@@ -11,6 +11,10 @@ use crate::error::{Error, Result};
 /// The encoding version written in front of every stored structure.
 pub(crate) const FORMAT_V1: u8 = 1;
 
+/// The format byte of an authenticated value: then a 32-byte MAC, then the
+/// value as [`encode`] writes it (see [`encode_authenticated`]).
+pub(crate) const FORMAT_AUTHENTICATED: u8 = 0x41;
+
 /// No stored structure may claim more than this many bytes.
 pub(crate) const DECODE_LIMIT: u64 = 64 * 1024 * 1024;
 
@@ -40,6 +44,51 @@ pub(crate) fn encode_into<T: Serialize>(out: &mut Vec<u8>, value: &T) -> Result<
     options()
         .serialize_into(&mut *out, value)
         .map_err(|e| Error::internal(format!("encoding a stored structure: {e}")))
+}
+
+/// [`encode`], authenticated: the format byte `FORMAT_AUTHENTICATED`, the
+/// MAC of the encoding bound to the key it is stored at
+/// (`domains::state_mac`), then the encoding.
+pub(crate) fn encode_authenticated<T: Serialize>(
+    value: &T,
+    stored_at: &[u8],
+    mac_key: &crate::crypto::SecretKey,
+) -> Result<Vec<u8>> {
+    let body = encode(value)?;
+    let mac = crate::domains::state_mac(mac_key, stored_at, &body);
+    let mut out = Vec::with_capacity(1 + mac.len() + body.len());
+    out.push(FORMAT_AUTHENTICATED);
+    out.extend_from_slice(&mac);
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Decodes a value written by [`encode_authenticated`]: `Corrupt` when the
+/// MAC fails (the value was forged, edited, or moved from another key) or
+/// the value is not authenticated at all.
+pub(crate) fn decode_authenticated<'a, T: Deserialize<'a>>(
+    bytes: &'a [u8],
+    stored_at: &[u8],
+    mac_key: &crate::crypto::SecretKey,
+    what: &str,
+) -> Result<T> {
+    let Some((&FORMAT_AUTHENTICATED, rest)) = bytes.split_first() else {
+        return Err(Error::corrupt(format!("{what} is not authenticated")));
+    };
+    let (mac, body) = rest
+        .split_at_checked(32)
+        .ok_or_else(|| Error::corrupt(format!("{what} is truncated")))?;
+    if !crate::domains::state_mac_matches(mac_key, stored_at, body, mac) {
+        return Err(Error::corrupt(format!(
+            "{what} fails its MAC (edited, forged or moved)"
+        )));
+    }
+    decode(body, what)
+}
+
+/// Whether stored bytes are an authenticated value.
+pub(crate) fn is_authenticated(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&FORMAT_AUTHENTICATED)
 }
 
 /// Appends a length as bincode encodes the length of a sequence (varint),

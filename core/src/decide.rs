@@ -22,15 +22,33 @@ pub(crate) enum Fate {
     Expire,
 }
 
-/// Whether consent for `purpose` stands in a ledger: its latest entry (by
-/// time, then by order of recording) is a give.
+/// Whether consent for `purpose` stands in a ledger: its latest entry in
+/// the order recorded is a give. (Not by the time each entry claims: a give
+/// dated in the future would otherwise outlive every withdrawal recorded
+/// before that date. `record_consent` refuses times ahead of the clock.)
 pub(crate) fn consent_stands(consents: &[ConsentEntry], purpose: &str) -> bool {
     consents
         .iter()
-        .enumerate()
-        .filter(|(_, c)| c.purpose == purpose)
-        .max_by_key(|(i, c)| (c.at, *i))
-        .is_some_and(|(_, c)| c.given)
+        .rev()
+        .find(|c| c.purpose == purpose)
+        .is_some_and(|c| c.given)
+}
+
+/// How far ahead of the clock a consent's time may be (clock skew between
+/// the caller's records and the vault).
+pub(crate) const CONSENT_MAX_AHEAD: i64 = 300;
+
+/// Whether a consent given or withdrawn `at` may be recorded `now`.
+pub(crate) fn consent_time_allowed(at: i64, now: i64) -> bool {
+    at <= now.saturating_add(CONSENT_MAX_AHEAD)
+}
+
+/// How far ahead of the clock `expire` may be run without being forced.
+pub(crate) const EXPIRE_MAX_AHEAD: i64 = 86_400;
+
+/// Whether `expire(now)` may run at clock time `clock` (or is forced).
+pub(crate) fn expire_time_allowed(now: i64, clock: i64, forced: bool) -> bool {
+    forced || now <= clock.saturating_add(EXPIRE_MAX_AHEAD)
 }
 
 /// Whether a category kept on consent has standing consent for any of its
@@ -81,6 +99,8 @@ pub(crate) enum Refusal {
     UnknownPurpose,
     /// The category does not serve the purpose.
     NotAPurposeOfTheCategory,
+    /// A privileged purpose, and the handle is not privileged.
+    Unprivileged,
     /// Restricted processing (`erasure_requested`: what an erasure request
     /// left is kept for legal claims only).
     Restricted { erasure_requested: bool },
@@ -108,6 +128,7 @@ impl Refusal {
                 format!("unknown purpose {:?}", truncate_for_message(purpose)),
             ),
             Refusal::NotAPurposeOfTheCategory => not_a_purpose_of(category, purpose),
+            Refusal::Unprivileged => unprivileged(purpose),
             Refusal::Restricted { erasure_requested } => {
                 let why = if erasure_requested {
                     "it asked for erasure and what is left is kept for legal claims"
@@ -160,20 +181,37 @@ pub(crate) fn not_a_purpose_of(category: &Category, purpose: &str) -> Error {
     )
 }
 
-/// Whether `category` may be read for `purpose` at all: the policy must
-/// name the purpose and the category serve it (`legal_claims` is served by
-/// every category).
+/// The error for a privileged purpose read through a handle that is not.
+pub(crate) fn unprivileged(purpose: &str) -> Error {
+    Error::new(
+        ErrorKind::PurposeDenied,
+        format!(
+            "purpose {:?} is privileged: only a handle opened as privileged may read for it",
+            truncate_for_message(purpose)
+        ),
+    )
+}
+
+/// Whether `category` may be read for `purpose` at all, through a handle
+/// that is `privileged` or not: the policy must name the purpose, the
+/// category serve it (`legal_claims` is served by every category), and a
+/// privileged purpose needs a privileged handle.
 pub(crate) fn purpose_allowed(
     policy: &Policy,
     category: &Category,
     purpose: &str,
+    privileged: bool,
 ) -> Result<(), Refusal> {
-    if category.allows(purpose) {
-        Ok(())
-    } else if policy.purpose(purpose).is_err() {
-        Err(Refusal::UnknownPurpose)
-    } else {
-        Err(Refusal::NotAPurposeOfTheCategory)
+    let known = policy.purpose(purpose);
+    if !category.allows(purpose) {
+        return Err(match known {
+            Err(_) => Refusal::UnknownPurpose,
+            Ok(_) => Refusal::NotAPurposeOfTheCategory,
+        });
+    }
+    match known {
+        Ok(p) if p.privileged && !privileged => Err(Refusal::Unprivileged),
+        _ => Ok(()),
     }
 }
 

@@ -1,6 +1,9 @@
 //! Table tests of the decisions, on the example policy.
 
-use super::{consent_stands, fate, may_store, purpose_allowed, subject_allows, Fate, Refusal};
+use super::{
+    consent_stands, consent_time_allowed, expire_time_allowed, fate, may_store, purpose_allowed,
+    subject_allows, Fate, Refusal,
+};
 use crate::layout::SubjectFacts;
 use crate::policy::{self, Policy};
 use crate::retention::{self, Expiry};
@@ -55,6 +58,7 @@ impl F {
             legal_hold: self.hold,
             restricted: self.restricted,
             opt_out_of_sale: self.opt_out,
+            request_reasons: Default::default(),
         }
     }
 }
@@ -63,7 +67,7 @@ impl F {
 type Ledger = &'static [(&'static str, bool, i64)];
 
 #[test]
-fn consent_stands_by_latest_time_then_order_of_recording() {
+fn consent_stands_by_order_of_recording() {
     let rows: &[(Ledger, &str, bool)] = &[
         (&[], "marketing", false),
         (&[("marketing", true, 10)], "marketing", true),
@@ -73,8 +77,17 @@ fn consent_stands_by_latest_time_then_order_of_recording() {
             "marketing",
             false,
         ),
+        // A give recorded after a withdrawal renews consent, whatever time
+        // either claims.
         (
             &[("marketing", false, 20), ("marketing", true, 10)],
+            "marketing",
+            true,
+        ),
+        // Failed before the fix (M5): a give dated later than a withdrawal
+        // recorded after it outlived the withdrawal.
+        (
+            &[("marketing", true, 30), ("marketing", false, 20)],
             "marketing",
             false,
         ),
@@ -101,6 +114,37 @@ fn consent_stands_by_latest_time_then_order_of_recording() {
             consent_stands(&consents, purpose),
             *stands,
             "{ledger:?} {purpose}"
+        );
+    }
+}
+
+#[test]
+fn times_ahead_of_the_clock() {
+    // (at, now, consent may be recorded)
+    for (at, now, ok) in [
+        (T0, T0, true),
+        (T0 + 300, T0, true),
+        (T0 + 301, T0, false),
+        (0, T0, true),
+    ] {
+        assert_eq!(
+            consent_time_allowed(at, now),
+            ok,
+            "consent at {at} now {now}"
+        );
+    }
+    // (expiry run's now, clock, forced, may run)
+    for (now, clock, forced, ok) in [
+        (T0, T0, false, true),
+        (T0 + DAY, T0, false, true),
+        (T0 + DAY + 1, T0, false, false),
+        (T0 + 400 * DAY, T0, true, true),
+        (T0 - 400 * DAY, T0, false, true),
+    ] {
+        assert_eq!(
+            expire_time_allowed(now, clock, forced),
+            ok,
+            "expire {now} at {clock}"
         );
     }
 }
@@ -274,7 +318,8 @@ fn fates() {
 #[test]
 fn read_permissions() {
     let policy = policy();
-    // (category, purpose, facts, allowed or the refusal)
+    // (category, purpose, facts, allowed or the refusal), by a privileged
+    // handle
     let rows: Vec<(&str, &str, F, Result<(), Refusal>)> = vec![
         ("account", "billing", F::default(), Ok(())),
         (
@@ -360,10 +405,45 @@ fn read_permissions() {
     ];
     for (i, (category, purpose, f, want)) in rows.into_iter().enumerate() {
         let cat = policy.category(category).unwrap();
-        let got = purpose_allowed(&policy, cat, purpose)
+        let got = purpose_allowed(&policy, cat, purpose, true)
             .and_then(|()| subject_allows(&policy, cat, &f.facts(), purpose));
         assert_eq!(got, want, "row {i}: {category} for {purpose}");
     }
+    // Not privileged: legal_claims (privileged by definition) is refused,
+    // the others as before.
+    let cat = policy.category("account").unwrap();
+    assert_eq!(
+        purpose_allowed(&policy, cat, "legal_claims", false),
+        Err(Refusal::Unprivileged)
+    );
+    assert_eq!(purpose_allowed(&policy, cat, "billing", false), Ok(()));
+    assert_eq!(
+        purpose_allowed(&policy, cat, "marketing", false),
+        Err(Refusal::NotAPurposeOfTheCategory)
+    );
+    // A purpose the policy marks privileged.
+    let marked = Policy::parse(
+        &include_str!("../../example-policy.toml").replace(
+            "[purposes.billing]\n",
+            "[purposes.billing]\nprivileged = true\n",
+        ),
+        "example",
+    )
+    .unwrap();
+    let cat = marked.category("account").unwrap();
+    assert_eq!(
+        purpose_allowed(&marked, cat, "billing", false),
+        Err(Refusal::Unprivileged)
+    );
+    assert_eq!(purpose_allowed(&marked, cat, "billing", true), Ok(()));
+    assert!(Policy::parse(
+        &include_str!("../../example-policy.toml").replace(
+            "[purposes.legal_claims]\n",
+            "[purposes.legal_claims]\nprivileged = false\n",
+        ),
+        "example",
+    )
+    .is_err());
 }
 
 #[test]

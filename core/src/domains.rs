@@ -37,7 +37,9 @@ pub(crate) fn index_key(root: &SecretKey) -> SecretKey {
 
 const KEY_CHECK: &[u8] = b"shredvault key check v1";
 
-/// The key-check value of a KEK for a vault (in the keystore header).
+/// The key-check value of a KEK for a vault (in a keystore header of
+/// format 1; checked by [`key_check_matches`], written no more).
+#[cfg(test)]
 pub(crate) fn key_check(kek: &SecretKey, vault_id: &[u8; 16]) -> [u8; 32] {
     crypto::mac(kek, &[KEY_CHECK, vault_id])
 }
@@ -79,6 +81,68 @@ pub(crate) fn record_key(
 /// The key sealing a subject's identifiers.
 pub(crate) fn identifiers_key(subject_key: &SecretKey, vault_id: &[u8; 16]) -> SecretKey {
     derive_key(subject_key.expose(), vault_id, b"identifiers v1")
+}
+
+/// The key sealing a subject's facts (events, flags, consent ledger,
+/// states, request reasons): they die with the subject key.
+pub(crate) fn facts_key(subject_key: &SecretKey, vault_id: &[u8; 16]) -> SecretKey {
+    derive_key(subject_key.expose(), vault_id, b"subject facts v1")
+}
+
+/// The associated data of a subject's sealed facts: what the subject entry
+/// keeps in clear (its key, creation time and blind-index HMACs) is bound
+/// to them, so editing any of it fails authentication.
+pub(crate) fn facts_aad(
+    vault_id: &[u8; 16],
+    subject: &SubjectId,
+    key: (u32, u64),
+    created_at: i64,
+    blind: &[[u8; 32]],
+) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(80 + 32 * blind.len());
+    aad.extend_from_slice(b"sv facts v1");
+    aad.extend_from_slice(vault_id);
+    aad.extend_from_slice(subject.as_bytes());
+    aad.extend_from_slice(&key.0.to_le_bytes());
+    aad.extend_from_slice(&key.1.to_le_bytes());
+    aad.extend_from_slice(&created_at.to_le_bytes());
+    aad.extend_from_slice(&(blind.len() as u32).to_le_bytes());
+    for mac in blind {
+        aad.extend_from_slice(mac);
+    }
+    aad
+}
+
+/// The key MACing the stored state that is not sealed (the policy, day
+/// entries, the expiry mark, tombstones, the request ledger, the index key
+/// reference), from the audit key, so that whoever can write `data/` but
+/// holds no key cannot forge them.
+pub(crate) fn state_key(audit_key: &SecretKey) -> SecretKey {
+    derive_key(audit_key.expose(), b"sv state", b"state v1")
+}
+
+/// The MAC of a stored value under `state_key`, bound to the key it is
+/// stored at.
+pub(crate) fn state_mac(key: &SecretKey, stored_at: &[u8], body: &[u8]) -> [u8; 32] {
+    crypto::mac(key, &[b"sv state v1", stored_at, body])
+}
+
+/// [`state_mac`] checked in constant time.
+pub(crate) fn state_mac_matches(
+    key: &SecretKey,
+    stored_at: &[u8],
+    body: &[u8],
+    mac: &[u8],
+) -> bool {
+    crypto::mac_matches(key, &[b"sv state v1", stored_at, body], mac)
+}
+
+/// The key check of a keystore of format 2: a MAC under a key of its own
+/// derived from the root key (format 1 MACed with the KEK itself, which
+/// then did two jobs).
+pub(crate) fn key_check_v2(root: &SecretKey, vault_id: &[u8; 16]) -> [u8; 32] {
+    let key = derive_key(root.expose(), b"", b"shredvault key check v2");
+    crypto::mac(&key, &[b"shredvault key check v2", vault_id])
 }
 
 /// The key sealing the free-text reasons of a subject's requests.

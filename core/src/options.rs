@@ -12,7 +12,10 @@ pub enum Durability {
     #[default]
     Immediate,
     /// Durable at the next [`Vault::flush`] or within about a second.
-    /// Erasure, consent withdrawal and key destruction stay immediate.
+    /// Erasure, consent withdrawal, key destruction and the rights
+    /// (restriction, opt-out, requests) stay immediate. A background flush
+    /// that fails is reported, as `Io`, by every batched write after it
+    /// until a durable point succeeds (`flush` retries at once).
     Batched,
 }
 
@@ -53,6 +56,10 @@ pub struct VaultOptions {
     /// role), carried by every audit entry. Letters, digits and `_.:-`, at
     /// most 64: it must not be personal data.
     pub actor: Option<String>,
+    /// Whether this handle may read for privileged purposes (`legal_claims`
+    /// and any the policy marks `privileged = true`), and read the
+    /// identifiers and state of restricted subjects.
+    pub privileged: bool,
 }
 
 impl std::fmt::Debug for VaultOptions {
@@ -61,6 +68,7 @@ impl std::fmt::Debug for VaultOptions {
             .field("durability", &self.durability)
             .field("clock", &self.clock.as_ref().map(|_| "custom"))
             .field("actor", &self.actor)
+            .field("privileged", &self.privileged)
             .finish()
     }
 }

@@ -71,7 +71,10 @@ pub(crate) fn sign(seed: &SecretKey, mut receipt: Value) -> Result<Value> {
 /// Errors: malformed JSON or key is `InvalidArgument`; a receipt that is not
 /// signed by the key, or was altered, is `Corrupt`, naming which.
 pub fn verify_receipt(json: &str, public_key: Option<&str>) -> Result<Value> {
-    let receipt: Value = serde_json::from_str(json)
+    // Duplicate keys are refused: a reader (or a JSON library) that takes
+    // the first of two `"subject"` fields would see another subject than
+    // the one signed.
+    let Strict(receipt) = serde_json::from_str(json)
         .map_err(|e| Error::invalid(format!("the receipt is not JSON: {e}")))?;
     let field = |name: &str| -> Result<Vec<u8>> {
         let text = receipt
@@ -107,6 +110,71 @@ pub fn verify_receipt(json: &str, public_key: Option<&str>) -> Result<Value> {
     Ok(receipt)
 }
 
+/// A JSON value parsed with duplicate object keys refused, at any depth.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> std::result::Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(value) = map.next_value()?;
+            if out.insert(key.clone(), value).is_some() {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {key:?} appears twice"
+                )));
+            }
+        }
+        Ok(Value::Object(out))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{public_key_hex, sign, verify_receipt};
@@ -138,5 +206,27 @@ mod tests {
             verify_receipt("{", None).unwrap_err().kind(),
             ErrorKind::InvalidArgument
         );
+    }
+
+    /// Failed before the fix: a second `"subject"` in front verified, and a
+    /// reader taking the first saw another subject than the one signed.
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        let seed = SecretKey::from_array([9; 32]);
+        let receipt =
+            serde_json::json!({"subject": "ab", "erased": [{"category": "x", "records": 2}]});
+        let text = serde_json::to_string(&sign(&seed, receipt).unwrap()).unwrap();
+        let forged = text.replacen('{', "{\"subject\":\"cd\",", 1);
+        let err = verify_receipt(&forged, None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert!(err.to_string().contains("twice"), "{err}");
+        let nested = text.replace("\"records\":2", "\"records\":2,\"records\":5");
+        assert_ne!(nested, text);
+        assert_eq!(
+            verify_receipt(&nested, None).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        // The untouched receipt still verifies through the strict parser.
+        verify_receipt(&text, None).unwrap();
     }
 }

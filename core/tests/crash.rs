@@ -100,7 +100,8 @@ fn writer(dir: &str, seed: u64) {
         } else if choice < 76 {
             let now = unix_now() + rng.below(400) as i64 * 86_400;
             say(format!("BEGIN expire {now}"));
-            v.expire(now).unwrap();
+            // Up to 400 days ahead of the clock: forced.
+            v.expire_with(now, true).unwrap();
             say(format!("ACK expire {now}"));
         } else if choice < 85 && !records.is_empty() {
             let (r, _) = records[rng.below(records.len() as u64) as usize];
@@ -202,6 +203,15 @@ fn kill_9_loses_nothing_acknowledged() {
         let start = Instant::now();
         while start.elapsed() < delay {
             std::thread::sleep(Duration::from_millis(5));
+        }
+        // The writer never stops by itself: if it has, it failed (a
+        // refused operation, a panic), and that is this test's failure.
+        if let Some(status) = child.try_wait().unwrap() {
+            let lines = reader.join().unwrap();
+            panic!(
+                "round {round}: the writer exited by itself ({status}) after: {:?}",
+                lines.last()
+            );
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -379,11 +389,11 @@ fn kill_9_loses_nothing_acknowledged() {
         }
         // Every key slot in use is referenced: the repair left no orphans,
         // only one slot per live subject, one per live retention day and
-        // the vault's two own keys (audit, receipts).
+        // the vault's three own keys (audit, receipts, blind index).
         let stats = v.stats().unwrap();
         assert_eq!(
             stats.keystore_slots_live,
-            stats.subjects_live + 2 + stats.retention_days,
+            stats.subjects_live + 3 + stats.retention_days,
             "round {round}: {stats:?}"
         );
         drop(v);

@@ -26,9 +26,12 @@ fn a_vault_written_before_the_split_reads_back_identically() {
     let root = RootKey::from_bytes(&hex(expected["root_key_hex"].as_str().unwrap())).unwrap();
     let subjects: Vec<SubjectId> = ids(&expected["subjects_in_order"]);
     let records: Vec<RecordId> = ids(&expected["records_in_order"]);
+    // Privileged: legal_claims is a privileged purpose now, and the
+    // fixture's reads were made when any handle could read for it.
     let options = |actor: &str| VaultOptions {
         clock: Some(Arc::new(move || clock)),
         actor: Some(actor.into()),
+        privileged: true,
         ..Default::default()
     };
 

@@ -106,6 +106,13 @@ fn a_subject_erased_after_its_puts_stays_erased_when_an_old_copy_meets_the_journ
 
     let restored = tempfile::tempdir().unwrap();
     assemble(restored.path(), old_data.path(), dir.path());
+    // The erasure was a durable point the copy lacks: no crash leaves such
+    // a data/, so it is refused as a stale copy until an operator accepts
+    // it (which loses nothing the journal holds).
+    let err = Vault::open(restored.path(), &root(), None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert!(err.message().contains("older than"), "{err}");
+    Vault::accept_stale_data(restored.path(), &root()).unwrap();
     let r = Vault::open(restored.path(), &root(), None).unwrap();
     assert_eq!(
         r.get(&a, "account_admin").unwrap_err().kind(),

@@ -18,7 +18,10 @@ struct Clocked {
 }
 
 fn open_at(dir: &std::path::Path, start: i64, fresh: bool) -> Clocked {
-    let (opts, now) = clocked(start);
+    let (mut opts, now) = clocked(start);
+    // Expiry runs below are forced ahead of the simulated clock, and reads
+    // for legal_claims (privileged) show what is kept for it.
+    opts.privileged = true;
     let policy = if fresh { Some(example_policy()) } else { None };
     Clocked {
         vault: Vault::open_with(dir, &root(), policy, opts).unwrap(),
@@ -45,10 +48,10 @@ fn a_record_is_kept_one_day_before_its_end_and_gone_one_day_after() {
             .expires_at,
         Some(end)
     );
-    let report = v.expire(end - DAY).unwrap();
+    let report = v.expire_with(end - DAY, true).unwrap();
     assert_eq!(report.days_destroyed, 0);
     assert_eq!(&v.get(&usage, "security").unwrap().data[..], b"login");
-    let report = v.expire(end + DAY).unwrap();
+    let report = v.expire_with(end + DAY, true).unwrap();
     assert_eq!((report.days_destroyed, report.records_expired), (1, 1));
     assert_eq!(
         v.get(&usage, "security").unwrap_err().kind(),
@@ -60,7 +63,10 @@ fn a_record_is_kept_one_day_before_its_end_and_gone_one_day_after() {
     );
     assert_eq!(v.records(&s).unwrap().len(), 1);
     // A second run finds nothing more to do.
-    assert_eq!(v.expire(end + 2 * DAY).unwrap().days_destroyed, 0);
+    assert_eq!(
+        v.expire_with(end + 2 * DAY, true).unwrap().days_destroyed,
+        0
+    );
 }
 
 #[test]
@@ -94,15 +100,15 @@ fn events_and_flags_move_expiry_both_ways() {
         .unwrap();
     assert_eq!(expires(v), Some(ts("2035-06-01T00:00:00Z")));
     // Expiring the earlier days it passed through touches nothing.
-    v.expire(ts("2034-01-01T00:00:00Z")).unwrap();
+    v.expire_with(ts("2034-01-01T00:00:00Z"), true).unwrap();
     assert_eq!(
         &v.get(&cert, "certificate_validation").unwrap().data[..],
         b"CN=alice"
     );
     // 7 years kept: one day before the end it reads, one day after it is gone.
-    v.expire(ts("2035-05-31T00:00:00Z")).unwrap();
+    v.expire_with(ts("2035-05-31T00:00:00Z"), true).unwrap();
     assert!(v.get(&cert, "certificate_validation").is_ok());
-    v.expire(ts("2035-06-02T00:00:00Z")).unwrap();
+    v.expire_with(ts("2035-06-02T00:00:00Z"), true).unwrap();
     assert_eq!(
         v.get(&cert, "certificate_validation").unwrap_err().kind(),
         ErrorKind::Expired
@@ -159,7 +165,7 @@ fn one_key_per_day_for_all_subjects_and_other_days_are_spared() {
     let day_two = v.put(&s, "usage_log", b"b").unwrap();
     // One retention key per day, whatever the number of subjects.
     assert_eq!(v.stats().unwrap().retention_days, 2);
-    let report = v.expire(ts("2027-02-16T00:00:00Z")).unwrap();
+    let report = v.expire_with(ts("2027-02-16T00:00:00Z"), true).unwrap();
     assert_eq!((report.days_destroyed, report.records_expired), (1, 20));
     for r in &day_one {
         assert_eq!(v.get(r, "security").unwrap_err().kind(), ErrorKind::Expired);
@@ -180,10 +186,13 @@ fn a_copy_of_data_from_before_expiry_does_not_bring_records_back() {
     let backup = tempfile::tempdir().unwrap();
     copy_dir(&dir.path().join("data"), backup.path());
     let c = open_at(dir.path(), t0, false);
-    c.vault.expire(ts("2027-03-01T00:00:00Z")).unwrap();
+    c.vault
+        .expire_with(ts("2027-03-01T00:00:00Z"), true)
+        .unwrap();
     drop(c);
     std::fs::remove_dir_all(dir.path().join("data")).unwrap();
     copy_dir(backup.path(), &dir.path().join("data"));
+    accept_stale_copy(dir.path());
     let c = open_at(dir.path(), t0, false);
     assert_eq!(
         c.vault.get(&r, "security").unwrap_err().kind(),
@@ -298,7 +307,7 @@ fn an_erasure_request_erases_at_once_and_keeps_retain_categories_restricted() {
     // The certificate goes when its retention ends; the account once its
     // agreement has ended and 7 years passed; then the subject key.
     let end = ts("2034-07-01T00:00:00Z");
-    v.expire(end + DAY).unwrap();
+    v.expire_with(end + DAY, true).unwrap();
     assert_eq!(
         v.get(&cert, "legal_claims").unwrap_err().kind(),
         ErrorKind::Expired
@@ -309,7 +318,7 @@ fn an_erasure_request_erases_at_once_and_keeps_retain_categories_restricted() {
         v.records(&s).unwrap()[0].expires_at,
         Some(ts("2037-01-01T00:00:00Z"))
     );
-    v.expire(ts("2037-01-02T00:00:00Z")).unwrap();
+    v.expire_with(ts("2037-01-02T00:00:00Z"), true).unwrap();
     v.purge().unwrap();
     assert_eq!(v.records(&s).unwrap_err().kind(), ErrorKind::Erased);
     assert_eq!(v.stats().unwrap().subjects_erased, 1);
@@ -334,7 +343,7 @@ fn a_legal_hold_refuses_erasure_and_survives_expiry_runs() {
 
     // The day both records share ends: only the unheld one expires.
     let end = ts("2027-02-16T00:00:00Z");
-    let report = v.expire(end + DAY).unwrap();
+    let report = v.expire_with(end + DAY, true).unwrap();
     assert_eq!(
         (
             report.days_destroyed,
@@ -349,7 +358,12 @@ fn a_legal_hold_refuses_erasure_and_survives_expiry_runs() {
     );
     assert_eq!(&v.get(&h, "security").unwrap().data[..], b"held log");
     // Later runs, and a reopen, keep it.
-    assert_eq!(v.expire(end + 400 * DAY).unwrap().records_expired, 0);
+    assert_eq!(
+        v.expire_with(end + 400 * DAY, true)
+            .unwrap()
+            .records_expired,
+        0
+    );
     drop(c);
     let c = open_at(dir.path(), end + 400 * DAY, false);
     let v = &c.vault;
@@ -408,6 +422,7 @@ fn consent_withdrawal_erases_consent_based_data_only() {
     // A copy of data/ from before the withdrawal does not bring it back.
     std::fs::remove_dir_all(dir.path().join("data")).unwrap();
     copy_dir(backup.path(), &dir.path().join("data"));
+    accept_stale_copy(dir.path());
     let c = open_at(dir.path(), t0 + 40, false);
     assert_eq!(
         c.vault.get(&mkt, "legal_claims").unwrap_err().kind(),
@@ -485,7 +500,10 @@ fn a_policy_change_reevaluates_expiries() {
     now.store(t0 + 200 * DAY, Ordering::SeqCst);
     let s2 = v.create_subject(&[]).unwrap();
     let r2 = v.put(&s2, "usage_log", b"log").unwrap();
-    assert_eq!(v.expire(new_end + DAY).unwrap().records_expired, 1);
+    assert_eq!(
+        v.expire_with(new_end + DAY, true).unwrap().records_expired,
+        1
+    );
     assert_eq!(
         v.get(&r, "security").unwrap_err().kind(),
         ErrorKind::Expired
@@ -519,7 +537,10 @@ fn expired_records_are_unreadable_at_once_and_purged_in_the_background() {
     }
     c.now.store(t0 + DAY, Ordering::SeqCst);
     let later = c.vault.put(&subjects[0], "usage_log", b"next day").unwrap();
-    let report = c.vault.expire(ts("2027-02-16T01:00:00Z")).unwrap();
+    let report = c
+        .vault
+        .expire_with(ts("2027-02-16T01:00:00Z"), true)
+        .unwrap();
     assert_eq!((report.days_destroyed, report.records_expired), (1, 3000));
     // Unreadable and unlisted at once, whether or not the purge has run.
     for id in ids.iter().step_by(97) {

@@ -17,6 +17,14 @@ fn open_at(dir: &std::path::Path, start: i64, fresh: bool) -> (Vault, Arc<Atomic
     (Vault::open_with(dir, &root(), policy, opts).unwrap(), now)
 }
 
+/// The vault at `dir` reopened as privileged.
+fn open_privileged(dir: &std::path::Path) -> Vault {
+    let (mut opts, _) = clocked(ts("2026-03-01T00:00:00Z"));
+    opts.actor = Some("rights-test".into());
+    opts.privileged = true;
+    Vault::open_with(dir, &root(), None, opts).unwrap()
+}
+
 #[test]
 fn scan_yields_only_what_the_purpose_may_read() {
     let dir = tempfile::tempdir().unwrap();
@@ -62,9 +70,13 @@ fn scan_yields_only_what_the_purpose_may_read() {
     // Marketing: the opted-out subject is back (it opted out of sale only),
     // and so is the one that still consents to marketing.
     assert_eq!(ids("marketing_contact", "marketing").len(), 3);
-    // Legal claims see restricted data too.
-    let legal = ids("marketing_contact", "legal_claims");
-    assert!(legal.contains(&r) && legal.contains(&o));
+    // Legal claims is privileged: this handle was not opened so.
+    assert_eq!(
+        v.scan("marketing_contact", "legal_claims")
+            .err()
+            .map(|e| e.kind()),
+        Some(ErrorKind::PurposeDenied)
+    );
     let rec = v
         .scan("marketing_contact", "sale")
         .unwrap()
@@ -80,6 +92,17 @@ fn scan_yields_only_what_the_purpose_may_read() {
         v.scan("no_such_category", "billing").unwrap_err().kind(),
         ErrorKind::InvalidArgument
     );
+    // A privileged handle's legal claims see restricted data too.
+    drop(v);
+    let (mut opts, _) = clocked(ts("2026-03-01T00:00:00Z"));
+    opts.privileged = true;
+    let v = Vault::open_with(dir.path(), &root(), None, opts).unwrap();
+    let legal: Vec<_> = v
+        .scan("marketing_contact", "legal_claims")
+        .unwrap()
+        .map(|r| r.unwrap().id)
+        .collect();
+    assert!(legal.contains(&r) && legal.contains(&o));
 }
 
 #[test]
@@ -140,8 +163,12 @@ fn export_answers_an_access_request_and_matches_its_schema() {
         .any(|d| d["op"] == "get" && d["purpose"] == "billing" && d["actor"] == "rights-test"));
     assert_eq!(doc["requests"][0]["id"], request.to_string());
 
-    // After an erasure request: the retained part only, marked as such.
+    // After an erasure request: the retained part only, marked as such,
+    // and for a privileged handle only.
     v.erase_subject(&s).unwrap();
+    assert_eq!(v.export(&s).unwrap_err().kind(), ErrorKind::Restricted);
+    drop(v);
+    let v = open_privileged(dir.path());
     let doc = v.export(&s).unwrap();
     assert_eq!(doc["retained_only"], true);
     assert_eq!(doc["identifiers"].as_array().unwrap().len(), 0);
@@ -237,7 +264,15 @@ fn erasure_receipts_are_signed_and_any_change_breaks_them() {
     let checked = verify_receipt(&json, Some(&pk)).unwrap();
     assert_eq!(checked["subject"], s.to_string());
     let entries = v.audit_entries(Some(&s)).unwrap();
-    let erase = entries.iter().find(|e| e.op == "erase_subject").unwrap();
+    // The erasure is in the log, durably, before its key goes (`begun`),
+    // and the receipt names its final entry.
+    let begun = entries.iter().find(|e| e.op == "erase_subject").unwrap();
+    assert_eq!(begun.outcome, "begun");
+    let erase = entries
+        .iter()
+        .find(|e| e.op == "erase_subject" && e.outcome == "ok")
+        .unwrap();
+    assert!(begun.seq < erase.seq);
     assert_eq!(erase.seq, receipt.audit_seq);
     // The same key after a reopen.
     drop(v);
@@ -275,7 +310,10 @@ fn the_audit_chain_verifies_holds_no_personal_data_and_breaks_where_tampered() {
         .unwrap();
     let report = v.verify_audit().unwrap();
     assert!(report.entries >= 7);
-    let entries = v.audit_entries(None).unwrap();
+    // The vault's first policy is logged at its creation; then the calls.
+    let all = v.audit_entries(None).unwrap();
+    assert_eq!(all[0].op, "set_policy");
+    let entries = &all[1..];
     let ops: Vec<&str> = entries.iter().map(|e| e.op.as_str()).collect();
     assert!(ops.starts_with(&[
         "create_subject",
@@ -374,6 +412,11 @@ fn a_post_mortem_directive_is_carried_out_when_death_is_recorded() {
         v.get(&acct, "billing").unwrap_err().kind(),
         ErrorKind::Restricted
     );
+    // The hand-over is the export, which a restricted subject's is only to
+    // a privileged handle.
+    assert_eq!(v.export(&hand).unwrap_err().kind(), ErrorKind::Restricted);
+    drop(v);
+    let v = open_privileged(dir.path());
     let doc = v.export(&hand).unwrap();
     let directive = doc["records"]
         .as_array()

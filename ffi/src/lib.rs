@@ -107,6 +107,86 @@ pub struct sv_scan {
     scan: shredvault::Scan,
 }
 
+/// How `sv_open_ex` opens a vault. Get one from `sv_open_options_default()`
+/// and set what differs: fields are only ever appended, and `struct_size`
+/// tells the library which ones a caller built against.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct sv_open_options {
+    /// `sizeof(sv_open_options)` as the caller compiled it.
+    pub struct_size: usize,
+    /// "immediate" (NULL: the default) or "batched" (durable at `sv_flush`
+    /// or within about a second; erasure, consent withdrawal, key
+    /// destruction and the rights stay immediate).
+    pub durability: *const c_char,
+    /// A label carried by every audit entry of this handle (letters,
+    /// digits, `_.:-`, at most 64; never personal data), or NULL.
+    pub actor: *const c_char,
+    /// Non-zero: the handle may read for privileged purposes
+    /// (`legal_claims`, and any the policy marks `privileged = true`) and
+    /// read the identifiers and state of restricted subjects.
+    pub privileged: c_int,
+}
+
+/// The default options: immediate durability, no actor, not privileged.
+#[no_mangle]
+pub extern "C" fn sv_open_options_default() -> sv_open_options {
+    sv_open_options {
+        struct_size: std::mem::size_of::<sv_open_options>(),
+        durability: std::ptr::null(),
+        actor: std::ptr::null(),
+        privileged: 0,
+    }
+}
+
+/// The fields of `*options` a caller built with `struct_size` bytes has:
+/// the defaults stand for the others.
+fn options_arg(options: *const sv_open_options) -> Result<VaultOptions, Error> {
+    // SAFETY: NULL or valid for reading `struct_size` bytes (the header's
+    // contract); `struct_size` is read first and bounds what is read.
+    let Some(given) = (unsafe { options.as_ref() }) else {
+        return Ok(VaultOptions::default());
+    };
+    let size = given.struct_size;
+    let has = |end: usize| size >= end;
+    let mut opts = sv_open_options_default();
+    if size < std::mem::offset_of!(sv_open_options, durability) {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "argument `options`: struct_size is too small (set it with sv_open_options_default())",
+        ));
+    }
+    let end_of = |offset: usize, len: usize| offset + len;
+    if has(end_of(
+        std::mem::offset_of!(sv_open_options, durability),
+        std::mem::size_of::<*const c_char>(),
+    )) {
+        opts.durability = given.durability;
+    }
+    if has(end_of(
+        std::mem::offset_of!(sv_open_options, actor),
+        std::mem::size_of::<*const c_char>(),
+    )) {
+        opts.actor = given.actor;
+    }
+    if has(end_of(
+        std::mem::offset_of!(sv_open_options, privileged),
+        std::mem::size_of::<c_int>(),
+    )) {
+        opts.privileged = given.privileged;
+    }
+    let durability = match opt_str_arg(opts.durability, "options.durability")? {
+        Some(d) => d.parse::<Durability>()?,
+        None => Durability::Immediate,
+    };
+    Ok(VaultOptions {
+        durability,
+        actor: opt_str_arg(opts.actor, "options.actor")?.map(str::to_string),
+        privileged: opts.privileged != 0,
+        ..Default::default()
+    })
+}
+
 /// Bytes the library allocated for the caller, who owns them until
 /// `sv_buf_free`. An empty result is `{NULL, 0}`.
 #[repr(C)]
@@ -278,10 +358,11 @@ fn write_id(out: *mut c_char, id: &impl std::fmt::Display, name: &str) -> Result
     write_c_string(out, SV_ID_BUF, &id.to_string(), name)
 }
 
+/// JSON in a buffer of exactly its size (no reallocation leaves a copy
+/// behind; `sv_buf_free` wipes it).
 fn json_buf(value: &impl serde::Serialize) -> Result<sv_buf, Error> {
-    serde_json::to_vec_pretty(value)
-        .map(sv_buf::from_vec)
-        .map_err(|e| Error::new(ErrorKind::Internal, format!("serializing JSON: {e}")))
+    let mut bytes = shredvault::json::to_vec_zeroizing(value, true)?;
+    Ok(sv_buf::from_vec(std::mem::take(&mut *bytes)))
 }
 
 /// The common shape of a call that reads one subject into JSON: the
@@ -362,32 +443,39 @@ pub extern "C" fn sv_open(
     })
 }
 
-/// `sv_open` with options. `durability`: "immediate" (NULL: the default)
-/// or "batched" (durable at `sv_flush` or within about a second; erasure,
-/// consent withdrawal and key destruction stay immediate). `actor`: a label
-/// carried by every audit entry of this handle (letters, digits, `_.:-`, at
-/// most 64; never personal data), or NULL.
+/// `sv_open` with options (`sv_open_options`; NULL: the defaults):
+///
+/// ```c
+/// sv_open_options o = sv_open_options_default();
+/// o.actor = "billing";
+/// o.privileged = 1;
+/// sv_open_ex(path, key, 32, NULL, &o, &v);
+/// ```
 #[no_mangle]
 pub extern "C" fn sv_open_ex(
     path: *const c_char,
     root_key: *const u8,
     root_key_len: usize,
     policy_path: *const c_char,
-    durability: *const c_char,
-    actor: *const c_char,
+    options: *const sv_open_options,
     out: *mut *mut sv_vault,
 ) -> sv_status {
     ffi_guard!({
-        let durability = match opt_str_arg(durability, "durability")? {
-            Some(d) => d.parse::<Durability>()?,
-            None => Durability::Immediate,
-        };
-        let options = VaultOptions {
-            durability,
-            actor: opt_str_arg(actor, "actor")?.map(str::to_string),
-            ..Default::default()
-        };
+        let options = options_arg(options)?;
         open_vault(path, root_key, root_key_len, policy_path, options, out)
+    })
+}
+
+/// What the open found worth an operator's attention (the vault's files
+/// open to other local users), as a JSON array of strings in `*json`
+/// (empty when all is well).
+#[no_mangle]
+pub extern "C" fn sv_warnings(v: *const sv_vault, json: *mut sv_buf) -> sv_status {
+    ffi_guard!({
+        let vault = vault_arg(v)?;
+        let out = out_arg(json, "json")?;
+        *out = json_buf(&vault.warnings())?;
+        Ok(())
     })
 }
 
@@ -698,23 +786,37 @@ pub extern "C" fn sv_export(
 ) -> sv_status {
     ffi_guard!({
         subject_json(v, subject_id, (json, "json"), |vault, subject| {
-            json_buf(&vault.export(subject)?)
+            json_buf(&shredvault::json::WipedValue(vault.export(subject)?).0)
         })
     })
 }
 
 /// Destroys the retention key of every UTC day ended by `unix_seconds`:
 /// their records expire at once. `*records_expired` (unless NULL) receives
-/// how many.
+/// how many. A time more than a day ahead of the clock is refused
+/// (`SV_INVALID_ARGUMENT`): `sv_expire_ex` can force it.
 #[no_mangle]
 pub extern "C" fn sv_expire(
     v: *const sv_vault,
     unix_seconds: i64,
     records_expired: *mut u64,
 ) -> sv_status {
+    sv_expire_ex(v, unix_seconds, 0, records_expired)
+}
+
+/// `sv_expire`, forced when `force` is non-zero: a time more than a day
+/// ahead of the clock is honoured, and every day ended by then loses its
+/// key, irreversibly.
+#[no_mangle]
+pub extern "C" fn sv_expire_ex(
+    v: *const sv_vault,
+    unix_seconds: i64,
+    force: c_int,
+    records_expired: *mut u64,
+) -> sv_status {
     ffi_guard!({
         let vault = vault_arg(v)?;
-        let report = vault.expire(unix_seconds)?;
+        let report = vault.expire_with(unix_seconds, force != 0)?;
         if !records_expired.is_null() {
             // SAFETY: non-NULL, valid for writing (the header's contract).
             unsafe { *records_expired = report.records_expired };
@@ -737,6 +839,32 @@ pub extern "C" fn sv_rotate_root_key(
         let vault = vault_arg(v)?;
         let new = root_key_arg(new_root_key, new_root_key_len, "new_root_key")?;
         vault.rotate_root_key(&new, &mut |_, _| {})
+    })
+}
+
+/// Replaces the blind index's key and rebuilds the index under it (expiry
+/// runs do it on the policy's schedule): the old key is destroyed, so the
+/// index entries of subjects erased before, still in sled's files until
+/// compaction, no longer match any identifier.
+#[no_mangle]
+pub extern "C" fn sv_rotate_blind_index(v: *const sv_vault) -> sv_status {
+    ffi_guard!({ vault_arg(v)?.rotate_blind_index() })
+}
+
+/// Accepts, for the closed vault at `path`, a `data/` older than its keys
+/// (a restored copy, which opening refuses with `SV_CORRUPT`): keys the
+/// copy does not know are destroyed at the next open, and whatever was
+/// written after the copy is lost for good. An operator's decision.
+#[no_mangle]
+pub extern "C" fn sv_accept_stale_data(
+    path: *const c_char,
+    root_key: *const u8,
+    root_key_len: usize,
+) -> sv_status {
+    ffi_guard!({
+        let path = str_arg(path, "path")?;
+        let root = root_key_arg(root_key, root_key_len, "root_key")?;
+        Vault::accept_stale_data(path, &root).map(|_| ())
     })
 }
 

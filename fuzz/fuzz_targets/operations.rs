@@ -41,11 +41,14 @@ fuzz_target!(|ops: Vec<Op>| {
         return;
     }
     let root = RootKey::from_bytes(&[9; 32]).unwrap();
-    // The clock stays at T0; expiry runs name their own `now`.
+    // The clock stays at T0; expiry runs name their own `now` (forced:
+    // ahead of the clock). Privileged: the model reads for legal_claims.
     let options = || VaultOptions {
         durability: Durability::Batched,
         clock: Some(Arc::new(|| T0)),
         actor: None,
+        privileged: true,
+        ..Default::default()
     };
     // On sled, in a vault directory.
     let dir = tempfile::tempdir().unwrap();
@@ -141,7 +144,7 @@ fn run(ops: &[Op], open: &dyn Fn(Option<Policy>) -> Vault) {
             }
             Op::Expire { days } => {
                 let now = T0 + days as i64 * 86_400;
-                v.expire(now).unwrap();
+                v.expire_with(now, true).unwrap();
                 expired_through = expired_through.max(now);
             }
             Op::Reopen => {

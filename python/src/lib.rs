@@ -255,10 +255,12 @@ fn fspath(py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<String> {
         .map_err(|_| invalid("path: expected str or os.PathLike"))
 }
 
+/// A value as Python objects, through JSON in a wiped buffer of its exact
+/// size.
 fn json_to_py(py: Python<'_>, value: &impl serde::Serialize) -> PyResult<Py<PyAny>> {
-    let text = serde_json::to_string(value)
-        .map_err(|e| to_py(shredvault::Error::new(ErrorKind::Internal, e.to_string())))?;
-    Ok(py.import("json")?.call_method1("loads", (text,))?.unbind())
+    let text = shredvault::json::to_vec_zeroizing(value, false).map_err(to_py)?;
+    let bytes = PyBytes::new(py, &text);
+    Ok(py.import("json")?.call_method1("loads", (bytes,))?.unbind())
 }
 
 // ---- classes -------------------------------------------------------------------
@@ -405,7 +407,7 @@ impl Vault {
 #[pymethods]
 impl Vault {
     #[new]
-    #[pyo3(signature = (path, root_key, policy=None, durability="immediate", actor=None))]
+    #[pyo3(signature = (path, root_key, policy=None, durability="immediate", actor=None, privileged=false))]
     fn new(
         py: Python<'_>,
         path: &Bound<'_, PyAny>,
@@ -413,6 +415,7 @@ impl Vault {
         policy: Option<&Bound<'_, PyAny>>,
         durability: &str,
         actor: Option<String>,
+        privileged: bool,
     ) -> PyResult<Self> {
         let os = py.import("os")?;
         let path = fspath(py, path)?;
@@ -435,11 +438,19 @@ impl Vault {
                 let options = shredvault::VaultOptions {
                     durability,
                     actor,
+                    privileged,
                     ..Default::default()
                 };
                 shredvault::Vault::open_with(&path, &root, policy, options)
             })
             .py_err()?;
+        // What the open warns of (loose file modes), as Python warnings.
+        let category = py.get_type::<pyo3::exceptions::PyUserWarning>();
+        for warning in vault.warnings() {
+            let message = std::ffi::CString::new(warning.replace('\0', " "))
+                .map_err(|_| invalid("a warning held a NUL"))?;
+            PyErr::warn(py, &category, &message, 1)?;
+        }
         Ok(Vault {
             vault: RwLock::new(Some(Arc::new(vault))),
         })
@@ -668,13 +679,18 @@ impl Vault {
         let v = self.open()?;
         let s = subject_arg(subject)?;
         let doc = py.detach(|| v.export(&s)).py_err()?;
-        json_to_py(py, &doc)
+        json_to_py(py, &shredvault::json::WipedValue(doc).0)
     }
 
-    fn expire(&self, py: Python<'_>, now: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    /// Destroys the retention keys of every day ended by `now`. A `now` more
+    /// than a day ahead of the clock raises InvalidArgumentError unless
+    /// `force=True` (then every day ended by then loses its key,
+    /// irreversibly).
+    #[pyo3(signature = (now, force=false))]
+    fn expire(&self, py: Python<'_>, now: &Bound<'_, PyAny>, force: bool) -> PyResult<Py<PyAny>> {
         let v = self.open()?;
         let now = time_arg(now, "now")?;
-        let report = py.detach(|| v.expire(now)).py_err()?;
+        let report = py.detach(|| v.expire_with(now, force)).py_err()?;
         json_to_py(py, &report)
     }
 
@@ -727,6 +743,31 @@ impl Vault {
         let overdue_at = overdue_at.map(|t| time_arg(t, "overdue_at")).transpose()?;
         let list = py.detach(|| v.requests(overdue_at)).py_err()?;
         json_to_py(py, &list)
+    }
+
+    /// What the open found worth an operator's attention (the vault's files
+    /// open to other local users); also issued as `UserWarning`s at open.
+    fn warnings(&self) -> PyResult<Vec<String>> {
+        Ok(self.open()?.warnings().to_vec())
+    }
+
+    /// Replaces the blind index's key and rebuilds the index under it (expiry
+    /// runs do it on the policy's schedule).
+    fn rotate_blind_index(&self, py: Python<'_>) -> PyResult<()> {
+        let v = self.open()?;
+        py.detach(|| v.rotate_blind_index()).py_err()
+    }
+
+    /// Accepts, for the closed vault at `path`, a `data/` older than its
+    /// keys (a restored copy, which opening refuses with CorruptError):
+    /// whatever was written after the copy is lost for good.
+    #[staticmethod]
+    fn accept_stale_data(py: Python<'_>, path: &Bound<'_, PyAny>, root_key: &[u8]) -> PyResult<()> {
+        let path = fspath(py, path)?;
+        let root = root_key_arg(root_key, "root_key")?;
+        py.detach(|| shredvault::Vault::accept_stale_data(&path, &root))
+            .py_err()
+            .map(|_| ())
     }
 
     /// Re-wraps every key under `new_root_key` (32 bytes) and rebuilds the

@@ -217,8 +217,20 @@ static void test_invalid_arguments(sv_vault *v, const char *subject,
   EXPECT(sv_open(dir, ROOT, 32, NULL, NULL), SV_INVALID_ARGUMENT);
   EXPECT(sv_open(dir, ROOT, 32, NULL, &other), SV_LOCKED);
   CHECK(other == NULL);
-  EXPECT(sv_open_ex(dir, ROOT, 32, NULL, "sometimes", NULL, &other), SV_INVALID_ARGUMENT);
-  EXPECT(sv_open_ex(dir, ROOT, 32, NULL, NULL, "Alice Smith", &other), SV_INVALID_ARGUMENT);
+  {
+    sv_open_options o = sv_open_options_default();
+    CHECK(o.struct_size == sizeof o && o.privileged == 0 && o.actor == NULL);
+    o.durability = "sometimes";
+    EXPECT(sv_open_ex(dir, ROOT, 32, NULL, &o, &other), SV_INVALID_ARGUMENT);
+    o = sv_open_options_default();
+    o.actor = "Alice Smith";
+    EXPECT(sv_open_ex(dir, ROOT, 32, NULL, &o, &other), SV_INVALID_ARGUMENT);
+    o = sv_open_options_default();
+    o.struct_size = 1;
+    EXPECT(sv_open_ex(dir, ROOT, 32, NULL, &o, &other), SV_INVALID_ARGUMENT);
+    CHECK(strstr(sv_last_error(), "struct_size") != NULL);
+    EXPECT(sv_open_ex(dir, ROOT, 32, NULL, NULL, &other), SV_LOCKED);
+  }
   CHECK(other == NULL);
 }
 
@@ -235,6 +247,8 @@ int main(int argc, char **argv) {
   int64_t overdue = 1893456000; /* 2030-01-01 */
   int done = 0, count = 0;
   uint8_t wrong[32];
+  sv_open_options privileged = sv_open_options_default();
+  privileged.privileged = 1;
 
   if (argc != 3) {
     fprintf(stderr, "usage: %s POLICY_FILE WORK_DIR\n", argv[0]);
@@ -305,9 +319,14 @@ int main(int argc, char **argv) {
   EXPECT(sv_record_event(v, alice, "no_such_event", 0), SV_INVALID_ARGUMENT);
   EXPECT(sv_record_event(v, alice, "agreement_end", -1), SV_INVALID_ARGUMENT);
   EXPECT(sv_put(v, bob, "usage_log", (const uint8_t *)"bob log", 7, usage), SV_OK);
-  EXPECT(sv_expire(v, 1893456000, &expired), SV_OK); /* 2030: the log's 13 months are over */
+  /* 2030 is years ahead of the clock: refused unless forced. */
+  EXPECT(sv_expire(v, 1893456000, &expired), SV_INVALID_ARGUMENT);
+  CHECK(strstr(sv_last_error(), "ahead of the clock") != NULL);
+  EXPECT(sv_get(v, usage, "security", &out), SV_OK);
+  sv_buf_free(&out);
+  EXPECT(sv_expire_ex(v, 1893456000, 1, &expired), SV_OK); /* the log's 13 months are over */
   CHECK(expired == 1);
-  EXPECT(sv_expire(v, 1893456000, NULL), SV_OK);
+  EXPECT(sv_expire_ex(v, 1893456000, 1, NULL), SV_OK);
   EXPECT(sv_get(v, usage, "security", &out), SV_EXPIRED);
   EXPECT(sv_get(v, cert, "certificate_validation", &out), SV_OK); /* 15 years */
   sv_buf_free(&out);
@@ -325,8 +344,11 @@ int main(int argc, char **argv) {
   /* Restriction and legal hold. */
   EXPECT(sv_set_restricted(v, alice, 1), SV_OK);
   EXPECT(sv_get(v, account, "billing", &out), SV_RESTRICTED);
-  EXPECT(sv_get(v, account, "legal_claims", &out), SV_OK);
-  sv_buf_free(&out);
+  /* legal_claims is privileged: this handle was not opened so. */
+  EXPECT(sv_get(v, account, "legal_claims", &out), SV_PURPOSE_DENIED);
+  CHECK(strstr(sv_last_error(), "privileged") != NULL);
+  EXPECT(sv_identifiers(v, alice, &out), SV_RESTRICTED);
+  EXPECT(sv_subject_state(v, alice, &out), SV_RESTRICTED);
   EXPECT(sv_set_restricted(v, alice, 0), SV_OK);
   EXPECT(sv_set_legal_hold(v, alice, 1), SV_OK);
   EXPECT(sv_erase_subject(v, alice, &receipt), SV_LEGAL_HOLD);
@@ -423,7 +445,11 @@ int main(int argc, char **argv) {
   }
   sv_buf_free(&receipt);
   EXPECT(sv_erase_subject(v, bob, NULL), SV_OK);
-  EXPECT(sv_get(v, account, "legal_claims", &out), SV_OK); /* retained on request */
+  EXPECT(sv_get(v, account, "legal_claims", &out), SV_PURPOSE_DENIED); /* not privileged */
+  EXPECT(sv_rotate_blind_index(v), SV_OK);
+  EXPECT(sv_rotate_blind_index(NULL), SV_INVALID_ARGUMENT);
+  EXPECT(sv_warnings(v, &out), SV_OK);
+  CHECK(buf_equals(&out, "[]"));
   sv_buf_free(&out);
   EXPECT(sv_export(v, bob, &out), SV_ERASED);
   EXPECT(sv_verify_audit(v), SV_OK);
@@ -433,8 +459,12 @@ int main(int argc, char **argv) {
   /* Reopen: the stored policy, the same data; a wrong key is refused. */
   memset(wrong, 7, sizeof wrong);
   EXPECT(sv_open(dir, wrong, 32, NULL, &v), SV_WRONG_KEY);
-  EXPECT(sv_open_ex(dir, ROOT, 32, NULL, "batched", "billing-service", &v), SV_OK);
+  privileged.durability = "batched";
+  privileged.actor = "billing-service";
+  EXPECT(sv_open_ex(dir, ROOT, 32, NULL, &privileged, &v), SV_OK);
   EXPECT(sv_get(v, cert, "legal_claims", &out), SV_OK);
+  sv_buf_free(&out);
+  EXPECT(sv_get(v, account, "legal_claims", &out), SV_OK); /* retained on request */
   sv_buf_free(&out);
   EXPECT(sv_put(v, alice, "account", (const uint8_t *)"x", 1, found), SV_ERASED);
   EXPECT(sv_close(v), SV_OK);
@@ -443,7 +473,9 @@ int main(int argc, char **argv) {
   {
     uint8_t next[32];
     memset(next, 0x42, sizeof next);
-    EXPECT(sv_open(dir, ROOT, 32, NULL, &v), SV_OK);
+    privileged = sv_open_options_default();
+    privileged.privileged = 1;
+    EXPECT(sv_open_ex(dir, ROOT, 32, NULL, &privileged, &v), SV_OK);
     EXPECT(sv_rotate_root_key(NULL, next, 32), SV_INVALID_ARGUMENT);
     EXPECT(sv_rotate_root_key(v, next, 16), SV_INVALID_ARGUMENT);
     EXPECT(sv_rotate_root_key(v, NULL, 32), SV_INVALID_ARGUMENT);
@@ -453,7 +485,7 @@ int main(int argc, char **argv) {
     EXPECT(sv_close(v), SV_OK);
     EXPECT(sv_open(dir, ROOT, 32, NULL, &v), SV_WRONG_KEY);
     CHECK(strstr(sv_last_error(), "re-wrapped") != NULL);
-    EXPECT(sv_open(dir, next, 32, NULL, &v), SV_OK);
+    EXPECT(sv_open_ex(dir, next, 32, NULL, &privileged, &v), SV_OK);
     EXPECT(sv_get(v, cert, "legal_claims", &out), SV_OK);
     sv_buf_free(&out);
 
@@ -468,7 +500,7 @@ int main(int argc, char **argv) {
     CHECK(contains(&out, "\"bytes_after\""));
     sv_buf_free(&out);
     EXPECT(sv_compact(dir, next, 32, NULL), SV_OK);
-    EXPECT(sv_open(dir, next, 32, NULL, &v), SV_OK);
+    EXPECT(sv_open_ex(dir, next, 32, NULL, &privileged, &v), SV_OK);
     EXPECT(sv_get(v, cert, "legal_claims", &out), SV_OK);
     sv_buf_free(&out);
     EXPECT(sv_verify_audit(v), SV_OK);

@@ -83,14 +83,22 @@ def test_every_exception_class(vault, vault_path, tmp_path):
     vault.set_restricted(s, True)
     with pytest.raises(sv.RestrictedError):
         vault.get(r, "billing")
-    assert vault.get(r, "legal_claims").data == b"x"
+    # legal_claims is privileged: this handle was not opened so.
+    with pytest.raises(sv.PurposeDeniedError, match="privileged"):
+        vault.get(r, "legal_claims")
+    with pytest.raises(sv.RestrictedError):
+        vault.identifiers(s)
     vault.set_restricted(s, False)
     vault.set_legal_hold(s, True)
     with pytest.raises(sv.LegalHoldError):
         vault.erase_subject(s)
     vault.set_legal_hold(s, False)
     u = vault.put(s, "usage_log", b"log")
-    vault.expire(datetime.datetime(2030, 1, 1, tzinfo=UTC))
+    # Years ahead of the clock: refused unless forced.
+    with pytest.raises(sv.InvalidArgumentError, match="ahead of the clock"):
+        vault.expire(datetime.datetime(2030, 1, 1, tzinfo=UTC))
+    assert vault.get(u, "security").data == b"log"
+    vault.expire(datetime.datetime(2030, 1, 1, tzinfo=UTC), force=True)
     with pytest.raises(sv.ExpiredError):
         vault.get(u, "security")
     with pytest.raises(sv.LockedError):
@@ -159,7 +167,7 @@ def test_retention_consent_hold_and_expiry(vault):
         vault.get(m, "marketing")
 
     vault.set_legal_hold(s, True)
-    counts = vault.expire(datetime.datetime(2034, 7, 2, tzinfo=UTC))
+    counts = vault.expire(datetime.datetime(2034, 7, 2, tzinfo=UTC), force=True)
     assert counts == {"days_destroyed": 1, "records_expired": 0, "records_spared_by_hold": 1}
     assert vault.get(cert, "certificate_validation").data == b"cert"
     vault.set_legal_hold(s, False)
@@ -371,8 +379,11 @@ def test_identifiers_state_audit_stats_directive_purge_and_policy(tmp_path):
         with pytest.raises(sv.InvalidArgumentError):
             v.set_post_mortem_directive(s, "hand_over")
         assert v.stats()["subjects_live"] == 1
-        v.expire(datetime.datetime(2099, 1, 1, tzinfo=UTC))
+        v.expire(datetime.datetime(2099, 1, 1, tzinfo=UTC), force=True)
         v.purge()
+        v.rotate_blind_index()
+        assert v.find_subject("email", "ERIN@example.com") == s
+        assert v.warnings() == []
         with pytest.raises(sv.ExpiredError):
             v.get(r, "security")
         v.set_policy(POLICY)
@@ -380,3 +391,62 @@ def test_identifiers_state_audit_stats_directive_purge_and_policy(tmp_path):
             v.set_policy(tmp_path / "missing.toml")
     with pytest.raises(sv.InvalidArgumentError):
         sv.Vault(tmp_path / "v", root_key=KEY, actor="not a label!")
+
+
+def test_privileged_handles_read_for_legal_claims(tmp_path):
+    path = tmp_path / "v"
+    with sv.Vault(path, root_key=KEY, policy=POLICY) as v:
+        s = v.create_subject(identifiers={"email": "gina@example.com"})
+        r = v.put(s, "account", b"gina")
+        v.set_restricted(s, True)
+        with pytest.raises(sv.PurposeDeniedError):
+            v.get(r, "legal_claims")
+        with pytest.raises(sv.RestrictedError):
+            v.subject_state(s)
+    with sv.Vault(path, root_key=KEY, privileged=True) as v:
+        assert v.get(r, "legal_claims").data == b"gina"
+        assert v.identifiers(s) == [("email", "gina@example.com")]
+        assert v.subject_state(s)["restricted"] is True
+        with pytest.raises(sv.RestrictedError):
+            v.get(r, "billing")
+
+
+def test_loose_modes_warn_at_open(tmp_path):
+    path = tmp_path / "v"
+    sv.Vault(path, root_key=KEY, policy=POLICY).close()
+    assert (os.stat(path).st_mode & 0o777) == 0o700
+    assert (os.stat(path / "keys" / "keystore").st_mode & 0o777) == 0o600
+    os.chmod(path, 0o755)
+    with pytest.warns(UserWarning, match="0755"):
+        with sv.Vault(path, root_key=KEY) as v:
+            assert any("0755" in w for w in v.warnings())
+
+
+def test_a_stale_data_copy_is_refused_until_accepted(tmp_path):
+    import shutil
+
+    path = tmp_path / "v"
+    with sv.Vault(path, root_key=KEY, policy=POLICY) as v:
+        a = v.create_subject()
+        ra = v.put(a, "account", b"a")
+    shutil.copytree(path / "data", tmp_path / "old-data")
+    with sv.Vault(path, root_key=KEY) as v:
+        b = v.create_subject()
+        rb = v.put(b, "account", b"b")
+    shutil.move(str(path / "data"), tmp_path / "new-data")
+    shutil.copytree(tmp_path / "old-data", path / "data")
+    with pytest.raises(sv.CorruptError, match="older than"):
+        sv.Vault(path, root_key=KEY)
+    # Nothing was destroyed: the newer data/ back, everything reads.
+    shutil.rmtree(path / "data")
+    shutil.move(str(tmp_path / "new-data"), path / "data")
+    with sv.Vault(path, root_key=KEY) as v:
+        assert v.get(rb, "billing").data == b"b"
+    # Accepting the old copy loses what came after it, and only that.
+    shutil.rmtree(path / "data")
+    shutil.copytree(tmp_path / "old-data", path / "data")
+    sv.Vault.accept_stale_data(path, KEY)
+    with sv.Vault(path, root_key=KEY) as v:
+        assert v.get(ra, "billing").data == b"a"
+        with pytest.raises(sv.NotFoundError):
+            v.get(rb, "billing")

@@ -99,7 +99,7 @@ pub struct AuditEntry {
 /// are borrowed (a policy term the caller passed, a literal), so a read
 /// costs no allocation for its entry. Stored exactly as the `AuditEntry` it
 /// reads back as (see [`EntryRef`]).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Draft<'a> {
     pub time: i64,
     pub op: &'static str,
@@ -198,22 +198,50 @@ impl Chain {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn seal_into(&self, store: &dyn Store, blocks: &[RawBlock], link: &mut [u8; 32]) -> Result<()> {
-        for raw in blocks {
-            let block = raw.seal(&self.key, link)?;
-            store.insert(&Key::Audit(raw.first).encode(), &block)?;
+    /// Seals and writes `blocks` in order, `link` advanced over those
+    /// written. On a failure, the blocks from the failing one on come back
+    /// with it, to be queued again: an entry is never dropped because a
+    /// write failed.
+    fn seal_into(
+        &self,
+        store: &dyn Store,
+        blocks: Vec<RawBlock>,
+        link: &mut [u8; 32],
+    ) -> std::result::Result<(), (Vec<RawBlock>, Error)> {
+        let mut blocks = blocks.into_iter();
+        while let Some(raw) = blocks.next() {
+            let mut next = *link;
+            let written = raw
+                .seal(&self.key, &mut next)
+                .and_then(|block| store.insert(&Key::Audit(raw.first).encode(), &block));
+            match written {
+                Ok(()) => *link = next,
+                Err(e) => {
+                    let mut rest = vec![raw];
+                    rest.extend(blocks);
+                    return Err((rest, e));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Puts blocks a failed write left back at the front of the queue.
+    fn requeue(q: &mut ChainState, mut rest: Vec<RawBlock>) {
+        rest.append(&mut q.blocks);
+        q.blocks = rest;
     }
 
     fn run(&self, store: &dyn Store) {
         let mut q = self.lock();
         loop {
-            while q.blocks.is_empty() && !q.stop {
+            // After a failure the thread waits: the next durable point
+            // reports it, and seals (retries) what is queued itself.
+            while (q.blocks.is_empty() || q.failed.is_some()) && !q.stop {
                 q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
             }
-            if q.blocks.is_empty() {
-                return; // stopping, nothing left
+            if q.blocks.is_empty() || q.failed.is_some() {
+                return; // stopping: nothing left, or nothing that writes
             }
             let blocks = std::mem::take(&mut q.blocks);
             let mut link = q.last_link;
@@ -222,13 +250,14 @@ impl Chain {
             // A panic here must not leave `in_flight` set (every durable
             // point would wait for it forever): it becomes the failure.
             let sealed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.seal_into(store, &blocks, &mut link)
+                self.seal_into(store, blocks, &mut link)
             }))
-            .unwrap_or_else(|_| Err(Error::internal("the audit sealer panicked")));
+            .unwrap_or_else(|_| Err((Vec::new(), Error::internal("the audit sealer panicked"))));
             q = self.lock();
             q.last_link = link;
             q.in_flight = 0;
-            if let Err(e) = sealed {
+            if let Err((rest, e)) = sealed {
+                Self::requeue(&mut q, rest);
                 q.failed.get_or_insert(e);
             }
             self.wake.notify_all();
@@ -247,9 +276,12 @@ impl Chain {
         }
         let blocks = std::mem::take(&mut q.blocks);
         let mut link = q.last_link;
-        let sealed = self.seal_into(store, &blocks, &mut link);
+        let sealed = self.seal_into(store, blocks, &mut link);
         q.last_link = link;
-        sealed
+        sealed.map_err(|(rest, e)| {
+            Self::requeue(&mut q, rest);
+            e
+        })
     }
 }
 

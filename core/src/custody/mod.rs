@@ -15,8 +15,17 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{RootKey, SecretKey};
 use crate::error::{Error, Result};
 
+mod marks;
 mod slot_file;
 mod slot_format;
+
+pub(crate) use marks::MarkValues;
+
+/// The vault format of a vault whose subject facts are stored in clear (the
+/// format before they were sealed): `vault::migrate` upgrades it.
+pub(crate) const VAULT_FORMAT_CLEAR: u8 = 1;
+/// Every subject's facts sealed, the clear state authenticated.
+pub(crate) const VAULT_FORMAT_SEALED: u8 = 2;
 mod slot_rotation;
 
 pub(crate) use slot_file::SlotFileCustody;
@@ -65,6 +74,8 @@ pub(crate) enum Derivation {
     Record { day: Option<KeyRef> },
     /// The key sealing a subject's identifiers.
     Identifiers,
+    /// The key sealing a subject's facts.
+    Facts,
     /// The key sealing the reasons of a subject's requests.
     RequestReason,
     /// A vault secret itself (kind [`KeyKind::Vault`] only): the audit key
@@ -90,6 +101,18 @@ pub(crate) struct HeldSlot {
     pub index: u32,
     /// `None`: the slot is damaged (it cannot be read, but may hold a key).
     pub kind: Option<KeyKind>,
+    /// The key's id (0 for a damaged slot).
+    pub key_id: u64,
+}
+
+impl HeldSlot {
+    /// The reference to the key the slot holds, if it is live.
+    pub fn key(&self) -> Option<KeyRef> {
+        self.kind.map(|_| KeyRef {
+            index: self.index,
+            key_id: self.key_id,
+        })
+    }
 }
 
 /// The holder of every key of a vault.
@@ -131,8 +154,10 @@ pub(crate) trait KeyCustody: Send + Sync {
     /// A key derived from `key` (see [`Derivation`]).
     fn derive(&self, key: KeyRef, derivation: Derivation) -> Result<SecretKey, KeyError>;
 
-    /// The blind-index HMAC of a normalized identifier, under the index key
-    /// of the root key in force.
+    /// The blind-index HMAC of a normalized identifier under the index key
+    /// derived from the root key in force: the blind index of vaults made
+    /// before the index had a random key of its own (`vault::index_key`),
+    /// until their first open rotates it.
     fn blind_mac(&self, kind: &str, value: &str) -> [u8; 32];
 
     /// Whether `key` is held (not destroyed). A key the custody cannot
@@ -158,6 +183,21 @@ pub(crate) trait KeyCustody: Send + Sync {
 
     /// Bytes the custody keeps on disk.
     fn size_on_disk(&self) -> u64;
+
+    /// What the custody knows of the store beside it: how far the store
+    /// must be, and the vault format (see `marks`).
+    fn marks(&self) -> MarkValues;
+
+    /// Notes that the store durably reached `mark` (the mark only rises;
+    /// the note itself need not be durable).
+    fn note_store_mark(&self, mark: u64) -> Result<()>;
+
+    /// An operator accepting an older store: the mark becomes `mark`,
+    /// durably.
+    fn reset_store_mark(&self, mark: u64) -> Result<()>;
+
+    /// Records the vault format, durably.
+    fn set_vault_format(&self, format: u8) -> Result<()>;
 }
 
 /// A root-key rotation under way: what the new key will compute, and the
@@ -166,9 +206,6 @@ pub(crate) trait KeyCustody: Send + Sync {
 pub(crate) trait RootRotation {
     /// The new root key's key-check value.
     fn key_check(&self) -> [u8; 32];
-
-    /// A blind-index HMAC under the new root key's index key.
-    fn blind_mac(&self, kind: &str, value: &str) -> [u8; 32];
 
     /// Re-wraps every live key under the new root key: the commit point.
     /// `progress(done, total)` is called along the way; `now` is recorded

@@ -65,15 +65,15 @@
 //!   short (then the previous key still opens it) or when the keys were last
 //!   re-wrapped under another key.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::ErrorKind as IoErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use super::slot_format::{
-    header_bytes, parse_slot_state, read_header, slot_bytes, slot_offset, sync_dir, unwrap_slot,
-    Header, SlotState, CHECKSUM_AT, HEADER_SIZE, NEW_FILE, SLOT_SIZE, STATE_LIVE,
+    header_bytes, key_check, parse_slot_state, read_header, slot_bytes, slot_offset, sync_dir,
+    unwrap_slot, Header, SlotState, CHECKSUM_AT, HEADER_SIZE, NEW_FILE, SLOT_SIZE, STATE_LIVE,
 };
 use super::{Derivation, HeldSlot, KeyCustody, KeyError, KeyKind, KeyRef, RootRotation};
 use crate::crypto::{self, RootKey, SecretKey};
@@ -90,6 +90,7 @@ pub(super) struct Slots {
 /// module doc.
 pub(crate) struct SlotFileCustody {
     pub(super) path: PathBuf,
+    marks: super::marks::Marks,
     /// Replaced whole by a root-key rotation.
     pub(super) backing: RwLock<Backing>,
     _lock: File,
@@ -115,7 +116,9 @@ impl std::fmt::Debug for SlotFileCustody {
 
 fn take_lock(dir: &Path) -> Result<File> {
     let lock_path = dir.join("lock");
-    let lock = OpenOptions::new()
+    // Not through a link; 0600 inside a 0700 directory, so no other user
+    // can open it to hold the lock.
+    let lock = crate::fsmode::private_file()
         .create(true)
         .truncate(false)
         .write(true)
@@ -141,18 +144,18 @@ impl SlotFileCustody {
     /// not exist, and holds `dir/lock`. The root key is checked against the
     /// header: `WrongKey` if it does not match.
     pub fn open(dir: &Path, root: &RootKey, new_vault_id: [u8; 16]) -> Result<SlotFileCustody> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        crate::fsmode::create_private_dir(dir)?;
         let lock = take_lock(dir)?;
         let kek = domains::kek(root.secret());
         let index = domains::index_key(root.secret());
         let path = dir.join("keystore");
         let new_path = dir.join(NEW_FILE);
-        if !path.exists() {
-            Self::create_file(dir, &path, &kek, &new_vault_id)?;
+        let created = !path.exists();
+        if created {
+            Self::create_file(dir, &path, root, &new_vault_id)?;
         }
         let mut header = read_header(&path)?;
-        let opens = |h: &Header| domains::key_check_matches(&kek, &h.vault_id, &h.key_check);
+        let opens = |h: &Header| h.opens(root.secret(), &kek);
         if opens(&header) {
             // An uncommitted rotation, rolled back.
             if new_path.exists() {
@@ -201,14 +204,29 @@ impl SlotFileCustody {
                 }
             }
         }
-        let file = OpenOptions::new()
+        let file = crate::fsmode::private_file()
             .read(true)
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         let slots = Self::scan_slots(&file, &path)?;
+        // A keystore made before the marks were kept: its vault is in the
+        // clear format until migrated.
+        let marks = super::marks::Marks::open(
+            dir,
+            header.vault_id,
+            super::MarkValues {
+                store_mark: 0,
+                vault_format: if created {
+                    super::VAULT_FORMAT_SEALED
+                } else {
+                    super::VAULT_FORMAT_CLEAR
+                },
+            },
+        )?;
         Ok(SlotFileCustody {
             path,
+            marks,
             backing: RwLock::new(Backing {
                 file,
                 kek,
@@ -226,13 +244,12 @@ impl SlotFileCustody {
         dir.join("keystore").exists()
     }
 
-    fn create_file(dir: &Path, path: &Path, kek: &SecretKey, vault_id: &[u8; 16]) -> Result<()> {
-        let header = header_bytes(vault_id, &domains::key_check(kek, vault_id), 0);
+    fn create_file(dir: &Path, path: &Path, root: &RootKey, vault_id: &[u8; 16]) -> Result<()> {
+        let header = header_bytes(vault_id, &key_check(root.secret(), vault_id), 0);
         // Written to a temporary name and renamed, so a crash never leaves a
         // keystore without a complete header.
         let tmp = dir.join("keystore.tmp");
-        let f =
-            File::create(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+        let f = crate::fsmode::create_private_file(&tmp)?;
         f.write_all_at(&header, 0)
             .and_then(|_| f.sync_all())
             .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
@@ -462,6 +479,10 @@ impl KeyCustody for SlotFileCustody {
                 &self.load_kind(key, KeyKind::Subject)?,
                 &self.vault_id,
             )),
+            Derivation::Facts => Ok(domains::facts_key(
+                &self.load_kind(key, KeyKind::Subject)?,
+                &self.vault_id,
+            )),
             Derivation::RequestReason => Ok(domains::reason_key(
                 &self.load_kind(key, KeyKind::Subject)?,
                 &self.vault_id,
@@ -493,13 +514,15 @@ impl KeyCustody for SlotFileCustody {
             .enumerate()
             .filter_map(|(i, s)| match *s {
                 SlotState::Empty => None,
-                SlotState::Live { kind, .. } => Some(HeldSlot {
+                SlotState::Live { kind, key_id } => Some(HeldSlot {
                     index: i as u32,
                     kind: Some(kind),
+                    key_id,
                 }),
                 SlotState::Damaged => Some(HeldSlot {
                     index: i as u32,
                     kind: None,
+                    key_id: 0,
                 }),
             })
             .collect()
@@ -546,6 +569,23 @@ impl KeyCustody for SlotFileCustody {
 
     fn size_on_disk(&self) -> u64 {
         std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    fn marks(&self) -> super::MarkValues {
+        self.marks.values()
+    }
+
+    fn note_store_mark(&self, mark: u64) -> Result<()> {
+        self.marks
+            .update(false, |v| v.store_mark = v.store_mark.max(mark))
+    }
+
+    fn reset_store_mark(&self, mark: u64) -> Result<()> {
+        self.marks.update(true, |v| v.store_mark = mark)
+    }
+
+    fn set_vault_format(&self, format: u8) -> Result<()> {
+        self.marks.update(true, |v| v.vault_format = format)
     }
 }
 

@@ -11,7 +11,10 @@ use crate::domains;
 use crate::error::{Error, Result};
 
 pub(super) const MAGIC: &[u8; 8] = b"SVKEYS\0\0";
-pub(super) const FORMAT_VERSION: u8 = 1;
+/// Format 2 (written now) keys its key check apart from the KEK; format 1
+/// (still read) MACed it with the KEK.
+pub(super) const FORMAT_VERSION: u8 = 2;
+const FORMAT_V1: u8 = 1;
 pub(super) const SLOT_SIZE: usize = 128;
 pub(super) const HEADER_SIZE: u64 = SLOT_SIZE as u64;
 pub(super) const CHECKSUM_AT: usize = SLOT_SIZE - 8;
@@ -33,9 +36,28 @@ pub(super) enum SlotState {
 
 /// The parts of a header that open checks.
 pub(super) struct Header {
+    pub format: u8,
     pub vault_id: [u8; 16],
     pub key_check: [u8; 32],
     pub rotated_at: i64,
+}
+
+impl Header {
+    /// Whether `root` is the key this header was written for.
+    pub fn opens(&self, root: &SecretKey, kek: &SecretKey) -> bool {
+        match self.format {
+            FORMAT_V1 => domains::key_check_matches(kek, &self.vault_id, &self.key_check),
+            _ => bool::from(subtle::ConstantTimeEq::ct_eq(
+                &domains::key_check_v2(root, &self.vault_id)[..],
+                &self.key_check[..],
+            )),
+        }
+    }
+}
+
+/// The key check a header of the current format holds for `root`.
+pub(super) fn key_check(root: &SecretKey, vault_id: &[u8; 16]) -> [u8; 32] {
+    domains::key_check_v2(root, vault_id)
 }
 
 pub(super) fn slot_offset(index: u32) -> u64 {
@@ -83,7 +105,7 @@ pub(super) fn read_header(path: &Path) -> Result<Header> {
             path.display()
         )));
     }
-    if header[8] != FORMAT_VERSION
+    if !(header[8] == FORMAT_VERSION || header[8] == FORMAT_V1)
         || u16::from_le_bytes([header[10], header[11]]) as usize != SLOT_SIZE
     {
         return Err(Error::corrupt(format!(
@@ -93,6 +115,7 @@ pub(super) fn read_header(path: &Path) -> Result<Header> {
         )));
     }
     let mut out = Header {
+        format: header[8],
         vault_id: [0; 16],
         key_check: [0; 32],
         rotated_at: i64::from_le_bytes(header[64..72].try_into().expect("8 bytes")),

@@ -2,7 +2,7 @@
 //! under the new root key's KEK into `keys/keystore.new`, which a rename
 //! makes the keystore (the commit point; the crash order is in `slot_file`).
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -23,10 +23,13 @@ pub(super) struct SlotRotation<'a> {
     key_check: [u8; 32],
 }
 
+// The new keystore is written in the current header format (its key check
+// keyed apart from the KEK).
+
 impl<'a> SlotRotation<'a> {
     pub fn new(custody: &'a SlotFileCustody, new: &RootKey) -> Self {
         let kek = domains::kek(new.secret());
-        let key_check = domains::key_check(&kek, &custody.vault_id);
+        let key_check = super::slot_format::key_check(new.secret(), &custody.vault_id);
         SlotRotation {
             custody,
             index: domains::index_key(new.secret()),
@@ -41,21 +44,18 @@ impl RootRotation for SlotRotation<'_> {
         self.key_check
     }
 
-    fn blind_mac(&self, kind: &str, value: &str) -> [u8; 32] {
-        domains::blind_mac(&self.index, &self.custody.vault_id, kind, value)
-    }
-
     /// Re-wraps every live slot (creation, destruction and loads wait
     /// meanwhile): slots, fsync, header, fsync, rename, directory fsync.
     fn commit(self: Box<Self>, now: i64, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
         let custody = self.custody;
-        let slots = custody.lock_slots();
+        let mut slots = custody.lock_slots();
+        let mut damaged = Vec::new();
         let mut backing = custody.backing.write().unwrap_or_else(|p| p.into_inner());
         let dir = custody.path.parent().unwrap_or(Path::new("."));
         let new_path = dir.join(NEW_FILE);
         let io =
             |what: &str, e: std::io::Error| Error::io(format!("{what} {}", new_path.display()), e);
-        let out = File::create(&new_path).map_err(|e| io("creating", e))?;
+        let out = crate::fsmode::create_private_file(&new_path)?;
         let total = slots.states.len() as u64;
         let mut raw = [0u8; SLOT_SIZE];
         for (index, state) in slots.states.iter().enumerate() {
@@ -65,15 +65,23 @@ impl RootRotation for SlotRotation<'_> {
                 .read_exact_at(&mut raw, slot_offset(index))
                 .map_err(|e| Error::io(format!("reading {}", custody.path.display()), e))?;
             if let SlotState::Live { kind, key_id } = *state {
-                let key = unwrap_slot(&backing.kek, &custody.vault_id, index, kind, key_id, &raw)?;
-                raw = slot_bytes(
-                    &self.kek,
-                    &custody.vault_id,
-                    index,
-                    kind,
-                    key_id,
-                    key.expose(),
-                )?;
+                match unwrap_slot(&backing.kek, &custody.vault_id, index, kind, key_id, &raw) {
+                    Ok(key) => {
+                        raw = slot_bytes(
+                            &self.kek,
+                            &custody.vault_id,
+                            index,
+                            kind,
+                            key_id,
+                            key.expose(),
+                        )?;
+                    }
+                    // Damaged on disk: it opened under no key before and
+                    // will not after; one such slot does not hold up the
+                    // rotation of every other.
+                    Err(e) if e.kind() == crate::error::ErrorKind::Corrupt => damaged.push(index),
+                    Err(e) => return Err(e),
+                }
             }
             // Empty slots stay zero; a damaged one is copied as it is (it
             // opens under no key, and stays reported as damaged).
@@ -100,6 +108,9 @@ impl RootRotation for SlotRotation<'_> {
         backing.kek = self.kek.clone();
         backing.index = self.index.clone();
         backing.key_check = self.key_check;
+        for index in damaged {
+            slots.states[index as usize] = SlotState::Damaged;
+        }
         progress(total, total);
         Ok(())
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 use crate::custody::KeyRef;
 use crate::error::Result;
-use crate::ids::SubjectId;
+use crate::ids::{RequestId, SubjectId};
 use crate::types::ConsentEntry;
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -63,28 +63,97 @@ pub(crate) struct VaultMeta {
     pub created_at: i64,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone)]
+/// A subject as the engine works with it: live (its facts opened), or
+/// erased. (How it is stored: [`StoredSubject`].)
+#[derive(Debug, Clone)]
 pub(crate) enum SubjectEntry {
     Live(LiveSubject),
     Erased { erased_at: i64 },
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone)]
+/// A live subject, its facts opened.
+#[derive(Debug, Clone)]
 pub(crate) struct LiveSubject {
     pub created_at: i64,
     pub key: KeyRef,
-    /// `Vec<(kind, value)>` encoded, sealed under the subject key.
-    #[serde(with = "serde_bytes")]
+    /// `Vec<(kind, value)>` encoded, sealed under a key derived from the
+    /// subject key.
     pub identifiers: Vec<u8>,
     /// Blind-index MACs of the identifiers, so erasure can remove them
     /// without decrypting anything.
     pub blind: Vec<[u8; 32]>,
-    /// What the policy's decisions depend on (`decide`). (Encoded in line:
-    /// bincode gives a nested struct no framing of its own.)
+    /// What the policy's decisions depend on (`decide`), and the reasons of
+    /// the subject's requests.
     pub facts: SubjectFacts,
 }
 
-/// A subject's events, flags, consent ledger and states.
+/// What is stored at 'S' + subject id.
+///
+/// Variants are bincode-numbered in this order (a stored format). A
+/// tombstone is stored authenticated (`codec::encode_authenticated`), a
+/// sealed subject as it is (its AEAD binds what it keeps in clear).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) enum StoredSubject {
+    /// The format before facts were sealed: read, and rewritten sealed at
+    /// open (see `vault::migrate`).
+    Clear(ClearSubject),
+    Erased {
+        erased_at: i64,
+    },
+    Sealed(SealedSubject),
+}
+
+/// A live subject with its facts in clear (the stored format before facts
+/// were sealed).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct ClearSubject {
+    pub created_at: i64,
+    pub key: KeyRef,
+    #[serde(with = "serde_bytes")]
+    pub identifiers: Vec<u8>,
+    pub blind: Vec<[u8; 32]>,
+    /// Encoded in line (bincode gives a nested struct no framing).
+    pub facts: ClearFacts,
+}
+
+/// The facts of a [`ClearSubject`].
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ClearFacts {
+    pub events: BTreeMap<String, i64>,
+    pub flags: BTreeSet<String>,
+    pub consents: Vec<ConsentEntry>,
+    pub legal_hold: bool,
+    pub restricted: bool,
+    pub opt_out_of_sale: bool,
+}
+
+/// A live subject with its facts sealed under a key derived from the
+/// subject key (`domains::facts_key`; AAD `domains::facts_aad`, binding the
+/// fields kept in clear): the facts die with the key.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct SealedSubject {
+    pub created_at: i64,
+    pub key: KeyRef,
+    #[serde(with = "serde_bytes")]
+    pub identifiers: Vec<u8>,
+    /// In clear: an erasure removes the blind-index entries after the key
+    /// is gone (and the repair pass finishes one a crash cut short).
+    pub blind: Vec<[u8; 32]>,
+    /// [`SubjectFacts`] (codec), sealed.
+    #[serde(with = "serde_bytes")]
+    pub facts: Vec<u8>,
+}
+
+/// What can be read of a stored subject without its key: whether it is
+/// live, its key, its blind-index HMACs.
+#[derive(Debug, Clone)]
+pub(crate) enum SubjectHeader {
+    Live { key: KeyRef, blind: Vec<[u8; 32]> },
+    Erased,
+}
+
+/// A subject's events, flags, consent ledger and states, and the reasons
+/// given for extending its requests.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct SubjectFacts {
     /// Subject events that start retention clocks (name -> Unix seconds).
@@ -99,6 +168,23 @@ pub(crate) struct SubjectFacts {
     pub restricted: bool,
     /// Opted out of sale: `sale` purposes are refused.
     pub opt_out_of_sale: bool,
+    /// The reason each extended request of the subject was extended: free
+    /// text, so it goes with the subject.
+    pub request_reasons: BTreeMap<RequestId, String>,
+}
+
+impl From<ClearFacts> for SubjectFacts {
+    fn from(c: ClearFacts) -> Self {
+        SubjectFacts {
+            events: c.events,
+            flags: c.flags,
+            consents: c.consents,
+            legal_hold: c.legal_hold,
+            restricted: c.restricted,
+            opt_out_of_sale: c.opt_out_of_sale,
+            request_reasons: BTreeMap::new(),
+        }
+    }
 }
 
 impl SubjectFacts {
@@ -158,8 +244,26 @@ pub(crate) enum GoneReason {
     Expired,
 }
 
-pub(crate) fn decode_subject(bytes: &[u8]) -> Result<SubjectEntry> {
-    codec::decode(bytes, "subject entry")
+/// What can be read of a stored subject without its key (an authenticated
+/// tombstone is taken as it claims to be: the engine checks its MAC when it
+/// opens the entry).
+pub(crate) fn subject_header(bytes: &[u8]) -> Result<SubjectHeader> {
+    let stored: StoredSubject = if codec::is_authenticated(bytes) {
+        codec::decode(bytes.get(33..).unwrap_or_default(), "subject entry")?
+    } else {
+        codec::decode(bytes, "subject entry")?
+    };
+    Ok(match stored {
+        StoredSubject::Clear(c) => SubjectHeader::Live {
+            key: c.key,
+            blind: c.blind,
+        },
+        StoredSubject::Sealed(s) => SubjectHeader::Live {
+            key: s.key,
+            blind: s.blind,
+        },
+        StoredSubject::Erased { .. } => SubjectHeader::Erased,
+    })
 }
 
 pub(crate) fn decode_record(bytes: &[u8]) -> Result<RecordEntry> {
@@ -213,4 +317,20 @@ impl LiveRecord {
 pub(crate) struct JournalReplay {
     pub through: u64,
     pub audit_base: u64,
+}
+
+/// `'I'`: the blind index's key, a random vault key in the custody, and
+/// when it came into use (it is replaced every `blind_index_rotation`; see
+/// `vault::index_key`). Stored authenticated.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct IndexKeyEntry {
+    pub key: KeyRef,
+    pub since: i64,
+}
+
+/// `'N'`: a rotation of the blind index's key under way, to `new_key`
+/// (the staged entries are under `'b'`). Stored authenticated.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct IndexRotationMarker {
+    pub new_key: KeyRef,
 }

@@ -28,6 +28,10 @@ const DAY: u8 = b'D';
 const DAY_RECORD: u8 = b'E';
 const REQUEST: u8 = b'L';
 const AUDIT: u8 = b'A';
+const STORE_MARK: u8 = b'W';
+const INDEX_KEY: u8 = b'I';
+const INDEX_ROTATION: u8 = b'N';
+const STALE_ACCEPTED: u8 = b'Y';
 
 /// The longest key: a prefix byte and a 32-byte HMAC.
 const MAX_KEY: usize = 33;
@@ -57,6 +61,16 @@ pub(crate) enum Key {
     Request(RequestId),
     /// An audit block, by the sequence number of its first entry.
     Audit(u64),
+    /// How many durable points the store has made (see `custody::marks`).
+    StoreMark,
+    /// The blind index's key (see `vault::index_key`).
+    BlindIndex,
+    /// A rotation of the blind index's key under way.
+    IndexRotation,
+    /// An operator accepted this store as older than the keys
+    /// (`Vault::accept_stale_data`): the next repair pass takes subjects
+    /// whose keys are gone for erased.
+    StaleAccepted,
 }
 
 /// A key's bytes, on the stack.
@@ -132,6 +146,10 @@ impl Key {
                 .push(id.as_bytes()),
             Key::Request(id) => KeyBytes::new(REQUEST).push(id.as_bytes()),
             Key::Audit(seq) => KeyBytes::new(AUDIT).push(&seq.to_be_bytes()),
+            Key::StoreMark => KeyBytes::new(STORE_MARK),
+            Key::BlindIndex => KeyBytes::new(INDEX_KEY),
+            Key::IndexRotation => KeyBytes::new(INDEX_ROTATION),
+            Key::StaleAccepted => KeyBytes::new(STALE_ACCEPTED),
         }
     }
 
@@ -173,6 +191,10 @@ impl Key {
             }
             REQUEST => Key::Request(RequestId(array(fixed(16)?))),
             AUDIT => Key::Audit(u64::from_be_bytes(eight(fixed(8)?))),
+            STORE_MARK => fixed(0).map(|_| Key::StoreMark)?,
+            INDEX_KEY => fixed(0).map(|_| Key::BlindIndex)?,
+            INDEX_ROTATION => fixed(0).map(|_| Key::IndexRotation)?,
+            STALE_ACCEPTED => fixed(0).map(|_| Key::StaleAccepted)?,
             _ => return Err(malformed()),
         })
     }
@@ -326,6 +348,10 @@ mod tests {
             Key::Request(q),
             Key::Audit(0),
             Key::Audit(u64::MAX),
+            Key::StoreMark,
+            Key::BlindIndex,
+            Key::IndexRotation,
+            Key::StaleAccepted,
         ];
         for day in [i64::MIN, -1, 0, 1, 20_000, i64::MAX] {
             keys.push(Key::Day(day));

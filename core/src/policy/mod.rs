@@ -213,6 +213,9 @@ pub struct Purpose {
     pub description: String,
     /// Refused for subjects who opted out of sale.
     pub sale: bool,
+    /// Readable only through a handle opened as privileged
+    /// (`VaultOptions::privileged`). `legal_claims` always is.
+    pub privileged: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -240,6 +243,29 @@ impl Category {
     }
 }
 
+/// Settings of the vault itself (`[vault]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VaultSettings {
+    /// How often the blind index gets a new key (`blind_index_rotation`,
+    /// default `"7d"`): the blind-index entries an erasure leaves in the
+    /// store's old files are findable for at most this long.
+    pub blind_index_rotation_days: u32,
+}
+
+impl Default for VaultSettings {
+    fn default() -> Self {
+        VaultSettings {
+            blind_index_rotation_days: 7,
+        }
+    }
+}
+
+impl VaultSettings {
+    pub fn blind_index_rotation_seconds(&self) -> i64 {
+        i64::from(self.blind_index_rotation_days) * 86_400
+    }
+}
+
 /// A validated policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
@@ -248,6 +274,7 @@ pub struct Policy {
     categories: BTreeMap<String, Category>,
     flags: BTreeSet<String>,
     events: BTreeSet<String>,
+    vault: VaultSettings,
 }
 
 mod parse;
@@ -294,6 +321,11 @@ impl Policy {
 
     pub fn purposes(&self) -> impl Iterator<Item = &Purpose> {
         self.purposes.values()
+    }
+
+    /// The `[vault]` settings.
+    pub fn vault(&self) -> &VaultSettings {
+        &self.vault
     }
 
     /// Flags named by `if_flag` or declared under `[flags]`.

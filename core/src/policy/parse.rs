@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::{
     CalendarSpan, Category, Clause, Event, LegalBasis, OnErasureRequest, Policy, Purpose, Rule,
-    RuleKind, COLLECTED, DECEASED, ERASURE_REQUESTED, LEGAL_CLAIMS,
+    RuleKind, SpanUnit, VaultSettings, COLLECTED, DECEASED, ERASURE_REQUESTED, LEGAL_CLAIMS,
 };
 use crate::error::{Error, ErrorKind, Result};
 
@@ -26,6 +26,15 @@ struct RawPolicy {
     flags: BTreeMap<Spanned<String>, RawDescribed>,
     #[serde(default)]
     events: BTreeMap<Spanned<String>, RawDescribed>,
+    #[serde(default)]
+    vault: Option<RawVault>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVault {
+    #[serde(default)]
+    blind_index_rotation: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -35,6 +44,8 @@ struct RawPurpose {
     description: String,
     #[serde(default)]
     sale: bool,
+    #[serde(default)]
+    privileged: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -143,9 +154,16 @@ impl Policy {
         for (name, p) in raw.purposes {
             check_name(&ctx, &name, &format!("purposes.{}", name.get_ref()))?;
             let name = name.into_inner();
+            if name == LEGAL_CLAIMS && p.privileged == Some(false) {
+                return Err(Error::new(
+                    ErrorKind::Policy,
+                    format!("{file}: purposes.legal_claims.privileged: legal_claims is always privileged"),
+                ));
+            }
             purposes.insert(
                 name.clone(),
                 Purpose {
+                    privileged: p.privileged.unwrap_or(false) || name == LEGAL_CLAIMS,
                     name,
                     description: p.description,
                     sale: p.sale,
@@ -158,6 +176,7 @@ impl Policy {
                 name: LEGAL_CLAIMS.to_string(),
                 description: "Establishing, exercising or defending legal claims".to_string(),
                 sale: false,
+                privileged: true,
             });
         if purposes[LEGAL_CLAIMS].sale {
             return Err(Error::new(
@@ -269,12 +288,34 @@ impl Policy {
                 format!("{file}: categories: a policy needs at least one category"),
             ));
         }
+        let mut vault = VaultSettings::default();
+        if let Some(raw_vault) = raw.vault {
+            if let Some(span) = raw_vault.blind_index_rotation {
+                let key = "vault.blind_index_rotation";
+                let parsed = CalendarSpan::parse(span.get_ref())
+                    .map_err(|m| ctx.err(span.span(), key, m))?;
+                let days = match parsed.unit {
+                    SpanUnit::Days => parsed.amount,
+                    SpanUnit::Weeks => parsed.amount.saturating_mul(7),
+                    _ => 0,
+                };
+                if !(1..=366).contains(&days) {
+                    return Err(ctx.err(
+                        span.span(),
+                        key,
+                        "a rotation period is 1 to 366 days, given in d or w (e.g. \"7d\")",
+                    ));
+                }
+                vault.blind_index_rotation_days = days;
+            }
+        }
         Ok(Policy {
             source: source.to_string(),
             purposes,
             categories,
             flags,
             events,
+            vault,
         })
     }
 }

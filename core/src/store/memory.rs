@@ -26,8 +26,18 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl MemoryStore {
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+
+    /// A copy that shares nothing with this one: what a power cut would
+    /// leave, taken at a durable point (the fault-injection tests).
+    #[cfg(test)]
+    pub fn deep_copy(&self) -> MemoryStore {
+        MemoryStore {
+            map: Arc::new(RwLock::new(self.read().clone())),
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Map> {

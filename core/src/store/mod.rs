@@ -84,6 +84,11 @@ impl Batch {
         self.writes.push((key.as_ref().to_vec(), None));
     }
 
+    /// The writes so far.
+    pub fn len(&self) -> usize {
+        self.writes.len()
+    }
+
     fn into_writes(self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         self.writes
     }

@@ -99,29 +99,33 @@ fn batches_are_atomic_and_isolated(open: Opener) {
     s.insert(b"A", &0u64.to_be_bytes()).unwrap();
     s.insert(b"B", &0u64.to_be_bytes()).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    let seen_by_writer = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let reader = {
-        let (s, stop) = (s.clone(), stop.clone());
+        let (s, stop, seen) = (s.clone(), stop.clone(), seen_by_writer.clone());
         std::thread::spawn(move || {
             let read =
                 |k: &[u8]| u64::from_be_bytes((&*s.get(k).unwrap().unwrap()).try_into().unwrap());
-            let mut seen = 0;
             while !stop.load(Ordering::Relaxed) {
                 let b = read(b"B");
                 let a = read(b"A");
                 assert!(a >= b, "A {a} behind B {b}: a batch was seen half-applied");
-                seen += 1;
+                seen.fetch_add(1, Ordering::Relaxed);
             }
-            seen
         })
     };
-    for v in 1..2_000u64 {
+    // At least 2,000 batches, and on until the reader has read beside them
+    // a while (on a loaded machine it may start late).
+    let mut v = 0u64;
+    while v < 2_000 || (seen_by_writer.load(Ordering::Relaxed) < 1_000 && v < 10_000_000) {
+        v += 1;
         let mut batch = Batch::default();
         batch.insert(b"A", v.to_be_bytes().to_vec());
         batch.insert(b"B", v.to_be_bytes().to_vec());
         s.apply(batch).unwrap();
     }
     stop.store(true, Ordering::Relaxed);
-    assert!(reader.join().unwrap() > 0);
+    reader.join().unwrap();
+    assert!(seen_by_writer.load(Ordering::Relaxed) >= 1_000);
 }
 
 fn insert_new_has_one_winner(open: Opener) {

@@ -39,6 +39,11 @@ pub(super) enum Op {
     SetOptOutOfSale,
     Expire,
     RotateRootKey,
+    RotateBlindIndex,
+    /// An erasure or expiry the vault carried out by itself: the repair
+    /// pass finishing an erasure, the purge ending a subject whose last
+    /// retained record expired, a re-evaluation under a new policy.
+    SystemErasure,
     VerifyAudit,
     Scan,
     /// One per subject whose records a scan disclosed (see `rights::scan`).
@@ -76,6 +81,8 @@ impl Op {
             Op::SetOptOutOfSale => "set_opt_out_of_sale",
             Op::Expire => "expire",
             Op::RotateRootKey => "rotate_root_key",
+            Op::RotateBlindIndex => "rotate_blind_index",
+            Op::SystemErasure => "system_erasure",
             Op::VerifyAudit => "verify_audit",
             Op::Scan => "scan",
             Op::ScanSubject => "scan_subject",
@@ -138,7 +145,12 @@ impl Engine {
             entry: Draft::new(op.name(), self.now()),
             persisted: Vec::new(),
         };
-        let result = body(&mut call);
+        let result = match (commit, self.refuse_writes.get()) {
+            (Commit::Mode | Commit::Always, Some(why)) => Err(crate::error::Error::corrupt(
+                format!("writes are refused: {why}"),
+            )),
+            _ => body(&mut call),
+        };
         call.entry.outcome = match &result {
             Ok(_) => "ok",
             Err(e) => e.kind().name(),
@@ -153,7 +165,10 @@ impl Engine {
             let seq =
                 self.audit
                     .append_keeping(&call.entry, self.actor.as_deref(), Some(&mut note))?;
-            self.persist(&call.persisted, &note)?;
+            if let Err(e) = self.persist(&call.persisted, &note) {
+                let subject = call.entry.subject;
+                return Err(self.undo_put(op, subject, &call.persisted, seq, e));
+            }
             return result.map(|value| (value, seq));
         }
         let appended = self.audit.append(&call.entry, self.actor.as_deref());
@@ -165,6 +180,75 @@ impl Engine {
             Commit::Always => self.make_durable()?,
         }
         Ok((value, seq))
+    }
+
+    /// A put whose inserts could not be made durable: they are taken out of
+    /// the store again (they are new keys: nothing was overwritten; the
+    /// put's stripe is free by now, so it is taken again), and a
+    /// second entry says the one at `seq` failed, so the log does not claim
+    /// a put the caller was told failed. (Whether the journal frame reached
+    /// the disk is unknown after a failed write: a crash may bring the put
+    /// back at the next open, as with any store whose write failed late.)
+    fn undo_put(
+        &self,
+        op: Op,
+        subject: Option<crate::ids::SubjectId>,
+        inserts: &[(KeyBytes, Vec<u8>)],
+        seq: u64,
+        error: crate::error::Error,
+    ) -> crate::error::Error {
+        for (key, _) in inserts {
+            let _ = self.store.remove(key);
+        }
+        if let Some(subject) = subject {
+            // Stored counts may have counted the record: they are rebuilt
+            // from the records at the subject's next erasure.
+            let _stripe = self.stripe(&subject);
+            let _ = self
+                .store
+                .remove(&crate::layout::Key::Counts(subject).encode());
+            self.forget_seqs(&subject);
+        }
+        let mut entry = self.draft(op);
+        entry.outcome = error.kind().name();
+        entry.detail = Some(format!("entry {seq} undone: not made durable").into());
+        let _ = self.audit.append(&entry, self.actor.as_deref());
+        error
+    }
+
+    /// Before an irreversible step (a key's destruction): the operation's
+    /// entry as it stands, outcome `begun`, made durable. A crash after the
+    /// key is gone still leaves the operation in the log; its own entry
+    /// (`ok`, or the error) follows as usual.
+    pub(super) fn log_begun(&self, entry: &Draft<'_>) -> Result<()> {
+        let mut begun = entry.clone();
+        begun.outcome = "begun";
+        self.audit.append(&begun, self.actor.as_deref())?;
+        self.make_durable()
+    }
+
+    /// An erasure the vault carries out by itself (`why` says which), as
+    /// an operation of its own: `system_erasure`, its `begun` entry durable
+    /// before `body` destroys anything. Not refused while writes are: it
+    /// only ever destroys.
+    pub(super) fn system_erasure(
+        &self,
+        subject: &crate::ids::SubjectId,
+        why: &'static str,
+        body: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        let mut entry = self.draft(Op::SystemErasure);
+        entry.subject = Some(*subject);
+        entry.detail = Some(why.into());
+        self.log_begun(&entry)?;
+        let result = body();
+        entry.outcome = match &result {
+            Ok(()) => "ok",
+            Err(e) => e.kind().name(),
+        };
+        self.audit.append(&entry, self.actor.as_deref())?;
+        result?;
+        self.make_durable()
     }
 
     /// Logs an entry that is not an operation of its own (a scan's

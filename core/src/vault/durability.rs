@@ -32,7 +32,7 @@ use crate::layout::{JournalReplay, Key, KeyBytes, RecordEntry, SubjectEntry};
 use crate::options::Durability;
 use crate::store::{Recovered, RecoveredCall};
 
-use super::{Engine, Vault};
+use super::{lock, Engine, Vault};
 
 impl Vault {
     /// Makes everything written so far durable.
@@ -47,11 +47,50 @@ impl Vault {
 }
 
 impl Engine {
-    /// The durable point: buffered audit entries go into the store, then
-    /// the store makes everything durable.
+    /// The durable point: buffered audit entries go into the store, the
+    /// store counts one more durable point (`Key::StoreMark`), then makes
+    /// everything durable; the custody then notes how far the store is
+    /// (see `custody::marks`), and keys whose destruction waited for this
+    /// point are destroyed.
     pub(super) fn make_durable(&self) -> Result<()> {
         self.background.dirty.store(false, Ordering::Relaxed);
-        self.store.sync(&|| self.audit.write())
+        // Taken before the sync: a key queued after this point may belong
+        // to a batch this sync does not cover, and waits for the next one.
+        let deferred: Vec<_> = lock(&self.deferred_destroy).drain(..).collect();
+        let requeue = |keys: &[crate::custody::KeyRef]| {
+            lock(&self.deferred_destroy).extend_from_slice(keys);
+        };
+        let mark = (|| {
+            // Under the lock, so the stored count only rises.
+            let mut points = lock(&self.durable_points);
+            *points += 1;
+            self.store
+                .insert(&Key::StoreMark.encode(), &codec::encode(&*points)?)?;
+            Ok(*points)
+        })();
+        let mark = match mark {
+            Ok(mark) => mark,
+            Err(e) => {
+                requeue(&deferred);
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.store.sync(&|| self.audit.write()) {
+            requeue(&deferred);
+            return Err(e);
+        }
+        lock(&self.background.flush_failed).take();
+        if let Err(e) = self.keys.custody.note_store_mark(mark) {
+            requeue(&deferred);
+            return Err(e);
+        }
+        for (i, key) in deferred.iter().enumerate() {
+            if let Err(e) = self.keys.destroy_subject_key(*key) {
+                requeue(&deferred[i..]);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// The end of a mutating call: durable now, or soon, by the mode.
@@ -60,7 +99,15 @@ impl Engine {
             Durability::Immediate => self.make_durable(),
             Durability::Batched => {
                 self.background.dirty.store(true, Ordering::Relaxed);
-                Ok(())
+                match lock(&self.background.flush_failed).as_deref() {
+                    // This write is in the store, as are the ones before it,
+                    // but none is durable until a durable point succeeds.
+                    Some(why) => Err(crate::error::Error::new(
+                        crate::error::ErrorKind::Io,
+                        format!("the background flush failed, so recent writes are not durable (call flush to retry): {why}"),
+                    )),
+                    None => Ok(()),
+                }
             }
         }
     }
@@ -149,7 +196,12 @@ pub(super) fn spawn_flusher(engine: Weak<Engine>) {
             }
             let Some(e) = engine.upgrade() else { return };
             if e.background.dirty.load(Ordering::Relaxed) {
-                let _ = e.make_durable();
+                if let Err(err) = e.make_durable() {
+                    // Reported by the next batched write, and dirty again
+                    // so the next tick retries.
+                    *lock(&e.background.flush_failed) = Some(err.to_string());
+                    e.background.dirty.store(true, Ordering::Relaxed);
+                }
             }
         });
 }

@@ -2,7 +2,9 @@
 //!
 //! # Crash order
 //!
-//! When nothing is kept: the subject key is destroyed (durably: that is the
+//! First the erasure's audit entry, outcome `begun`, is made durable: the
+//! log names every erasure whose key a crash may have destroyed. When
+//! nothing is kept: the subject key is destroyed (durably: that is the
 //! erasure), then one durable batch replaces the subject by a tombstone,
 //! removes its blind-index entries and queues its records for the purge. A
 //! crash between leaves a subject pointing at a destroyed key, which the
@@ -14,6 +16,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::audit::Draft;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::SubjectId;
 use crate::layout::{Key, LiveSubject, SubjectEntry};
@@ -25,7 +28,6 @@ use crate::types::{CategoryCount, ErasureReceipt, RetainedRecords};
 
 use super::audited::{Commit, Op};
 use super::rotate::Outcome;
-use super::subjects::put_subject;
 use super::{Engine, Vault};
 use crate::decide::Fate;
 
@@ -49,7 +51,7 @@ impl Vault {
         let engine = &self.engine;
         let (mut receipt, seq) = engine.audited_seq(Op::EraseSubject, Commit::Always, |call| {
             call.entry.subject = Some(*subject);
-            let receipt = engine.erase(subject)?;
+            let receipt = engine.erase(subject, &call.entry)?;
             let retained: u64 = receipt.retained.iter().map(|r| r.records).sum();
             call.entry.detail =
                 Some(format!("erased {} retained {}", receipt.records_erased(), retained).into());
@@ -71,7 +73,7 @@ impl Vault {
 
 impl Engine {
     /// The erasure itself, unsigned (see [`Vault::erase_subject`]).
-    fn erase(&self, subject: &SubjectId) -> Result<ErasureReceipt> {
+    fn erase(&self, subject: &SubjectId, entry: &Draft<'_>) -> Result<ErasureReceipt> {
         let _stripe = self.stripe(subject);
         let mut live = self.live_subject(subject)?;
         if live.facts.legal_hold {
@@ -111,13 +113,15 @@ impl Engine {
             public_key: String::new(),
             signature: String::new(),
         };
+        // In the log, durably, before any key goes.
+        self.log_begun(entry)?;
         let keeps_some = maybe_kept
             && self
                 .decide_all(subject, &live, self.threshold())?
                 .iter()
                 .any(|d| matches!(d.fate, Fate::Keep(_)));
         let outcome = if keeps_some {
-            self.rotate(subject, live, None)?
+            self.rotate(subject, live, None, None)?
         } else {
             Outcome::default()
         };
@@ -198,13 +202,24 @@ impl Engine {
         live: &LiveSubject,
         now: i64,
     ) -> Result<()> {
+        self.finish_erasure_of(subject, &live.blind, now)
+    }
+
+    /// [`finish_erasure`](Self::finish_erasure) from the blind-index HMACs
+    /// alone (the repair pass has no facts to open).
+    pub(super) fn finish_erasure_of(
+        &self,
+        subject: &SubjectId,
+        blind: &[[u8; 32]],
+        now: i64,
+    ) -> Result<()> {
         let mut batch = Batch::default();
-        put_subject(
+        self.put_subject(
             &mut batch,
             subject,
             &SubjectEntry::Erased { erased_at: now },
         )?;
-        for mac in &live.blind {
+        for mac in blind {
             batch.remove(Key::Blind(*mac).encode());
         }
         batch.insert(Key::ErasedPending(*subject).encode(), &[][..]);

@@ -19,8 +19,10 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::audit::Draft;
 use crate::codec;
 use crate::custody::{KeyKind, KeyRef};
+use crate::decide;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::SubjectId;
 use crate::layout::{
@@ -56,13 +58,28 @@ impl Vault {
     /// the background (see [`Vault::purge`]).
     ///
     /// A `now` earlier than a previous run's is harmless: it finds less to
-    /// do. A `now` ahead of the clock is honoured: days ended by then lose
-    /// their keys, and from then on nothing due by then is kept or sealed
-    /// into them again (the mark is stored, so it outlives the handle).
+    /// do. A `now` more than a day ahead of the vault's clock is refused
+    /// (`InvalidArgument`: a typo or a clock jump would destroy retention
+    /// keys years early, irreversibly); [`Vault::expire_with`] can force it.
     pub fn expire(&self, now: i64) -> Result<ExpireReport> {
+        self.expire_with(now, false)
+    }
+
+    /// [`Vault::expire`], forced when `force`: a `now` ahead of the clock is
+    /// then honoured, days ended by then lose their keys, and from then on
+    /// nothing due by then is kept or sealed into them again (the mark is
+    /// stored, so it outlives the handle).
+    pub fn expire_with(&self, now: i64, force: bool) -> Result<ExpireReport> {
         let engine = &self.engine;
         let report = engine.audited(Op::Expire, Commit::Always, |call| {
-            let r = engine.expire(now)?;
+            let clock = engine.now();
+            if !decide::expire_time_allowed(now, clock, force) {
+                return Err(Error::invalid(format!(
+                    "expire's now ({now}) is more than a day ahead of the clock ({clock}): force it if that is meant"
+                )));
+            }
+            call.entry.detail = Some(format!("now {now}").into());
+            let r = engine.expire(now, &call.entry)?;
             call.entry.detail = Some(
                 format!(
                     "now {now} days {} records {} spared {}",
@@ -84,19 +101,40 @@ impl Vault {
     /// nothing left loses its key. `expire` starts this in the background
     /// by itself; call it to wait for it. Returns the records purged.
     pub fn purge(&self) -> Result<u64> {
+        if let Some(why) = self.engine.refuse_writes.get() {
+            return Err(Error::corrupt(format!("writes are refused: {why}")));
+        }
         self.engine.purge(|| false)
     }
 }
 
 impl Engine {
-    fn expire(&self, now: i64) -> Result<ExpireReport> {
+    fn expire(&self, now: i64, entry: &Draft<'_>) -> Result<ExpireReport> {
         let _guard = lock(&self.locks.expire);
+        let report = self.expire_days(now, entry)?;
+        // The blind index's key goes on its own schedule, kept by these
+        // runs, after the days: its failure (a subject it cannot read is
+        // skipped, but the disk may fail) neither undoes them nor fails the
+        // run; it is logged, and the next run tries again.
+        if self.index_key_due(self.now()) {
+            let mut rotation = self.draft(Op::RotateBlindIndex);
+            rotation.detail = Some("due: by an expiry run".into());
+            rotation.outcome = match self.rotate_index_key() {
+                Ok(()) => "ok",
+                Err(e) => e.kind().name(),
+            };
+            self.audit.append(&rotation, self.actor.as_deref())?;
+        }
+        Ok(report)
+    }
+
+    /// The expiry itself (the caller holds the expire lock).
+    fn expire_days(&self, now: i64, entry: &Draft<'_>) -> Result<ExpireReport> {
         let through = self
             .expired_through
             .fetch_max(now, Ordering::Relaxed)
             .max(now);
-        self.store
-            .insert(&Key::ExpiredThrough.encode(), &codec::encode(&through)?)?;
+        self.write_state(&Key::ExpiredThrough, &through)?;
         let mut ended = Vec::new();
         for item in self.scan(Prefix::Days) {
             let (k, v) = item?;
@@ -104,7 +142,7 @@ impl Engine {
             if retention::day_end(day) > now {
                 break; // days are in order
             }
-            let entry: DayEntry = codec::decode(&v, "day entry")?;
+            let entry: DayEntry = self.decode_state(&Key::Day(day), &v, "day entry")?;
             if !entry.destroyed {
                 ended.push((day, entry.key));
             }
@@ -131,11 +169,13 @@ impl Engine {
                 .filter(|d| d.record.day.is_some_and(|day| days.contains(&day)))
                 .count() as u64;
             if in_ended > 0 {
-                self.rotate(&subject, live, None)?;
+                self.rotate(&subject, live, None, None)?;
                 report.records_spared_by_hold += in_ended;
             }
         }
-        // The expiry itself: every ended day's key destroyed, one write.
+        // The expiry itself: every ended day's key destroyed, one write,
+        // once the run is in the log.
+        self.log_begun(entry)?;
         self.keys.destroy_day_keys(&ended)?;
         report.days_destroyed = ended.len() as u64;
         // The days are marked for the purge, and their records counted.
@@ -145,7 +185,10 @@ impl Engine {
                 key: *key,
                 destroyed: true,
             };
-            batch.insert(Key::Day(*day).encode(), codec::encode(&entry)?);
+            batch.insert(
+                Key::Day(*day).encode(),
+                self.encode_state(&Key::Day(*day), &entry)?,
+            );
             report.records_expired += self.scan(Prefix::DayRecords(*day)).count() as u64;
         }
         self.store.apply(batch)?;
@@ -156,27 +199,21 @@ impl Engine {
     /// The key of `day` (its entry must exist and not be destroyed:
     /// `Expired` otherwise).
     pub(super) fn day_key_ref(&self, day: i64) -> Result<KeyRef> {
-        match self.store.get(&Key::Day(day).encode())? {
+        match self.read_state::<DayEntry>(&Key::Day(day), "day entry")? {
             None => Err(expired_day_error(day)),
-            Some(bytes) => {
-                let entry: DayEntry = codec::decode(&bytes, "day entry")?;
-                if entry.destroyed {
-                    return Err(expired_day_error(day));
-                }
-                Ok(entry.key)
-            }
+            Some(entry) if entry.destroyed => Err(expired_day_error(day)),
+            Some(entry) => Ok(entry.key),
         }
     }
 
     /// Whether `day` has a retention key that is not destroyed.
     pub(super) fn day_is_live(&self, day: i64) -> Result<bool> {
-        Ok(match self.store.get(&Key::Day(day).encode())? {
-            None => false,
-            Some(v) => {
-                let entry: DayEntry = codec::decode(&v, "day entry")?;
-                !entry.destroyed && self.keys.custody.holds(entry.key)
-            }
-        })
+        Ok(
+            match self.read_state::<DayEntry>(&Key::Day(day), "day entry")? {
+                None => false,
+                Some(entry) => !entry.destroyed && self.keys.custody.holds(entry.key),
+            },
+        )
     }
 
     /// The retention key of `day`, created (durably, before anything uses
@@ -192,12 +229,12 @@ impl Engine {
             .create(KeyKind::Retention, 1)?
             .pop()
             .expect("one key was asked for");
-        self.store.insert(
-            &Key::Day(day).encode(),
-            &codec::encode(&DayEntry {
+        self.write_state(
+            &Key::Day(day),
+            &DayEntry {
                 key,
                 destroyed: false,
-            })?,
+            },
         )?;
         if self.durability == Durability::Immediate {
             // A put's journal frame holds its record, not the day entry its
@@ -214,9 +251,10 @@ impl Engine {
         let mut out = Vec::new();
         for item in self.scan(Prefix::Days) {
             let (k, v) = item?;
-            let entry: DayEntry = codec::decode(&v, "day entry")?;
+            let day = Key::day(&k)?;
+            let entry: DayEntry = self.decode_state(&Key::Day(day), &v, "day entry")?;
             if entry.destroyed {
-                out.push(Key::day(&k)?);
+                out.push(day);
             }
         }
         Ok(out)
@@ -278,6 +316,7 @@ impl Engine {
         }
         self.finish_emptied_requests(touched)?;
         purged += self.purge_erased(&stop)?;
+        self.drop_old_requests(self.threshold())?;
         self.make_durable()?;
         Ok(purged)
     }
@@ -292,8 +331,10 @@ impl Engine {
                 continue;
             };
             if live.facts.erasure_requested().is_some() && !self.has_live_records(&subject)? {
-                self.keys.destroy_subject_key(live.key)?;
-                self.finish_erasure(&subject, &live, now)?;
+                self.system_erasure(&subject, "purge: what an erasure kept expired", || {
+                    self.keys.destroy_subject_key(live.key)?;
+                    self.finish_erasure(&subject, &live, now)
+                })?;
             }
         }
         Ok(())

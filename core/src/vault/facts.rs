@@ -5,7 +5,8 @@
 //! whose batch also holds what it erased or expired. Consent withdrawal and
 //! legal holds are durable in either mode.
 
-use crate::error::{Error, Result};
+use crate::decide;
+use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{truncate_for_message, SubjectId};
 use crate::layout::{SubjectEntry, SubjectFacts};
 use crate::policy;
@@ -14,7 +15,6 @@ use crate::store::Batch;
 use crate::types::{ConsentEntry, SubjectState};
 
 use super::audited::{Commit, Op};
-use super::subjects::put_subject;
 use super::{lock, Vault};
 
 impl Vault {
@@ -52,7 +52,7 @@ impl Vault {
                 return Ok(());
             }
             live.facts.events.insert(event.to_string(), at);
-            engine.reevaluate(subject, live).map(|_| ())
+            engine.reevaluate(subject, live, &call.entry).map(|_| ())
         })?;
         if event == policy::DECEASED {
             self.carry_out_post_mortem(subject)?;
@@ -83,7 +83,7 @@ impl Vault {
             if !changed {
                 return Ok(());
             }
-            engine.reevaluate(subject, live).map(|_| ())
+            engine.reevaluate(subject, live, &call.entry).map(|_| ())
         })
     }
 
@@ -136,15 +136,29 @@ impl Vault {
                 ));
             }
             retention::check_event_time(at, "consent")?;
+            let now = engine.now();
+            if !decide::consent_time_allowed(at, now) {
+                return Err(Error::invalid(format!(
+                    "consent time {at} is more than {} seconds ahead of the clock ({now})",
+                    decide::CONSENT_MAX_AHEAD
+                )));
+            }
             let _stripe = engine.stripe(subject);
             let mut live = engine.live_subject(subject)?;
+            if given && live.facts.erasure_requested().is_some() {
+                return Err(Error::new(
+                    ErrorKind::Erased,
+                    format!("subject {subject} asked for erasure: no consent is recorded for it"),
+                ));
+            }
             live.facts.consents.push(ConsentEntry {
                 purpose: purpose.to_string(),
                 given,
                 at,
-                recorded_at: engine.now(),
+                recorded_at: now,
             });
-            engine.reevaluate(subject, live).map(|_| ())
+            bound_consent_ledger(&mut live.facts.consents, purpose);
+            engine.reevaluate(subject, live, &call.entry).map(|_| ())
         })
     }
 
@@ -166,7 +180,7 @@ impl Vault {
                 return Ok(());
             }
             live.facts.legal_hold = on;
-            engine.reevaluate(subject, live).map(|_| ())
+            engine.reevaluate(subject, live, &call.entry).map(|_| ())
         })
     }
 
@@ -184,7 +198,9 @@ impl Vault {
         self.set_state(Op::SetOptOutOfSale, subject, |f| &mut f.opt_out_of_sale, on)
     }
 
-    /// A state that changes no record's fate: one batch.
+    /// A state that changes no record's fate: one batch, durable before
+    /// this returns whatever the mode (a restriction or an opt-out is a
+    /// data subject's right: it is not lost with a crash).
     fn set_state(
         &self,
         op: Op,
@@ -193,7 +209,7 @@ impl Vault {
         on: bool,
     ) -> Result<()> {
         let engine = &self.engine;
-        engine.audited(op, Commit::Mode, |call| {
+        engine.audited(op, Commit::Always, |call| {
             call.entry.subject = Some(*subject);
             call.entry.detail = Some(if on { "true" } else { "false" }.into());
             let _stripe = engine.stripe(subject);
@@ -203,7 +219,7 @@ impl Vault {
             }
             *field(&mut live.facts) = on;
             let mut batch = Batch::default();
-            put_subject(&mut batch, subject, &SubjectEntry::Live(live))?;
+            engine.put_subject(&mut batch, subject, &SubjectEntry::Live(live))?;
             engine.store.apply(batch)?;
             engine.subjects_changed();
             Ok(())
@@ -211,12 +227,15 @@ impl Vault {
     }
 
     /// What the vault knows of a subject besides its records: events,
-    /// flags, the consent ledger and its states.
+    /// flags, the consent ledger and its states. A restricted subject (or
+    /// one that asked for erasure) is `Restricted` except to a privileged
+    /// handle.
     pub fn subject_state(&self, subject: &SubjectId) -> Result<SubjectState> {
         let engine = &self.engine;
         engine.audited(Op::SubjectState, Commit::No, |call| {
             call.entry.subject = Some(*subject);
             let live = engine.live_subject(subject)?;
+            engine.check_processing_allowed(subject, &live.facts)?;
             let facts = live.facts;
             Ok(SubjectState {
                 created_at: live.created_at,
@@ -244,5 +263,50 @@ impl Vault {
     )> {
         let live = self.engine.live_subject(subject)?;
         Ok((live.facts.events, live.facts.flags))
+    }
+}
+
+/// Entries of one purpose the consent ledger keeps: the oldest go beyond
+/// this (consent stands by the latest entry, and the audit log keeps every
+/// give and withdrawal), so a subject's sealed facts stay small.
+pub(super) const CONSENT_ENTRIES_PER_PURPOSE: usize = 32;
+
+/// Drops `purpose`'s oldest entries past [`CONSENT_ENTRIES_PER_PURPOSE`].
+fn bound_consent_ledger(consents: &mut Vec<ConsentEntry>, purpose: &str) {
+    let mut excess = consents
+        .iter()
+        .filter(|c| c.purpose == purpose)
+        .count()
+        .saturating_sub(CONSENT_ENTRIES_PER_PURPOSE);
+    consents.retain(|c| {
+        if excess > 0 && c.purpose == purpose {
+            excess -= 1;
+            return false;
+        }
+        true
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_consent_ledger_keeps_the_latest_entries_of_a_purpose() {
+        let entry = |purpose: &str, at| ConsentEntry {
+            purpose: purpose.into(),
+            given: at % 2 == 0,
+            at,
+            recorded_at: at,
+        };
+        let mut ledger = vec![entry("sale", 0)];
+        for at in 0..100 {
+            ledger.push(entry("marketing", at));
+            bound_consent_ledger(&mut ledger, "marketing");
+        }
+        assert_eq!(ledger.len(), CONSENT_ENTRIES_PER_PURPOSE + 1);
+        assert_eq!(ledger[0].purpose, "sale");
+        assert_eq!(ledger.last().unwrap().at, 99);
+        assert_eq!(ledger[1].at, 100 - CONSENT_ENTRIES_PER_PURPOSE as i64);
     }
 }

@@ -31,10 +31,11 @@ enum KeyUse {
 
 /// The custody, its cache of derived keys and its pool of fresh subject
 /// keys. (The cache hashes with FxHash: its keys are slots the vault drew
-/// at random, nothing a caller picks.)
+/// at random, nothing a caller picks. Its values are boxed: a rehash moves
+/// pointers, and leaves no key bytes in the table it frees.)
 pub(super) struct Keys {
     pub custody: Box<dyn KeyCustody>,
-    cache: Mutex<FxHashMap<(KeyRef, KeyUse), SecretKey>>,
+    cache: Mutex<FxHashMap<(KeyRef, KeyUse), Box<SecretKey>>>,
     /// Durable, unreferenced subject keys ready to hand out.
     pool: Mutex<Vec<KeyRef>>,
 }
@@ -115,7 +116,7 @@ impl Engine {
             Some(d) => KeyUse::RecordDay(d),
         };
         if let Some(k) = lock(&self.keys.cache).get(&(key, use_)) {
-            return Ok(k.clone());
+            return Ok(SecretKey::clone(k));
         }
         let (derived, day_key) = self.derive_record_key(subject, key, day)?;
         let mut cache = lock(&self.keys.cache);
@@ -135,7 +136,7 @@ impl Engine {
         if cache.len() >= KEY_CACHE_MAX {
             cache.clear();
         }
-        cache.insert((key, use_), derived.clone());
+        cache.insert((key, use_), Box::new(derived.clone()));
         Ok(derived)
     }
 

@@ -18,10 +18,12 @@ use crate::custody::{KeyCustody, SlotFileCustody};
 use crate::decide::Fate;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{
-    decode_record, decode_subject, DayEntry, Key, Prefix, RecordEntry, SubjectEntry, VaultMeta,
+    decode_record, subject_header, DayEntry, Key, Prefix, RecordEntry, SubjectEntry, SubjectHeader,
+    VaultMeta,
 };
 use crate::policy::Policy;
 use crate::store::sled_store::compact;
+use crate::store::Store;
 use crate::types::{CompactReport, Stats};
 
 use super::audited::{Commit, Op};
@@ -52,9 +54,9 @@ impl Vault {
         let mut stats = Stats::default();
         for item in engine.scan(Prefix::Subjects) {
             let (_, v) = item?;
-            match decode_subject(&v)? {
-                SubjectEntry::Live(_) => stats.subjects_live += 1,
-                SubjectEntry::Erased { .. } => stats.subjects_erased += 1,
+            match subject_header(&v)? {
+                SubjectHeader::Live { .. } => stats.subjects_live += 1,
+                SubjectHeader::Erased => stats.subjects_erased += 1,
             }
         }
         for item in engine.scan(Prefix::Records) {
@@ -66,8 +68,12 @@ impl Vault {
         }
         stats.identifiers_indexed = engine.scan(Prefix::Blind).count() as u64;
         for item in engine.scan(Prefix::Days) {
-            let (_, v) = item?;
-            if !codec::decode::<DayEntry>(&v, "day entry")?.destroyed {
+            let (k, v) = item?;
+            let key = Key::Day(Key::day(&k)?);
+            if !engine
+                .decode_state::<DayEntry>(&key, &v, "day entry")?
+                .destroyed
+            {
                 stats.retention_days += 1;
             }
         }
@@ -119,13 +125,44 @@ impl Vault {
     }
 }
 
+impl Vault {
+    /// An operator's decision, for a vault that refuses to open because its
+    /// `data/` is older than its keys (a restored or stale copy): accept
+    /// that copy as it is. The custody's mark is set back to the store's,
+    /// so the next open goes ahead, and its repair pass takes the keys the
+    /// copy does not know for leftovers and destroys them, and subjects
+    /// whose keys were destroyed since for erased: whatever was written
+    /// after the copy was made is lost for good. The vault must be closed.
+    /// Returns the durable point the copy stops at.
+    pub fn accept_stale_data(path: impl AsRef<Path>, root: &RootKey) -> Result<u64> {
+        let vault_dir = path.as_ref();
+        let keys_dir = vault_dir.join("keys");
+        if !SlotFileCustody::exists(&keys_dir) {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("there is no vault at {}", vault_dir.display()),
+            ));
+        }
+        let custody = SlotFileCustody::open(&keys_dir, root, crypto::random_array()?)?;
+        let store = crate::store::SledStore::open(vault_dir)?;
+        let stored = match store.get(&Key::StoreMark.encode())? {
+            Some(bytes) => codec::decode::<u64>(&bytes, "store mark")?,
+            None => 0,
+        };
+        // The next repair pass takes subjects whose keys were destroyed
+        // after this copy was made for erased (their erasures' log entries
+        // are not in the copy).
+        store.insert(&Key::StaleAccepted.encode(), &[])?;
+        store.sync(&|| Ok(()))?;
+        custody.reset_store_mark(stored)?;
+        Ok(stored)
+    }
+}
+
 impl Engine {
     /// Writes a policy's source as the stored policy.
     pub(super) fn store_policy(&self, policy: &Policy) -> Result<()> {
-        self.store.insert(
-            &Key::Policy.encode(),
-            &codec::encode(&policy.source().to_string())?,
-        )
+        self.write_state(&Key::Policy, &policy.source().to_string())
     }
 
     /// Re-evaluates every live subject under the policy in force, once per
@@ -136,14 +173,33 @@ impl Engine {
         if self.store.get(&evaluated)?.as_deref() == Some(&digest[..]) {
             return Ok(());
         }
+        // A subject that cannot be read (a damaged key slot or entry) is
+        // passed over: it is `Corrupt` either way, and one such subject
+        // must not stop a policy change (or the open that brings one).
+        let damaged = |e: &Error| e.kind() == ErrorKind::Corrupt;
         for subject in self.subject_ids_under(Prefix::Subjects)? {
-            if let Some(SubjectEntry::Live(live)) = self.subject_entry(&subject)? {
-                if !self.keys.custody.holds(live.key) {
-                    continue; // the repair pass finished erasing it
-                }
-                let decided = self.decide_all(&subject, &live, self.threshold())?;
-                if decided.iter().any(|d| d.fate != Fate::Keep(d.record.day)) {
-                    self.rotate(&subject, live, None)?;
+            let live = match self.subject_entry(&subject) {
+                Ok(Some(SubjectEntry::Live(live))) => live,
+                Ok(_) => continue,
+                Err(e) if damaged(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            if !self.keys.custody.holds(live.key) {
+                continue; // the repair pass finished erasing it
+            }
+            let decided = match self.decide_all(&subject, &live, self.threshold()) {
+                Ok(d) => d,
+                Err(e) if damaged(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            if decided.iter().any(|d| d.fate != Fate::Keep(d.record.day)) {
+                // Records may be erased or expire by the new policy.
+                match self.system_erasure(&subject, "policy change: re-evaluated", || {
+                    self.rotate(&subject, live, None, None).map(|_| ())
+                }) {
+                    Ok(()) => {}
+                    Err(e) if damaged(&e) => continue,
+                    Err(e) => return Err(e),
                 }
             }
         }

@@ -47,10 +47,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use crate::audit::AuditLog;
 use crate::crypto::SecretKey;
+use crate::custody::KeyRef;
 use crate::ids::SubjectId;
 use crate::options::{Clock, Durability};
 use crate::policy::Policy;
@@ -62,15 +63,19 @@ mod durability;
 mod erase;
 mod expiry;
 mod facts;
+mod index_key;
 mod keys;
 mod maintenance;
+mod migrate;
 mod open;
 mod read;
 mod records;
 mod rights;
 mod root_key;
 mod rotate;
+mod sealing;
 mod subjects;
+mod torn;
 
 pub use rights::Scan;
 pub use subjects::normalize_identifier;
@@ -116,11 +121,29 @@ pub(crate) struct Engine {
     audit: AuditLog,
     /// The label every audit entry of this handle carries.
     actor: Option<String>,
+    /// Whether this handle may read for privileged purposes.
+    privileged: bool,
     policy: RwLock<Arc<Policy>>,
     durability: Durability,
     clock: Clock,
     /// The Ed25519 seed of erasure receipts (a vault-wide custody key).
     receipt_key: SecretKey,
+    /// MACs the clear state (`sealing`), from the audit key.
+    state_key: SecretKey,
+    /// The vault is in the sealed format (`sealing`, `migrate`).
+    sealed: AtomicBool,
+    /// The blind index's key (`index_key`); `None` until a vault made
+    /// before it had one is migrated.
+    index: RwLock<Option<index_key::IndexKey>>,
+    /// The store's durable points so far (`durability`): the mark the
+    /// custody notes.
+    durable_points: Mutex<u64>,
+    /// Why writes are refused, when they are (`open`: the keystore is
+    /// shorter than the store refers to).
+    refuse_writes: OnceLock<String>,
+    /// Keys to destroy at the next durable point (`rotate`: an old key
+    /// whose replacement is written but not yet durable).
+    deferred_destroy: Mutex<Vec<KeyRef>>,
     subjects: subjects::SubjectCache,
     seqs: counts::SeqCache,
     locks: Locks,
@@ -128,6 +151,9 @@ pub(crate) struct Engine {
     /// have lost their keys, so nothing is sealed into them again.
     expired_through: AtomicI64,
     background: Background,
+    /// What the open found worth an operator's attention (loose file
+    /// modes).
+    warnings: Mutex<Vec<String>>,
 }
 
 /// The engine's locks, each for one kind of check-then-act.
@@ -153,6 +179,9 @@ struct Background {
     dirty: AtomicBool,
     /// The handle is being dropped: background threads stop.
     closing: AtomicBool,
+    /// Why the last background flush failed, until a durable point
+    /// succeeds: the next batched write reports it.
+    flush_failed: Mutex<Option<String>>,
 }
 
 /// Takes a lock whose data stays consistent across a panic (caches, pools,
@@ -209,6 +238,11 @@ impl Engine {
     fn stripe(&self, subject: &SubjectId) -> MutexGuard<'_, ()> {
         self.locks.stripe(subject)
     }
+
+    /// Adds to what `Vault::warnings` reports.
+    fn warn(&self, warning: String) {
+        lock(&self.warnings).push(warning);
+    }
 }
 
 impl Vault {
@@ -225,6 +259,14 @@ impl Vault {
     /// The policy in force.
     pub fn policy(&self) -> Arc<Policy> {
         self.engine.policy()
+    }
+
+    /// What the open found worth an operator's attention: writes refused
+    /// (and why), the vault's directories or files open to other local users (a vault made before
+    /// its files were private, or a directory widened since). Each names
+    /// the path and the fix. Empty when all is well.
+    pub fn warnings(&self) -> Vec<String> {
+        lock(&self.engine.warnings).clone()
     }
 }
 
@@ -246,5 +288,7 @@ impl Drop for Engine {
     }
 }
 
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod tests;

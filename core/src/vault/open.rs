@@ -28,21 +28,26 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicI64;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicI64};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::audit::AuditLog;
 use crate::codec;
 use crate::crypto::{self, RootKey};
-use crate::custody::{KeyCustody, KeyKind, SlotFileCustody};
+use crate::custody::{HeldSlot, KeyCustody, KeyKind, SlotFileCustody, VAULT_FORMAT_SEALED};
 use crate::domains;
 use crate::error::{Error, ErrorKind, Result};
-use crate::layout::{decode_subject, DayEntry, Key, Prefix, SubjectEntry, VaultMeta, VaultSecrets};
+use crate::ids::SubjectId;
+use crate::layout::{
+    subject_header, DayEntry, Key, Prefix, SubjectHeader, VaultMeta, VaultSecrets,
+};
 use crate::options::{system_clock, Durability, VaultOptions};
 use crate::policy::Policy;
 use crate::store::{SledStore, Store};
 
+use super::audited::{Commit, Op};
 use super::durability::spawn_flusher;
+use super::sealing::read_state;
 use super::{keys, Background, Engine, Locks, Vault};
 
 /// Whether an open may create the vault, and must.
@@ -133,8 +138,7 @@ fn open_dir(
             ),
         ));
     }
-    std::fs::create_dir_all(root_dir)
-        .map_err(|e| Error::io(format!("creating {}", root_dir.display()), e))?;
+    crate::fsmode::create_private_dir(root_dir)?;
     let custody = SlotFileCustody::open(&keys_dir, root, crypto::random_array()?)?;
     let store = SledStore::open(root_dir)?;
     Engine::start(
@@ -176,21 +180,29 @@ impl Engine {
         options: VaultOptions,
     ) -> Result<Vault> {
         check_actor(options.actor.as_deref())?;
+        let root_for_warnings = root.clone();
         let vault_id = custody.vault_id();
         let clock = options.clock.clone().unwrap_or_else(system_clock);
         let meta_is_new = check_meta(&root, &*store, &*custody, vault_id, clock())?;
-        let stored_policy = match store.get(&Key::Policy.encode())? {
-            Some(bytes) => {
-                let text: String = codec::decode(&bytes, "stored policy")?;
-                Some(Policy::parse(&text, "stored policy").map_err(|e| {
+        let durable_points = check_store_mark(&root, &*store, &*custody)?;
+        let secrets = vault_secrets(&*store, &*custody)?;
+        let audit_key = Engine::vault_secret(&*custody, secrets.audit, "audit key")?;
+        let state_key = domains::state_key(&audit_key);
+        let recovered = store.recover(domains::journal_key(&audit_key))?;
+        let audit = AuditLog::open(store.clone(), audit_key)?;
+        let receipt_key = Engine::vault_secret(&*custody, secrets.receipt, "receipt key")?;
+        let sealed = custody.marks().vault_format >= VAULT_FORMAT_SEALED;
+        let stored_policy =
+            match read_state::<String>(&*store, &Key::Policy, &state_key, sealed, "stored policy")?
+            {
+                Some(text) => Some(Policy::parse(&text, "stored policy").map_err(|e| {
                     Error::corrupt(format!(
                         "the stored policy no longer parses: {}",
                         e.message()
                     ))
-                })?)
-            }
-            None => None,
-        };
+                })?),
+                None => None,
+            };
         let in_force = match (&policy, &stored_policy) {
             (Some(p), _) | (None, Some(p)) => p.clone(),
             (None, None) if meta_is_new => {
@@ -209,15 +221,14 @@ impl Engine {
                 )))
             }
         };
-        let expired_through: i64 = match store.get(&Key::ExpiredThrough.encode())? {
-            Some(bytes) => codec::decode(&bytes, "expiry mark")?,
-            None => i64::MIN,
-        };
-        let secrets = vault_secrets(&*store, &*custody)?;
-        let audit_key = Engine::vault_secret(&*custody, secrets.audit, "audit key")?;
-        let recovered = store.recover(domains::journal_key(&audit_key))?;
-        let audit = AuditLog::open(store.clone(), audit_key)?;
-        let receipt_key = Engine::vault_secret(&*custody, secrets.receipt, "receipt key")?;
+        let expired_through = read_state::<i64>(
+            &*store,
+            &Key::ExpiredThrough,
+            &state_key,
+            sealed,
+            "expiry mark",
+        )?
+        .unwrap_or(i64::MIN);
         let engine = Engine {
             root,
             vault_id,
@@ -225,28 +236,54 @@ impl Engine {
             keys: keys::Keys::new(custody),
             audit,
             actor: options.actor.clone(),
+            privileged: options.privileged,
             policy: RwLock::new(Arc::new(in_force)),
             durability: options.durability,
             clock,
             receipt_key,
+            state_key,
+            sealed: AtomicBool::new(sealed),
+            index: RwLock::new(None),
+            durable_points: Mutex::new(durable_points),
+            refuse_writes: OnceLock::new(),
+            deferred_destroy: Mutex::new(Vec::new()),
             subjects: Default::default(),
             seqs: Default::default(),
             locks: Locks::new(),
             expired_through: AtomicI64::new(expired_through),
             background: Background::default(),
+            warnings: Mutex::new(private_mode_warnings(&root_for_warnings)),
         };
+        let index = engine.load_index_key(&*engine.keys.custody)?;
+        *engine.index.write().unwrap_or_else(|p| p.into_inner()) = index;
         engine.replay(recovered)?;
+        engine.finish_root_rotation()?;
+        engine.finish_index_rotation()?;
+        engine.repair()?;
+        if let Some(why) = engine.refuse_writes.get() {
+            engine.warn(format!("writes are refused: {why}"));
+        }
         if let Some(new) = policy {
             if stored_policy.as_ref().map(|p| p.source()) != Some(new.source()) {
-                engine.check_policy_fits(&new)?;
-                engine.store_policy(&new)?;
+                if let (Some(_), Some(stored)) = (engine.refuse_writes.get(), stored_policy) {
+                    // Nothing is written: the stored policy stays in force.
+                    engine.warn("the policy given was not stored (writes are refused); the stored one is in force".into());
+                    *engine.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(stored);
+                } else {
+                    engine.audited(Op::SetPolicy, Commit::No, |call| {
+                        call.entry.detail = Some("at open".into());
+                        engine.check_policy_fits(&new)?;
+                        engine.store_policy(&new)
+                    })?;
+                }
             }
         }
-        engine.finish_root_rotation()?;
-        engine.repair()?;
-        engine.reevaluate_all()?;
+        if engine.refuse_writes.get().is_none() {
+            engine.migrate()?;
+            engine.reevaluate_all()?;
+        }
         engine.make_durable()?;
-        let pending_purge = engine.purge_pending()?;
+        let pending_purge = engine.refuse_writes.get().is_none() && engine.purge_pending()?;
         let engine = Arc::new(engine);
         if engine.durability == Durability::Batched {
             spawn_flusher(Arc::downgrade(&engine));
@@ -264,20 +301,22 @@ impl Engine {
         for item in self.scan(Prefix::Subjects) {
             let (k, v) = item?;
             let id = Key::subject_id(&k)?;
-            let Ok(entry) = decode_subject(&v) else {
+            let Ok(header) = subject_header(&v) else {
                 return Ok(());
             };
-            if let SubjectEntry::Live(live) = entry {
-                if self.keys.custody.holds(live.key) {
-                    referenced.insert(live.key);
+            if let SubjectHeader::Live { key, blind } = header {
+                if self.keys.custody.holds(key) {
+                    referenced.insert(key);
                 } else {
-                    dead.push((id, live));
+                    dead.push((id, blind));
                 }
             }
         }
         for item in self.scan(Prefix::Days) {
-            let (_, v) = item?;
-            let Ok(entry) = codec::decode::<DayEntry>(&v, "day entry") else {
+            let (k, v) = item?;
+            let Ok(entry) =
+                self.decode_state::<DayEntry>(&Key::Day(Key::day(&k)?), &v, "day entry")
+            else {
                 return Ok(());
             };
             if self.keys.custody.holds(entry.key) {
@@ -291,24 +330,89 @@ impl Engine {
             referenced.insert(secrets.audit);
             referenced.insert(secrets.receipt);
         }
+        if let Some(index) = &*self.index.read().unwrap_or_else(|p| p.into_inner()) {
+            referenced.insert(index.key);
+        }
+        if let Some(rotating) = self.rotating_index_key().unwrap_or(None) {
+            referenced.insert(rotating);
+        }
+        // A keystore cut short: the store refers to slots past its end.
+        // Nothing is destroyed, and nothing is written, until keys/ is
+        // restored (a new key could take a missing slot's index).
+        let (occupied, free) = self.keys.custody.counts();
+        let slots = occupied + free;
+        if let Some(past) = referenced.iter().find(|r| u64::from(r.index) >= slots) {
+            let _ = self.refuse_writes.set(format!(
+                "the keystore holds {slots} slots but data/ refers to slot {}: keys/ was cut short or replaced by an older copy; restore it (nothing is written meanwhile)",
+                past.index
+            ));
+            return Ok(());
+        }
+        // A subject whose key is gone is an erasure a crash cut short only
+        // if its erasure was begun (logged, durably, before any key goes)
+        // or an operator accepted an older data/. Otherwise keys/ is older
+        // than data/ (a restored copy whose slot was reused since) or
+        // damaged: nothing is destroyed, and nothing written.
+        let accepted = self.store.contains(&Key::StaleAccepted.encode())?;
+        if !dead.is_empty() && !accepted {
+            let begun: HashSet<SubjectId> = self
+                .audit
+                .entries(|e| {
+                    e.outcome == "begun"
+                        && (e.op == Op::EraseSubject.name() || e.op == Op::SystemErasure.name())
+                })?
+                .into_iter()
+                .filter_map(|e| e.subject)
+                .collect();
+            if let Some((id, _)) = dead.iter().find(|(id, _)| !begun.contains(id)) {
+                let _ = self.refuse_writes.set(format!(
+                    "subject {id} refers to a key keys/ does not hold, and no erasure of it was begun: keys/ is older than data/ (a restored copy) or damaged; put the newer keys/ back (nothing is destroyed or written meanwhile)"
+                ));
+                return Ok(());
+            }
+        }
         // `holds` matched the key id of every live key in `referenced`, and
         // a damaged slot is kept as long as someone refers to its index.
         let referenced_slots: HashSet<u32> = referenced.iter().map(|r| r.index).collect();
-        let orphans: Vec<u32> = self
+        let orphans: Vec<HeldSlot> = self
             .keys
             .custody
             .inventory()
             .into_iter()
-            .map(|held| held.index)
-            .filter(|index| !referenced_slots.contains(index))
+            .filter(|held| !referenced_slots.contains(&held.index))
             .collect();
+        // A rotation a power cut tore (records under a key their subject
+        // no longer, or not yet, names): re-sealed under the subject's key
+        // before any key goes (see `torn`).
+        self.repair_torn_rotations(&orphans)?;
+        let orphans: Vec<u32> = orphans.iter().map(|held| held.index).collect();
         self.keys.custody.destroy_slots(&orphans)?;
         let now = self.now();
-        for (id, live) in dead {
-            self.finish_erasure(&id, &live, now)?;
+        for (id, blind) in dead {
+            self.system_erasure(&id, "repair: an erasure cut short", || {
+                self.finish_erasure_of(&id, &blind, now)
+            })?;
+        }
+        if accepted {
+            self.store.remove(&Key::StaleAccepted.encode())?;
         }
         Ok(())
     }
+}
+
+/// Loose modes on the vault's directories and files (see `fsmode`).
+fn private_mode_warnings(root: &Path) -> Vec<String> {
+    let mut paths = vec![root.to_path_buf()];
+    for dir in ["keys", "data"] {
+        paths.push(root.join(dir));
+    }
+    for file in ["keys/keystore", "keys/lock", "keys/marks", "journal"] {
+        paths.push(root.join(file));
+    }
+    paths
+        .iter()
+        .filter_map(|p| crate::fsmode::looser_than_private(p))
+        .collect()
 }
 
 /// Checks the stored metadata names the custody's vault, or writes it for
@@ -351,6 +455,25 @@ fn check_meta(
     store.insert(&Key::Meta.encode(), &codec::encode(&meta)?)?;
     store.sync(&|| Ok(()))?;
     Ok(true)
+}
+
+/// The store's count of durable points, checked against how far the
+/// custody has seen it go: a store behind it is an older copy.
+fn check_store_mark(root: &Path, store: &dyn Store, custody: &dyn KeyCustody) -> Result<u64> {
+    let stored = match store.get(&Key::StoreMark.encode())? {
+        Some(bytes) => codec::decode::<u64>(&bytes, "store mark")?,
+        None => 0,
+    };
+    let seen = custody.marks().store_mark;
+    if stored < seen {
+        return Err(Error::corrupt(format!(
+            "{data} is older than {keys}: it stops at durable point {stored}, and the keys beside it have seen point {seen}. It is a restored or stale copy; opening it would take keys made since for leftovers and destroy them, erasing what was written meanwhile. Nothing was changed. Put the newer data/ back; or, accepting that whatever was written after this copy is lost, run `shredvault repair {vault} --accept-stale-data`",
+            data = root.join("data").display(),
+            keys = root.join("keys").display(),
+            vault = root.display(),
+        )));
+    }
+    Ok(stored)
 }
 
 /// The vault-wide secrets' keys, created on a vault's first open.

@@ -20,7 +20,7 @@ use crate::domains;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{RecordId, SubjectId};
 use crate::layout::{
-    decode_record, decode_subject, GoneReason, Key, LiveRecord, Prefix, RecordEntry, SubjectEntry,
+    decode_record, subject_header, GoneReason, Key, LiveRecord, Prefix, RecordEntry, SubjectHeader,
 };
 use crate::options::Durability;
 use crate::retention;
@@ -120,7 +120,7 @@ impl Vault {
         engine.audited(Op::Update, Commit::Mode, |call| {
             call.entry.record = Some(*record);
             check_record_size(data)?;
-            engine.rotate_for(record, Edit::Update(data))
+            engine.rotate_for(record, Edit::Update(data), &call.entry)
         })
     }
 
@@ -129,7 +129,7 @@ impl Vault {
         let engine = &self.engine;
         engine.audited(Op::Delete, Commit::Mode, |call| {
             call.entry.record = Some(*record);
-            engine.rotate_for(record, Edit::Delete)
+            engine.rotate_for(record, Edit::Delete, &call.entry)
         })
     }
 
@@ -206,7 +206,7 @@ impl Engine {
     /// answers for them), else `NotFound`.
     pub(super) fn missing_record_error(&self, id: &RecordId) -> Error {
         if let Some(Ok((_, v))) = self.scan(Prefix::subject_of(id)).next() {
-            if let Ok(SubjectEntry::Erased { .. }) = decode_subject(&v) {
+            if let Ok(SubjectHeader::Erased) = subject_header(&v) {
                 return Error::new(
                     ErrorKind::Erased,
                     format!("record {id} was erased with its subject"),

@@ -10,10 +10,13 @@
 //! what it erased or expired, and points the subject at it; that batch is
 //! made durable; only then is the old key destroyed. A crash before the
 //! batch leaves the new key unreferenced; after it, the old one: the repair
-//! pass at open destroys either.
+//! pass at open destroys either. Once the batch is written the new key is
+//! never destroyed: a durable point that fails there leaves the old key for
+//! the next one.
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::audit::Draft;
 use crate::codec;
 use crate::crypto::{self, Plaintext, SecretKey};
 use crate::custody::KeyRef;
@@ -28,8 +31,7 @@ use crate::layout::{
 use crate::retention;
 use crate::store::Batch;
 
-use super::subjects::put_subject;
-use super::Engine;
+use super::{lock, Engine};
 
 /// What an update or a delete does to its record during a rotation.
 pub(super) enum Edit<'a> {
@@ -56,7 +58,12 @@ pub(super) struct Outcome {
 
 impl Engine {
     /// `update` and `delete`: a rotation with the edit applied.
-    pub(super) fn rotate_for(&self, record: &RecordId, edit: Edit) -> Result<()> {
+    pub(super) fn rotate_for(
+        &self,
+        record: &RecordId,
+        edit: Edit,
+        intent: &Draft<'_>,
+    ) -> Result<()> {
         let subject = self.live_record(record)?.subject;
         let _stripe = self.stripe(&subject);
         // Re-read under the stripe: the record may have been deleted meanwhile.
@@ -68,7 +75,7 @@ impl Engine {
                 format!("subject {subject} is under legal hold: record {record} cannot be deleted"),
             ));
         }
-        self.rotate(&subject, live, Some((record, edit)))
+        self.rotate(&subject, live, Some((record, edit)), Some(intent))
             .map(|_| ())
     }
 
@@ -117,17 +124,22 @@ impl Engine {
     /// every record keeps its day, only the subject entry is written;
     /// otherwise the subject is rotated. The caller commits and holds the
     /// subject's stripe.
-    pub(super) fn reevaluate(&self, subject: &SubjectId, live: LiveSubject) -> Result<Outcome> {
+    pub(super) fn reevaluate(
+        &self,
+        subject: &SubjectId,
+        live: LiveSubject,
+        intent: &Draft<'_>,
+    ) -> Result<Outcome> {
         let decided = self.decide_all(subject, &live, self.threshold())?;
         // A subject that asked for erasure must also lose its identifiers.
         let identifiers_stay = live.facts.erasure_requested().is_none() || live.blind.is_empty();
         let unchanged =
             identifiers_stay && decided.iter().all(|d| d.fate == Fate::Keep(d.record.day));
         if !unchanged {
-            return self.rotate(subject, live, None);
+            return self.rotate(subject, live, None, Some(intent));
         }
         let mut batch = Batch::default();
-        put_subject(&mut batch, subject, &SubjectEntry::Live(live.clone()))?;
+        self.put_subject(&mut batch, subject, &SubjectEntry::Live(live.clone()))?;
         self.store.apply(batch)?;
         self.subjects_changed();
         let mut outcome = Outcome::default();
@@ -149,6 +161,7 @@ impl Engine {
         subject: &SubjectId,
         mut live: LiveSubject,
         target: Option<(&RecordId, Edit)>,
+        intent: Option<&Draft<'_>>,
     ) -> Result<Outcome> {
         let old_key = live.key;
         let mut idents = self.open_identifiers(
@@ -176,19 +189,41 @@ impl Engine {
                 return Err(e);
             }
         };
-        let written = self.store.apply(batch).and_then(|()| {
-            self.forget_seqs(subject);
-            self.subjects_changed();
-            // IMPORTANT: the new state must be durable before the old key
-            // goes, or a crash would leave records under a destroyed key.
-            self.make_durable()
-        });
-        if let Err(e) = written {
+        if let Err(e) = self.store.apply(batch) {
+            // A failed batch wrote nothing (batches are atomic): the new key
+            // refers to nothing.
             self.forget_seqs(subject);
             let _ = self.keys.custody.destroy(&[new_key]);
             return Err(e);
         }
-        self.keys.destroy_subject_key(old_key)?;
+        self.forget_seqs(subject);
+        self.subjects_changed();
+        // IMPORTANT: the new state must be durable before the old key goes,
+        // or a crash would leave records under a destroyed key. And from
+        // here on the subject may refer to the new key (the store holds the
+        // batch, durably or soon): it is never destroyed on this path. If
+        // the durable point fails, the old key waits for the next one (or
+        // for the repair pass at the next open).
+        if let Some(entry) = intent {
+            // The operation's `begun` entry, durable with the batch: a
+            // crash after the old key is gone still leaves it in the log.
+            let mut begun = entry.clone();
+            begun.outcome = "begun";
+            if let Err(e) = self.audit.append(&begun, self.actor.as_deref()) {
+                lock(&self.deferred_destroy).push(old_key);
+                return Err(e);
+            }
+        }
+        if let Err(e) = self.make_durable() {
+            lock(&self.deferred_destroy).push(old_key);
+            return Err(e);
+        }
+        if let Err(e) = self.keys.destroy_subject_key(old_key) {
+            // Durable, and the old key is not referenced: it goes at the
+            // next durable point (or the repair pass).
+            lock(&self.deferred_destroy).push(old_key);
+            return Err(e);
+        }
         Ok(outcome)
     }
 
@@ -311,7 +346,7 @@ impl Engine {
         live.key = new_key;
         live.identifiers =
             self.seal_identifiers(subject, &self.identifiers_key(subject, new_key)?, idents)?;
-        put_subject(&mut batch, subject, &SubjectEntry::Live(live.clone()))?;
+        self.put_subject(&mut batch, subject, &SubjectEntry::Live(live.clone()))?;
         batch.insert(Key::Counts(*subject).encode(), codec::encode(&counts)?);
         Ok(batch)
     }

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use rustc_hash::FxHashMap;
+use unicode_normalization::UnicodeNormalization;
 use zeroize::Zeroizing;
 
 use crate::codec;
@@ -20,7 +21,7 @@ use crate::custody::Derivation;
 use crate::domains;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{truncate_for_message, SubjectId};
-use crate::layout::{decode_subject, Key, LiveSubject, Prefix, SubjectEntry, SubjectFacts};
+use crate::layout::{Key, LiveSubject, Prefix, SubjectEntry, SubjectFacts};
 use crate::store::Batch;
 use crate::types::{MAX_IDENTIFIERS_PER_SUBJECT, MAX_IDENTIFIER_BYTES};
 
@@ -56,11 +57,13 @@ impl Vault {
                     "a subject may have at most {MAX_IDENTIFIERS_PER_SUBJECT} identifiers"
                 )));
             }
+            // Under the blind lock, which an index rotation holds: the
+            // HMACs are under the index key in force when they are stored.
+            let _blind_guard = lock(&engine.locks.blind);
             let blind: Vec<[u8; 32]> = normalized
                 .iter()
-                .map(|(k, v)| engine.keys.custody.blind_mac(k, v))
+                .map(|(k, v)| engine.blind_mac(k, v))
                 .collect();
-            let _blind_guard = lock(&engine.locks.blind);
             // Record ids carry the subject id's first 8 bytes: no two
             // subjects may share them (checked under the blind lock, which
             // every creation takes).
@@ -86,7 +89,7 @@ impl Vault {
                 facts: SubjectFacts::default(),
             });
             let mut batch = Batch::default();
-            put_subject(&mut batch, &id, &entry)?;
+            engine.put_subject(&mut batch, &id, &entry)?;
             for mac in &blind {
                 batch.insert(Key::Blind(*mac).encode(), &id.as_bytes()[..]);
             }
@@ -107,10 +110,17 @@ impl Vault {
             call.entry.subject = Some(*subject);
             call.entry.detail = Some(engine.kind_term(kind).into());
             let ident = normalize_identifier(kind, value)?;
-            let mac = engine.keys.custody.blind_mac(&ident.0, &ident.1);
             let _stripe = engine.stripe(subject);
             let _blind_guard = lock(&engine.locks.blind);
+            let mac = engine.blind_mac(&ident.0, &ident.1);
             let mut live = engine.live_subject(subject)?;
+            if live.facts.erasure_requested().is_some() {
+                // What an erasure request kept must not be re-identified.
+                return Err(Error::new(
+                    ErrorKind::Erased,
+                    format!("subject {subject} asked for erasure: no identifier is linked to it"),
+                ));
+            }
             if let Some(owner) = engine.store.get(&Key::Blind(mac).encode())? {
                 if &*owner == subject.as_bytes() {
                     return Ok(());
@@ -131,7 +141,7 @@ impl Vault {
             live.identifiers = engine.seal_identifiers(subject, &key, &idents)?;
             live.blind.push(mac);
             let mut batch = Batch::default();
-            put_subject(&mut batch, subject, &SubjectEntry::Live(live))?;
+            engine.put_subject(&mut batch, subject, &SubjectEntry::Live(live))?;
             batch.insert(Key::Blind(mac).encode(), &subject.as_bytes()[..]);
             engine.store.apply(batch)?;
             engine.subjects_changed();
@@ -146,7 +156,7 @@ impl Vault {
         engine.audited(Op::FindSubject, Commit::No, |call| {
             call.entry.detail = Some(engine.kind_term(kind).into());
             let (kind, value) = normalize_identifier(kind, value)?;
-            let mac = engine.keys.custody.blind_mac(&kind, &value);
+            let mac = engine.blind_mac(&kind, &value);
             let Some(bytes) = engine.store.get(&Key::Blind(mac).encode())? else {
                 return Ok(None);
             };
@@ -162,30 +172,37 @@ impl Vault {
     }
 
     /// The identifiers of a subject, decrypted: (kind, normalized value).
+    /// A restricted subject (or one that asked for erasure) is `Restricted`
+    /// except to a privileged handle.
     pub fn identifiers(&self, subject: &SubjectId) -> Result<Vec<(String, String)>> {
         let engine = &self.engine;
         engine.audited(Op::Identifiers, Commit::No, |call| {
             call.entry.subject = Some(*subject);
             let live = engine.live_subject(subject)?;
+            engine.check_processing_allowed(subject, &live.facts)?;
             let key = engine.identifiers_key(subject, live.key)?;
             engine.open_identifiers(subject, &key, &live.identifiers)
         })
     }
 }
 
-/// Writes a subject entry, and keeps the legal-hold index in step with it.
-pub(super) fn put_subject(batch: &mut Batch, id: &SubjectId, entry: &SubjectEntry) -> Result<()> {
-    batch.insert(Key::Subject(*id).encode(), codec::encode(entry)?);
-    match entry {
-        SubjectEntry::Live(live) if live.facts.legal_hold => {
-            batch.insert(Key::Hold(*id).encode(), &[][..])
-        }
-        _ => batch.remove(Key::Hold(*id).encode()),
-    }
-    Ok(())
-}
-
 impl Engine {
+    /// Processing a restricted subject (or what an erasure request left of
+    /// one) beyond reading for legal claims takes a privileged handle.
+    pub(super) fn check_processing_allowed(
+        &self,
+        subject: &SubjectId,
+        facts: &SubjectFacts,
+    ) -> Result<()> {
+        if self.privileged || !(facts.restricted || facts.erasure_requested().is_some()) {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Restricted,
+            format!("subject {subject} is restricted: only a privileged handle may process it"),
+        ))
+    }
+
     /// The entries under a prefix, ascending.
     pub(super) fn scan(&self, prefix: Prefix) -> crate::store::Entries {
         let p = prefix.encode();
@@ -211,11 +228,26 @@ impl Engine {
     }
 
     pub(super) fn subject_entry(&self, id: &SubjectId) -> Result<Option<SubjectEntry>> {
-        match self.store.get(&Key::Subject(*id).encode())? {
-            None => Ok(None),
-            Some(bytes) => decode_subject(&bytes)
-                .map(Some)
-                .map_err(|e| Error::corrupt(format!("subject {id}: {}", e.message()))),
+        let key = Key::Subject(*id).encode();
+        let Some(mut bytes) = self.store.get(&key)? else {
+            return Ok(None);
+        };
+        loop {
+            let entry = self
+                .decode_subject(id, &bytes)
+                .map_err(|e| Error::corrupt(format!("subject {id}: {}", e.message())))?;
+            // A key found destroyed may be one a rotation replaced after
+            // these bytes were read (opening the facts needs the key): read
+            // again, and only entries that stay put are taken as erased.
+            if matches!(entry, SubjectEntry::Erased { erased_at: 0 }) {
+                if let Some(now) = self.store.get(&key)? {
+                    if *now != *bytes {
+                        bytes = now;
+                        continue;
+                    }
+                }
+            }
+            return Ok(Some(entry));
         }
     }
 
@@ -314,7 +346,9 @@ impl Engine {
 }
 
 /// Normalizes an identifier: the kind must be a name (lowercase letters,
-/// digits, `_`); the value is trimmed, and e-mail addresses lower-cased.
+/// digits, `_`); the value is put in Unicode NFKC (so a full-width `Ａ` or a
+/// decomposed `é` finds the same subject as `A` or `é`) and trimmed, and an
+/// e-mail address is case-folded (Unicode lower case, then NFKC again).
 pub fn normalize_identifier(kind: &str, value: &str) -> Result<(String, String)> {
     let kind_ok = !kind.is_empty()
         && kind.len() <= 64
@@ -327,7 +361,14 @@ pub fn normalize_identifier(kind: &str, value: &str) -> Result<(String, String)>
             truncate_for_message(kind)
         )));
     }
-    let trimmed = value.trim();
+    if value.len() > 4 * MAX_IDENTIFIER_BYTES {
+        // Before normalizing it: NFKC may expand a string many times.
+        return Err(Error::invalid(format!(
+            "the {kind} identifier is longer than {MAX_IDENTIFIER_BYTES} bytes"
+        )));
+    }
+    let normal: String = value.nfkc().collect();
+    let trimmed = normal.trim();
     if trimmed.is_empty() {
         return Err(Error::invalid(format!("the {kind} identifier is empty")));
     }
@@ -337,7 +378,7 @@ pub fn normalize_identifier(kind: &str, value: &str) -> Result<(String, String)>
         )));
     }
     let value = if kind == "email" {
-        trimmed.to_lowercase()
+        trimmed.to_lowercase().nfkc().collect()
     } else {
         trimmed.to_string()
     };

@@ -26,6 +26,15 @@ pub fn new_vault(dir: &Path) -> Vault {
     Vault::open(dir, &root(), Some(example_policy())).expect("vault opens")
 }
 
+/// A `data/` copy older than `keys/` (a restored copy) is refused at open,
+/// with nothing changed; an operator's `accept_stale_data` lets it open.
+pub fn accept_stale_copy(dir: &Path) {
+    let err = Vault::open(dir, &root(), None).unwrap_err();
+    assert_eq!(err.kind(), shredvault::ErrorKind::Corrupt, "{err}");
+    assert!(err.message().contains("older than"), "{err}");
+    Vault::accept_stale_data(dir, &root()).unwrap();
+}
+
 /// Every file under `dir`, with its bytes.
 pub fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();

@@ -65,7 +65,7 @@
 //! those of subjects erased since are sealed under destroyed keys, and the
 //! repair pass at open (which runs after the replay) erases them again.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -137,7 +137,7 @@ fn io<'a>(what: &'a str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error
 }
 
 fn open_for_writing(path: &Path) -> Result<File> {
-    let mut options = OpenOptions::new();
+    let mut options = crate::fsmode::private_file();
     options.read(true).write(true);
     #[cfg(unix)]
     {
@@ -152,7 +152,7 @@ fn open_for_writing(path: &Path) -> Result<File> {
 fn make_file(path: &Path) -> Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(io("creating", &tmp))?;
+    let mut f = crate::fsmode::create_private_file(&tmp)?;
     let zeros = vec![0u8; 1 << 20];
     for _ in 0..JOURNAL_SIZE / zeros.len() as u64 {
         f.write_all(&zeros).map_err(io("writing", &tmp))?;
@@ -326,7 +326,13 @@ impl Journal {
         frame.extend_from_slice(&payload);
         frame.extend_from_slice(&frame_mac(&self.key, seq, &payload)[..MAC_LEN]);
         frame.resize(span as usize, 0);
-        write_at(&s.file, &frame, s.pos).map_err(io("writing", &self.path))?;
+        if let Err(e) = write_at(&s.file, &frame, s.pos) {
+            // What reached the file is unknown: no frame is written after
+            // it (a frame past a torn one would never be read back), and
+            // puts go through the store's own durable point from now on.
+            s.damaged = true;
+            return Err(io("writing", &self.path)(e));
+        }
         #[cfg(not(unix))]
         s.file.sync_data().map_err(io("syncing", &self.path))?;
         s.pos += span;

@@ -24,7 +24,9 @@ impl Vault {
     /// subject's requests. Schema: `schemas/export.schema.json`.
     ///
     /// An erased subject is `Erased`. A subject that asked for erasure gets
-    /// what is retained, marked `"retained_only": true`.
+    /// what is retained, marked `"retained_only": true`. A restricted
+    /// subject, or one that asked for erasure, is exported only to a
+    /// privileged handle (`Restricted` otherwise).
     pub fn export(&self, subject: &SubjectId) -> Result<Value> {
         let engine = &self.engine;
         engine.audited(Op::Export, Commit::No, |call| {
@@ -39,6 +41,9 @@ impl Engine {
         let policy = self.policy();
         let _stripe = self.stripe(subject);
         let live = self.live_subject(subject)?;
+        // What a restricted subject, or one that asked for erasure, still
+        // has is for a privileged handle only (as its identifiers are).
+        self.check_processing_allowed(subject, &live.facts)?;
         let identifiers = self.open_identifiers(
             subject,
             &self.identifiers_key(subject, live.key)?,

@@ -1,21 +1,27 @@
 //! The ledger of data-subject requests: due one calendar month after
 //! receipt (in UTC, the time of day kept), extendable once to three months
-//! with a reason sealed under a key derived from the subject's key (free
-//! text goes with the subject; the ledger's dates and ids stay).
+//! with a reason kept in the subject's sealed facts (free text goes with
+//! the subject; the ledger's dates and ids stay). A closed request leaves
+//! the ledger [`CLOSED_REQUESTS_KEPT`] seconds after it was closed (the
+//! purge drops it), so the ledger does not grow without bound.
 
-use crate::codec;
 use crate::crypto;
 use crate::custody::Derivation;
 use crate::domains;
 use crate::error::{Error, Result};
 use crate::ids::{RequestId, SubjectId};
-use crate::layout::{Extension, Key, Prefix, RequestEntry};
+use crate::layout::{Extension, Key, Prefix, RequestEntry, SubjectEntry};
 use crate::policy;
 use crate::retention;
+use crate::store::Batch;
 use crate::types::{RequestInfo, RequestKind, MAX_REASON_BYTES};
 
 use super::super::audited::{Commit, Op};
 use super::super::{lock, Engine, Vault};
+
+/// How long a closed request stays in the ledger: three years (365-day),
+/// the common limitation period for a claim about how it was answered.
+pub(crate) const CLOSED_REQUESTS_KEPT: i64 = 3 * 365 * 86_400;
 
 impl Vault {
     /// Opens a data-subject request received at `received`; it is due one
@@ -27,7 +33,7 @@ impl Vault {
         received: i64,
     ) -> Result<RequestId> {
         let engine = &self.engine;
-        engine.audited(Op::OpenRequest, Commit::Mode, |call| {
+        engine.audited(Op::OpenRequest, Commit::Always, |call| {
             call.entry.subject = Some(*subject);
             let kind = RequestKind::parse(kind)?;
             retention::check_event_time(received, "received")?;
@@ -43,9 +49,7 @@ impl Vault {
                 extension: None,
                 closed_at: None,
             };
-            engine
-                .store
-                .insert(&Key::Request(id).encode(), &codec::encode(&request)?)?;
+            engine.write_state(&Key::Request(id), &request)?;
             call.entry.detail = Some(format!("request {id} {}", kind.name()).into());
             Ok(id)
         })
@@ -55,7 +59,7 @@ impl Vault {
     /// months after receipt), with the reason the subject must be told.
     pub fn extend_request(&self, request: &RequestId, reason: &str) -> Result<()> {
         let engine = &self.engine;
-        engine.audited(Op::ExtendRequest, Commit::Mode, |call| {
+        engine.audited(Op::ExtendRequest, Commit::Always, |call| {
             call.entry.detail = Some(format!("request {request}").into());
             let reason = reason.trim();
             if reason.is_empty() {
@@ -66,6 +70,9 @@ impl Vault {
                     "an extension reason may hold at most {MAX_REASON_BYTES} bytes"
                 )));
             }
+            // The subject's stripe (its facts change), then the ledger's lock.
+            let subject = engine.request(request)?.subject;
+            let _stripe = engine.stripe(&subject);
             let _guard = lock(&engine.locks.blind);
             let mut req = engine.request(request)?;
             if req.closed_at.is_some() {
@@ -76,21 +83,25 @@ impl Vault {
                     "request {request} was already extended: an extension is granted once"
                 )));
             }
-            let live = engine.live_subject(&req.subject)?;
-            let key = engine.subject_derived(&req.subject, live.key, Derivation::RequestReason)?;
-            let sealed = crypto::seal(
-                &key,
-                &domains::reason_aad(&engine.vault_id, request),
-                reason.as_bytes(),
-            )?;
+            // The reason is free text: it goes into the subject's sealed
+            // facts, and dies with the subject key.
+            let mut live = engine.live_subject(&req.subject)?;
+            live.facts
+                .request_reasons
+                .insert(*request, reason.to_string());
             req.due = add_months(req.received, 3)?;
             req.extension = Some(Extension {
                 at: engine.now(),
-                reason: sealed,
+                reason: Vec::new(),
             });
-            engine
-                .store
-                .insert(&Key::Request(*request).encode(), &codec::encode(&req)?)?;
+            let mut batch = Batch::default();
+            engine.put_subject(&mut batch, &req.subject, &SubjectEntry::Live(live))?;
+            batch.insert(
+                Key::Request(*request).encode(),
+                engine.encode_state(&Key::Request(*request), &req)?,
+            );
+            engine.store.apply(batch)?;
+            engine.subjects_changed();
             call.entry.subject = Some(req.subject);
             Ok(())
         })
@@ -99,7 +110,7 @@ impl Vault {
     /// Closes a request, answered at `at`.
     pub fn close_request(&self, request: &RequestId, at: i64) -> Result<()> {
         let engine = &self.engine;
-        engine.audited(Op::CloseRequest, Commit::Mode, |call| {
+        engine.audited(Op::CloseRequest, Commit::Always, |call| {
             call.entry.detail = Some(format!("request {request}").into());
             retention::check_event_time(at, "closing")?;
             let _guard = lock(&engine.locks.blind);
@@ -115,9 +126,7 @@ impl Vault {
                 )));
             }
             req.closed_at = Some(at);
-            engine
-                .store
-                .insert(&Key::Request(*request).encode(), &codec::encode(&req)?)?;
+            engine.write_state(&Key::Request(*request), &req)?;
             call.entry.subject = Some(req.subject);
             Ok(())
         })
@@ -139,7 +148,7 @@ impl Engine {
         for item in self.scan(Prefix::Requests) {
             let (k, v) = item?;
             let id = Key::request_id(&k)?;
-            let req: RequestEntry = codec::decode(&v, "request entry")?;
+            let req: RequestEntry = self.decode_state(&Key::Request(id), &v, "request entry")?;
             if let Some(t) = overdue_at {
                 if req.closed_at.is_some() || req.due >= t {
                     continue;
@@ -147,7 +156,7 @@ impl Engine {
             }
             let extension_reason = match &req.extension {
                 None => None,
-                Some(ext) => self.open_reason(&req.subject, &id, &ext.reason),
+                Some(ext) => self.extension_reason(&req.subject, &id, &ext.reason),
             };
             out.push(RequestInfo {
                 id,
@@ -165,16 +174,50 @@ impl Engine {
         Ok(out)
     }
 
-    fn request(&self, id: &RequestId) -> Result<RequestEntry> {
-        match self.store.get(&Key::Request(*id).encode())? {
-            None => Err(Error::not_found(format!("no request {id}"))),
-            Some(v) => codec::decode(&v, "request entry"),
+    /// Drops the requests closed more than [`CLOSED_REQUESTS_KEPT`] before
+    /// `now` (the purge calls it); how many.
+    pub(in super::super) fn drop_old_requests(&self, now: i64) -> Result<u64> {
+        let _guard = lock(&self.locks.blind);
+        let mut batch = Batch::default();
+        for item in self.scan(Prefix::Requests) {
+            let (k, v) = item?;
+            let id = Key::request_id(&k)?;
+            let req: RequestEntry = self.decode_state(&Key::Request(id), &v, "request entry")?;
+            if req
+                .closed_at
+                .is_some_and(|t| t < now.saturating_sub(CLOSED_REQUESTS_KEPT))
+            {
+                batch.remove(&k);
+            }
         }
+        let n = batch.len() as u64;
+        if n > 0 {
+            self.store.apply(batch)?;
+        }
+        Ok(n)
     }
 
-    /// The extension reason, if the subject (and so its key) still exists.
-    fn open_reason(&self, subject: &SubjectId, id: &RequestId, sealed: &[u8]) -> Option<String> {
-        let live = self.live_subject(subject).ok()?;
+    fn request(&self, id: &RequestId) -> Result<RequestEntry> {
+        self.read_state(&Key::Request(*id), "request entry")?
+            .ok_or_else(|| Error::not_found(format!("no request {id}")))
+    }
+
+    /// The extension reason, if the subject (and so its key) still exists:
+    /// from its facts, or (a request extended before reasons went there,
+    /// in a vault not yet migrated) sealed in the request itself.
+    fn extension_reason(
+        &self,
+        subject: &SubjectId,
+        id: &RequestId,
+        sealed: &[u8],
+    ) -> Option<String> {
+        let live = self.subject_view(subject).ok()?;
+        if let Some(reason) = live.facts.request_reasons.get(id) {
+            return Some(reason.clone());
+        }
+        if sealed.is_empty() {
+            return None;
+        }
         let key = self
             .subject_derived(subject, live.key, Derivation::RequestReason)
             .ok()?;

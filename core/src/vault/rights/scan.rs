@@ -41,6 +41,9 @@ impl Vault {
             if !cat.allows(purpose) {
                 return Err(decide::not_a_purpose_of(cat, purpose));
             }
+            if decide::purpose_allowed(&policy, cat, purpose, engine.privileged).is_err() {
+                return Err(decide::unprivileged(purpose));
+            }
             Ok(Scan {
                 engine: self.engine.clone(),
                 entries: engine.scan(Prefix::Records),
