@@ -62,6 +62,9 @@ typedef enum {
   SV_IO = 12,
   // A bug in shredvault (a caught panic, a broken invariant).
   SV_INTERNAL = 13,
+  // The server's client list does not grant this call (an operation,
+  // a purpose, a category, or privileged reads).
+  SV_FORBIDDEN = 14,
 } sv_status;
 
 // A running `sv_scan_open`. Opaque; released by `sv_scan_free`.

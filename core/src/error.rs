@@ -34,6 +34,9 @@ pub enum ErrorKind {
     Io,
     /// A bug in shredvault.
     Internal,
+    /// The caller is not granted this: an operation, a purpose, a category
+    /// or privileged reads outside what the server's client list allows.
+    Forbidden,
 }
 
 impl ErrorKind {
@@ -53,11 +56,12 @@ impl ErrorKind {
             ErrorKind::Corrupt => "Corrupt",
             ErrorKind::Io => "Io",
             ErrorKind::Internal => "Internal",
+            ErrorKind::Forbidden => "Forbidden",
         }
     }
 
     /// Every kind, in the order of their C status numbers (starting at 1).
-    pub const ALL: [ErrorKind; 13] = [
+    pub const ALL: [ErrorKind; 14] = [
         ErrorKind::NotFound,
         ErrorKind::Erased,
         ErrorKind::Expired,
@@ -71,6 +75,7 @@ impl ErrorKind {
         ErrorKind::Corrupt,
         ErrorKind::Io,
         ErrorKind::Internal,
+        ErrorKind::Forbidden,
     ];
 }
 

@@ -73,6 +73,9 @@ pub enum sv_status {
     SV_IO = 12,
     /// A bug in shredvault (a caught panic, a broken invariant).
     SV_INTERNAL = 13,
+    /// The server's client list does not grant this call (an operation,
+    /// a purpose, a category, or privileged reads).
+    SV_FORBIDDEN = 14,
 }
 
 /// One mapping, in one place: each error kind to its status. (`ErrorKind`
@@ -93,6 +96,7 @@ fn status_of(kind: ErrorKind) -> sv_status {
         ErrorKind::Corrupt => sv_status::SV_CORRUPT,
         ErrorKind::Io => sv_status::SV_IO,
         ErrorKind::Internal => sv_status::SV_INTERNAL,
+        ErrorKind::Forbidden => sv_status::SV_FORBIDDEN,
         _ => sv_status::SV_INTERNAL,
     }
 }

@@ -32,6 +32,7 @@ struct ErrorClasses {
     corrupt: Py<PyType>,
     io: Py<PyType>,
     internal: Py<PyType>,
+    forbidden: Py<PyType>,
 }
 
 static ERRORS: OnceLock<ErrorClasses> = OnceLock::new();
@@ -70,6 +71,10 @@ fn class_name(kind: ErrorKind) -> (&'static str, &'static str) {
         ),
         ErrorKind::Io => ("IoError", "The operating system refused a file operation."),
         ErrorKind::Internal => ("InternalError", "A bug in shredvault."),
+        ErrorKind::Forbidden => (
+            "ForbiddenError",
+            "The server does not grant this client the call (operation, purpose, category, privileged).",
+        ),
         // `ErrorKind` is non-exhaustive: a kind added later is a bug here
         // until it has a class (the test of `_error_kinds` fails first).
         _ => ("InternalError", "A bug in shredvault."),
@@ -91,6 +96,7 @@ fn class_of(classes: &ErrorClasses, kind: ErrorKind) -> &Py<PyType> {
         ErrorKind::Locked => &classes.locked,
         ErrorKind::Corrupt => &classes.corrupt,
         ErrorKind::Io => &classes.io,
+        ErrorKind::Forbidden => &classes.forbidden,
         _ => &classes.internal,
     }
 }
@@ -133,6 +139,7 @@ fn make_error_classes(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
         corrupt: class(ErrorKind::Corrupt)?,
         io: class(ErrorKind::Io)?,
         internal: class(ErrorKind::Internal)?,
+        forbidden: class(ErrorKind::Forbidden)?,
     });
     Ok(())
 }

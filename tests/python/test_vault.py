@@ -63,6 +63,7 @@ def test_every_exception_class(vault, vault_path, tmp_path):
         sv.NotFoundError, sv.ErasedError, sv.ExpiredError, sv.PurposeDeniedError,
         sv.RestrictedError, sv.LegalHoldError, sv.InvalidArgumentError, sv.PolicyError,
         sv.WrongKeyError, sv.LockedError, sv.CorruptError, sv.IoError, sv.InternalError,
+        sv.ForbiddenError,
     ]
     for k in kinds:
         assert issubclass(k, sv.VaultError) and k.__module__ == "shredvault"
