@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use base64::Engine as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use shredvault::retention::parse_time;
 use shredvault::{Error, ErrorKind, Policy, RecordId, RequestId, RootKey, SubjectId, Vault};
 use zeroize::Zeroizing;
@@ -39,8 +39,64 @@ struct Cli {
     /// restricted subjects.
     #[arg(long, global = true)]
     privileged: bool,
+    /// Send the command to a server (`shredvault serve`) instead of opening
+    /// a directory: unix:///abs/path.sock. The command then takes no VAULT.
+    #[arg(long, global = true, value_name = "URL")]
+    url: Option<String>,
+    /// With --url: a file holding the bearer token (else the connection's
+    /// user proves who it is, on a Unix socket).
+    #[arg(long, global = true, value_name = "F")]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The global options that take a value (to find the command word).
+const VALUED_GLOBALS: &[&str] = &["--key-file", "--actor", "--url", "--token-file"];
+
+/// With `--url`, a command takes no VAULT: a placeholder is put where the
+/// VAULT argument goes (after the command's words), so the commands parse
+/// as they do locally. A command run through a server never reads it.
+fn with_vault_placeholder(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let has_url = args
+        .iter()
+        .any(|a| a == "--url" || a.to_string_lossy().starts_with("--url="));
+    if !has_url {
+        return args;
+    }
+    let mut command = Cli::command();
+    let mut out = Vec::with_capacity(args.len() + 1);
+    let mut iter = args.into_iter();
+    out.extend(iter.next()); // the program
+    let mut skip_value = false;
+    let mut inserted = false;
+    for arg in iter.by_ref() {
+        let text = arg.to_string_lossy().to_string();
+        out.push(arg);
+        if inserted {
+            continue;
+        }
+        if skip_value {
+            skip_value = false;
+            continue;
+        }
+        if text.starts_with('-') {
+            skip_value = VALUED_GLOBALS.contains(&text.as_str());
+            continue;
+        }
+        match command.find_subcommand(&text).cloned() {
+            Some(sub) if sub.has_subcommands() => command = sub,
+            Some(sub) => {
+                if sub.get_arguments().any(|a| a.get_id() == "vault") {
+                    out.push(std::ffi::OsString::from("(served)"));
+                }
+                inserted = true;
+            }
+            None => inserted = true,
+        }
+    }
+    out.extend(iter);
+    out
 }
 
 #[derive(Subcommand)]
@@ -219,6 +275,24 @@ enum Command {
         #[arg(long, default_value_t = 100_000)]
         records: usize,
     },
+    /// Serve the vault to many processes over HTTP/JSON (the clients and
+    /// their grants in --clients); runs until SIGTERM or SIGINT, then
+    /// finishes the calls in flight and closes the vault.
+    Serve {
+        vault: PathBuf,
+        /// unix:/path/to.sock (made 0660); may be given more than once.
+        #[arg(long, value_name = "ADDR", required = true)]
+        listen: Vec<String>,
+        /// The client list (clients.toml): who may do what.
+        #[arg(long, value_name = "FILE")]
+        clients: PathBuf,
+        /// Connections served at once (more wait).
+        #[arg(long, default_value_t = 256)]
+        max_connections: usize,
+        /// The largest request body, in bytes.
+        #[arg(long, default_value_t = 16 << 20)]
+        max_body: usize,
+    },
     /// Run the whole story on ./shredvault-demo and print what it did.
     Demo,
 }
@@ -370,7 +444,7 @@ enum PolicyCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(with_vault_placeholder(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
             // --help, --version
@@ -414,6 +488,9 @@ fn exit_code(kind: ErrorKind) -> u8 {
 }
 
 fn run(cli: Cli) -> Result<(), Error> {
+    if let Some(url) = &cli.url {
+        return remote(url, cli.token_file.as_deref(), cli.command);
+    }
     let key_file = cli.key_file.as_deref();
     let actor = cli.actor.as_str();
     let privileged = cli.privileged;
@@ -881,6 +958,21 @@ fn run(cli: Cli) -> Result<(), Error> {
             v.close()
         }
         Command::Demo => demo::run(),
+        Command::Serve {
+            vault,
+            listen,
+            clients,
+            max_connections,
+            max_body,
+        } => serve(
+            &vault,
+            key_file,
+            actor,
+            &listen,
+            &clients,
+            max_connections,
+            max_body,
+        ),
         Command::Bench { json, records } => bench::run(bench::Options { records, json }),
     }
 }
@@ -951,6 +1043,162 @@ pub(crate) fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// A command sent to a server (`--url`).
+fn remote(url: &str, token_file: Option<&Path>, command: Command) -> Result<(), Error> {
+    let token = match token_file {
+        Some(f) => Some(read_line(&read_text(f)?)),
+        None => None,
+    };
+    let c = shredvault_client::Client::connect(url, token.as_deref().map(|t| t.as_str()))?;
+    match command {
+        Command::Subject(SubjectCommand::Create {
+            mut identifiers,
+            identifiers_from,
+            ..
+        }) => {
+            if let Some(f) = identifiers_from {
+                identifiers.extend(
+                    read_text(&f)?
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_string),
+                );
+            }
+            let identifiers = Zeroizing::new(identifiers);
+            let pairs = identifiers
+                .iter()
+                .map(|i| identifier_pair(i))
+                .collect::<Result<Vec<_>, _>>()?;
+            println!("{}", c.create_subject(&pairs)?);
+        }
+        Command::Subject(SubjectCommand::Find { kind, value, .. }) => {
+            let value = match value {
+                Some(v) => Zeroizing::new(v),
+                None => read_line(&read_text(Path::new("-"))?),
+            };
+            match c.find_subject(&kind, &value)? {
+                Some(id) => println!("{id}"),
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::NotFound,
+                        format!("no subject has this {kind} identifier"),
+                    ))
+                }
+            }
+        }
+        Command::Put {
+            subject,
+            category,
+            data,
+            file,
+            ..
+        } => {
+            let subject = SubjectId::parse(&subject)?;
+            let bytes = read_data(data, file)?;
+            println!("{}", c.put(&subject, &category, &bytes)?);
+        }
+        Command::Update {
+            record, data, file, ..
+        } => {
+            let record = RecordId::parse(&record)?;
+            let bytes = read_data(data, file)?;
+            c.update(&record, &bytes)?;
+            eprintln!("record {record} rectified (subject key rotated)");
+        }
+        Command::Get {
+            record, purpose, ..
+        } => {
+            let record = RecordId::parse(&record)?;
+            let rec = c.get(&record, &purpose)?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&rec.data)
+                .and_then(|_| out.flush())
+                .map_err(|e| io_error(Path::new("stdout"), e))?;
+        }
+        Command::Delete { record, .. } => {
+            let record = RecordId::parse(&record)?;
+            c.delete(&record)?;
+            eprintln!("erased record {record} (subject key rotated)");
+        }
+        Command::Erase { subject, .. } => {
+            let subject = SubjectId::parse(&subject)?;
+            print_json(&c.erase_subject(&subject)?);
+        }
+        Command::Records { subject, .. } => {
+            let subject = SubjectId::parse(&subject)?;
+            print_json(&c.records(&subject)?);
+        }
+        Command::Expire { now, force, .. } => {
+            let now = time_or_now(now.as_deref())?;
+            print_json(&c.expire_with(now, force)?);
+        }
+        Command::Stats { .. } => print_json(&c.stats()?),
+        Command::Audit(AuditCommand::Verify { .. }) => print_json(&c.verify_audit()?),
+        _ => {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "this command is not served yet: subject create/find, put, update, get, \
+                 delete, erase, records, expire, stats and audit verify are",
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// `serve`: the vault opened privileged (each call is narrowed to its
+/// client's grant), served until SIGTERM or SIGINT, then closed.
+fn serve(
+    vault: &Path,
+    key_file: Option<&Path>,
+    actor: &str,
+    listen: &[String],
+    clients: &Path,
+    max_connections: usize,
+    max_body: usize,
+) -> Result<(), Error> {
+    use shredvault_server::{Clients, Listen, ServeOptions};
+    let listen = listen
+        .iter()
+        .map(|l| Listen::parse(l))
+        .collect::<Result<Vec<_>, _>>()?;
+    let clients = Clients::load(clients)?;
+    let v = open(vault, key_file, actor, true)?;
+    let mut options = ServeOptions::new(listen.clone(), clients);
+    options.max_connections = max_connections;
+    options.max_body = max_body;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the server's runtime", e))?;
+    let v = runtime.block_on(async move {
+        let stop = async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        for l in &listen {
+            let shredvault_server::Listen::Unix(path) = l;
+            eprintln!(
+                "shredvault: serving {} on unix:{}",
+                vault.display(),
+                path.display()
+            );
+        }
+        shredvault_server::serve(v, options, stop).await
+    })?;
+    eprintln!("shredvault: stopped; closing the vault");
+    v.close()
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> Error {

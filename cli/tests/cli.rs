@@ -774,3 +774,249 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `serve` and `--url`: the operator's commands through a server, the
+/// same output; a refused read is Forbidden; SIGTERM stops it cleanly.
+#[test]
+fn commands_through_a_server() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let vault = init(dir.path());
+    let socket = dir.path().join("sv.sock");
+    let sha = |t: &str| {
+        let out = Command::new("sha256sum")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin.take().unwrap().write_all(t.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()[..64].to_string()
+    };
+    let uid = std::fs::metadata("/proc/self").unwrap().uid();
+    let clients = dir.path().join("clients.toml");
+    std::fs::write(
+        &clients,
+        format!(
+            "[clients.billing]\ntoken_sha256 = \"{}\"\noperations = [\"read\", \"write\"]\npurposes = [\"billing\"]\ncategories = [\"account\"]\n\n[clients.operator]\nunix_uid = {uid}\noperations = [\"read\", \"write\", \"erase\", \"admin\"]\npurposes = [\"*\"]\ncategories = [\"*\"]\n",
+            sha("billing-token")
+        ),
+    )
+    .unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "billing-token\n").unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_shredvault"))
+        .args(["serve", &vault, "--listen"])
+        .arg(format!("unix:{}", socket.display()))
+        .arg("--clients")
+        .arg(&clients)
+        .env("SHREDVAULT_ROOT_KEY", KEY_HEX)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..500 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let url = format!("unix://{}", socket.display());
+    let t = token.display().to_string();
+    let remote = |args: &[&str], stdin: Option<&[u8]>| {
+        let mut all = vec!["--url", &url, "--token-file", &t];
+        all.extend_from_slice(args);
+        sv_with(&all, stdin, None)
+    };
+    let subject = ok(&remote(&["subject", "create"], None));
+    let record = ok(&remote(&["put", &subject, "account"], Some(b"from stdin")));
+    assert_eq!(
+        ok(&remote(&["get", &record, "--purpose", "billing"], None)),
+        "from stdin"
+    );
+    fails(
+        &remote(&["get", &record, "--purpose", "marketing"], None),
+        "Forbidden",
+    );
+    fails(&remote(&["erase", &subject], None), "Forbidden");
+    // Without a token: the connection's user, the operator.
+    let stats = ok(&sv_with(&["--url", &url, "stats"], None, None));
+    assert!(stats.contains("vault_id"), "{stats}");
+    let receipt = ok(&sv_with(&["--url", &url, "erase", &subject], None, None));
+    assert!(receipt.contains(&subject));
+    fails(
+        &sv_with(
+            &["--url", &url, "scan", "account", "--purpose", "billing"],
+            None,
+            None,
+        ),
+        "not served yet",
+    );
+    // SIGTERM: the server finishes, closes the vault, removes its socket.
+    let pid = server.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = server.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!socket.exists());
+    let mut log = String::new();
+    std::io::Read::read_to_string(server.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(
+        !log.contains("from stdin"),
+        "record data in the server's log"
+    );
+    // The vault opens locally again: the erased subject's record is gone.
+    let out = sv(&["get", &vault, &record, "--purpose", "billing"]);
+    assert!(!out.status.success());
+}
+
+/// A server process, killed when the test ends (a failing one too).
+struct Server(std::process::Child);
+
+impl Server {
+    fn kill(&mut self) -> std::io::Result<()> {
+        self.0.kill()
+    }
+    fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.0.wait()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server(vault: &str, socket: &Path, clients: &Path) -> Server {
+    let server = Server(
+        Command::new(env!("CARGO_BIN_EXE_shredvault"))
+            .args(["serve", vault, "--listen"])
+            .arg(format!("unix:{}", socket.display()))
+            .arg("--clients")
+            .arg(clients)
+            .env("SHREDVAULT_ROOT_KEY", KEY_HEX)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The old socket file may still be there after a kill: wait for an
+    // answer, not for the file.
+    for _ in 0..1000 {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return server;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("the server did not start");
+}
+
+/// The server killed with SIGKILL under load from several clients: the
+/// clients get `Io`, then reconnect to the restarted server by themselves;
+/// every acknowledged put is there, and an erasure stays.
+#[test]
+fn a_server_killed_under_load_loses_nothing_acknowledged() {
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let vault = init(dir.path());
+    let socket = dir.path().join("sv.sock");
+    let uid = std::fs::metadata("/proc/self").unwrap().uid();
+    let clients = dir.path().join("clients.toml");
+    std::fs::write(
+        &clients,
+        format!("[clients.app]\nunix_uid = {uid}\noperations = [\"read\", \"write\", \"erase\", \"admin\"]\npurposes = [\"*\"]\ncategories = [\"*\"]\n"),
+    )
+    .unwrap();
+    let url = format!("unix://{}", socket.display());
+    let mut server = start_server(&vault, &socket, &clients);
+    let c = shredvault_client::Client::connect(&url, None).unwrap();
+    let gone = c.create_subject(&[]).unwrap();
+    let gone_record = c.put(&gone, "job_application", b"erase me").unwrap();
+    c.erase_subject(&gone).unwrap();
+    let mut acked: Vec<(shredvault::RecordId, Vec<u8>)> = Vec::new();
+    for round in 0..2 {
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let writers: Vec<_> = (0..4)
+            .map(|t| {
+                let (url, stop, done) = (url.clone(), Arc::clone(&stop), Arc::clone(&done));
+                std::thread::spawn(move || {
+                    let c = shredvault_client::Client::connect(&url, None).unwrap();
+                    let s = c.create_subject(&[]).unwrap();
+                    let mut mine = Vec::new();
+                    let mut errors = Vec::new();
+                    for n in 0.. {
+                        if stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let data = format!("r{round}-t{t}-{n}").into_bytes();
+                        match c.put(&s, "account", &data) {
+                            Ok(r) => {
+                                mine.push((r, data));
+                                done.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Err(e) => {
+                                errors.push(e.kind());
+                                std::thread::sleep(std::time::Duration::from_millis(20));
+                            }
+                        }
+                    }
+                    (c, mine, errors)
+                })
+            })
+            .collect();
+        // Under load: once the writers have some puts acknowledged.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while done.load(Ordering::SeqCst) < 100 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        server.kill().unwrap(); // SIGKILL
+        server.wait().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        stop.store(true, Ordering::SeqCst);
+        assert!(
+            done.load(Ordering::SeqCst) > 0,
+            "round {round}: nothing acknowledged"
+        );
+        let mut clients_after = Vec::new();
+        for w in writers {
+            let (c, mine, errors) = w.join().unwrap();
+            assert!(
+                errors.iter().all(|k| *k == shredvault::ErrorKind::Io),
+                "round {round}: {errors:?}"
+            );
+            acked.extend(mine);
+            clients_after.push(c);
+        }
+        server = start_server(&vault, &socket, &clients);
+        // The same clients, reconnecting by themselves.
+        for c in &clients_after {
+            c.stats().unwrap();
+        }
+        let c = &clients_after[0];
+        for (r, data) in &acked {
+            assert_eq!(
+                &c.get(r, "billing").unwrap().data[..],
+                &data[..],
+                "round {round}"
+            );
+        }
+        let err = c.get(&gone_record, "recruitment").unwrap_err();
+        assert_eq!(err.kind(), shredvault::ErrorKind::Erased, "{err}");
+    }
+    shredvault_client::Client::connect(&url, None)
+        .unwrap()
+        .verify_audit()
+        .unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

@@ -46,6 +46,24 @@ const PARITY: &[(&str, At, At, At)] = &[
     ),
     ("compact", Is("sv_compact"), Is("compact"), Is("compact")),
     (
+        "acting_as",
+        Absent("one caller per handle; a server names its callers"),
+        Absent("one caller per handle; a server names its callers"),
+        Absent("--actor names the one caller"),
+    ),
+    (
+        "log_refused",
+        Absent("a server's record of the calls it refused"),
+        Absent("a server's record of the calls it refused"),
+        Absent("a server's record of the calls it refused"),
+    ),
+    (
+        "record_info",
+        Absent("sv_records lists a subject's records with the same fields"),
+        Absent("records(subject) lists them with the same fields"),
+        Absent("records SUBJECT lists them with the same fields"),
+    ),
+    (
         "path",
         Absent("the caller named the path"),
         Is("path"),

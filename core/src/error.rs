@@ -138,7 +138,8 @@ impl Error {
     pub(crate) fn internal(what: impl Into<String>) -> Self {
         Error::new(ErrorKind::Internal, what)
     }
-    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+    /// An `Io` error: what was being done, and the OS's reason.
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         let what = what.into();
         Error::with_source(ErrorKind::Io, format!("{what}: {source}"), source)
     }

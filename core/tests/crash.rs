@@ -453,13 +453,25 @@ fn concurrent_durable_puts_survive_kill_9() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let (seen_tx, seen_rx) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .collect::<Vec<_>>()
+            let mut lines = Vec::new();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.push(line);
+                let _ = seen_tx.send(());
+            }
+            lines
         });
-        std::thread::sleep(Duration::from_millis(300 + rng.below(500)));
+        // Killed mid-load: once it has acknowledged some puts (opening
+        // takes a while on a busy machine), then a little later.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = 0;
+        while seen < 50 && Instant::now() < deadline {
+            if seen_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+                seen += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(300)));
         assert!(
             child.try_wait().unwrap().is_none(),
             "round {round}: the writer stopped by itself"

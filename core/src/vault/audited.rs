@@ -54,6 +54,9 @@ pub(super) enum Op {
     CloseRequest,
     Requests,
     PostMortemDirective,
+    /// A call a server refused (outside the caller's grant): the call's
+    /// name is the entry's detail, the outcome `Forbidden`.
+    Refused,
 }
 
 impl Op {
@@ -92,6 +95,7 @@ impl Op {
             Op::CloseRequest => "close_request",
             Op::Requests => "requests",
             Op::PostMortemDirective => "post_mortem_directive",
+            Op::Refused => "refused",
         }
     }
 }
@@ -164,14 +168,14 @@ impl Engine {
             let mut note = Vec::new();
             let seq =
                 self.audit
-                    .append_keeping(&call.entry, self.actor.as_deref(), Some(&mut note))?;
+                    .append_keeping(&call.entry, self.actor().as_deref(), Some(&mut note))?;
             if let Err(e) = self.persist(&call.persisted, &note) {
                 let subject = call.entry.subject;
                 return Err(self.undo_put(op, subject, &call.persisted, seq, e));
             }
             return result.map(|value| (value, seq));
         }
-        let appended = self.audit.append(&call.entry, self.actor.as_deref());
+        let appended = self.audit.append(&call.entry, self.actor().as_deref());
         let value = result?;
         let seq = appended?;
         match commit {
@@ -212,7 +216,7 @@ impl Engine {
         let mut entry = self.draft(op);
         entry.outcome = error.kind().name();
         entry.detail = Some(format!("entry {seq} undone: not made durable").into());
-        let _ = self.audit.append(&entry, self.actor.as_deref());
+        let _ = self.audit.append(&entry, self.actor().as_deref());
         error
     }
 
@@ -223,7 +227,7 @@ impl Engine {
     pub(super) fn log_begun(&self, entry: &Draft<'_>) -> Result<()> {
         let mut begun = entry.clone();
         begun.outcome = "begun";
-        self.audit.append(&begun, self.actor.as_deref())?;
+        self.audit.append(&begun, self.actor().as_deref())?;
         self.make_durable()
     }
 
@@ -246,7 +250,7 @@ impl Engine {
             Ok(()) => "ok",
             Err(e) => e.kind().name(),
         };
-        self.audit.append(&entry, self.actor.as_deref())?;
+        self.audit.append(&entry, self.actor().as_deref())?;
         result?;
         self.make_durable()
     }
@@ -255,7 +259,7 @@ impl Engine {
     /// disclosure of one subject's records), outcome `ok`.
     pub(super) fn log(&self, mut entry: Draft<'_>) -> Result<u64> {
         entry.outcome = "ok";
-        self.audit.append(&entry, self.actor.as_deref())
+        self.audit.append(&entry, self.actor().as_deref())
     }
 
     /// A fresh audit entry for `op`, stamped with the time.

@@ -123,7 +123,7 @@ impl Engine {
                 Ok(()) => "ok",
                 Err(e) => e.kind().name(),
             };
-            self.audit.append(&rotation, self.actor.as_deref())?;
+            self.audit.append(&rotation, self.actor().as_deref())?;
         }
         Ok(report)
     }

@@ -58,6 +58,7 @@ use crate::policy::Policy;
 use crate::store::Store;
 
 mod audited;
+mod caller;
 mod counts;
 mod durability;
 mod erase;

@@ -151,7 +151,7 @@ fn open_dir(
 }
 
 /// An actor label is 1 to 64 letters, digits or `_.:-`: never personal data.
-fn check_actor(actor: Option<&str>) -> Result<()> {
+pub(super) fn check_actor(actor: Option<&str>) -> Result<()> {
     let Some(actor) = actor else {
         return Ok(());
     };

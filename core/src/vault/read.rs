@@ -132,7 +132,7 @@ impl Engine {
             ))
         })?;
         if let Reader::Purpose(purpose) = reader {
-            decide::purpose_allowed(policy, category, purpose, self.privileged)
+            decide::purpose_allowed(policy, category, purpose, self.privileged())
                 .map_err(|r| r.into_error(&live.subject, category, purpose))?;
         }
         let subject = self.subject_for_record(&live.subject, live.subject_key_id)?;

@@ -143,6 +143,30 @@ impl Vault {
     }
 }
 
+impl Vault {
+    /// What `records` says of one record: its subject, category, size,
+    /// times (no data; no purpose needed). `NotFound`, `Erased` or
+    /// `Expired` as a read of it would be. Logged as `records`.
+    pub fn record_info(&self, id: &RecordId) -> Result<RecordInfo> {
+        let engine = &self.engine;
+        engine.audited(Op::Records, Commit::No, |call| {
+            call.entry.record = Some(*id);
+            let live = engine.live_record(id)?;
+            call.entry.subject = Some(live.subject);
+            engine
+                .records_unaudited(&live.subject)?
+                .into_iter()
+                .find(|r| r.id == *id)
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Expired,
+                        format!("record {id}: its retention period ended"),
+                    )
+                })
+        })
+    }
+}
+
 impl Engine {
     /// A subject's live records (expired ones awaiting the purge are left
     /// out), oldest first.

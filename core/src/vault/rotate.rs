@@ -209,7 +209,7 @@ impl Engine {
             // crash after the old key is gone still leaves it in the log.
             let mut begun = entry.clone();
             begun.outcome = "begun";
-            if let Err(e) = self.audit.append(&begun, self.actor.as_deref()) {
+            if let Err(e) = self.audit.append(&begun, self.actor().as_deref()) {
                 lock(&self.deferred_destroy).push(old_key);
                 return Err(e);
             }

@@ -194,7 +194,7 @@ impl Engine {
         subject: &SubjectId,
         facts: &SubjectFacts,
     ) -> Result<()> {
-        if self.privileged || !(facts.restricted || facts.erasure_requested().is_some()) {
+        if self.privileged() || !(facts.restricted || facts.erasure_requested().is_some()) {
             return Ok(());
         }
         Err(Error::new(

@@ -41,7 +41,7 @@ impl Vault {
             if !cat.allows(purpose) {
                 return Err(decide::not_a_purpose_of(cat, purpose));
             }
-            if decide::purpose_allowed(&policy, cat, purpose, engine.privileged).is_err() {
+            if decide::purpose_allowed(&policy, cat, purpose, engine.privileged()).is_err() {
                 return Err(decide::unprivileged(purpose));
             }
             Ok(Scan {

@@ -1,0 +1,279 @@
+//! A blocking client of `shredvault serve`: the vault's operations by URL.
+//!
+//! `Client::connect("unix:///run/shredvault.sock", Some(token))` gives a
+//! handle whose methods have the names, arguments and error kinds of
+//! [`shredvault::Vault`]'s; errors come back with the kind the server
+//! sent. One connection is kept and reused; a call whose connection drops
+//! fails with `Io`, and the next call connects again. Calls from several
+//! threads are serialized on that one connection (open a client per
+//! thread for parallel calls).
+//!
+//! URLs: `unix:///abs/path.sock` (HTTPS, `https://host:port`, is not
+//! built yet).
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use base64::Engine as _;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use shredvault::{Error, ErrorKind, Plaintext, Record, RecordId, Result, SubjectId};
+use zeroize::Zeroizing;
+
+/// A connection to a server.
+pub struct Client {
+    runtime: tokio::runtime::Runtime,
+    socket: PathBuf,
+    token: Option<Zeroizing<String>>,
+    conn: Mutex<Option<SendRequest<Full<Bytes>>>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("socket", &self.socket)
+            .finish_non_exhaustive()
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidArgument, message)
+}
+
+fn kind_named(name: &str) -> ErrorKind {
+    ErrorKind::ALL
+        .iter()
+        .copied()
+        .find(|k| k.name() == name)
+        .unwrap_or(ErrorKind::Internal)
+}
+
+fn b64(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+impl Client {
+    /// A client of the server at `url`, sending `token` (if any) as its
+    /// bearer token. Connects at once, so a wrong path is `Io` here.
+    pub fn connect(url: &str, token: Option<&str>) -> Result<Client> {
+        let Some(path) = url.strip_prefix("unix://") else {
+            return Err(invalid(format!(
+                "{url:?}: a server URL is unix:///abs/path.sock (https:// is not built yet)"
+            )));
+        };
+        if !path.starts_with('/') {
+            return Err(invalid(format!("{url:?}: the socket path is absolute")));
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting the client's runtime", e))?;
+        let client = Client {
+            runtime,
+            socket: PathBuf::from(path),
+            token: token.map(|t| Zeroizing::new(t.to_string())),
+            conn: Mutex::new(None),
+            timeout: Duration::from_secs(300),
+        };
+        let conn = client.runtime.block_on(client.dial())?;
+        *client.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn);
+        Ok(client)
+    }
+
+    async fn dial(&self) -> Result<SendRequest<Full<Bytes>>> {
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| Error::io(format!("connecting to {}", self.socket.display()), e))?;
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| Error::new(ErrorKind::Io, format!("the connection to the server: {e}")))?;
+        // The connection is driven by the runtime while calls block on it.
+        self.runtime.spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(send)
+    }
+
+    /// One request; the JSON answer, or the server's error as an `Error`.
+    fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let outcome = self.runtime.block_on(async {
+            let mut send = match slot.take() {
+                Some(s) if !s.is_closed() => s,
+                _ => self.dial().await?,
+            };
+            send.ready().await.map_err(|e| {
+                Error::new(ErrorKind::Io, format!("the connection to the server: {e}"))
+            })?;
+            let mut req = Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", "shredvault");
+            if let Some(t) = &self.token {
+                req = req.header("authorization", format!("Bearer {}", t.as_str()));
+            }
+            let bytes = match &body {
+                Some(v) => {
+                    req = req.header("content-type", "application/json");
+                    Bytes::from(serde_json::to_vec(v).expect("JSON serializes"))
+                }
+                None => Bytes::new(),
+            };
+            let req = req
+                .body(Full::new(bytes))
+                .map_err(|e| invalid(format!("a request: {e}")))?;
+            let response = tokio::time::timeout(self.timeout, async {
+                let response = send.send_request(req).await?;
+                let status = response.status();
+                let body = response.into_body().collect().await?.to_bytes();
+                Ok::<_, hyper::Error>((status, body))
+            })
+            .await
+            .map_err(|_| Error::new(ErrorKind::Io, "the server did not answer in time"))?
+            .map_err(|e| Error::new(ErrorKind::Io, format!("the connection to the server: {e}")))?;
+            Ok::<_, Error>((send, response))
+        });
+        let (send, (status, bytes)) = outcome?;
+        *slot = Some(send);
+        drop(slot);
+        let value: Value = serde_json::from_slice(&bytes).map_err(|_| {
+            Error::new(
+                ErrorKind::Io,
+                format!("the server answered {status} with something not JSON"),
+            )
+        })?;
+        if status.is_success() {
+            return Ok(value);
+        }
+        let kind = value["kind"]
+            .as_str()
+            .map(kind_named)
+            .unwrap_or(ErrorKind::Internal);
+        let message = value["message"].as_str().unwrap_or("").to_string();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return Err(invalid(message));
+        }
+        Err(Error::new(kind, message))
+    }
+
+    fn field<'a>(value: &'a Value, name: &str) -> Result<&'a str> {
+        value[name]
+            .as_str()
+            .ok_or_else(|| Error::new(ErrorKind::Io, format!("the server's answer lacks {name}")))
+    }
+
+    pub fn create_subject(&self, identifiers: &[(&str, &str)]) -> Result<SubjectId> {
+        let ids: serde_json::Map<String, Value> = identifiers
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+            .collect();
+        let v = self.call(
+            Method::POST,
+            "/v1/subjects",
+            Some(json!({"identifiers": ids})),
+        )?;
+        SubjectId::parse(Self::field(&v, "subject")?)
+    }
+
+    pub fn find_subject(&self, kind: &str, value: &str) -> Result<Option<SubjectId>> {
+        match self.call(
+            Method::POST,
+            "/v1/subjects/find",
+            Some(json!({"kind": kind, "value": value})),
+        ) {
+            Ok(v) => Ok(Some(SubjectId::parse(Self::field(&v, "subject")?)?)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn put(&self, subject: &SubjectId, category: &str, data: &[u8]) -> Result<RecordId> {
+        let v = self.call(
+            Method::POST,
+            &format!("/v1/subjects/{subject}/records"),
+            Some(json!({"category": category, "data": b64(data)})),
+        )?;
+        RecordId::parse(Self::field(&v, "record")?)
+    }
+
+    pub fn get(&self, record: &RecordId, purpose: &str) -> Result<Record> {
+        let mut query = String::from("purpose=");
+        for b in purpose.bytes() {
+            if b.is_ascii_alphanumeric() || b"_-.".contains(&b) {
+                query.push(b as char);
+            } else {
+                query.push_str(&format!("%{b:02X}"));
+            }
+        }
+        let v = self.call(Method::GET, &format!("/v1/records/{record}?{query}"), None)?;
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(Self::field(&v, "data")?)
+            .map_err(|_| Error::new(ErrorKind::Io, "the server's data is not base64"))?;
+        let int = |name: &str| v[name].as_i64().unwrap_or(0);
+        Ok(Record {
+            id: RecordId::parse(Self::field(&v, "record")?)?,
+            subject: SubjectId::parse(Self::field(&v, "subject")?)?,
+            category: Self::field(&v, "category")?.to_string(),
+            version: v["version"].as_u64().unwrap_or(0),
+            created_at: int("created_at"),
+            updated_at: int("updated_at"),
+            data: Plaintext::new(data),
+        })
+    }
+
+    pub fn update(&self, record: &RecordId, data: &[u8]) -> Result<()> {
+        self.call(
+            Method::PUT,
+            &format!("/v1/records/{record}"),
+            Some(json!({"data": b64(data)})),
+        )
+        .map(drop)
+    }
+
+    pub fn delete(&self, record: &RecordId) -> Result<()> {
+        self.call(Method::DELETE, &format!("/v1/records/{record}"), None)
+            .map(drop)
+    }
+
+    /// The subject's records, as the server lists them (JSON objects).
+    pub fn records(&self, subject: &SubjectId) -> Result<Vec<Value>> {
+        let v = self.call(
+            Method::GET,
+            &format!("/v1/subjects/{subject}/records"),
+            None,
+        )?;
+        Ok(v["records"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// The signed erasure receipt, as JSON.
+    pub fn erase_subject(&self, subject: &SubjectId) -> Result<Value> {
+        self.call(Method::POST, &format!("/v1/subjects/{subject}/erase"), None)
+    }
+
+    pub fn expire_with(&self, now: i64, force: bool) -> Result<Value> {
+        self.call(
+            Method::POST,
+            "/v1/expire",
+            Some(json!({"now": now, "force": force})),
+        )
+    }
+
+    pub fn stats(&self) -> Result<Value> {
+        self.call(Method::GET, "/v1/stats", None)
+    }
+
+    pub fn verify_audit(&self) -> Result<Value> {
+        self.call(Method::POST, "/v1/audit/verify", None)
+    }
+
+    /// The server's OpenAPI document.
+    pub fn openapi(&self) -> Result<Value> {
+        self.call(Method::GET, "/v1/openapi.json", None)
+    }
+}

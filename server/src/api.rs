@@ -1,0 +1,584 @@
+//! The HTTP/JSON API, version 1: one table of routes ([`ROUTES`]), from
+//! which both the router and the OpenAPI document are made, so neither can
+//! name a route the other lacks.
+//!
+//! Record data travels base64-encoded (standard alphabet, padded) in a
+//! JSON string, `data`; it is never logged. Ids are the vault's 32 hex
+//! digits. Every error is `{"kind": "...", "message": "..."}` with the
+//! vault's error kinds, and an HTTP status by kind ([`status_of`]).
+//! Personal data never goes in a URL (URLs end up in proxies' logs):
+//! identifiers travel in bodies, which is why `find` is a POST.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use shredvault::{Error, ErrorKind, RecordId, SubjectId, Vault};
+
+use crate::clients::{Class, Client};
+
+/// What every handler reaches: the vault, opened once for the server.
+pub struct App {
+    pub vault: Vault,
+}
+
+/// One route of the API: what the router serves and the OpenAPI document
+/// describes.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    /// The operation's name: the OpenAPI `operationId`, and the call a
+    /// refusal is logged as.
+    pub operation: &'static str,
+    /// The grant it needs.
+    pub class: Class,
+    pub summary: &'static str,
+    /// The request body's schema, if it takes one.
+    pub request: Option<&'static str>,
+    /// The success status and the response's schema.
+    pub status: u16,
+    pub response: &'static str,
+    /// The `purpose` query parameter is required.
+    pub purpose: bool,
+}
+
+/// Every route. The schemas named are in `openapi::schemas`.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "post",
+        path: "/v1/subjects",
+        operation: "create_subject",
+        class: Class::Write,
+        summary: "Create a subject, with identifiers linked to it.",
+        request: Some("CreateSubject"),
+        status: 201,
+        response: "SubjectRef",
+        purpose: false,
+    },
+    Route {
+        method: "post",
+        path: "/v1/subjects/find",
+        operation: "find_subject",
+        class: Class::Read,
+        summary: "Find the subject an identifier is linked to (NotFound if none).",
+        request: Some("Identifier"),
+        status: 200,
+        response: "SubjectRef",
+        purpose: false,
+    },
+    Route {
+        method: "get",
+        path: "/v1/subjects/{subject}/records",
+        operation: "records",
+        class: Class::Read,
+        summary: "A subject's live records: ids, categories, sizes, times (no data).",
+        request: None,
+        status: 200,
+        response: "RecordList",
+        purpose: false,
+    },
+    Route {
+        method: "post",
+        path: "/v1/subjects/{subject}/records",
+        operation: "put",
+        class: Class::Write,
+        summary: "Store a record of a category for a subject.",
+        request: Some("PutRecord"),
+        status: 201,
+        response: "RecordRef",
+        purpose: false,
+    },
+    Route {
+        method: "post",
+        path: "/v1/subjects/{subject}/erase",
+        operation: "erase_subject",
+        class: Class::Erase,
+        summary: "Crypto-shred a subject: its key is destroyed; a signed receipt.",
+        request: None,
+        status: 200,
+        response: "Receipt",
+        purpose: false,
+    },
+    Route {
+        method: "get",
+        path: "/v1/records/{record}",
+        operation: "get",
+        class: Class::Read,
+        summary: "Read a record for a purpose.",
+        request: None,
+        status: 200,
+        response: "Record",
+        purpose: true,
+    },
+    Route {
+        method: "put",
+        path: "/v1/records/{record}",
+        operation: "update",
+        class: Class::Write,
+        summary: "Replace a record's data (the old version becomes unreadable).",
+        request: Some("UpdateRecord"),
+        status: 200,
+        response: "RecordRef",
+        purpose: false,
+    },
+    Route {
+        method: "delete",
+        path: "/v1/records/{record}",
+        operation: "delete",
+        class: Class::Erase,
+        summary: "Delete a record (crypto-shredded by a key rotation).",
+        request: None,
+        status: 200,
+        response: "RecordRef",
+        purpose: false,
+    },
+    Route {
+        method: "post",
+        path: "/v1/expire",
+        operation: "expire",
+        class: Class::Erase,
+        summary: "Run expiry: destroy the keys of days whose retention ended.",
+        request: Some("Expire"),
+        status: 200,
+        response: "Object",
+        purpose: false,
+    },
+    Route {
+        method: "get",
+        path: "/v1/stats",
+        operation: "stats",
+        class: Class::Read,
+        summary: "Counts of subjects, records, keys and the store's size.",
+        request: None,
+        status: 200,
+        response: "Object",
+        purpose: false,
+    },
+    Route {
+        method: "post",
+        path: "/v1/audit/verify",
+        operation: "verify_audit",
+        class: Class::Admin,
+        summary: "Verify the audit chain.",
+        request: None,
+        status: 200,
+        response: "Object",
+        purpose: false,
+    },
+];
+
+/// An error as the API returns it.
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e)
+    }
+}
+
+/// The HTTP status of each kind.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Erased | ErrorKind::Expired => StatusCode::GONE,
+        ErrorKind::PurposeDenied | ErrorKind::Restricted | ErrorKind::Forbidden => {
+            StatusCode::FORBIDDEN
+        }
+        ErrorKind::LegalHold => StatusCode::CONFLICT,
+        ErrorKind::InvalidArgument | ErrorKind::Policy => StatusCode::BAD_REQUEST,
+        ErrorKind::Locked => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"kind": self.0.kind().name(), "message": self.0.message()});
+        (status_of(self.0.kind()), Json(body)).into_response()
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError(Error::new(ErrorKind::InvalidArgument, message.into()))
+}
+
+/// A JSON body of type `T` (unknown fields refused), or `InvalidArgument`.
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| invalid(format!("the request body: {e}")))
+}
+
+fn subject_id(s: &str) -> Result<SubjectId, ApiError> {
+    Ok(SubjectId::parse(s)?)
+}
+
+fn record_id(s: &str) -> Result<RecordId, ApiError> {
+    Ok(RecordId::parse(s)?)
+}
+
+fn decode_data(b64: &str) -> Result<Vec<u8>, ApiError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| invalid("data is base64 (standard alphabet, padded)"))
+}
+
+/// Runs a vault call as `client`, off the async threads.
+async fn call<T: Send + 'static>(
+    app: &Arc<App>,
+    client: &Client,
+    f: impl FnOnce(&Vault) -> shredvault::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let app = Arc::clone(app);
+    let (name, privileged) = (client.name.clone(), client.privileged);
+    tokio::task::spawn_blocking(move || app.vault.acting_as(&name, privileged, f))
+        .await
+        .map_err(|e| {
+            ApiError(Error::new(
+                ErrorKind::Internal,
+                format!("a call failed: {e}"),
+            ))
+        })?
+        .map_err(ApiError)?
+        .map_err(ApiError)
+}
+
+/// A call outside `client`'s grant: logged as refused, then `Forbidden`.
+/// The message names the grant, never anything about the data.
+async fn refuse(
+    app: &Arc<App>,
+    client: &Client,
+    operation: &'static str,
+    what: String,
+    subject: Option<SubjectId>,
+    record: Option<RecordId>,
+    purpose: Option<String>,
+) -> ApiError {
+    let logged = call(app, client, move |v| {
+        v.log_refused(
+            operation,
+            subject.as_ref(),
+            record.as_ref(),
+            purpose.as_deref(),
+        )
+    })
+    .await;
+    if let Err(e) = logged {
+        return e;
+    }
+    ApiError(Error::new(
+        ErrorKind::Forbidden,
+        format!("client {} is not granted {what}", client.name),
+    ))
+}
+
+/// The grant check of a route's class.
+async fn grant(
+    app: &Arc<App>,
+    client: &Client,
+    operation: &'static str,
+    subject: Option<SubjectId>,
+    record: Option<RecordId>,
+) -> Result<(), ApiError> {
+    let class = ROUTES
+        .iter()
+        .find(|r| r.operation == operation)
+        .map(|r| r.class)
+        .expect("every handler's operation is in ROUTES");
+    if client.may(class) {
+        return Ok(());
+    }
+    let what = format!("{} (the {operation} call)", class.name());
+    Err(refuse(app, client, operation, what, subject, record, None).await)
+}
+
+type Ok200 = Result<Json<Value>, ApiError>;
+type Created = Result<(StatusCode, Json<Value>), ApiError>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateSubject {
+    #[serde(default)]
+    identifiers: std::collections::BTreeMap<String, String>,
+}
+
+async fn create_subject(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    bytes: Bytes,
+) -> Created {
+    grant(&app, &client, "create_subject", None, None).await?;
+    let req: CreateSubject = if bytes.is_empty() {
+        CreateSubject {
+            identifiers: Default::default(),
+        }
+    } else {
+        body(&bytes)?
+    };
+    let s = call(&app, &client, move |v| {
+        let ids: Vec<(&str, &str)> = req
+            .identifiers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        v.create_subject(&ids)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!({"subject": s.to_string()}))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Identifier {
+    kind: String,
+    value: String,
+}
+
+async fn find_subject(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    bytes: Bytes,
+) -> Ok200 {
+    grant(&app, &client, "find_subject", None, None).await?;
+    let req: Identifier = body(&bytes)?;
+    let found = call(&app, &client, move |v| {
+        v.find_subject(&req.kind, &req.value)
+    })
+    .await?;
+    match found {
+        Some(s) => Ok(Json(json!({"subject": s.to_string()}))),
+        None => Err(ApiError(Error::new(
+            ErrorKind::NotFound,
+            "no subject has this identifier",
+        ))),
+    }
+}
+
+async fn records(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    Path(subject): Path<String>,
+) -> Ok200 {
+    let s = subject_id(&subject)?;
+    grant(&app, &client, "records", Some(s), None).await?;
+    let list = call(&app, &client, move |v| v.records(&s)).await?;
+    Ok(Json(json!({ "records": list })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutRecord {
+    category: String,
+    data: String,
+}
+
+async fn put(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    Path(subject): Path<String>,
+    bytes: Bytes,
+) -> Created {
+    let s = subject_id(&subject)?;
+    grant(&app, &client, "put", Some(s), None).await?;
+    let req: PutRecord = body(&bytes)?;
+    if !client.categories.contains(&req.category) {
+        let what = "writes of this category".to_string();
+        return Err(refuse(&app, &client, "put", what, Some(s), None, None).await);
+    }
+    let data = decode_data(&req.data)?;
+    let r = call(&app, &client, move |v| v.put(&s, &req.category, &data)).await?;
+    Ok((StatusCode::CREATED, Json(json!({"record": r.to_string()}))))
+}
+
+async fn erase_subject(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    Path(subject): Path<String>,
+) -> Ok200 {
+    let s = subject_id(&subject)?;
+    grant(&app, &client, "erase_subject", Some(s), None).await?;
+    let receipt = call(&app, &client, move |v| v.erase_subject(&s)).await?;
+    let value: Value = serde_json::from_str(&receipt.to_json())
+        .map_err(|e| ApiError(Error::new(ErrorKind::Internal, e.to_string())))?;
+    Ok(Json(value))
+}
+
+/// The `purpose` query parameter.
+fn purpose_of(query: Option<String>) -> Result<String, ApiError> {
+    #[derive(Deserialize)]
+    struct Q {
+        purpose: String,
+    }
+    let q: Q = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|_| invalid("the query is ?purpose=NAME"))?;
+    Ok(q.purpose)
+}
+
+async fn get_record(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    Path(record): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Ok200 {
+    let r = record_id(&record)?;
+    grant(&app, &client, "get", None, Some(r)).await?;
+    let purpose = purpose_of(query)?;
+    if !client.purposes.contains(&purpose) {
+        let what = "reads for this purpose".to_string();
+        return Err(refuse(&app, &client, "get", what, None, Some(r), Some(purpose)).await);
+    }
+    let privileged = app
+        .vault
+        .policy()
+        .purpose(&purpose)
+        .is_ok_and(|p| p.privileged);
+    if privileged && !client.privileged {
+        let what = "privileged reads".to_string();
+        return Err(refuse(&app, &client, "get", what, None, Some(r), Some(purpose)).await);
+    }
+    let rec = call(&app, &client, move |v| v.get(&r, &purpose)).await?;
+    Ok(Json(json!({
+        "record": rec.id.to_string(),
+        "subject": rec.subject.to_string(),
+        "category": rec.category,
+        "version": rec.version,
+        "created_at": rec.created_at,
+        "updated_at": rec.updated_at,
+        "data": base64::engine::general_purpose::STANDARD.encode(&rec.data[..]),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateRecord {
+    data: String,
+}
+
+async fn update(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    Path(record): Path<String>,
+    bytes: Bytes,
+) -> Ok200 {
+    let r = record_id(&record)?;
+    grant(&app, &client, "update", None, Some(r)).await?;
+    let req: UpdateRecord = body(&bytes)?;
+    let data = decode_data(&req.data)?;
+    let categories = client.categories.clone();
+    let refused = call(&app, &client, move |v| {
+        let info = v.record_info(&r)?;
+        if !categories.contains(&info.category) {
+            return Ok(Some(info.subject));
+        }
+        v.update(&r, &data).map(|()| None)
+    })
+    .await?;
+    if let Some(s) = refused {
+        let what = "writes of this category".to_string();
+        return Err(refuse(&app, &client, "update", what, Some(s), Some(r), None).await);
+    }
+    Ok(Json(json!({"record": r.to_string()})))
+}
+
+async fn delete(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    Path(record): Path<String>,
+) -> Ok200 {
+    let r = record_id(&record)?;
+    grant(&app, &client, "delete", None, Some(r)).await?;
+    call(&app, &client, move |v| v.delete(&r)).await?;
+    Ok(Json(json!({"record": r.to_string()})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expire {
+    now: Option<i64>,
+    #[serde(default)]
+    force: bool,
+}
+
+async fn expire(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    bytes: Bytes,
+) -> Ok200 {
+    grant(&app, &client, "expire", None, None).await?;
+    let req: Expire = if bytes.is_empty() {
+        Expire {
+            now: None,
+            force: false,
+        }
+    } else {
+        body(&bytes)?
+    };
+    let report = call(&app, &client, move |v| {
+        let now = match req.now {
+            Some(n) => n,
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
+        };
+        v.expire_with(now, req.force)
+    })
+    .await?;
+    Ok(Json(serde_json::to_value(report).unwrap_or(Value::Null)))
+}
+
+async fn stats(State(app): State<Arc<App>>, Extension(client): Extension<Arc<Client>>) -> Ok200 {
+    grant(&app, &client, "stats", None, None).await?;
+    let (stats, id) = call(&app, &client, |v| Ok((v.stats()?, v.vault_id()))).await?;
+    let mut value = serde_json::to_value(stats).unwrap_or(Value::Null);
+    value["vault_id"] = Value::String(id);
+    Ok(Json(value))
+}
+
+async fn verify_audit(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+) -> Ok200 {
+    grant(&app, &client, "verify_audit", None, None).await?;
+    let report = call(&app, &client, |v| v.verify_audit()).await?;
+    Ok(Json(serde_json::to_value(report).unwrap_or(Value::Null)))
+}
+
+async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document())
+}
+
+async fn not_found() -> ApiError {
+    ApiError(Error::new(ErrorKind::NotFound, "no such endpoint"))
+}
+
+/// The router: every route of [`ROUTES`] and the OpenAPI document.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/subjects", post(create_subject))
+        .route("/v1/subjects/find", post(find_subject))
+        .route("/v1/subjects/{subject}/records", get(records).post(put))
+        .route("/v1/subjects/{subject}/erase", post(erase_subject))
+        .route(
+            "/v1/records/{record}",
+            get(get_record).put(update).delete(delete),
+        )
+        .route("/v1/expire", post(expire))
+        .route("/v1/stats", get(stats))
+        .route("/v1/audit/verify", post(verify_audit))
+        .fallback(not_found)
+        .method_not_allowed_fallback(|| async {
+            ApiError(Error::new(
+                ErrorKind::InvalidArgument,
+                "this endpoint does not take this method",
+            ))
+        })
+        .with_state(app)
+}

@@ -1,0 +1,315 @@
+//! `shredvault serve`: one vault, many processes.
+//!
+//! The server owns the vault (one handle, opened privileged so that
+//! privileged clients can be served; each call is then narrowed to its
+//! client's grant) and serves the HTTP/JSON API of [`api`] on Unix
+//! sockets. Every request is made by a client of the client list
+//! ([`clients`]); every vault call runs as that client
+//! ([`shredvault::Vault::acting_as`]), so its audit actor is the
+//! authenticated name, never a label the caller chose.
+//!
+//! # Limits
+//!
+//! - At most `max_connections` connections at once; more wait in the
+//!   listener's backlog until one closes.
+//! - Request headers must arrive within `header_timeout` (a slow or idle
+//!   connection is closed after it, keep-alive included); bodies are
+//!   bounded by `max_body` bytes (`InvalidArgument`, 413, past it).
+//! - HTTP/1.1 only.
+//!
+//! # Shutdown
+//!
+//! When the shutdown future given to [`serve`] completes (the CLI: SIGTERM
+//! or SIGINT), listeners close, every connection is asked to finish after
+//! its request in flight, and [`serve`] returns once all have; the caller
+//! then closes the vault, which makes everything durable.
+//!
+//! # Not yet
+//!
+//! TCP with TLS (`--listen tcp:`, client certificates), and most of the
+//! vault's operations beyond records, subjects, erasure, expiry, stats and
+//! the audit check: see the README's server section.
+
+pub mod api;
+pub mod clients;
+pub mod openapi;
+
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::response::IntoResponse;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use shredvault::{Error, ErrorKind, Result, Vault};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tower::ServiceExt;
+
+pub use clients::{Class, Client, Clients};
+
+/// Where the server listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    /// A Unix socket at this path, made 0660.
+    Unix(PathBuf),
+}
+
+impl Listen {
+    /// `unix:/path/to.sock`.
+    pub fn parse(spec: &str) -> Result<Listen> {
+        if let Some(path) = spec.strip_prefix("unix:") {
+            let path = PathBuf::from(path);
+            if !path.is_absolute() && path.components().count() == 0 {
+                return Err(Error::new(ErrorKind::InvalidArgument, "unix: needs a path"));
+            }
+            return Ok(Listen::Unix(path));
+        }
+        if spec.starts_with("tcp:") {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "--listen tcp: (TLS) is not built yet: listen on unix:PATH",
+            ));
+        }
+        Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("--listen {spec:?}: expected unix:PATH"),
+        ))
+    }
+}
+
+/// How the server runs.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub listen: Vec<Listen>,
+    pub clients: Clients,
+    pub max_body: usize,
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+}
+
+impl ServeOptions {
+    pub fn new(listen: Vec<Listen>, clients: Clients) -> ServeOptions {
+        ServeOptions {
+            listen,
+            clients,
+            max_body: 16 << 20,
+            max_connections: 256,
+            header_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Who is at the other end of a connection.
+#[derive(Clone, Copy, Debug)]
+struct Peer {
+    uid: Option<u32>,
+}
+
+fn io_err(what: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::io(what, e)
+}
+
+/// Binds a Unix socket at `path` (0660): a socket file left by a server
+/// that is gone is replaced; one a live server answers on is `Locked`.
+fn bind_unix(path: &PathBuf) -> Result<UnixListener> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(Error::new(
+                ErrorKind::Locked,
+                format!("a server already listens on {}", path.display()),
+            ));
+        }
+        std::fs::remove_file(path).map_err(io_err(format!("removing {}", path.display())))?;
+    }
+    let listener =
+        UnixListener::bind(path).map_err(io_err(format!("listening on {}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(io_err(format!("setting the mode of {}", path.display())))?;
+    Ok(listener)
+}
+
+/// Serves `vault` until `shutdown` completes, then waits for the calls in
+/// flight and returns the vault (for the caller to close).
+pub async fn serve(
+    vault: Vault,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<Vault> {
+    if options.listen.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "nothing to listen on (--listen unix:PATH)",
+        ));
+    }
+    let mut listeners = Vec::new();
+    for l in &options.listen {
+        match l {
+            Listen::Unix(path) => listeners.push((bind_unix(path)?, path.clone())),
+        }
+    }
+    let app = Arc::new(api::App { vault });
+    let router = api::router(Arc::clone(&app));
+    let clients = Arc::new(options.clients.clone());
+    let limit = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut accepting = JoinSet::new();
+    let connections = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
+    for (listener, path) in listeners {
+        let router = router.clone();
+        let clients = Arc::clone(&clients);
+        let limit = Arc::clone(&limit);
+        let mut stop = stop_rx.clone();
+        let connections = Arc::clone(&connections);
+        let opts = options.clone();
+        accepting.spawn(async move {
+            loop {
+                let permit = tokio::select! {
+                    p = Arc::clone(&limit).acquire_owned() => p.expect("never closed"),
+                    _ = stop.changed() => break,
+                };
+                let stream = tokio::select! {
+                    s = listener.accept() => s,
+                    _ = stop.changed() => break,
+                };
+                let Ok((stream, _)) = stream else {
+                    // EMFILE and the like: wait a little, go on.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let peer = Peer {
+                    uid: stream.peer_cred().ok().map(|c| c.uid()),
+                };
+                let conn = connection(
+                    stream,
+                    peer,
+                    router.clone(),
+                    Arc::clone(&clients),
+                    opts.clone(),
+                    stop.clone(),
+                );
+                connections.lock().await.spawn(async move {
+                    conn.await;
+                    drop(permit);
+                });
+            }
+            drop(listener);
+            let _ = std::fs::remove_file(&path);
+        });
+    }
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    while accepting.join_next().await.is_some() {}
+    let mut conns = std::mem::take(&mut *connections.lock().await);
+    while conns.join_next().await.is_some() {}
+    drop(router);
+    Arc::try_unwrap(app)
+        .map(|app| app.vault)
+        .map_err(|_| Error::new(ErrorKind::Internal, "a call still holds the vault"))
+}
+
+/// Serves one connection until it closes or the server stops.
+async fn connection(
+    stream: UnixStream,
+    peer: Peer,
+    router: axum::Router,
+    clients: Arc<Clients>,
+    opts: ServeOptions,
+    mut stop: watch::Receiver<bool>,
+) {
+    let max_body = opts.max_body;
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let router = router.clone();
+        let clients = Arc::clone(&clients);
+        async move {
+            let response = match authenticate(&clients, &req, peer) {
+                Err(why) => unauthenticated(why),
+                Ok(client) => {
+                    if too_big(&req, max_body) {
+                        too_big_response(max_body)
+                    } else {
+                        let (mut parts, body) = req.into_parts();
+                        parts.extensions.insert(Arc::new(client));
+                        let body = Body::new(http_body_util::Limited::new(body, max_body));
+                        let req = Request::from_parts(parts, body);
+                        match router.oneshot(req).await {
+                            Ok(r) => r,
+                            Err(never) => match never {},
+                        }
+                    }
+                }
+            };
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_timeout)
+        .keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// A body declared bigger than the limit (one sent without a length is cut
+/// off by the limit while it is read, and the call fails then).
+fn too_big(req: &Request<Incoming>, max: usize) -> bool {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > max as u64)
+}
+
+fn too_big_response(max: usize) -> axum::response::Response {
+    let body = serde_json::json!({
+        "kind": "InvalidArgument",
+        "message": format!("the request body is over the server's limit of {max} bytes"),
+    });
+    (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response()
+}
+
+/// The client a request proves to be, or why not (a `Forbidden`, 401).
+fn authenticate(
+    clients: &Clients,
+    req: &Request<Incoming>,
+    peer: Peer,
+) -> std::result::Result<Client, &'static str> {
+    let bearer = match req.headers().get(header::AUTHORIZATION) {
+        None => None,
+        Some(v) => match v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) {
+            Some(token) => Some(token.trim()),
+            None => return Err("the Authorization header is `Bearer TOKEN`"),
+        },
+    };
+    match clients.authenticate(bearer, None, peer.uid) {
+        Some(c) => Ok(c.clone()),
+        None => Err(if bearer.is_some() {
+            "the token is no client's"
+        } else {
+            "no client of this server is this connection's user; send a token"
+        }),
+    }
+}
+
+fn unauthenticated(message: &str) -> axum::response::Response {
+    let body = serde_json::json!({"kind": "Forbidden", "message": message});
+    let mut r = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    r
+}
