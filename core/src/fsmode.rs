@@ -100,8 +100,11 @@ pub(crate) fn looser_than_private(path: &Path) -> Option<String> {
 #[cfg(all(test, unix))]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
 
-    use super::*;
+    use super::{
+        create_private_dir, create_private_file, looser_than_private, private_file, restrict_tree,
+    };
 
     #[test]
     fn private_dirs_and_files_and_links_refused() {

@@ -81,7 +81,7 @@ impl Drop for WipedValue {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{to_vec_zeroizing, zeroize_value};
 
     #[test]
     fn exact_capacity_and_same_text() {

@@ -289,7 +289,7 @@ fn bound_consent_ledger(consents: &mut Vec<ConsentEntry>, purpose: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{bound_consent_ledger, ConsentEntry, CONSENT_ENTRIES_PER_PURPOSE};
 
     #[test]
     fn the_consent_ledger_keeps_the_latest_entries_of_a_purpose() {
