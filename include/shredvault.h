@@ -70,7 +70,8 @@ typedef enum {
 // A running `sv_scan_open`. Opaque; released by `sv_scan_free`.
 typedef struct sv_scan sv_scan;
 
-// An open vault. Opaque; from `sv_open`, released by `sv_close`.
+// An open vault, or a connection to a server's. Opaque; from `sv_open`
+// or `sv_connect`, released by `sv_close`.
 typedef struct sv_vault sv_vault;
 
 // How `sv_open_ex` opens a vault. Get one from `sv_open_options_default()`
@@ -135,6 +136,16 @@ sv_status sv_open_ex(const char *path,
                      const char *policy_path,
                      const sv_open_options *options,
                      sv_vault **out);
+
+// Connects to a vault served by `shredvault serve` at `url`
+// ("unix:///abs/path.sock"), sending `token` (may be NULL: a Unix socket's
+// peer uid then proves who the caller is) as its bearer token. `*out`
+// receives a handle that every `sv_` function accepts; those a server does
+// not serve yet return `SV_INVALID_ARGUMENT` saying so. A call outside the
+// server's grant for this client is `SV_FORBIDDEN`; a dropped connection
+// is `SV_IO` for that call, and the next call connects again.
+// `sv_close` releases the handle (the server's vault stays open).
+sv_status sv_connect(const char *url, const char *token, sv_vault **out);
 
 // What the open found worth an operator's attention (the vault's files
 // open to other local users), as a JSON array of strings in `*json`

@@ -1125,7 +1125,7 @@ fn remote(url: &str, token_file: Option<&Path>, command: Command) -> Result<(), 
         }
         Command::Erase { subject, .. } => {
             let subject = SubjectId::parse(&subject)?;
-            print_json(&c.erase_subject(&subject)?);
+            println!("{}", c.erase_subject(&subject)?);
         }
         Command::Records { subject, .. } => {
             let subject = SubjectId::parse(&subject)?;
@@ -1135,7 +1135,11 @@ fn remote(url: &str, token_file: Option<&Path>, command: Command) -> Result<(), 
             let now = time_or_now(now.as_deref())?;
             print_json(&c.expire_with(now, force)?);
         }
-        Command::Stats { .. } => print_json(&c.stats()?),
+        Command::Stats { .. } => {
+            let mut stats = serde_json::to_value(c.stats()?).expect("stats serialize");
+            stats["vault_id"] = serde_json::Value::String(c.vault_id()?);
+            print_json(&stats);
+        }
         Command::Audit(AuditCommand::Verify { .. }) => print_json(&c.verify_audit()?),
         _ => {
             return Err(Error::new(

@@ -22,7 +22,10 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use shredvault::{Error, ErrorKind, Plaintext, Record, RecordId, Result, SubjectId};
+use shredvault::{
+    AuditReport, Error, ErrorKind, ExpireReport, Plaintext, Record, RecordId, RecordInfo, Result,
+    Stats, SubjectId, Vault,
+};
 use zeroize::Zeroizing;
 
 /// A connection to a server.
@@ -241,35 +244,45 @@ impl Client {
             .map(drop)
     }
 
-    /// The subject's records, as the server lists them (JSON objects).
-    pub fn records(&self, subject: &SubjectId) -> Result<Vec<Value>> {
+    pub fn records(&self, subject: &SubjectId) -> Result<Vec<RecordInfo>> {
         let v = self.call(
             Method::GET,
             &format!("/v1/subjects/{subject}/records"),
             None,
         )?;
-        Ok(v["records"].as_array().cloned().unwrap_or_default())
+        typed(v["records"].clone(), "records")
     }
 
-    /// The signed erasure receipt, as JSON.
-    pub fn erase_subject(&self, subject: &SubjectId) -> Result<Value> {
-        self.call(Method::POST, &format!("/v1/subjects/{subject}/erase"), None)
+    /// The signed erasure receipt, as JSON text (`verify_receipt` checks it).
+    pub fn erase_subject(&self, subject: &SubjectId) -> Result<String> {
+        let v = self.call(Method::POST, &format!("/v1/subjects/{subject}/erase"), None)?;
+        Ok(v.to_string())
     }
 
-    pub fn expire_with(&self, now: i64, force: bool) -> Result<Value> {
-        self.call(
+    pub fn expire_with(&self, now: i64, force: bool) -> Result<ExpireReport> {
+        let v = self.call(
             Method::POST,
             "/v1/expire",
             Some(json!({"now": now, "force": force})),
+        )?;
+        typed(v, "expiry report")
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        typed(self.call(Method::GET, "/v1/stats", None)?, "stats")
+    }
+
+    /// The served vault's id (32 hex).
+    pub fn vault_id(&self) -> Result<String> {
+        let v = self.call(Method::GET, "/v1/stats", None)?;
+        Ok(Self::field(&v, "vault_id")?.to_string())
+    }
+
+    pub fn verify_audit(&self) -> Result<AuditReport> {
+        typed(
+            self.call(Method::POST, "/v1/audit/verify", None)?,
+            "audit report",
         )
-    }
-
-    pub fn stats(&self) -> Result<Value> {
-        self.call(Method::GET, "/v1/stats", None)
-    }
-
-    pub fn verify_audit(&self) -> Result<Value> {
-        self.call(Method::POST, "/v1/audit/verify", None)
     }
 
     /// The server's OpenAPI document.
@@ -277,3 +290,94 @@ impl Client {
         self.call(Method::GET, "/v1/openapi.json", None)
     }
 }
+
+/// A server's JSON answer as the vault's own type.
+fn typed<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T> {
+    serde_json::from_value(value)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("the server's {what}: {e}")))
+}
+
+/// The operations an embedded vault and a server's client both carry out,
+/// with the same arguments, results and error kinds: what the C and
+/// Python bindings call, whichever they hold. (More of `Vault`'s
+/// operations join as the server serves them.)
+pub trait VaultApi: Send + Sync {
+    fn create_subject(&self, identifiers: &[(&str, &str)]) -> Result<SubjectId>;
+    fn find_subject(&self, kind: &str, value: &str) -> Result<Option<SubjectId>>;
+    fn put(&self, subject: &SubjectId, category: &str, data: &[u8]) -> Result<RecordId>;
+    fn get(&self, record: &RecordId, purpose: &str) -> Result<Record>;
+    fn update(&self, record: &RecordId, data: &[u8]) -> Result<()>;
+    fn delete(&self, record: &RecordId) -> Result<()>;
+    fn records(&self, subject: &SubjectId) -> Result<Vec<RecordInfo>>;
+    /// The signed receipt, as JSON text.
+    fn erase_subject(&self, subject: &SubjectId) -> Result<String>;
+    fn expire_with(&self, now: i64, force: bool) -> Result<ExpireReport>;
+    fn stats(&self) -> Result<Stats>;
+    fn vault_id(&self) -> Result<String>;
+    fn verify_audit(&self) -> Result<AuditReport>;
+}
+
+/// A receipt as JSON text, from either side.
+trait ReceiptJson {
+    fn receipt_json(self) -> String;
+}
+
+impl ReceiptJson for shredvault::ErasureReceipt {
+    fn receipt_json(self) -> String {
+        self.to_json()
+    }
+}
+
+impl ReceiptJson for String {
+    fn receipt_json(self) -> String {
+        self
+    }
+}
+
+/// Both impls are the same list of forwarding calls.
+macro_rules! forward {
+    ($ty:ty, $id:expr) => {
+        impl VaultApi for $ty {
+            fn create_subject(&self, identifiers: &[(&str, &str)]) -> Result<SubjectId> {
+                <$ty>::create_subject(self, identifiers)
+            }
+            fn find_subject(&self, kind: &str, value: &str) -> Result<Option<SubjectId>> {
+                <$ty>::find_subject(self, kind, value)
+            }
+            fn put(&self, subject: &SubjectId, category: &str, data: &[u8]) -> Result<RecordId> {
+                <$ty>::put(self, subject, category, data)
+            }
+            fn get(&self, record: &RecordId, purpose: &str) -> Result<Record> {
+                <$ty>::get(self, record, purpose)
+            }
+            fn update(&self, record: &RecordId, data: &[u8]) -> Result<()> {
+                <$ty>::update(self, record, data)
+            }
+            fn delete(&self, record: &RecordId) -> Result<()> {
+                <$ty>::delete(self, record)
+            }
+            fn records(&self, subject: &SubjectId) -> Result<Vec<RecordInfo>> {
+                <$ty>::records(self, subject)
+            }
+            fn erase_subject(&self, subject: &SubjectId) -> Result<String> {
+                <$ty>::erase_subject(self, subject).map(ReceiptJson::receipt_json)
+            }
+            fn expire_with(&self, now: i64, force: bool) -> Result<ExpireReport> {
+                <$ty>::expire_with(self, now, force)
+            }
+            fn stats(&self) -> Result<Stats> {
+                <$ty>::stats(self)
+            }
+            fn vault_id(&self) -> Result<String> {
+                let id: fn(&$ty) -> Result<String> = $id;
+                id(self)
+            }
+            fn verify_audit(&self) -> Result<AuditReport> {
+                <$ty>::verify_audit(self)
+            }
+        }
+    };
+}
+
+forward!(Vault, |v| Ok(v.vault_id()));
+forward!(Client, Client::vault_id);

@@ -41,7 +41,7 @@ impl std::fmt::Debug for Record {
 }
 
 /// A record's metadata, without its data.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordInfo {
     pub id: RecordId,
     pub subject: SubjectId,
@@ -117,7 +117,7 @@ pub struct SubjectState {
 }
 
 /// Counts describing a vault, for `shredvault stats`.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Stats {
     pub subjects_live: u64,
     pub subjects_erased: u64,
@@ -135,7 +135,7 @@ pub struct Stats {
 }
 
 /// What an `expire` run did.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ExpireReport {
     /// Retention keys destroyed (one per ended UTC day).
     pub days_destroyed: u64,

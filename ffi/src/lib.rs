@@ -35,6 +35,7 @@ use shredvault::{
     Directive, Durability, Error, ErrorKind, Policy, RecordId, RequestId, RootKey, SubjectId,
     Vault, VaultOptions,
 };
+use shredvault_client::VaultApi;
 use zeroize::Zeroize;
 
 /// Bytes of a buffer that receives an id: 32 hex characters and a NUL.
@@ -101,9 +102,18 @@ fn status_of(kind: ErrorKind) -> sv_status {
     }
 }
 
-/// An open vault. Opaque; from `sv_open`, released by `sv_close`.
+/// An open vault, or a connection to a server's. Opaque; from `sv_open`
+/// or `sv_connect`, released by `sv_close`.
 pub struct sv_vault {
-    vault: Vault,
+    target: Target,
+}
+
+/// What a handle reaches.
+enum Target {
+    /// A vault this process opened.
+    Local(Vault),
+    /// A server's vault (`sv_connect`).
+    Remote(shredvault_client::Client),
 }
 
 /// A running `sv_scan_open`. Opaque; released by `sv_scan_free`.
@@ -266,12 +276,31 @@ fn null(name: &str) -> Error {
     )
 }
 
-fn vault_arg<'a>(v: *const sv_vault) -> Result<&'a Vault, Error> {
-    // SAFETY: a non-NULL handle came from `sv_open` and is not yet closed
-    // (the caller's contract, stated in the header).
+fn handle_arg<'a>(v: *const sv_vault) -> Result<&'a Target, Error> {
+    // SAFETY: a non-NULL handle came from `sv_open` or `sv_connect` and is
+    // not yet closed (the caller's contract, stated in the header).
     unsafe { v.as_ref() }
-        .map(|v| &v.vault)
+        .map(|v| &v.target)
         .ok_or_else(|| null("v"))
+}
+
+/// The handle's vault, for the operations a server does not serve yet.
+fn vault_arg<'a>(v: *const sv_vault) -> Result<&'a Vault, Error> {
+    match handle_arg(v)? {
+        Target::Local(vault) => Ok(vault),
+        Target::Remote(_) => Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "this operation is not served yet: only a handle from sv_open has it",
+        )),
+    }
+}
+
+/// The handle's operations, served or local alike.
+fn api_arg<'a>(v: *const sv_vault) -> Result<&'a dyn VaultApi, Error> {
+    Ok(match handle_arg(v)? {
+        Target::Local(vault) => vault,
+        Target::Remote(client) => client,
+    })
 }
 
 fn str_arg<'a>(p: *const c_char, name: &str) -> Result<&'a str, Error> {
@@ -412,7 +441,9 @@ fn open_vault(
     };
     let out = out_arg(out, "out")?;
     let vault = Vault::open_with(path, &root, policy, options)?;
-    *out = Box::into_raw(Box::new(sv_vault { vault }));
+    *out = Box::into_raw(Box::new(sv_vault {
+        target: Target::Local(vault),
+    }));
     Ok(())
 }
 
@@ -470,15 +501,51 @@ pub extern "C" fn sv_open_ex(
     })
 }
 
+/// Connects to a vault served by `shredvault serve` at `url`
+/// ("unix:///abs/path.sock"), sending `token` (may be NULL: a Unix socket's
+/// peer uid then proves who the caller is) as its bearer token. `*out`
+/// receives a handle that every `sv_` function accepts; those a server does
+/// not serve yet return `SV_INVALID_ARGUMENT` saying so. A call outside the
+/// server's grant for this client is `SV_FORBIDDEN`; a dropped connection
+/// is `SV_IO` for that call, and the next call connects again.
+/// `sv_close` releases the handle (the server's vault stays open).
+#[no_mangle]
+pub extern "C" fn sv_connect(
+    url: *const c_char,
+    token: *const c_char,
+    out: *mut *mut sv_vault,
+) -> sv_status {
+    ffi_guard!({
+        let url = str_arg(url, "url")?;
+        let token = opt_str_arg(token, "token")?;
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        // SAFETY: non-NULL, valid for writing (the header's contract).
+        unsafe { *out = std::ptr::null_mut() };
+        let client = shredvault_client::Client::connect(url, token)?;
+        // SAFETY: as above.
+        unsafe {
+            *out = Box::into_raw(Box::new(sv_vault {
+                target: Target::Remote(client),
+            }))
+        };
+        Ok(())
+    })
+}
+
 /// What the open found worth an operator's attention (the vault's files
 /// open to other local users), as a JSON array of strings in `*json`
 /// (empty when all is well).
 #[no_mangle]
 pub extern "C" fn sv_warnings(v: *const sv_vault, json: *mut sv_buf) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let warnings = match handle_arg(v)? {
+            Target::Local(vault) => vault.warnings(),
+            Target::Remote(_) => Vec::new(), // the server's operator sees them
+        };
         let out = out_arg(json, "json")?;
-        *out = json_buf(&vault.warnings())?;
+        *out = json_buf(&warnings)?;
         Ok(())
     })
 }
@@ -494,14 +561,22 @@ pub extern "C" fn sv_close(v: *mut sv_vault) -> sv_status {
         }
         // SAFETY: from `sv_open`, closed once (the caller's contract).
         let handle = unsafe { Box::from_raw(v) };
-        handle.vault.close()
+        match handle.target {
+            Target::Local(vault) => vault.close(),
+            Target::Remote(_) => Ok(()), // the server's vault stays open
+        }
     })
 }
 
 /// Makes everything written so far durable (for "batched" handles).
 #[no_mangle]
 pub extern "C" fn sv_flush(v: *const sv_vault) -> sv_status {
-    ffi_guard!({ vault_arg(v)?.flush() })
+    ffi_guard!({
+        match handle_arg(v)? {
+            Target::Local(vault) => vault.flush(),
+            Target::Remote(_) => Ok(()), // every served call is durable by the server's mode
+        }
+    })
 }
 
 /// Creates a data subject with a random id, written into `out_id`
@@ -509,7 +584,7 @@ pub extern "C" fn sv_flush(v: *const sv_vault) -> sv_status {
 #[no_mangle]
 pub extern "C" fn sv_subject_create(v: *const sv_vault, out_id: *mut c_char) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         if out_id.is_null() {
             return Err(null("out_id"));
         }
@@ -545,7 +620,7 @@ pub extern "C" fn sv_subject_find(
     out_id: *mut c_char,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         let (kind, value) = (str_arg(kind, "kind")?, str_arg(value, "value")?);
         if out_id.is_null() {
             return Err(null("out_id"));
@@ -574,7 +649,7 @@ pub extern "C" fn sv_put(
     out_record_id: *mut c_char,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         let subject = subject_arg(subject_id)?;
         let category = str_arg(category, "category")?;
         let data = bytes_arg(data, len, "data")?;
@@ -599,7 +674,7 @@ pub extern "C" fn sv_get(
     out: *mut sv_buf,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         let record = record_arg(record_id)?;
         let purpose = str_arg(purpose, "purpose")?;
         let out = out_arg(out, "out")?;
@@ -619,7 +694,7 @@ pub extern "C" fn sv_update(
     len: usize,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         let record = record_arg(record_id)?;
         vault.update(&record, bytes_arg(data, len, "data")?)
     })
@@ -630,7 +705,7 @@ pub extern "C" fn sv_update(
 #[no_mangle]
 pub extern "C" fn sv_delete(v: *const sv_vault, record_id: *const c_char) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         vault.delete(&record_arg(record_id)?)
     })
 }
@@ -644,9 +719,11 @@ pub extern "C" fn sv_records(
     out: *mut sv_buf,
 ) -> sv_status {
     ffi_guard!({
-        subject_json(v, subject_id, (out, "out"), |vault, subject| {
-            json_buf(&vault.records(subject)?)
-        })
+        let api = api_arg(v)?;
+        let subject = subject_arg(subject_id)?;
+        let out = out_arg(out, "out")?;
+        *out = json_buf(&api.records(&subject)?)?;
+        Ok(())
     })
 }
 
@@ -661,12 +738,12 @@ pub extern "C" fn sv_erase_subject(
     receipt_json: *mut sv_buf,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         let subject = subject_arg(subject_id)?;
         let receipt = vault.erase_subject(&subject)?;
         if !receipt_json.is_null() {
             // SAFETY: non-NULL, valid for writing (the header's contract).
-            unsafe { *receipt_json = sv_buf::from_vec(receipt.to_json().into_bytes()) };
+            unsafe { *receipt_json = sv_buf::from_vec(receipt.into_bytes()) };
         }
         Ok(())
     })
@@ -819,7 +896,7 @@ pub extern "C" fn sv_expire_ex(
     records_expired: *mut u64,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         let report = vault.expire_with(unix_seconds, force != 0)?;
         if !records_expired.is_null() {
             // SAFETY: non-NULL, valid for writing (the header's contract).
@@ -903,8 +980,8 @@ pub extern "C" fn sv_compact(
 #[no_mangle]
 pub extern "C" fn sv_vault_id(v: *const sv_vault, out_id: *mut c_char) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
-        write_c_string(out_id, SV_ID_BUF, &vault.vault_id(), "out_id")
+        let vault = api_arg(v)?;
+        write_c_string(out_id, SV_ID_BUF, &vault.vault_id()?, "out_id")
     })
 }
 
@@ -926,7 +1003,7 @@ pub extern "C" fn sv_set_policy(v: *const sv_vault, policy_path: *const c_char) 
 #[no_mangle]
 pub extern "C" fn sv_stats(v: *const sv_vault, json: *mut sv_buf) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         let out = out_arg(json, "json")?;
         *out = json_buf(&vault.stats()?)?;
         Ok(())
@@ -1039,7 +1116,7 @@ pub extern "C" fn sv_set_post_mortem_directive(
 /// entry named in `sv_last_error()`.
 #[no_mangle]
 pub extern "C" fn sv_verify_audit(v: *const sv_vault) -> sv_status {
-    ffi_guard!({ vault_arg(v)?.verify_audit().map(|_| ()) })
+    ffi_guard!({ api_arg(v)?.verify_audit().map(|_| ()) })
 }
 
 /// Opens a data-subject request (`kind`: "access", "rectification",

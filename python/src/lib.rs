@@ -13,6 +13,7 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyInt, PyString, PyTuple, PyType};
 use shredvault::{ErrorKind, RecordId, RequestId, SubjectId};
+use shredvault_client::VaultApi;
 use zeroize::Zeroizing;
 
 // ---- errors ------------------------------------------------------------------
@@ -398,16 +399,65 @@ impl Scan {
 /// An open vault. Thread-safe: share one between threads.
 #[pyclass(frozen, module = "shredvault")]
 struct Vault {
-    vault: RwLock<Option<Arc<shredvault::Vault>>>,
+    vault: RwLock<Option<Arc<Handle>>>,
+}
+
+/// What a `Vault` reaches: a vault this process opened, or a server's
+/// (`connect`).
+enum Handle {
+    Local(shredvault::Vault),
+    Remote(shredvault_client::Client),
+}
+
+/// A handle known to be local: derefs to the vault.
+struct Local(Arc<Handle>);
+
+impl std::ops::Deref for Local {
+    type Target = shredvault::Vault;
+    fn deref(&self) -> &shredvault::Vault {
+        match &*self.0 {
+            Handle::Local(v) => v,
+            Handle::Remote(_) => unreachable!("a Local is made of a local handle only"),
+        }
+    }
+}
+
+/// Either handle, as the operations both carry out.
+struct Api(Arc<Handle>);
+
+impl std::ops::Deref for Api {
+    type Target = dyn VaultApi;
+    fn deref(&self) -> &(dyn VaultApi + 'static) {
+        match &*self.0 {
+            Handle::Local(v) => v,
+            Handle::Remote(c) => c,
+        }
+    }
 }
 
 impl Vault {
-    fn open(&self) -> PyResult<Arc<shredvault::Vault>> {
+    fn handle(&self) -> PyResult<Arc<Handle>> {
         self.vault
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .ok_or_else(|| invalid("the vault is closed"))
+    }
+
+    /// The local vault, for what a server does not serve yet.
+    fn open(&self) -> PyResult<Local> {
+        let handle = self.handle()?;
+        match &*handle {
+            Handle::Local(_) => Ok(Local(handle)),
+            Handle::Remote(_) => Err(invalid(
+                "this operation is not served yet: only a Vault opened from a path has it",
+            )),
+        }
+    }
+
+    /// The operations served and local alike.
+    fn api(&self) -> PyResult<Api> {
+        self.handle().map(Api)
     }
 }
 
@@ -459,7 +509,7 @@ impl Vault {
             PyErr::warn(py, &category, &message, 1)?;
         }
         Ok(Vault {
-            vault: RwLock::new(Some(Arc::new(vault))),
+            vault: RwLock::new(Some(Arc::new(Handle::Local(vault)))),
         })
     }
 
@@ -481,10 +531,13 @@ impl Vault {
     /// Flushes and closes. Idempotent; later calls raise InvalidArgumentError.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let taken = self.vault.write().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(vault) = taken {
+        if let Some(handle) = taken {
             py.detach(move || {
-                let flushed = vault.flush();
-                drop(vault); // the last handle closes the vault
+                let flushed = match &*handle {
+                    Handle::Local(vault) => vault.flush(),
+                    Handle::Remote(_) => Ok(()), // the server's vault stays open
+                };
+                drop(handle); // the last handle closes the vault
                 flushed
             })
             .py_err()?;
@@ -517,7 +570,7 @@ impl Vault {
         py: Python<'_>,
         identifiers: Option<std::collections::BTreeMap<String, String>>,
     ) -> PyResult<String> {
-        let v = self.open()?;
+        let v = self.api()?;
         let pairs: Vec<(String, String)> = identifiers.unwrap_or_default().into_iter().collect();
         py.detach(|| {
             let refs: Vec<(&str, &str)> = pairs
@@ -543,7 +596,7 @@ impl Vault {
     }
 
     fn find_subject(&self, py: Python<'_>, kind: &str, value: &str) -> PyResult<Option<String>> {
-        let v = self.open()?;
+        let v = self.api()?;
         py.detach(|| v.find_subject(kind, value))
             .py_err()
             .map(|id| id.map(|i| i.to_string()))
@@ -556,7 +609,7 @@ impl Vault {
         category: &str,
         data: &Bound<'_, PyAny>,
     ) -> PyResult<String> {
-        let v = self.open()?;
+        let v = self.api()?;
         let s = subject_arg(subject)?;
         let data = data_arg(data)?;
         py.detach(|| v.put(&s, category, &data))
@@ -565,27 +618,27 @@ impl Vault {
     }
 
     fn get(&self, py: Python<'_>, record: &str, purpose: &str) -> PyResult<Record> {
-        let v = self.open()?;
+        let v = self.api()?;
         let r = record_arg(record)?;
         let rec = py.detach(|| v.get(&r, purpose)).py_err()?;
         Ok(Record::from_core(py, rec))
     }
 
     fn update(&self, py: Python<'_>, record: &str, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let v = self.open()?;
+        let v = self.api()?;
         let r = record_arg(record)?;
         let data = data_arg(data)?;
         py.detach(|| v.update(&r, &data)).py_err()
     }
 
     fn delete(&self, py: Python<'_>, record: &str) -> PyResult<()> {
-        let v = self.open()?;
+        let v = self.api()?;
         let r = record_arg(record)?;
         py.detach(|| v.delete(&r)).py_err()
     }
 
     fn records(&self, py: Python<'_>, subject: &str) -> PyResult<Vec<RecordInfo>> {
-        let v = self.open()?;
+        let v = self.api()?;
         let s = subject_arg(subject)?;
         let infos = py.detach(|| v.records(&s)).py_err()?;
         Ok(infos
@@ -613,10 +666,12 @@ impl Vault {
     }
 
     fn erase_subject(&self, py: Python<'_>, subject: &str) -> PyResult<Py<PyAny>> {
-        let v = self.open()?;
+        let v = self.api()?;
         let s = subject_arg(subject)?;
         let receipt = py.detach(|| v.erase_subject(&s)).py_err()?;
-        json_to_py(py, &receipt)
+        let value: serde_json::Value = serde_json::from_str(&receipt)
+            .map_err(|e| to_py(shredvault::Error::new(ErrorKind::Internal, e.to_string())))?;
+        json_to_py(py, &value)
     }
 
     fn record_event(
@@ -695,14 +750,14 @@ impl Vault {
     /// irreversibly).
     #[pyo3(signature = (now, force=false))]
     fn expire(&self, py: Python<'_>, now: &Bound<'_, PyAny>, force: bool) -> PyResult<Py<PyAny>> {
-        let v = self.open()?;
+        let v = self.api()?;
         let now = time_arg(now, "now")?;
         let report = py.detach(|| v.expire_with(now, force)).py_err()?;
         json_to_py(py, &report)
     }
 
     fn verify_audit(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let v = self.open()?;
+        let v = self.api()?;
         let report = py.detach(|| v.verify_audit()).py_err()?;
         json_to_py(py, &report)
     }
@@ -755,7 +810,10 @@ impl Vault {
     /// What the open found worth an operator's attention (the vault's files
     /// open to other local users); also issued as `UserWarning`s at open.
     fn warnings(&self) -> PyResult<Vec<String>> {
-        Ok(self.open()?.warnings().to_vec())
+        match &*self.handle()? {
+            Handle::Local(v) => Ok(v.warnings().to_vec()),
+            Handle::Remote(_) => Ok(Vec::new()), // the server's operator sees them
+        }
     }
 
     /// Replaces the blind index's key and rebuilds the index under it (expiry
@@ -787,13 +845,16 @@ impl Vault {
     }
 
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
-        let v = self.open()?;
-        py.detach(|| v.flush()).py_err()
+        match &*self.handle()? {
+            Handle::Local(v) => py.detach(|| v.flush()).py_err(),
+            Handle::Remote(_) => Ok(()), // served calls are durable by the server's mode
+        }
     }
 
     /// The vault's id (32 hex characters).
-    fn vault_id(&self) -> PyResult<String> {
-        Ok(self.open()?.vault_id())
+    fn vault_id(&self, py: Python<'_>) -> PyResult<String> {
+        let v = self.api()?;
+        py.detach(|| v.vault_id()).py_err()
     }
 
     /// The vault's directory.
@@ -851,7 +912,7 @@ impl Vault {
 
     /// Counts of subjects, records and keys, and the bytes on disk.
     fn stats(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let v = self.open()?;
+        let v = self.api()?;
         let stats = py.detach(|| v.stats()).py_err()?;
         json_to_py(py, &stats)
     }
@@ -881,7 +942,10 @@ impl Vault {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
         {
-            Some(v) => format!("Vault('{}')", v.path().display()),
+            Some(h) => match &**h {
+                Handle::Local(v) => format!("Vault('{}')", v.path().display()),
+                Handle::Remote(c) => format!("Vault(served: {c:?})"),
+            },
             None => "Vault(closed)".to_string(),
         }
     }
@@ -915,6 +979,25 @@ fn verify_receipt(
 
 /// Raises the `InternalError` a bug in the vault would raise, through the
 /// same mapping as every other error: for test suites.
+/// Connects to a vault served by `shredvault serve` at `url`
+/// ("unix:///abs/path.sock"), sending `token` (if given) as the bearer
+/// token; without one, a Unix socket's peer uid proves who the caller is.
+/// Returns a `Vault` with the same methods and exceptions; those the server
+/// does not serve yet raise InvalidArgumentError saying so. A call outside
+/// the server's grant raises ForbiddenError; a dropped connection IoError,
+/// and the next call connects again. `close()` ends the connection only.
+#[pyfunction]
+#[pyo3(signature = (url, token=None))]
+fn connect(py: Python<'_>, url: &str, token: Option<String>) -> PyResult<Vault> {
+    let token = token.map(Zeroizing::new);
+    let client = py
+        .detach(|| shredvault_client::Client::connect(url, token.as_deref().map(|t| t.as_str())))
+        .py_err()?;
+    Ok(Vault {
+        vault: RwLock::new(Some(Arc::new(Handle::Remote(client)))),
+    })
+}
+
 #[pyfunction]
 fn _test_internal_failure() -> PyResult<()> {
     Err(to_py(shredvault::Error::new(
@@ -945,6 +1028,7 @@ fn _shredvault(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RecordInfo>()?;
     m.add_class::<Scan>()?;
     m.add_function(wrap_pyfunction!(verify_receipt, m)?)?;
+    m.add_function(wrap_pyfunction!(connect, m)?)?;
     m.add_function(wrap_pyfunction!(_test_internal_failure, m)?)?;
     m.add_function(wrap_pyfunction!(_error_kinds, m)?)?;
     m.add("__version__", shredvault::VERSION)?;

@@ -276,6 +276,7 @@ fn erasure_through_the_server_is_refused_to_every_client_after() {
         Some(subject)
     );
     let receipt = dpo.erase_subject(&subject).unwrap();
+    let receipt: serde_json::Value = serde_json::from_str(&receipt).unwrap();
     assert_eq!(receipt["subject"], subject.to_string());
     // The account record is kept for the law (restricted), not readable.
     for c in [&dpo, &billing] {
@@ -289,7 +290,7 @@ fn erasure_through_the_server_is_refused_to_every_client_after() {
         billing.find_subject("email", "alice@example.com").unwrap(),
         None
     );
-    assert!(dpo.verify_audit().unwrap().is_object());
+    assert!(dpo.verify_audit().unwrap().entries > 0);
 }
 
 #[test]

@@ -140,7 +140,7 @@ struct EntryRef<'a> {
 }
 
 /// What `verify_audit` found.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditReport {
     /// Entries checked.
     pub entries: u64,

@@ -35,6 +35,7 @@ from ._shredvault import (
     VaultError,
     WrongKeyError,
     __version__,
+    connect,
     verify_receipt,
 )
 
@@ -59,5 +60,6 @@ __all__ = [
     "VaultError",
     "WrongKeyError",
     "__version__",
+    "connect",
     "verify_receipt",
 ]

@@ -19,6 +19,7 @@ from ._shredvault import (
     VaultError as VaultError,
     WrongKeyError as WrongKeyError,
     __version__ as __version__,
+    connect as connect,
     verify_receipt as verify_receipt,
 )
 
@@ -43,5 +44,6 @@ __all__ = [
     "VaultError",
     "WrongKeyError",
     "__version__",
+    "connect",
     "verify_receipt",
 ]

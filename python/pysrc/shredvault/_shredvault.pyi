@@ -14,7 +14,7 @@ __all__ = [
     "RestrictedError", "LegalHoldError", "InvalidArgumentError", "PolicyError",
     "WrongKeyError", "LockedError", "CorruptError", "IoError", "InternalError",
     "ForbiddenError",
-    "Vault", "Record", "RecordInfo", "Scan", "verify_receipt", "__version__",
+    "Vault", "Record", "RecordInfo", "Scan", "verify_receipt", "connect", "__version__",
     "_test_internal_failure", "_error_kinds",
 ]
 
@@ -146,6 +146,7 @@ class Vault:
 def verify_receipt(
     receipt: Union[str, dict[str, Any]], public_key: Optional[str] = None
 ) -> dict[str, Any]: ...
+def connect(url: str, token: Optional[str] = None) -> Vault: ...
 
 def _test_internal_failure() -> None: ...
 def _error_kinds() -> list[tuple[str, type[VaultError]]]: ...

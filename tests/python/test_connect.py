@@ -1,0 +1,140 @@
+"""sv.connect: a script using a vault served by `shredvault serve`, beside
+other processes: the same methods and exceptions as sv.Vault."""
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+import shredvault as sv
+from conftest import KEY, POLICY, ROOT
+
+CLI = pathlib.Path(os.environ.get("SV_CLI", ROOT / "target" / "release" / "shredvault"))
+CLIENTS = ROOT / "tests" / "clients.toml"
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A vault served on a Unix socket; yields its URL."""
+    assert CLI.exists(), f"{CLI} is missing: build it first (cargo build --release -p shredvault-cli)"
+    vault = tmp_path / "vault"
+    sv.Vault(vault, root_key=KEY, policy=POLICY).close()
+    sock = tmp_path / "sv.sock"
+    env = dict(os.environ, SHREDVAULT_ROOT_KEY=KEY.hex())
+    server = subprocess.Popen(
+        [str(CLI), "serve", str(vault), "--listen", f"unix:{sock}", "--clients", str(CLIENTS)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.time() + 30
+    while True:
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(str(sock))
+            break
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                server.kill()
+                server.wait()
+                raise AssertionError("the server did not start: " + server.stderr.read().decode())
+            time.sleep(0.02)
+    yield f"unix://{sock}"
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=30) == 0
+    log = server.stderr.read().decode()
+    server.stderr.close()
+    assert not sock.exists()
+    assert "secret-value" not in log
+
+
+def test_the_same_methods_through_a_server(served):
+    with sv.connect(served, token="billing-secret") as v:
+        assert isinstance(v, sv.Vault)
+        s = v.create_subject()
+        r = v.put(s, "account", {"name": "Alice"})
+        rec = v.get(r, purpose="billing")
+        assert rec.json() == {"name": "Alice"} and rec.subject == s and rec.category == "account"
+        v.update(r, {"name": "Alice B."})
+        assert v.get(r, "account_admin").json() == {"name": "Alice B."}
+        assert [i.id for i in v.records(s)] == [r]
+        assert len(v.vault_id()) == 32
+        assert v.stats()["records_live"] >= 1
+        assert v.warnings() == []
+        v.flush()
+
+
+def test_outside_the_grant_is_forbidden(served):
+    billing = sv.connect(served, token="billing-secret")
+    analytics = sv.connect(served, token="analytics-secret")
+    s = billing.create_subject()
+    r = billing.put(s, "account", b"secret-value")
+    assert analytics.get(r, "billing").data == b"secret-value"
+    for call in (
+        lambda: analytics.get(r, "account_admin"),
+        lambda: analytics.put(s, "account", b"x"),
+        lambda: billing.put(s, "job_application", b"x"),
+        lambda: billing.get(r, "legal_claims"),
+        lambda: billing.erase_subject(s),
+        lambda: billing.delete(r),
+        lambda: analytics.verify_audit(),
+    ):
+        with pytest.raises(sv.ForbiddenError) as e:
+            call()
+        assert "secret-value" not in str(e.value)
+    with pytest.raises(sv.ForbiddenError):
+        sv.connect(served, token="wrong").stats()
+    billing.close()
+    analytics.close()
+
+
+def test_erasure_through_the_server_and_what_is_not_served_yet(served):
+    dpo = sv.connect(served, token="dpo-secret")
+    s = dpo.create_subject(identifiers={"email": "bob@example.com"})
+    assert dpo.find_subject("email", "bob@example.com") == s
+    r = dpo.put(s, "job_application", b"cv")
+    receipt = dpo.erase_subject(s)
+    assert receipt["subject"] == s
+    with pytest.raises(sv.ErasedError):
+        dpo.get(r, "recruitment")
+    assert dpo.find_subject("email", "bob@example.com") is None
+    assert dpo.verify_audit()["entries"] > 0
+    with pytest.raises(sv.InvalidArgumentError, match="not served yet"):
+        dpo.set_restricted(s, True)
+    dpo.close()
+    with pytest.raises(sv.InvalidArgumentError, match="closed"):
+        dpo.stats()
+
+
+def test_threads_share_a_served_handle(served):
+    v = sv.connect(served, token="billing-secret")
+    errors = []
+
+    def work(n):
+        try:
+            s = v.create_subject()
+            for i in range(20):
+                r = v.put(s, "account", f"{n}-{i}")
+                assert v.get(r, "billing").data == f"{n}-{i}".encode()
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    v.close()
+
+
+def test_bad_urls():
+    with pytest.raises(sv.InvalidArgumentError):
+        sv.connect("http://example.com")
+    with pytest.raises(sv.IoError):
+        sv.connect("unix:///nonexistent/sv.sock")
