@@ -1135,6 +1135,78 @@ fn remote(url: &str, token_file: Option<&Path>, command: Command) -> Result<(), 
             let now = time_or_now(now.as_deref())?;
             print_json(&c.expire_with(now, force)?);
         }
+        Command::Purge { .. } => println!("{}", c.purge()?),
+        Command::Subject(SubjectCommand::Link {
+            subject,
+            identifier,
+            identifier_from,
+            ..
+        }) => {
+            let subject = SubjectId::parse(&subject)?;
+            let identifier = match (identifier, identifier_from) {
+                (Some(i), _) => Zeroizing::new(i),
+                (None, Some(f)) => read_line(&read_text(&f)?),
+                (None, None) => unreachable!("clap requires one"),
+            };
+            let (kind, value) = identifier_pair(&identifier)?;
+            c.link_identifier(&subject, kind, value)?;
+        }
+        Command::Subject(SubjectCommand::Identifiers { subject, .. }) => {
+            print_json(&c.identifiers(&SubjectId::parse(&subject)?)?);
+        }
+        Command::Subject(SubjectCommand::State { subject, .. }) => {
+            print_json(&c.subject_state(&SubjectId::parse(&subject)?)?);
+        }
+        Command::Event {
+            subject, event, at, ..
+        } => {
+            let subject = SubjectId::parse(&subject)?;
+            let at = parse_time(&at)?;
+            c.record_event(&subject, &event, at)?;
+            eprintln!("recorded {event} at {at} for subject {subject}");
+        }
+        Command::Flag {
+            subject,
+            flag,
+            state,
+            ..
+        } => c.set_flag(&SubjectId::parse(&subject)?, &flag, state.on())?,
+        Command::Restrict { subject, state, .. } => {
+            c.set_restricted(&SubjectId::parse(&subject)?, state.on())?
+        }
+        Command::Hold { subject, state, .. } => {
+            c.set_legal_hold(&SubjectId::parse(&subject)?, state.on())?
+        }
+        Command::OptOutOfSale { subject, state, .. } => {
+            c.set_opt_out_of_sale(&SubjectId::parse(&subject)?, state.on())?
+        }
+        Command::Consent {
+            subject,
+            purpose,
+            action,
+            at,
+            ..
+        } => {
+            let subject = SubjectId::parse(&subject)?;
+            let at = parse_time(&at)?;
+            match action {
+                ConsentAction::Give => c.give_consent(&subject, &purpose, at)?,
+                ConsentAction::Withdraw => c.withdraw_consent(&subject, &purpose, at)?,
+            }
+        }
+        Command::Export { subject, .. } => {
+            let doc = shredvault::json::WipedValue(c.export(&SubjectId::parse(&subject)?)?);
+            let text = shredvault::json::to_vec_zeroizing(&doc.0, true)?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&text)
+                .and_then(|()| out.write_all(b"\n"))
+                .map_err(|e| {
+                    shredvault::Error::new(ErrorKind::Io, format!("writing the export: {e}"))
+                })?;
+        }
+        Command::Receipt(ReceiptCommand::PublicKey { .. }) => {
+            println!("{}", c.receipt_public_key()?)
+        }
         Command::Stats { .. } => {
             let mut stats = serde_json::to_value(c.stats()?).expect("stats serialize");
             stats["vault_id"] = serde_json::Value::String(c.vault_id()?);
@@ -1144,8 +1216,8 @@ fn remote(url: &str, token_file: Option<&Path>, command: Command) -> Result<(), 
         _ => {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
-                "this command is not served yet: subject create/find, put, update, get, \
-                 delete, erase, records, expire, stats and audit verify are",
+                "this command is not served yet (scan, requests, post-mortem, audit list, \
+                 policy set, rotate-key, rotate-index, compact, repair are not)",
             ))
         }
     }

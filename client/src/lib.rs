@@ -24,7 +24,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use shredvault::{
     AuditReport, Error, ErrorKind, ExpireReport, Plaintext, Record, RecordId, RecordInfo, Result,
-    Stats, SubjectId, Vault,
+    Stats, SubjectId, SubjectState, Vault,
 };
 use zeroize::Zeroizing;
 
@@ -285,6 +285,89 @@ impl Client {
         )
     }
 
+    fn subject_post(&self, subject: &SubjectId, what: &str, body: Value) -> Result<()> {
+        self.call(
+            Method::POST,
+            &format!("/v1/subjects/{subject}/{what}"),
+            Some(body),
+        )
+        .map(drop)
+    }
+
+    pub fn link_identifier(&self, subject: &SubjectId, kind: &str, value: &str) -> Result<()> {
+        self.subject_post(
+            subject,
+            "identifiers",
+            json!({"kind": kind, "value": value}),
+        )
+    }
+
+    pub fn identifiers(&self, subject: &SubjectId) -> Result<Vec<(String, String)>> {
+        let v = self.call(
+            Method::GET,
+            &format!("/v1/subjects/{subject}/identifiers"),
+            None,
+        )?;
+        typed(v["identifiers"].clone(), "identifiers")
+    }
+
+    pub fn subject_state(&self, subject: &SubjectId) -> Result<SubjectState> {
+        let v = self.call(Method::GET, &format!("/v1/subjects/{subject}/state"), None)?;
+        typed(v, "subject state")
+    }
+
+    pub fn record_event(&self, subject: &SubjectId, event: &str, at: i64) -> Result<()> {
+        self.subject_post(subject, "events", json!({"event": event, "at": at}))
+    }
+
+    pub fn set_flag(&self, subject: &SubjectId, flag: &str, on: bool) -> Result<()> {
+        self.subject_post(subject, "flags", json!({"flag": flag, "on": on}))
+    }
+
+    pub fn give_consent(&self, subject: &SubjectId, purpose: &str, at: i64) -> Result<()> {
+        self.subject_post(
+            subject,
+            "consent",
+            json!({"purpose": purpose, "given": true, "at": at}),
+        )
+    }
+
+    pub fn withdraw_consent(&self, subject: &SubjectId, purpose: &str, at: i64) -> Result<()> {
+        self.subject_post(
+            subject,
+            "consent",
+            json!({"purpose": purpose, "given": false, "at": at}),
+        )
+    }
+
+    pub fn set_restricted(&self, subject: &SubjectId, on: bool) -> Result<()> {
+        self.subject_post(subject, "restriction", json!({ "on": on }))
+    }
+
+    pub fn set_legal_hold(&self, subject: &SubjectId, on: bool) -> Result<()> {
+        self.subject_post(subject, "legal-hold", json!({ "on": on }))
+    }
+
+    pub fn set_opt_out_of_sale(&self, subject: &SubjectId, on: bool) -> Result<()> {
+        self.subject_post(subject, "opt-out-of-sale", json!({ "on": on }))
+    }
+
+    pub fn export(&self, subject: &SubjectId) -> Result<Value> {
+        self.call(Method::GET, &format!("/v1/subjects/{subject}/export"), None)
+    }
+
+    pub fn receipt_public_key(&self) -> Result<String> {
+        let v = self.call(Method::GET, "/v1/receipt-public-key", None)?;
+        Ok(Self::field(&v, "public_key")?.to_string())
+    }
+
+    pub fn purge(&self) -> Result<u64> {
+        let v = self.call(Method::POST, "/v1/purge", None)?;
+        v["records_purged"]
+            .as_u64()
+            .ok_or_else(|| Error::new(ErrorKind::Io, "the server's answer lacks records_purged"))
+    }
+
     /// The server's OpenAPI document.
     pub fn openapi(&self) -> Result<Value> {
         self.call(Method::GET, "/v1/openapi.json", None)
@@ -315,6 +398,20 @@ pub trait VaultApi: Send + Sync {
     fn stats(&self) -> Result<Stats>;
     fn vault_id(&self) -> Result<String>;
     fn verify_audit(&self) -> Result<AuditReport>;
+    fn link_identifier(&self, subject: &SubjectId, kind: &str, value: &str) -> Result<()>;
+    fn identifiers(&self, subject: &SubjectId) -> Result<Vec<(String, String)>>;
+    fn subject_state(&self, subject: &SubjectId) -> Result<SubjectState>;
+    fn record_event(&self, subject: &SubjectId, event: &str, at: i64) -> Result<()>;
+    fn set_flag(&self, subject: &SubjectId, flag: &str, on: bool) -> Result<()>;
+    fn give_consent(&self, subject: &SubjectId, purpose: &str, at: i64) -> Result<()>;
+    fn withdraw_consent(&self, subject: &SubjectId, purpose: &str, at: i64) -> Result<()>;
+    fn set_restricted(&self, subject: &SubjectId, on: bool) -> Result<()>;
+    fn set_legal_hold(&self, subject: &SubjectId, on: bool) -> Result<()>;
+    fn set_opt_out_of_sale(&self, subject: &SubjectId, on: bool) -> Result<()>;
+    /// Everything held about a subject (JSON).
+    fn export(&self, subject: &SubjectId) -> Result<Value>;
+    fn receipt_public_key(&self) -> Result<String>;
+    fn purge(&self) -> Result<u64>;
 }
 
 /// A receipt as JSON text, from either side.
@@ -374,6 +471,45 @@ macro_rules! forward {
             }
             fn verify_audit(&self) -> Result<AuditReport> {
                 <$ty>::verify_audit(self)
+            }
+            fn link_identifier(&self, subject: &SubjectId, kind: &str, value: &str) -> Result<()> {
+                <$ty>::link_identifier(self, subject, kind, value)
+            }
+            fn identifiers(&self, subject: &SubjectId) -> Result<Vec<(String, String)>> {
+                <$ty>::identifiers(self, subject)
+            }
+            fn subject_state(&self, subject: &SubjectId) -> Result<SubjectState> {
+                <$ty>::subject_state(self, subject)
+            }
+            fn record_event(&self, subject: &SubjectId, event: &str, at: i64) -> Result<()> {
+                <$ty>::record_event(self, subject, event, at)
+            }
+            fn set_flag(&self, subject: &SubjectId, flag: &str, on: bool) -> Result<()> {
+                <$ty>::set_flag(self, subject, flag, on)
+            }
+            fn give_consent(&self, subject: &SubjectId, purpose: &str, at: i64) -> Result<()> {
+                <$ty>::give_consent(self, subject, purpose, at)
+            }
+            fn withdraw_consent(&self, subject: &SubjectId, purpose: &str, at: i64) -> Result<()> {
+                <$ty>::withdraw_consent(self, subject, purpose, at)
+            }
+            fn set_restricted(&self, subject: &SubjectId, on: bool) -> Result<()> {
+                <$ty>::set_restricted(self, subject, on)
+            }
+            fn set_legal_hold(&self, subject: &SubjectId, on: bool) -> Result<()> {
+                <$ty>::set_legal_hold(self, subject, on)
+            }
+            fn set_opt_out_of_sale(&self, subject: &SubjectId, on: bool) -> Result<()> {
+                <$ty>::set_opt_out_of_sale(self, subject, on)
+            }
+            fn export(&self, subject: &SubjectId) -> Result<Value> {
+                <$ty>::export(self, subject)
+            }
+            fn receipt_public_key(&self) -> Result<String> {
+                <$ty>::receipt_public_key(self)
+            }
+            fn purge(&self) -> Result<u64> {
+                <$ty>::purge(self)
             }
         }
     };

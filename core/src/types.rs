@@ -101,7 +101,7 @@ pub struct RetainedRecords {
 }
 
 /// A subject's events, flags, consent ledger and states.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubjectState {
     pub created_at: i64,
     /// When the subject asked for erasure: what is left is kept

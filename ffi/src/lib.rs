@@ -398,18 +398,18 @@ fn json_buf(value: &impl serde::Serialize) -> Result<sv_buf, Error> {
     Ok(sv_buf::from_vec(std::mem::take(&mut *bytes)))
 }
 
-/// The common shape of a call that reads one subject into JSON: the
-/// handle, the subject id, and `*json` written on success.
-fn subject_json(
+/// A subject's JSON into `*json`, for the operations served and local
+/// alike.
+fn api_subject_json(
     v: *const sv_vault,
     subject_id: *const c_char,
     (json, name): (*mut sv_buf, &str),
-    read: impl FnOnce(&Vault, &SubjectId) -> Result<sv_buf, Error>,
+    read: impl FnOnce(&dyn VaultApi, &SubjectId) -> Result<sv_buf, Error>,
 ) -> Result<(), Error> {
-    let vault = vault_arg(v)?;
+    let api = api_arg(v)?;
     let subject = subject_arg(subject_id)?;
     let out = out_arg(json, name)?;
-    *out = read(vault, &subject)?;
+    *out = read(api, &subject)?;
     Ok(())
 }
 
@@ -604,7 +604,7 @@ pub extern "C" fn sv_subject_link(
     value: *const c_char,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         let subject = subject_arg(subject_id)?;
         vault.link_identifier(&subject, str_arg(kind, "kind")?, str_arg(value, "value")?)
     })
@@ -761,7 +761,7 @@ pub extern "C" fn sv_record_event(
     unix_seconds: i64,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         let subject = subject_arg(subject_id)?;
         vault.record_event(&subject, str_arg(event, "event")?, unix_seconds)
     })
@@ -777,7 +777,7 @@ pub extern "C" fn sv_set_flag(
     on: c_int,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         let subject = subject_arg(subject_id)?;
         vault.set_flag(&subject, str_arg(flag, "flag")?, flag_arg(on))
     })
@@ -792,7 +792,7 @@ pub extern "C" fn sv_give_consent(
     unix_seconds: i64,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         let subject = subject_arg(subject_id)?;
         vault.give_consent(&subject, str_arg(purpose, "purpose")?, unix_seconds)
     })
@@ -808,7 +808,7 @@ pub extern "C" fn sv_withdraw_consent(
     unix_seconds: i64,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         let subject = subject_arg(subject_id)?;
         vault.withdraw_consent(&subject, str_arg(purpose, "purpose")?, unix_seconds)
     })
@@ -823,7 +823,7 @@ pub extern "C" fn sv_set_restricted(
     on: c_int,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         vault.set_restricted(&subject_arg(subject_id)?, flag_arg(on))
     })
 }
@@ -837,7 +837,7 @@ pub extern "C" fn sv_set_legal_hold(
     on: c_int,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         vault.set_legal_hold(&subject_arg(subject_id)?, flag_arg(on))
     })
 }
@@ -851,7 +851,7 @@ pub extern "C" fn sv_set_opt_out_of_sale(
     on: c_int,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         vault.set_opt_out_of_sale(&subject_arg(subject_id)?, flag_arg(on))
     })
 }
@@ -866,7 +866,7 @@ pub extern "C" fn sv_export(
     json: *mut sv_buf,
 ) -> sv_status {
     ffi_guard!({
-        subject_json(v, subject_id, (json, "json"), |vault, subject| {
+        api_subject_json(v, subject_id, (json, "json"), |vault, subject| {
             json_buf(&shredvault::json::WipedValue(vault.export(subject)?).0)
         })
     })
@@ -1016,7 +1016,7 @@ pub extern "C" fn sv_stats(v: *const sv_vault, json: *mut sv_buf) -> sv_status {
 #[no_mangle]
 pub extern "C" fn sv_purge(v: *const sv_vault, records_purged: *mut u64) -> sv_status {
     ffi_guard!({
-        let n = vault_arg(v)?.purge()?;
+        let n = api_arg(v)?.purge()?;
         if !records_purged.is_null() {
             // SAFETY: non-NULL, valid for writing (the header's contract).
             unsafe { *records_purged = n };
@@ -1035,7 +1035,7 @@ pub extern "C" fn sv_identifiers(
     json: *mut sv_buf,
 ) -> sv_status {
     ffi_guard!({
-        subject_json(v, subject_id, (json, "json"), |vault, subject| {
+        api_subject_json(v, subject_id, (json, "json"), |vault, subject| {
             json_buf(&vault.identifiers(subject)?)
         })
     })
@@ -1050,7 +1050,7 @@ pub extern "C" fn sv_subject_state(
     json: *mut sv_buf,
 ) -> sv_status {
     ffi_guard!({
-        subject_json(v, subject_id, (json, "json"), |vault, subject| {
+        api_subject_json(v, subject_id, (json, "json"), |vault, subject| {
             json_buf(&vault.subject_state(subject)?)
         })
     })
@@ -1260,7 +1260,7 @@ pub extern "C" fn sv_scan_free(scan: *mut sv_scan) {
 #[no_mangle]
 pub extern "C" fn sv_receipt_public_key(v: *const sv_vault, out: *mut c_char) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         if out.is_null() {
             return Err(null("out"));
         }

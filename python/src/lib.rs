@@ -590,7 +590,7 @@ impl Vault {
         kind: &str,
         value: &str,
     ) -> PyResult<()> {
-        let v = self.open()?;
+        let v = self.api()?;
         let s = subject_arg(subject)?;
         py.detach(|| v.link_identifier(&s, kind, value)).py_err()
     }
@@ -681,14 +681,14 @@ impl Vault {
         event: &str,
         at: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let v = self.open()?;
+        let v = self.api()?;
         let s = subject_arg(subject)?;
         let at = time_arg(at, "at")?;
         py.detach(|| v.record_event(&s, event, at)).py_err()
     }
 
     fn set_flag(&self, py: Python<'_>, subject: &str, flag: &str, on: bool) -> PyResult<()> {
-        let v = self.open()?;
+        let v = self.api()?;
         let s = subject_arg(subject)?;
         py.detach(|| v.set_flag(&s, flag, on)).py_err()
     }
@@ -700,7 +700,7 @@ impl Vault {
         purpose: &str,
         at: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let v = self.open()?;
+        let v = self.api()?;
         let s = subject_arg(subject)?;
         let at = time_arg(at, "at")?;
         py.detach(|| v.give_consent(&s, purpose, at)).py_err()
@@ -713,32 +713,32 @@ impl Vault {
         purpose: &str,
         at: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let v = self.open()?;
+        let v = self.api()?;
         let s = subject_arg(subject)?;
         let at = time_arg(at, "at")?;
         py.detach(|| v.withdraw_consent(&s, purpose, at)).py_err()
     }
 
     fn set_restricted(&self, py: Python<'_>, subject: &str, on: bool) -> PyResult<()> {
-        let v = self.open()?;
+        let v = self.api()?;
         let s = subject_arg(subject)?;
         py.detach(|| v.set_restricted(&s, on)).py_err()
     }
 
     fn set_legal_hold(&self, py: Python<'_>, subject: &str, on: bool) -> PyResult<()> {
-        let v = self.open()?;
+        let v = self.api()?;
         let s = subject_arg(subject)?;
         py.detach(|| v.set_legal_hold(&s, on)).py_err()
     }
 
     fn set_opt_out_of_sale(&self, py: Python<'_>, subject: &str, on: bool) -> PyResult<()> {
-        let v = self.open()?;
+        let v = self.api()?;
         let s = subject_arg(subject)?;
         py.detach(|| v.set_opt_out_of_sale(&s, on)).py_err()
     }
 
     fn export(&self, py: Python<'_>, subject: &str) -> PyResult<Py<PyAny>> {
-        let v = self.open()?;
+        let v = self.api()?;
         let s = subject_arg(subject)?;
         let doc = py.detach(|| v.export(&s)).py_err()?;
         json_to_py(py, &shredvault::json::WipedValue(doc).0)
@@ -763,7 +763,7 @@ impl Vault {
     }
 
     fn receipt_public_key(&self, py: Python<'_>) -> PyResult<String> {
-        let v = self.open()?;
+        let v = self.api()?;
         py.detach(|| v.receipt_public_key()).py_err()
     }
 
@@ -865,14 +865,14 @@ impl Vault {
 
     /// The identifiers of a subject, decrypted: (kind, value) pairs.
     fn identifiers(&self, py: Python<'_>, subject: &str) -> PyResult<Vec<(String, String)>> {
-        let v = self.open()?;
+        let v = self.api()?;
         let s = subject_arg(subject)?;
         py.detach(|| v.identifiers(&s)).py_err()
     }
 
     /// A subject's events, flags, consent ledger and states.
     fn subject_state(&self, py: Python<'_>, subject: &str) -> PyResult<Py<PyAny>> {
-        let v = self.open()?;
+        let v = self.api()?;
         let s = subject_arg(subject)?;
         let state = py.detach(|| v.subject_state(&s)).py_err()?;
         json_to_py(py, &state)
@@ -906,7 +906,7 @@ impl Vault {
     /// Purges what expiry runs left behind, now (expire starts it in the
     /// background by itself). Returns the records purged.
     fn purge(&self, py: Python<'_>) -> PyResult<u64> {
-        let v = self.open()?;
+        let v = self.api()?;
         py.detach(|| v.purge()).py_err()
     }
 

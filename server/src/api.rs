@@ -142,6 +142,138 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "post",
+        path: "/v1/subjects/{subject}/identifiers",
+        operation: "link_identifier",
+        class: Class::Write,
+        summary: "Link an identifier (kind, value) to a subject.",
+        request: Some("Identifier"),
+        status: 200,
+        response: "Done",
+        purpose: false,
+    },
+    Route {
+        method: "get",
+        path: "/v1/subjects/{subject}/identifiers",
+        operation: "identifiers",
+        class: Class::Read,
+        summary: "A subject's identifiers, decrypted: [kind, value] pairs.",
+        request: None,
+        status: 200,
+        response: "Identifiers",
+        purpose: false,
+    },
+    Route {
+        method: "get",
+        path: "/v1/subjects/{subject}/state",
+        operation: "subject_state",
+        class: Class::Read,
+        summary: "A subject's events, flags, consent ledger and states.",
+        request: None,
+        status: 200,
+        response: "Object",
+        purpose: false,
+    },
+    Route {
+        method: "post",
+        path: "/v1/subjects/{subject}/events",
+        operation: "record_event",
+        class: Class::Rights,
+        summary: "Record (or move) an event that starts retention clocks.",
+        request: Some("Event"),
+        status: 200,
+        response: "Done",
+        purpose: false,
+    },
+    Route {
+        method: "post",
+        path: "/v1/subjects/{subject}/flags",
+        operation: "set_flag",
+        class: Class::Rights,
+        summary: "Set or clear a subject flag.",
+        request: Some("Flag"),
+        status: 200,
+        response: "Done",
+        purpose: false,
+    },
+    Route {
+        method: "post",
+        path: "/v1/subjects/{subject}/consent",
+        operation: "consent",
+        class: Class::Rights,
+        summary: "Record consent given or withdrawn for a purpose (a withdrawal erases what rests on it).",
+        request: Some("Consent"),
+        status: 200,
+        response: "Done",
+        purpose: false,
+    },
+    Route {
+        method: "post",
+        path: "/v1/subjects/{subject}/restriction",
+        operation: "set_restricted",
+        class: Class::Rights,
+        summary: "Restrict a subject's processing, or lift it.",
+        request: Some("OnOff"),
+        status: 200,
+        response: "Done",
+        purpose: false,
+    },
+    Route {
+        method: "post",
+        path: "/v1/subjects/{subject}/legal-hold",
+        operation: "set_legal_hold",
+        class: Class::Rights,
+        summary: "Put a subject under legal hold, or lift it.",
+        request: Some("OnOff"),
+        status: 200,
+        response: "Done",
+        purpose: false,
+    },
+    Route {
+        method: "post",
+        path: "/v1/subjects/{subject}/opt-out-of-sale",
+        operation: "set_opt_out_of_sale",
+        class: Class::Rights,
+        summary: "Record a subject's opt-out of sale, or its end.",
+        request: Some("OnOff"),
+        status: 200,
+        response: "Done",
+        purpose: false,
+    },
+    Route {
+        method: "get",
+        path: "/v1/subjects/{subject}/export",
+        operation: "export",
+        class: Class::Rights,
+        summary: "Everything held about a subject, for an access or portability request.",
+        request: None,
+        status: 200,
+        response: "Object",
+        purpose: false,
+    },
+    Route {
+        method: "get",
+        path: "/v1/receipt-public-key",
+        operation: "receipt_public_key",
+        class: Class::Read,
+        summary: "The vault's receipt-signing public key (hex).",
+        request: None,
+        status: 200,
+        response: "PublicKey",
+        purpose: false,
+    },
+    Route {
+        method: "post",
+        path: "/v1/purge",
+        operation: "purge",
+        class: Class::Erase,
+        summary: "Purge what expiry runs left behind, now.",
+        request: None,
+        status: 200,
+        response: "Purged",
+        purpose: false,
+    },
+    Route {
+        method: "post",
         path: "/v1/expire",
         operation: "expire",
         class: Class::Erase,
@@ -550,6 +682,227 @@ async fn verify_audit(
     Ok(Json(serde_json::to_value(report).unwrap_or(Value::Null)))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Event {
+    event: String,
+    at: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Flag {
+    flag: String,
+    on: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Consent {
+    purpose: String,
+    given: bool,
+    at: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OnOff {
+    on: bool,
+}
+
+fn done() -> Json<Value> {
+    Json(json!({"ok": true}))
+}
+
+/// A subject's write of the rights or facts: grant, body, call.
+async fn subject_call<B: DeserializeOwned + Send + 'static>(
+    app: &Arc<App>,
+    client: &Client,
+    operation: &'static str,
+    subject: &str,
+    bytes: &Bytes,
+    f: impl FnOnce(&Vault, &SubjectId, B) -> shredvault::Result<()> + Send + 'static,
+) -> Ok200 {
+    let s = subject_id(subject)?;
+    grant(app, client, operation, Some(s), None).await?;
+    let req: B = body(bytes)?;
+    call(app, client, move |v| f(v, &s, req)).await?;
+    Ok(done())
+}
+
+async fn link_identifier(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    Path(subject): Path<String>,
+    bytes: Bytes,
+) -> Ok200 {
+    subject_call(
+        &app,
+        &client,
+        "link_identifier",
+        &subject,
+        &bytes,
+        |v, s, r: Identifier| v.link_identifier(s, &r.kind, &r.value),
+    )
+    .await
+}
+
+async fn identifiers(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    Path(subject): Path<String>,
+) -> Ok200 {
+    let s = subject_id(&subject)?;
+    grant(&app, &client, "identifiers", Some(s), None).await?;
+    let list = call(&app, &client, move |v| v.identifiers(&s)).await?;
+    Ok(Json(json!({ "identifiers": list })))
+}
+
+async fn subject_state(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    Path(subject): Path<String>,
+) -> Ok200 {
+    let s = subject_id(&subject)?;
+    grant(&app, &client, "subject_state", Some(s), None).await?;
+    let state = call(&app, &client, move |v| v.subject_state(&s)).await?;
+    Ok(Json(serde_json::to_value(state).unwrap_or(Value::Null)))
+}
+
+async fn record_event(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    Path(subject): Path<String>,
+    bytes: Bytes,
+) -> Ok200 {
+    subject_call(
+        &app,
+        &client,
+        "record_event",
+        &subject,
+        &bytes,
+        |v, s, r: Event| v.record_event(s, &r.event, r.at),
+    )
+    .await
+}
+
+async fn set_flag(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    Path(subject): Path<String>,
+    bytes: Bytes,
+) -> Ok200 {
+    subject_call(
+        &app,
+        &client,
+        "set_flag",
+        &subject,
+        &bytes,
+        |v, s, r: Flag| v.set_flag(s, &r.flag, r.on),
+    )
+    .await
+}
+
+async fn consent(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    Path(subject): Path<String>,
+    bytes: Bytes,
+) -> Ok200 {
+    subject_call(
+        &app,
+        &client,
+        "consent",
+        &subject,
+        &bytes,
+        |v, s, r: Consent| {
+            if r.given {
+                v.give_consent(s, &r.purpose, r.at)
+            } else {
+                v.withdraw_consent(s, &r.purpose, r.at)
+            }
+        },
+    )
+    .await
+}
+
+async fn set_restricted(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    Path(subject): Path<String>,
+    bytes: Bytes,
+) -> Ok200 {
+    subject_call(
+        &app,
+        &client,
+        "set_restricted",
+        &subject,
+        &bytes,
+        |v, s, r: OnOff| v.set_restricted(s, r.on),
+    )
+    .await
+}
+
+async fn set_legal_hold(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    Path(subject): Path<String>,
+    bytes: Bytes,
+) -> Ok200 {
+    subject_call(
+        &app,
+        &client,
+        "set_legal_hold",
+        &subject,
+        &bytes,
+        |v, s, r: OnOff| v.set_legal_hold(s, r.on),
+    )
+    .await
+}
+
+async fn set_opt_out_of_sale(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    Path(subject): Path<String>,
+    bytes: Bytes,
+) -> Ok200 {
+    subject_call(
+        &app,
+        &client,
+        "set_opt_out_of_sale",
+        &subject,
+        &bytes,
+        |v, s, r: OnOff| v.set_opt_out_of_sale(s, r.on),
+    )
+    .await
+}
+
+async fn export(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    Path(subject): Path<String>,
+) -> Ok200 {
+    let s = subject_id(&subject)?;
+    grant(&app, &client, "export", Some(s), None).await?;
+    let doc = call(&app, &client, move |v| v.export(&s)).await?;
+    Ok(Json(doc))
+}
+
+async fn receipt_public_key(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+) -> Ok200 {
+    grant(&app, &client, "receipt_public_key", None, None).await?;
+    let key = call(&app, &client, |v| v.receipt_public_key()).await?;
+    Ok(Json(json!({ "public_key": key })))
+}
+
+async fn purge(State(app): State<Arc<App>>, Extension(client): Extension<Arc<Client>>) -> Ok200 {
+    grant(&app, &client, "purge", None, None).await?;
+    let n = call(&app, &client, |v| v.purge()).await?;
+    Ok(Json(json!({ "records_purged": n })))
+}
+
 async fn openapi() -> Json<Value> {
     Json(crate::openapi::document())
 }
@@ -570,6 +923,23 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/records/{record}",
             get(get_record).put(update).delete(delete),
         )
+        .route(
+            "/v1/subjects/{subject}/identifiers",
+            get(identifiers).post(link_identifier),
+        )
+        .route("/v1/subjects/{subject}/state", get(subject_state))
+        .route("/v1/subjects/{subject}/events", post(record_event))
+        .route("/v1/subjects/{subject}/flags", post(set_flag))
+        .route("/v1/subjects/{subject}/consent", post(consent))
+        .route("/v1/subjects/{subject}/restriction", post(set_restricted))
+        .route("/v1/subjects/{subject}/legal-hold", post(set_legal_hold))
+        .route(
+            "/v1/subjects/{subject}/opt-out-of-sale",
+            post(set_opt_out_of_sale),
+        )
+        .route("/v1/subjects/{subject}/export", get(export))
+        .route("/v1/receipt-public-key", get(receipt_public_key))
+        .route("/v1/purge", post(purge))
         .route("/v1/expire", post(expire))
         .route("/v1/stats", get(stats))
         .route("/v1/audit/verify", post(verify_audit))

@@ -88,6 +88,38 @@ fn schemas() -> Value {
             "properties": {"records": {"type": "array", "items": {"type": "object"}}}
         },
         "Receipt": {"type": "object", "description": "The signed erasure receipt."},
+        "Done": {"type": "object", "properties": {"ok": {"type": "boolean"}}},
+        "Identifiers": {
+            "type": "object",
+            "required": ["identifiers"],
+            "properties": {"identifiers": {"type": "array", "items": {
+                "type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2
+            }}}
+        },
+        "Event": {
+            "type": "object", "additionalProperties": false, "required": ["event", "at"],
+            "properties": {"event": {"type": "string"}, "at": {"type": "integer", "description": "Unix seconds."}}
+        },
+        "Flag": {
+            "type": "object", "additionalProperties": false, "required": ["flag", "on"],
+            "properties": {"flag": {"type": "string"}, "on": {"type": "boolean"}}
+        },
+        "Consent": {
+            "type": "object", "additionalProperties": false, "required": ["purpose", "given", "at"],
+            "properties": {"purpose": {"type": "string"}, "given": {"type": "boolean"}, "at": {"type": "integer"}}
+        },
+        "OnOff": {
+            "type": "object", "additionalProperties": false, "required": ["on"],
+            "properties": {"on": {"type": "boolean"}}
+        },
+        "PublicKey": {
+            "type": "object", "required": ["public_key"],
+            "properties": {"public_key": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}
+        },
+        "Purged": {
+            "type": "object", "required": ["records_purged"],
+            "properties": {"records_purged": {"type": "integer"}}
+        },
         "Object": {"type": "object"}
     })
 }

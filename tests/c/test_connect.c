@@ -35,6 +35,16 @@ static int buf_equals(const sv_buf *b, const char *text) {
   return b->len == n && (n == 0 || memcmp(b->ptr, text, n) == 0);
 }
 
+/* Whether the buffer (not NUL-terminated) holds `needle`. */
+static int contains(const sv_buf *b, const char *needle) {
+  size_t n = strlen(needle);
+  size_t i;
+  if (b->ptr == NULL || b->len < n) return 0;
+  for (i = 0; i + n <= b->len; i++)
+    if (memcmp(b->ptr + i, needle, n) == 0) return 1;
+  return 0;
+}
+
 typedef struct {
   sv_vault *v;
   char subject[SV_ID_BUF];
@@ -65,6 +75,8 @@ static void *worker(void *p) {
 int main(int argc, char **argv) {
   sv_vault *billing = NULL, *analytics = NULL, *bad = NULL;
   char subject[SV_ID_BUF], record[SV_ID_BUF], id[SV_ID_BUF];
+  char pk[SV_PUBLIC_KEY_BUF], email[128];
+  const char *tag = getenv("SV_TEST_TAG") ? getenv("SV_TEST_TAG") : "plain";
   sv_buf out = {NULL, 0};
   uint64_t expired = 7;
   pthread_t threads[4];
@@ -100,7 +112,7 @@ int main(int argc, char **argv) {
   sv_buf_free(&out);
   EXPECT(sv_update(billing, record, (const uint8_t *)"43.00 EUR", 9), SV_OK);
   EXPECT(sv_records(billing, subject, &out), SV_OK);
-  CHECK(out.len > 0 && strstr((const char *)out.ptr, record) != NULL);
+  CHECK(contains(&out, record));
   sv_buf_free(&out);
   EXPECT(sv_vault_id(billing, id), SV_OK);
   CHECK(strlen(id) == 32);
@@ -125,8 +137,27 @@ int main(int argc, char **argv) {
   CHECK(expired == 7);
   EXPECT(sv_verify_audit(analytics), SV_FORBIDDEN);
 
+  /* Rights and facts through the server: billing is not granted them. */
+  EXPECT(sv_set_restricted(billing, subject, 1), SV_FORBIDDEN);
+  EXPECT(sv_record_event(billing, subject, "agreement_end", 1767225600),
+         SV_FORBIDDEN);
+  snprintf(email, sizeof email, "c-%s@example.com", tag);
+  EXPECT(sv_subject_link(billing, subject, "email", email), SV_OK);
+  email[0] = 'C'; /* found whatever its case */
+  EXPECT(sv_subject_find(analytics, "email", email, id), SV_OK);
+  CHECK(strcmp(id, subject) == 0);
+  EXPECT(sv_identifiers(billing, subject, &out), SV_OK);
+  email[0] = 'c';
+  CHECK(contains(&out, email));
+  sv_buf_free(&out);
+  EXPECT(sv_subject_state(billing, subject, &out), SV_OK);
+  CHECK(contains(&out, "\"restricted\": false"));
+  sv_buf_free(&out);
+  EXPECT(sv_receipt_public_key(analytics, pk), SV_OK);
+  CHECK(strlen(pk) == 64);
+
   /* Not served yet: said plainly. */
-  EXPECT(sv_set_restricted(billing, subject, 1), SV_INVALID_ARGUMENT);
+  EXPECT(sv_audit_entries(billing, NULL, &out), SV_INVALID_ARGUMENT);
   CHECK(strstr(sv_last_error(), "not served yet") != NULL);
 
   /* Threads sharing one served handle. */

@@ -105,7 +105,7 @@ def test_erasure_through_the_server_and_what_is_not_served_yet(served):
     assert dpo.find_subject("email", "bob@example.com") is None
     assert dpo.verify_audit()["entries"] > 0
     with pytest.raises(sv.InvalidArgumentError, match="not served yet"):
-        dpo.set_restricted(s, True)
+        dpo.audit_entries()
     dpo.close()
     with pytest.raises(sv.InvalidArgumentError, match="closed"):
         dpo.stats()
@@ -138,3 +138,44 @@ def test_bad_urls():
         sv.connect("http://example.com")
     with pytest.raises(sv.IoError):
         sv.connect("unix:///nonexistent/sv.sock")
+
+
+def test_rights_and_facts_through_the_server(served):
+    dpo = sv.connect(served, token="dpo-secret")
+    billing = sv.connect(served, token="billing-secret")
+    s = dpo.create_subject()
+    dpo.link_identifier(s, "email", "carol@example.com")
+    assert dpo.identifiers(s) == [("email", "carol@example.com")]
+    dpo.give_consent(s, "marketing", 1767225600)
+    m = dpo.put(s, "marketing_contact", {"email": "carol@example.com"})
+    assert dpo.get(m, "marketing").json() == {"email": "carol@example.com"}
+    dpo.record_event(s, "agreement_end", 1767225600)
+    dpo.set_flag(s, "qualified_certificate", True)
+    state = dpo.subject_state(s)
+    assert state["events"]["agreement_end"] == 1767225600
+    assert "qualified_certificate" in state["flags"]
+    dpo.withdraw_consent(s, "marketing", 1767225700)
+    with pytest.raises(sv.ErasedError):
+        dpo.get(m, "marketing")
+    dpo.set_opt_out_of_sale(s, True)
+    dpo.set_legal_hold(s, True)
+    with pytest.raises(sv.LegalHoldError):
+        dpo.erase_subject(s)
+    dpo.set_legal_hold(s, False)
+    dpo.set_restricted(s, True)
+    assert dpo.subject_state(s)["restricted"] is True
+    exported = dpo.export(s)
+    assert exported["subject"] == s
+    assert len(dpo.receipt_public_key()) == 64
+    assert dpo.purge() >= 0
+    # Billing holds no rights grant.
+    for call in (
+        lambda: billing.set_restricted(s, False),
+        lambda: billing.give_consent(s, "marketing", 1767225800),
+        lambda: billing.export(s),
+        lambda: billing.purge(),
+    ):
+        with pytest.raises(sv.ForbiddenError):
+            call()
+    dpo.close()
+    billing.close()
