@@ -1136,6 +1136,62 @@ fn remote(url: &str, token_file: Option<&Path>, command: Command) -> Result<(), 
             print_json(&c.expire_with(now, force)?);
         }
         Command::Purge { .. } => println!("{}", c.purge()?),
+        Command::PostMortem {
+            subject,
+            directive,
+            to,
+            ..
+        } => {
+            let subject = SubjectId::parse(&subject)?;
+            let directive = match (directive, to) {
+                (DirectiveArg::Erase, None) => shredvault::Directive::Erase,
+                (DirectiveArg::HandOver, Some(to)) => shredvault::Directive::HandOver { to },
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidArgument,
+                        "--to names the person for hand-over, and only for hand-over",
+                    ))
+                }
+            };
+            println!("{}", c.set_post_mortem_directive(&subject, &directive)?);
+        }
+        Command::Request(RequestCommand::Open {
+            subject, kind, at, ..
+        }) => {
+            let subject = SubjectId::parse(&subject)?;
+            let at = time_or_now(at.as_deref())?;
+            println!("{}", c.open_request(&subject, &kind, at)?);
+        }
+        Command::Request(RequestCommand::Extend {
+            request,
+            reason,
+            reason_from,
+            ..
+        }) => {
+            let request = RequestId::parse(&request)?;
+            let reason = match (reason, reason_from) {
+                (Some(r), _) => Zeroizing::new(r),
+                (None, Some(f)) => read_text(&f)?,
+                (None, None) => unreachable!("clap requires one"),
+            };
+            c.extend_request(&request, &reason)?;
+        }
+        Command::Request(RequestCommand::Close { request, at, .. }) => {
+            let request = RequestId::parse(&request)?;
+            c.close_request(&request, time_or_now(at.as_deref())?)?;
+        }
+        Command::Request(RequestCommand::List { overdue_at, .. }) => {
+            let overdue_at = overdue_at.as_deref().map(parse_time).transpose()?;
+            print_json(&c.requests(overdue_at)?);
+        }
+        Command::Audit(AuditCommand::List { subject, .. }) => {
+            let subject = subject.as_deref().map(SubjectId::parse).transpose()?;
+            print_json(&c.audit_entries(subject.as_ref())?);
+        }
+        Command::RotateIndex { .. } => {
+            c.rotate_blind_index()?;
+            eprintln!("the served vault's blind index has a new key");
+        }
         Command::Subject(SubjectCommand::Link {
             subject,
             identifier,
@@ -1216,8 +1272,8 @@ fn remote(url: &str, token_file: Option<&Path>, command: Command) -> Result<(), 
         _ => {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
-                "this command is not served yet (scan, requests, post-mortem, audit list, \
-                 policy set, rotate-key, rotate-index, compact, repair are not)",
+                "this command is not served yet (scan, policy set, rotate-key, compact and \
+                 repair are not)",
             ))
         }
     }

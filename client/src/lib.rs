@@ -23,8 +23,8 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use shredvault::{
-    AuditReport, Error, ErrorKind, ExpireReport, Plaintext, Record, RecordId, RecordInfo, Result,
-    Stats, SubjectId, SubjectState, Vault,
+    AuditEntry, AuditReport, Directive, Error, ErrorKind, ExpireReport, Plaintext, Record,
+    RecordId, RecordInfo, RequestId, RequestInfo, Result, Stats, SubjectId, SubjectState, Vault,
 };
 use zeroize::Zeroizing;
 
@@ -368,6 +368,78 @@ impl Client {
             .ok_or_else(|| Error::new(ErrorKind::Io, "the server's answer lacks records_purged"))
     }
 
+    pub fn open_request(
+        &self,
+        subject: &SubjectId,
+        kind: &str,
+        received: i64,
+    ) -> Result<RequestId> {
+        let v = self.call(
+            Method::POST,
+            &format!("/v1/subjects/{subject}/requests"),
+            Some(json!({"kind": kind, "received": received})),
+        )?;
+        RequestId::parse(Self::field(&v, "request")?)
+    }
+
+    pub fn extend_request(&self, request: &RequestId, reason: &str) -> Result<()> {
+        self.call(
+            Method::POST,
+            &format!("/v1/requests/{request}/extend"),
+            Some(json!({ "reason": reason })),
+        )
+        .map(drop)
+    }
+
+    pub fn close_request(&self, request: &RequestId, at: i64) -> Result<()> {
+        self.call(
+            Method::POST,
+            &format!("/v1/requests/{request}/close"),
+            Some(json!({ "at": at })),
+        )
+        .map(drop)
+    }
+
+    pub fn requests(&self, overdue_at: Option<i64>) -> Result<Vec<RequestInfo>> {
+        let path = match overdue_at {
+            Some(t) => format!("/v1/requests?overdue_at={t}"),
+            None => "/v1/requests".to_string(),
+        };
+        let v = self.call(Method::GET, &path, None)?;
+        typed(v["requests"].clone(), "requests")
+    }
+
+    pub fn audit_entries(&self, subject: Option<&SubjectId>) -> Result<Vec<AuditEntry>> {
+        let path = match subject {
+            Some(s) => format!("/v1/audit?subject={s}"),
+            None => "/v1/audit".to_string(),
+        };
+        let v = self.call(Method::GET, &path, None)?;
+        typed(v["entries"].clone(), "audit entries")
+    }
+
+    pub fn set_post_mortem_directive(
+        &self,
+        subject: &SubjectId,
+        directive: &Directive,
+    ) -> Result<RecordId> {
+        let body = match directive {
+            Directive::Erase => json!({"directive": "erase"}),
+            Directive::HandOver { to } => json!({"directive": "hand_over", "to": to}),
+        };
+        let v = self.call(
+            Method::POST,
+            &format!("/v1/subjects/{subject}/post-mortem"),
+            Some(body),
+        )?;
+        RecordId::parse(Self::field(&v, "record")?)
+    }
+
+    pub fn rotate_blind_index(&self) -> Result<()> {
+        self.call(Method::POST, "/v1/blind-index/rotate", None)
+            .map(drop)
+    }
+
     /// The server's OpenAPI document.
     pub fn openapi(&self) -> Result<Value> {
         self.call(Method::GET, "/v1/openapi.json", None)
@@ -412,6 +484,17 @@ pub trait VaultApi: Send + Sync {
     fn export(&self, subject: &SubjectId) -> Result<Value>;
     fn receipt_public_key(&self) -> Result<String>;
     fn purge(&self) -> Result<u64>;
+    fn open_request(&self, subject: &SubjectId, kind: &str, received: i64) -> Result<RequestId>;
+    fn extend_request(&self, request: &RequestId, reason: &str) -> Result<()>;
+    fn close_request(&self, request: &RequestId, at: i64) -> Result<()>;
+    fn requests(&self, overdue_at: Option<i64>) -> Result<Vec<RequestInfo>>;
+    fn audit_entries(&self, subject: Option<&SubjectId>) -> Result<Vec<AuditEntry>>;
+    fn set_post_mortem_directive(
+        &self,
+        subject: &SubjectId,
+        directive: &Directive,
+    ) -> Result<RecordId>;
+    fn rotate_blind_index(&self) -> Result<()>;
 }
 
 /// A receipt as JSON text, from either side.
@@ -510,6 +593,36 @@ macro_rules! forward {
             }
             fn purge(&self) -> Result<u64> {
                 <$ty>::purge(self)
+            }
+            fn open_request(
+                &self,
+                subject: &SubjectId,
+                kind: &str,
+                received: i64,
+            ) -> Result<RequestId> {
+                <$ty>::open_request(self, subject, kind, received)
+            }
+            fn extend_request(&self, request: &RequestId, reason: &str) -> Result<()> {
+                <$ty>::extend_request(self, request, reason)
+            }
+            fn close_request(&self, request: &RequestId, at: i64) -> Result<()> {
+                <$ty>::close_request(self, request, at)
+            }
+            fn requests(&self, overdue_at: Option<i64>) -> Result<Vec<RequestInfo>> {
+                <$ty>::requests(self, overdue_at)
+            }
+            fn audit_entries(&self, subject: Option<&SubjectId>) -> Result<Vec<AuditEntry>> {
+                <$ty>::audit_entries(self, subject)
+            }
+            fn set_post_mortem_directive(
+                &self,
+                subject: &SubjectId,
+                directive: &Directive,
+            ) -> Result<RecordId> {
+                <$ty>::set_post_mortem_directive(self, subject, directive)
+            }
+            fn rotate_blind_index(&self) -> Result<()> {
+                <$ty>::rotate_blind_index(self)
             }
         }
     };

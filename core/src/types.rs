@@ -167,7 +167,7 @@ pub struct CompactReport {
 }
 
 /// The kinds of data-subject request the ledger tracks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestKind {
     Access,
@@ -213,7 +213,7 @@ impl RequestKind {
 }
 
 /// One entry of the request ledger.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestInfo {
     pub id: RequestId,
     pub subject: SubjectId,

@@ -929,7 +929,7 @@ pub extern "C" fn sv_rotate_root_key(
 /// compaction, no longer match any identifier.
 #[no_mangle]
 pub extern "C" fn sv_rotate_blind_index(v: *const sv_vault) -> sv_status {
-    ffi_guard!({ vault_arg(v)?.rotate_blind_index() })
+    ffi_guard!({ api_arg(v)?.rotate_blind_index() })
 }
 
 /// Accepts, for the closed vault at `path`, a `data/` older than its keys
@@ -1065,7 +1065,7 @@ pub extern "C" fn sv_audit_entries(
     json: *mut sv_buf,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         let subject = match subject_id.is_null() {
             true => None,
             false => Some(subject_arg(subject_id)?),
@@ -1090,7 +1090,7 @@ pub extern "C" fn sv_set_post_mortem_directive(
     out_record_id: *mut c_char,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         let subject = subject_arg(subject_id)?;
         let directive = match str_arg(directive, "directive")? {
             "erase" => Directive::Erase,
@@ -1132,7 +1132,7 @@ pub extern "C" fn sv_open_request(
     out_id: *mut c_char,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         let subject = subject_arg(subject_id)?;
         let kind = str_arg(kind, "kind")?;
         if out_id.is_null() {
@@ -1152,7 +1152,7 @@ pub extern "C" fn sv_extend_request(
     reason: *const c_char,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         let request = request_arg(request_id)?;
         vault.extend_request(&request, str_arg(reason, "reason")?)
     })
@@ -1167,7 +1167,7 @@ pub extern "C" fn sv_close_request(
     unix_seconds: i64,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         vault.close_request(&request_arg(request_id)?, unix_seconds)
     })
 }
@@ -1181,7 +1181,7 @@ pub extern "C" fn sv_requests(
     json: *mut sv_buf,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let vault = api_arg(v)?;
         // SAFETY: NULL or valid for reading (the header's contract).
         let overdue_at = unsafe { overdue_at.as_ref() }.copied();
         let out = out_arg(json, "json")?;

@@ -774,7 +774,7 @@ impl Vault {
         kind: &str,
         received: &Bound<'_, PyAny>,
     ) -> PyResult<String> {
-        let v = self.open()?;
+        let v = self.api()?;
         let s = subject_arg(subject)?;
         let received = time_arg(received, "received")?;
         py.detach(|| v.open_request(&s, kind, received))
@@ -783,13 +783,13 @@ impl Vault {
     }
 
     fn extend_request(&self, py: Python<'_>, request: &str, reason: &str) -> PyResult<()> {
-        let v = self.open()?;
+        let v = self.api()?;
         let r = request_arg(request)?;
         py.detach(|| v.extend_request(&r, reason)).py_err()
     }
 
     fn close_request(&self, py: Python<'_>, request: &str, at: &Bound<'_, PyAny>) -> PyResult<()> {
-        let v = self.open()?;
+        let v = self.api()?;
         let r = request_arg(request)?;
         let at = time_arg(at, "at")?;
         py.detach(|| v.close_request(&r, at)).py_err()
@@ -801,7 +801,7 @@ impl Vault {
         py: Python<'_>,
         overdue_at: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let v = self.open()?;
+        let v = self.api()?;
         let overdue_at = overdue_at.map(|t| time_arg(t, "overdue_at")).transpose()?;
         let list = py.detach(|| v.requests(overdue_at)).py_err()?;
         json_to_py(py, &list)
@@ -819,7 +819,7 @@ impl Vault {
     /// Replaces the blind index's key and rebuilds the index under it (expiry
     /// runs do it on the policy's schedule).
     fn rotate_blind_index(&self, py: Python<'_>) -> PyResult<()> {
-        let v = self.open()?;
+        let v = self.api()?;
         py.detach(|| v.rotate_blind_index()).py_err()
     }
 
@@ -889,7 +889,7 @@ impl Vault {
         directive: &str,
         to: Option<String>,
     ) -> PyResult<String> {
-        let v = self.open()?;
+        let v = self.api()?;
         let s = subject_arg(subject)?;
         let directive = match (directive, to) {
             ("erase", None) => shredvault::Directive::Erase,
@@ -929,7 +929,7 @@ impl Vault {
     /// Audit entries (all, or those naming `subject`), oldest first.
     #[pyo3(signature = (subject=None))]
     fn audit_entries(&self, py: Python<'_>, subject: Option<&str>) -> PyResult<Py<PyAny>> {
-        let v = self.open()?;
+        let v = self.api()?;
         let s = subject.map(subject_arg).transpose()?;
         let entries = py.detach(|| v.audit_entries(s.as_ref())).py_err()?;
         json_to_py(py, &entries)

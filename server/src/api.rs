@@ -21,7 +21,7 @@ use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shredvault::{Error, ErrorKind, RecordId, SubjectId, Vault};
+use shredvault::{Error, ErrorKind, RecordId, RequestId, SubjectId, Vault};
 
 use crate::clients::{Class, Client};
 
@@ -270,6 +270,83 @@ pub const ROUTES: &[Route] = &[
         request: None,
         status: 200,
         response: "Purged",
+        purpose: false,
+    },
+    Route {
+        method: "post",
+        path: "/v1/subjects/{subject}/requests",
+        operation: "open_request",
+        class: Class::Rights,
+        summary: "Open a data-subject request (access, rectification, erasure, restriction, portability, objection).",
+        request: Some("OpenRequest"),
+        status: 201,
+        response: "RequestRef",
+        purpose: false,
+    },
+    Route {
+        method: "post",
+        path: "/v1/requests/{request}/extend",
+        operation: "extend_request",
+        class: Class::Rights,
+        summary: "Extend a request, once, to three months, with a reason.",
+        request: Some("Extend"),
+        status: 200,
+        response: "Done",
+        purpose: false,
+    },
+    Route {
+        method: "post",
+        path: "/v1/requests/{request}/close",
+        operation: "close_request",
+        class: Class::Rights,
+        summary: "Close a request as answered.",
+        request: Some("Close"),
+        status: 200,
+        response: "Done",
+        purpose: false,
+    },
+    Route {
+        method: "get",
+        path: "/v1/requests",
+        operation: "requests",
+        class: Class::Rights,
+        summary: "The request ledger; with ?overdue_at=UNIX, the open requests due before then.",
+        request: None,
+        status: 200,
+        response: "RequestList",
+        purpose: false,
+    },
+    Route {
+        method: "post",
+        path: "/v1/subjects/{subject}/post-mortem",
+        operation: "set_post_mortem_directive",
+        class: Class::Rights,
+        summary: "Leave (or replace) a subject's post-mortem directive.",
+        request: Some("Directive"),
+        status: 200,
+        response: "RecordRef",
+        purpose: false,
+    },
+    Route {
+        method: "get",
+        path: "/v1/audit",
+        operation: "audit_entries",
+        class: Class::Admin,
+        summary: "Audit entries; with ?subject=ID, a subject's.",
+        request: None,
+        status: 200,
+        response: "AuditList",
+        purpose: false,
+    },
+    Route {
+        method: "post",
+        path: "/v1/blind-index/rotate",
+        operation: "rotate_blind_index",
+        class: Class::Admin,
+        summary: "Replace the blind index's key and rebuild the index.",
+        request: None,
+        status: 200,
+        response: "Done",
         purpose: false,
     },
     Route {
@@ -903,6 +980,159 @@ async fn purge(State(app): State<Arc<App>>, Extension(client): Extension<Arc<Cli
     Ok(Json(json!({ "records_purged": n })))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenRequest {
+    kind: String,
+    received: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Extend {
+    reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Close {
+    at: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectiveBody {
+    directive: String,
+    to: Option<String>,
+}
+
+fn request_id(s: &str) -> Result<RequestId, ApiError> {
+    Ok(RequestId::parse(s)?)
+}
+
+/// A query parameter (the only one a route takes), if given.
+fn query_param<T: DeserializeOwned>(query: Option<String>) -> Result<Option<T>, ApiError> {
+    match query.as_deref() {
+        None | Some("") => Ok(None),
+        Some(q) => serde_urlencoded::from_str::<T>(q)
+            .map(Some)
+            .map_err(|e| invalid(format!("the query: {e}"))),
+    }
+}
+
+async fn open_request(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    Path(subject): Path<String>,
+    bytes: Bytes,
+) -> Created {
+    let s = subject_id(&subject)?;
+    grant(&app, &client, "open_request", Some(s), None).await?;
+    let req: OpenRequest = body(&bytes)?;
+    let id = call(&app, &client, move |v| {
+        v.open_request(&s, &req.kind, req.received)
+    })
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"request": id.to_string()})),
+    ))
+}
+
+async fn extend_request(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    Path(request): Path<String>,
+    bytes: Bytes,
+) -> Ok200 {
+    let r = request_id(&request)?;
+    grant(&app, &client, "extend_request", None, None).await?;
+    let req: Extend = body(&bytes)?;
+    call(&app, &client, move |v| v.extend_request(&r, &req.reason)).await?;
+    Ok(done())
+}
+
+async fn close_request(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    Path(request): Path<String>,
+    bytes: Bytes,
+) -> Ok200 {
+    let r = request_id(&request)?;
+    grant(&app, &client, "close_request", None, None).await?;
+    let req: Close = body(&bytes)?;
+    call(&app, &client, move |v| v.close_request(&r, req.at)).await?;
+    Ok(done())
+}
+
+async fn requests(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    RawQuery(query): RawQuery,
+) -> Ok200 {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Q {
+        overdue_at: i64,
+    }
+    grant(&app, &client, "requests", None, None).await?;
+    let overdue_at = query_param::<Q>(query)?.map(|q| q.overdue_at);
+    let list = call(&app, &client, move |v| v.requests(overdue_at)).await?;
+    Ok(Json(json!({ "requests": list })))
+}
+
+async fn set_post_mortem_directive(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    Path(subject): Path<String>,
+    bytes: Bytes,
+) -> Ok200 {
+    let s = subject_id(&subject)?;
+    grant(&app, &client, "set_post_mortem_directive", Some(s), None).await?;
+    let req: DirectiveBody = body(&bytes)?;
+    let directive = match (req.directive.as_str(), req.to) {
+        ("erase", None) => shredvault::Directive::Erase,
+        ("hand_over", Some(to)) => shredvault::Directive::HandOver { to },
+        _ => {
+            return Err(invalid(
+                "a directive is {\"directive\": \"erase\"} or {\"directive\": \"hand_over\", \"to\": NAME}",
+            ))
+        }
+    };
+    let r = call(&app, &client, move |v| {
+        v.set_post_mortem_directive(&s, &directive)
+    })
+    .await?;
+    Ok(Json(json!({"record": r.to_string()})))
+}
+
+async fn audit_entries(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    RawQuery(query): RawQuery,
+) -> Ok200 {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Q {
+        subject: String,
+    }
+    let subject = query_param::<Q>(query)?
+        .map(|q| subject_id(&q.subject))
+        .transpose()?;
+    grant(&app, &client, "audit_entries", subject, None).await?;
+    let entries = call(&app, &client, move |v| v.audit_entries(subject.as_ref())).await?;
+    Ok(Json(json!({ "entries": entries })))
+}
+
+async fn rotate_blind_index(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+) -> Ok200 {
+    grant(&app, &client, "rotate_blind_index", None, None).await?;
+    call(&app, &client, |v| v.rotate_blind_index()).await?;
+    Ok(done())
+}
+
 async fn openapi() -> Json<Value> {
     Json(crate::openapi::document())
 }
@@ -940,6 +1170,16 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/subjects/{subject}/export", get(export))
         .route("/v1/receipt-public-key", get(receipt_public_key))
         .route("/v1/purge", post(purge))
+        .route("/v1/subjects/{subject}/requests", post(open_request))
+        .route("/v1/requests/{request}/extend", post(extend_request))
+        .route("/v1/requests/{request}/close", post(close_request))
+        .route("/v1/requests", get(requests))
+        .route(
+            "/v1/subjects/{subject}/post-mortem",
+            post(set_post_mortem_directive),
+        )
+        .route("/v1/audit", get(audit_entries))
+        .route("/v1/blind-index/rotate", post(rotate_blind_index))
         .route("/v1/expire", post(expire))
         .route("/v1/stats", get(stats))
         .route("/v1/audit/verify", post(verify_audit))

@@ -89,6 +89,37 @@ fn schemas() -> Value {
         },
         "Receipt": {"type": "object", "description": "The signed erasure receipt."},
         "Done": {"type": "object", "properties": {"ok": {"type": "boolean"}}},
+        "OpenRequest": {
+            "type": "object", "additionalProperties": false, "required": ["kind", "received"],
+            "properties": {
+                "kind": {"type": "string", "enum": ["access", "rectification", "erasure", "restriction", "portability", "objection"]},
+                "received": {"type": "integer"}
+            }
+        },
+        "RequestRef": {
+            "type": "object", "required": ["request"],
+            "properties": {"request": {"type": "string", "pattern": ID}}
+        },
+        "Extend": {
+            "type": "object", "additionalProperties": false, "required": ["reason"],
+            "properties": {"reason": {"type": "string", "maxLength": 1000}}
+        },
+        "Close": {
+            "type": "object", "additionalProperties": false, "required": ["at"],
+            "properties": {"at": {"type": "integer"}}
+        },
+        "RequestList": {
+            "type": "object", "required": ["requests"],
+            "properties": {"requests": {"type": "array", "items": {"type": "object"}}}
+        },
+        "Directive": {
+            "type": "object", "additionalProperties": false, "required": ["directive"],
+            "properties": {"directive": {"type": "string", "enum": ["erase", "hand_over"]}, "to": {"type": "string"}}
+        },
+        "AuditList": {
+            "type": "object", "required": ["entries"],
+            "properties": {"entries": {"type": "array", "items": {"type": "object"}}}
+        },
         "Identifiers": {
             "type": "object",
             "required": ["identifiers"],
@@ -129,7 +160,7 @@ pub fn document() -> Value {
     let mut paths: Map<String, Value> = Map::new();
     for r in ROUTES {
         let mut params = Vec::new();
-        for name in ["subject", "record"] {
+        for name in ["subject", "record", "request"] {
             if r.path.contains(&format!("{{{name}}}")) {
                 params.push(json!({
                     "name": name, "in": "path", "required": true,

@@ -419,7 +419,8 @@ fn the_openapi_document_is_served_and_committed() {
         for method in item.as_object().unwrap().keys() {
             let concrete = path
                 .replace("{subject}", &"cd".repeat(16))
-                .replace("{record}", &"ef".repeat(16));
+                .replace("{record}", &"ef".repeat(16))
+                .replace("{request}", &"ab".repeat(16));
             let request = format!(
                 "{} {concrete}?purpose=billing HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer dpo-token\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                 method.to_uppercase()

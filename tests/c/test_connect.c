@@ -78,6 +78,7 @@ int main(int argc, char **argv) {
   char pk[SV_PUBLIC_KEY_BUF], email[128];
   const char *tag = getenv("SV_TEST_TAG") ? getenv("SV_TEST_TAG") : "plain";
   sv_buf out = {NULL, 0};
+  sv_scan *scan = NULL;
   uint64_t expired = 7;
   pthread_t threads[4];
   worker_arg args[4];
@@ -156,9 +157,16 @@ int main(int argc, char **argv) {
   EXPECT(sv_receipt_public_key(analytics, pk), SV_OK);
   CHECK(strlen(pk) == 64);
 
+  /* Audit entries are the admin grant's; the ledger the rights grant's. */
+  EXPECT(sv_audit_entries(billing, subject, &out), SV_FORBIDDEN);
+  EXPECT(sv_open_request(billing, subject, "access", 1767225600, id),
+         SV_FORBIDDEN);
+  EXPECT(sv_rotate_blind_index(analytics), SV_FORBIDDEN);
+
   /* Not served yet: said plainly. */
-  EXPECT(sv_audit_entries(billing, NULL, &out), SV_INVALID_ARGUMENT);
+  EXPECT(sv_scan_open(billing, "account", "billing", &scan), SV_INVALID_ARGUMENT);
   CHECK(strstr(sv_last_error(), "not served yet") != NULL);
+  CHECK(scan == NULL);
 
   /* Threads sharing one served handle. */
   for (i = 0; i < 4; i++) {

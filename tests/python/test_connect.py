@@ -104,8 +104,9 @@ def test_erasure_through_the_server_and_what_is_not_served_yet(served):
         dpo.get(r, "recruitment")
     assert dpo.find_subject("email", "bob@example.com") is None
     assert dpo.verify_audit()["entries"] > 0
+    assert any(e["op"] == "erase_subject" for e in dpo.audit_entries(s))
     with pytest.raises(sv.InvalidArgumentError, match="not served yet"):
-        dpo.audit_entries()
+        dpo.scan("account", "billing")
     dpo.close()
     with pytest.raises(sv.InvalidArgumentError, match="closed"):
         dpo.stats()
@@ -179,3 +180,21 @@ def test_rights_and_facts_through_the_server(served):
             call()
     dpo.close()
     billing.close()
+
+
+def test_requests_and_directives_through_the_server(served):
+    dpo = sv.connect(served, token="dpo-secret")
+    s = dpo.create_subject()
+    q = dpo.open_request(s, "access", 1767225600)
+    dpo.extend_request(q, "many systems to search")
+    ledger = dpo.requests()
+    assert [(r["id"], r["extended"]) for r in ledger if r["id"] == q] == [(q, True)]
+    assert any(r["id"] == q for r in dpo.requests(overdue_at=1900000000))
+    dpo.close_request(q, 1767312000)
+    assert [r["closed_at"] for r in dpo.requests() if r["id"] == q] == [1767312000]
+    d = dpo.set_post_mortem_directive(s, "hand_over", to="Erin Example")
+    assert len(d) == 32
+    dpo.rotate_blind_index()
+    with pytest.raises(sv.ForbiddenError):
+        sv.connect(served, token="analytics-secret").requests()
+    dpo.close()
