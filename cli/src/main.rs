@@ -280,9 +280,20 @@ enum Command {
     /// finishes the calls in flight and closes the vault.
     Serve {
         vault: PathBuf,
-        /// unix:/path/to.sock (made 0660); may be given more than once.
+        /// unix:/path/to.sock (made 0660) or tcp:HOST:PORT (TLS: needs
+        /// --tls-cert and --tls-key); may be given more than once.
         #[arg(long, value_name = "ADDR", required = true)]
         listen: Vec<String>,
+        /// The server's certificate chain (PEM), for tcp: listeners.
+        #[arg(long, value_name = "F", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The server's private key (PEM).
+        #[arg(long, value_name = "F", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Ask TLS clients for a certificate signed by this CA (PEM); its
+        /// subject is what tls_subject in the client list matches.
+        #[arg(long, value_name = "F", requires = "tls_cert")]
+        client_ca: Option<PathBuf>,
         /// The client list (clients.toml): who may do what.
         #[arg(long, value_name = "FILE")]
         clients: PathBuf,
@@ -961,18 +972,31 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Serve {
             vault,
             listen,
+            tls_cert,
+            tls_key,
+            client_ca,
             clients,
             max_connections,
             max_body,
-        } => serve(
-            &vault,
-            key_file,
-            actor,
-            &listen,
-            &clients,
-            max_connections,
-            max_body,
-        ),
+        } => {
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(shredvault_server::TlsFiles {
+                    cert,
+                    key,
+                    client_ca,
+                }),
+                _ => None,
+            };
+            serve(
+                &vault,
+                key_file,
+                actor,
+                &listen,
+                tls,
+                &clients,
+                (max_connections, max_body),
+            )
+        }
         Command::Bench { json, records } => bench::run(bench::Options { records, json }),
     }
 }
@@ -1287,9 +1311,9 @@ fn serve(
     key_file: Option<&Path>,
     actor: &str,
     listen: &[String],
+    tls: Option<shredvault_server::TlsFiles>,
     clients: &Path,
-    max_connections: usize,
-    max_body: usize,
+    (max_connections, max_body): (usize, usize),
 ) -> Result<(), Error> {
     use shredvault_server::{Clients, Listen, ServeOptions};
     let listen = listen
@@ -1301,6 +1325,7 @@ fn serve(
     let mut options = ServeOptions::new(listen.clone(), clients);
     options.max_connections = max_connections;
     options.max_body = max_body;
+    options.tls = tls;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -1320,12 +1345,18 @@ fn serve(
             }
         };
         for l in &listen {
-            let shredvault_server::Listen::Unix(path) = l;
-            eprintln!(
-                "shredvault: serving {} on unix:{}",
-                vault.display(),
-                path.display()
-            );
+            match l {
+                Listen::Unix(path) => {
+                    eprintln!(
+                        "shredvault: serving {} on unix:{}",
+                        vault.display(),
+                        path.display()
+                    )
+                }
+                Listen::Tcp(addr) => {
+                    eprintln!("shredvault: serving {} on https://{addr}", vault.display())
+                }
+            }
         }
         shredvault_server::serve(v, options, stop).await
     })?;

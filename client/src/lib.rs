@@ -8,8 +8,12 @@
 //! threads are serialized on that one connection (open a client per
 //! thread for parallel calls).
 //!
-//! URLs: `unix:///abs/path.sock` (HTTPS, `https://host:port`, is not
-//! built yet).
+//! URLs: `unix:///abs/path.sock`, or `https://host:port` (rustls). Over
+//! HTTPS the server's certificate is checked against the CA file in
+//! `SHREDVAULT_CA_FILE` (else the system's bundle,
+//! `/etc/ssl/certs/ca-certificates.crt`), and a client certificate is sent
+//! when `SHREDVAULT_CLIENT_CERT` and `SHREDVAULT_CLIENT_KEY` name its PEM
+//! files (or give them to [`Client::connect_with`]).
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -28,10 +32,87 @@ use shredvault::{
 };
 use zeroize::Zeroizing;
 
+/// Where the server is.
+enum Endpoint {
+    Unix(PathBuf),
+    Https {
+        host: String,
+        port: u16,
+        tls: tokio_rustls::TlsConnector,
+    },
+}
+
+/// The TLS files of an HTTPS client (PEM).
+#[derive(Clone, Debug, Default)]
+pub struct TlsOptions {
+    /// The CA the server's certificate must chain to.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and its key, for servers that ask for one.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+impl TlsOptions {
+    /// From `SHREDVAULT_CA_FILE`, `SHREDVAULT_CLIENT_CERT`,
+    /// `SHREDVAULT_CLIENT_KEY`.
+    pub fn from_env() -> TlsOptions {
+        let var = |name| std::env::var_os(name).map(PathBuf::from);
+        TlsOptions {
+            ca_file: var("SHREDVAULT_CA_FILE"),
+            client_cert: var("SHREDVAULT_CLIENT_CERT"),
+            client_key: var("SHREDVAULT_CLIENT_KEY"),
+        }
+    }
+
+    fn connector(&self) -> Result<tokio_rustls::TlsConnector> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let bad = |what: &std::path::Path, e: &dyn std::fmt::Display| {
+            invalid(format!("{}: {e}", what.display()))
+        };
+        let ca = self
+            .ca_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&ca).map_err(|e| bad(&ca, &e))? {
+            roots
+                .add(cert.map_err(|e| bad(&ca, &e))?)
+                .map_err(|e| bad(&ca, &e))?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| invalid(format!("TLS: {e}")))?
+            .with_root_certificates(roots);
+        let mut config = match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => {
+                let chain = CertificateDer::pem_file_iter(cert)
+                    .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
+                    .map_err(|e| bad(cert, &e))?;
+                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, &e))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| invalid(format!("the client certificate: {e}")))?
+            }
+            (None, None) => builder.with_no_client_auth(),
+            _ => {
+                return Err(invalid(
+                    "a client certificate needs both its file and its key's",
+                ))
+            }
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+            config,
+        )))
+    }
+}
+
 /// A connection to a server.
 pub struct Client {
     runtime: tokio::runtime::Runtime,
-    socket: PathBuf,
+    endpoint: Endpoint,
     token: Option<Zeroizing<String>>,
     conn: Mutex<Option<SendRequest<Full<Bytes>>>>,
     timeout: Duration,
@@ -39,8 +120,12 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = match &self.endpoint {
+            Endpoint::Unix(path) => format!("unix://{}", path.display()),
+            Endpoint::Https { host, port, .. } => format!("https://{host}:{port}"),
+        };
         f.debug_struct("Client")
-            .field("socket", &self.socket)
+            .field("url", &at)
             .finish_non_exhaustive()
     }
 }
@@ -65,21 +150,43 @@ impl Client {
     /// A client of the server at `url`, sending `token` (if any) as its
     /// bearer token. Connects at once, so a wrong path is `Io` here.
     pub fn connect(url: &str, token: Option<&str>) -> Result<Client> {
-        let Some(path) = url.strip_prefix("unix://") else {
+        Client::connect_with(url, token, &TlsOptions::from_env())
+    }
+
+    /// [`connect`](Self::connect), with the TLS files given.
+    pub fn connect_with(url: &str, token: Option<&str>, tls: &TlsOptions) -> Result<Client> {
+        let endpoint = if let Some(path) = url.strip_prefix("unix://") {
+            if !path.starts_with('/') {
+                return Err(invalid(format!("{url:?}: the socket path is absolute")));
+            }
+            Endpoint::Unix(PathBuf::from(path))
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            let rest = rest.trim_end_matches('/');
+            let (host, port) = rest
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+                .ok_or_else(|| invalid(format!("{url:?}: expected https://host:port")))?;
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            Endpoint::Https {
+                host,
+                port,
+                tls: tls.connector()?,
+            }
+        } else {
             return Err(invalid(format!(
-                "{url:?}: a server URL is unix:///abs/path.sock (https:// is not built yet)"
+                "{url:?}: a server URL is unix:///abs/path.sock or https://host:port"
             )));
         };
-        if !path.starts_with('/') {
-            return Err(invalid(format!("{url:?}: the socket path is absolute")));
-        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| Error::io("starting the client's runtime", e))?;
         let client = Client {
             runtime,
-            socket: PathBuf::from(path),
+            endpoint,
             token: token.map(|t| Zeroizing::new(t.to_string())),
             conn: Mutex::new(None),
             timeout: Duration::from_secs(300),
@@ -90,9 +197,32 @@ impl Client {
     }
 
     async fn dial(&self) -> Result<SendRequest<Full<Bytes>>> {
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .map_err(|e| Error::io(format!("connecting to {}", self.socket.display()), e))?;
+        match &self.endpoint {
+            Endpoint::Unix(path) => {
+                let stream = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(|e| Error::io(format!("connecting to {}", path.display()), e))?;
+                self.handshake(stream).await
+            }
+            Endpoint::Https { host, port, tls } => {
+                let tcp = tokio::net::TcpStream::connect((host.as_str(), *port))
+                    .await
+                    .map_err(|e| Error::io(format!("connecting to {host}:{port}"), e))?;
+                let name = rustls::pki_types::ServerName::try_from(host.clone())
+                    .map_err(|e| invalid(format!("{host}: {e}")))?;
+                let stream = tls
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| Error::io(format!("TLS with {host}:{port}"), e))?;
+                self.handshake(stream).await
+            }
+        }
+    }
+
+    async fn handshake<S>(&self, stream: S) -> Result<SendRequest<Full<Bytes>>>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| Error::new(ErrorKind::Io, format!("the connection to the server: {e}")))?;

@@ -3,7 +3,7 @@
 //! The server owns the vault (one handle, opened privileged so that
 //! privileged clients can be served; each call is then narrowed to its
 //! client's grant) and serves the HTTP/JSON API of [`api`] on Unix
-//! sockets. Every request is made by a client of the client list
+//! sockets and HTTPS. Every request is made by a client of the client list
 //! ([`clients`]); every vault call runs as that client
 //! ([`shredvault::Vault::acting_as`]), so its audit actor is the
 //! authenticated name, never a label the caller chose.
@@ -24,15 +24,22 @@
 //! its request in flight, and [`serve`] returns once all have; the caller
 //! then closes the vault, which makes everything durable.
 //!
+//! # TLS
+//!
+//! `Listen::Tcp` serves HTTPS only (rustls, `tls`): the certificate and
+//! key from PEM files, and with a client CA, client certificates required
+//! and their subjects matched by `tls_subject` (a bearer token still wins
+//! when one is sent). The handshake is bounded by `header_timeout`.
+//!
 //! # Not yet
 //!
-//! TCP with TLS (`--listen tcp:`, client certificates), and most of the
-//! vault's operations beyond records, subjects, erasure, expiry, stats and
-//! the audit check: see the README's server section.
+//! Scan, policy replacement, root-key rotation and compaction: see the
+//! README's server section.
 
 pub mod api;
 pub mod clients;
 pub mod openapi;
+mod tls;
 
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
@@ -46,7 +53,7 @@ use axum::response::IntoResponse;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use shredvault::{Error, ErrorKind, Result, Vault};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
@@ -58,6 +65,17 @@ pub use clients::{Class, Client, Clients};
 pub enum Listen {
     /// A Unix socket at this path, made 0660.
     Unix(PathBuf),
+    /// TCP with TLS (the options' `tls` must be set).
+    Tcp(std::net::SocketAddr),
+}
+
+/// The server's TLS files (PEM): its certificate chain and key, and the
+/// CA whose client certificates it asks for and checks, if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Listen {
@@ -70,15 +88,23 @@ impl Listen {
             }
             return Ok(Listen::Unix(path));
         }
-        if spec.starts_with("tcp:") {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                "--listen tcp: (TLS) is not built yet: listen on unix:PATH",
-            ));
+        if let Some(addr) = spec.strip_prefix("tcp:") {
+            use std::net::ToSocketAddrs;
+            let addr = addr
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::InvalidArgument,
+                        format!("--listen {spec:?}: expected tcp:HOST:PORT"),
+                    )
+                })?;
+            return Ok(Listen::Tcp(addr));
         }
         Err(Error::new(
             ErrorKind::InvalidArgument,
-            format!("--listen {spec:?}: expected unix:PATH"),
+            format!("--listen {spec:?}: expected unix:PATH or tcp:HOST:PORT"),
         ))
     }
 }
@@ -91,6 +117,8 @@ pub struct ServeOptions {
     pub max_body: usize,
     pub max_connections: usize,
     pub header_timeout: Duration,
+    /// Needed by `Listen::Tcp`.
+    pub tls: Option<TlsFiles>,
 }
 
 impl ServeOptions {
@@ -101,14 +129,24 @@ impl ServeOptions {
             max_body: 16 << 20,
             max_connections: 256,
             header_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
 
 /// Who is at the other end of a connection.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Peer {
+    /// A Unix socket's peer uid.
     uid: Option<u32>,
+    /// A TLS client certificate's subject, as `CN=...,O=...`.
+    tls_subject: Option<String>,
+}
+
+/// A listening socket.
+enum Listener {
+    Unix(UnixListener, PathBuf),
+    Tls(tokio::net::TcpListener, tokio_rustls::TlsAcceptor),
 }
 
 fn io_err(what: String) -> impl FnOnce(std::io::Error) -> Error {
@@ -150,7 +188,20 @@ pub async fn serve(
     let mut listeners = Vec::new();
     for l in &options.listen {
         match l {
-            Listen::Unix(path) => listeners.push((bind_unix(path)?, path.clone())),
+            Listen::Unix(path) => listeners.push(Listener::Unix(bind_unix(path)?, path.clone())),
+            Listen::Tcp(addr) => {
+                let Some(files) = &options.tls else {
+                    return Err(Error::new(
+                        ErrorKind::InvalidArgument,
+                        "--listen tcp: needs --tls-cert and --tls-key",
+                    ));
+                };
+                let acceptor = tls::acceptor(files)?;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(io_err(format!("listening on {addr}")))?;
+                listeners.push(Listener::Tls(listener, acceptor));
+            }
         }
     }
     let app = Arc::new(api::App { vault });
@@ -160,7 +211,7 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut accepting = JoinSet::new();
     let connections = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
-    for (listener, path) in listeners {
+    for listener in listeners {
         let router = router.clone();
         let clients = Arc::clone(&clients);
         let limit = Arc::clone(&limit);
@@ -173,33 +224,63 @@ pub async fn serve(
                     p = Arc::clone(&limit).acquire_owned() => p.expect("never closed"),
                     _ = stop.changed() => break,
                 };
-                let stream = tokio::select! {
-                    s = listener.accept() => s,
-                    _ = stop.changed() => break,
-                };
-                let Ok((stream, _)) = stream else {
-                    // EMFILE and the like: wait a little, go on.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                };
-                let peer = Peer {
-                    uid: stream.peer_cred().ok().map(|c| c.uid()),
-                };
-                let conn = connection(
-                    stream,
-                    peer,
+                let (router, clients, opts, stop2) = (
                     router.clone(),
                     Arc::clone(&clients),
                     opts.clone(),
                     stop.clone(),
                 );
-                connections.lock().await.spawn(async move {
-                    conn.await;
-                    drop(permit);
-                });
+                match &listener {
+                    Listener::Unix(l, _) => {
+                        let accepted = tokio::select! {
+                            s = l.accept() => s,
+                            _ = stop.changed() => break,
+                        };
+                        let Ok((stream, _)) = accepted else {
+                            // EMFILE and the like: wait a little, go on.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        };
+                        let peer = Peer {
+                            uid: stream.peer_cred().ok().map(|c| c.uid()),
+                            tls_subject: None,
+                        };
+                        connections.lock().await.spawn(async move {
+                            connection(stream, peer, router, clients, opts, stop2).await;
+                            drop(permit);
+                        });
+                    }
+                    Listener::Tls(l, acceptor) => {
+                        let accepted = tokio::select! {
+                            s = l.accept() => s,
+                            _ = stop.changed() => break,
+                        };
+                        let Ok((stream, _)) = accepted else {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        };
+                        let acceptor = acceptor.clone();
+                        connections.lock().await.spawn(async move {
+                            // The handshake is bounded like a request's headers.
+                            let handshake =
+                                tokio::time::timeout(opts.header_timeout, acceptor.accept(stream))
+                                    .await;
+                            if let Ok(Ok(stream)) = handshake {
+                                let peer = Peer {
+                                    uid: None,
+                                    tls_subject: tls::peer_subject(stream.get_ref().1),
+                                };
+                                connection(stream, peer, router, clients, opts, stop2).await;
+                            }
+                            drop(permit);
+                        });
+                    }
+                }
             }
-            drop(listener);
-            let _ = std::fs::remove_file(&path);
+            if let Listener::Unix(l, path) = listener {
+                drop(l);
+                let _ = std::fs::remove_file(&path);
+            }
         });
     }
     shutdown.await;
@@ -214,20 +295,23 @@ pub async fn serve(
 }
 
 /// Serves one connection until it closes or the server stops.
-async fn connection(
-    stream: UnixStream,
+async fn connection<S>(
+    stream: S,
     peer: Peer,
     router: axum::Router,
     clients: Arc<Clients>,
     opts: ServeOptions,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let max_body = opts.max_body;
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let router = router.clone();
         let clients = Arc::clone(&clients);
+        let peer = peer.clone();
         async move {
-            let response = match authenticate(&clients, &req, peer) {
+            let response = match authenticate(&clients, &req, &peer) {
                 Err(why) => unauthenticated(why),
                 Ok(client) => {
                     if too_big(&req, max_body) {
@@ -285,7 +369,7 @@ fn too_big_response(max: usize) -> axum::response::Response {
 fn authenticate(
     clients: &Clients,
     req: &Request<Incoming>,
-    peer: Peer,
+    peer: &Peer,
 ) -> std::result::Result<Client, &'static str> {
     let bearer = match req.headers().get(header::AUTHORIZATION) {
         None => None,
@@ -294,7 +378,7 @@ fn authenticate(
             None => return Err("the Authorization header is `Bearer TOKEN`"),
         },
     };
-    match clients.authenticate(bearer, None, peer.uid) {
+    match clients.authenticate(bearer, peer.tls_subject.as_deref(), peer.uid) {
         Some(c) => Ok(c.clone()),
         None => Err(if bearer.is_some() {
             "the token is no client's"
