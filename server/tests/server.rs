@@ -435,3 +435,60 @@ fn the_openapi_document_is_served_and_committed() {
         }
     }
 }
+
+/// Slow clients (headers that never finish) and oversized bodies do not
+/// hold others up; the slow ones are cut off after the header timeout.
+#[test]
+fn slow_and_oversized_requests_do_not_harm_other_clients() {
+    use std::io::{Read, Write};
+    let s = start_with(|o| {
+        o.header_timeout = std::time::Duration::from_secs(1);
+        o.max_body = 4096;
+    });
+    let mut slow: Vec<_> = (0..20)
+        .map(|_| {
+            let mut c = std::os::unix::net::UnixStream::connect(&s.socket).unwrap();
+            c.write_all(b"GET /v1/stats HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            c
+        })
+        .collect();
+    let c = s.client(Some("dpo-token"));
+    let subject = c.create_subject(&[]).unwrap();
+    let started = std::time::Instant::now();
+    for i in 0..20 {
+        let r = c
+            .put(&subject, "account", format!("{i}").as_bytes())
+            .unwrap();
+        c.get(&r, "billing").unwrap();
+        // Oversized, from another client, between them.
+        let big = vec![b'x'; 8192];
+        assert_eq!(
+            s.client(Some("dpo-token"))
+                .put(&subject, "account", &big)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidArgument
+        );
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "other clients were held up: {:?}",
+        started.elapsed()
+    );
+    // The slow connections were closed by the server.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    for conn in &mut slow {
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = Vec::new();
+        // EOF (Ok) means the server closed it; a timeout is an error.
+        conn.read_to_end(&mut buf)
+            .expect("the server closes a connection whose headers never end");
+        let text = String::from_utf8_lossy(&buf);
+        assert!(
+            buf.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "a slow connection got: {text}"
+        );
+    }
+}
