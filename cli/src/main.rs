@@ -599,32 +599,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             purpose,
         } => {
             let v = open(&vault, key_file)?;
-            let mut out = std::io::stdout().lock();
-            for record in v.scan(&category, &purpose)? {
-                let record = record?;
-                let (encoding, data) =
-                    match serde_json::from_slice::<serde_json::Value>(&record.data) {
-                        Ok(value) => ("json", value),
-                        Err(_) => (
-                            "base64",
-                            serde_json::Value::String(
-                                base64::engine::general_purpose::STANDARD.encode(&record.data[..]),
-                            ),
-                        ),
-                    };
-                let line = serde_json::json!({
-                    "id": record.id,
-                    "subject": record.subject,
-                    "category": record.category,
-                    "version": record.version,
-                    "created_at": record.created_at,
-                    "updated_at": record.updated_at,
-                    "encoding": encoding,
-                    "data": data,
-                });
-                writeln!(out, "{line}").map_err(|e| io_error(Path::new("stdout"), e))?;
-            }
-            drop(out);
+            print_scan(Box::new(v.scan(&category, &purpose)?))?;
             v.close()
         }
         Command::PostMortem {
@@ -1069,6 +1044,36 @@ pub(crate) fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// A scan's records, one JSON object a line (data as JSON when it is JSON,
+/// else base64).
+fn print_scan(scan: shredvault_client::Records) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    for record in scan {
+        let record = record?;
+        let (encoding, data) = match serde_json::from_slice::<serde_json::Value>(&record.data) {
+            Ok(value) => ("json", value),
+            Err(_) => (
+                "base64",
+                serde_json::Value::String(
+                    base64::engine::general_purpose::STANDARD.encode(&record.data[..]),
+                ),
+            ),
+        };
+        let line = serde_json::json!({
+            "id": record.id,
+            "subject": record.subject,
+            "category": record.category,
+            "version": record.version,
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
+            "encoding": encoding,
+            "data": data,
+        });
+        writeln!(out, "{line}").map_err(|e| io_error(Path::new("stdout"), e))?;
+    }
+    Ok(())
+}
+
 /// A command sent to a server (`--url`).
 fn remote(url: &str, token_file: Option<&Path>, command: Command) -> Result<(), Error> {
     let token = match token_file {
@@ -1160,6 +1165,9 @@ fn remote(url: &str, token_file: Option<&Path>, command: Command) -> Result<(), 
             print_json(&c.expire_with(now, force)?);
         }
         Command::Purge { .. } => println!("{}", c.purge()?),
+        Command::Scan {
+            category, purpose, ..
+        } => print_scan(Box::new(c.scan(&category, &purpose)?))?,
         Command::PostMortem {
             subject,
             directive,
@@ -1296,8 +1304,8 @@ fn remote(url: &str, token_file: Option<&Path>, command: Command) -> Result<(), 
         _ => {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
-                "this command is not served yet (scan, policy set, rotate-key, compact and \
-                 repair are not)",
+                "this command is not served yet (policy set, rotate-key, compact and repair \
+                 are not)",
             ))
         }
     }

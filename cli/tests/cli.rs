@@ -842,17 +842,27 @@ fn commands_through_a_server() {
     );
     fails(&remote(&["erase", &subject], None), "Forbidden");
     // Without a token: the connection's user, the operator.
+    // A scan, streamed: the operator's uid may read every purpose.
+    let other = ok(&remote(&["subject", "create"], None));
+    ok(&remote(&["put", &other, "account"], Some(b"{\"n\": 2}")));
+    let lines = ok(&sv_with(
+        &["--url", &url, "scan", "account", "--purpose", "billing"],
+        None,
+        None,
+    ));
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    assert!(lines.contains("\"encoding\":\"json\""), "{lines}");
     let stats = ok(&sv_with(&["--url", &url, "stats"], None, None));
     assert!(stats.contains("vault_id"), "{stats}");
     let receipt = ok(&sv_with(&["--url", &url, "erase", &subject], None, None));
     assert!(receipt.contains(&subject));
     fails(
-        &sv_with(
-            &["--url", &url, "scan", "account", "--purpose", "billing"],
-            None,
-            None,
-        ),
+        &sv_with(&["--url", &url, "compact"], None, None),
         "not served yet",
+    );
+    fails(
+        &remote(&["scan", "account", "--purpose", "marketing"], None),
+        "Forbidden",
     );
     // SIGTERM: the server finishes, closes the vault, removes its socket.
     let pid = server.id().to_string();

@@ -111,7 +111,7 @@ impl TlsOptions {
 
 /// A connection to a server.
 pub struct Client {
-    runtime: tokio::runtime::Runtime,
+    runtime: std::sync::Arc<tokio::runtime::Runtime>,
     endpoint: Endpoint,
     token: Option<Zeroizing<String>>,
     conn: Mutex<Option<SendRequest<Full<Bytes>>>>,
@@ -185,7 +185,7 @@ impl Client {
             .build()
             .map_err(|e| Error::io("starting the client's runtime", e))?;
         let client = Client {
-            runtime,
+            runtime: std::sync::Arc::new(runtime),
             endpoint,
             token: token.map(|t| Zeroizing::new(t.to_string())),
             conn: Mutex::new(None),
@@ -275,24 +275,60 @@ impl Client {
         let (send, (status, bytes)) = outcome?;
         *slot = Some(send);
         drop(slot);
-        let value: Value = serde_json::from_slice(&bytes).map_err(|_| {
-            Error::new(
-                ErrorKind::Io,
-                format!("the server answered {status} with something not JSON"),
-            )
+        answer(status, &bytes)
+    }
+
+    /// Every record of `category` readable for `purpose`, streamed from
+    /// the server on a connection of its own (so the client's other calls
+    /// go on while it is read). Errors before the first record (a purpose
+    /// the category does not allow, a grant the client lacks) come here;
+    /// a record that fails to read is an `Err` item, as with `Vault::scan`.
+    pub fn scan(&self, category: &str, purpose: &str) -> Result<RemoteScan> {
+        let query: String = query_string(&[("category", category), ("purpose", purpose)]);
+        let runtime = std::sync::Arc::clone(&self.runtime);
+        let body = runtime.block_on(async {
+            let mut send = self.dial().await?;
+            send.ready().await.map_err(|e| {
+                Error::new(ErrorKind::Io, format!("the connection to the server: {e}"))
+            })?;
+            let mut req = Request::builder()
+                .method(Method::GET)
+                .uri(format!("/v1/scan?{query}"))
+                .header("host", "shredvault");
+            if let Some(t) = &self.token {
+                req = req.header("authorization", format!("Bearer {}", t.as_str()));
+            }
+            let req = req
+                .body(Full::new(Bytes::new()))
+                .map_err(|e| invalid(format!("a request: {e}")))?;
+            let response = tokio::time::timeout(self.timeout, send.send_request(req))
+                .await
+                .map_err(|_| Error::new(ErrorKind::Io, "the server did not answer in time"))?
+                .map_err(|e| {
+                    Error::new(ErrorKind::Io, format!("the connection to the server: {e}"))
+                })?;
+            let status = response.status();
+            if !status.is_success() {
+                let bytes = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| {
+                        Error::new(ErrorKind::Io, format!("the connection to the server: {e}"))
+                    })?
+                    .to_bytes();
+                return Err(answer(status, &bytes).err().unwrap_or_else(|| {
+                    Error::new(ErrorKind::Io, format!("the server answered {status}"))
+                }));
+            }
+            Ok(response.into_body())
         })?;
-        if status.is_success() {
-            return Ok(value);
-        }
-        let kind = value["kind"]
-            .as_str()
-            .map(kind_named)
-            .unwrap_or(ErrorKind::Internal);
-        let message = value["message"].as_str().unwrap_or("").to_string();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            return Err(invalid(message));
-        }
-        Err(Error::new(kind, message))
+        Ok(RemoteScan {
+            runtime,
+            body: Some(body),
+            buf: Vec::new(),
+            timeout: self.timeout,
+        })
     }
 
     fn field<'a>(value: &'a Value, name: &str) -> Result<&'a str> {
@@ -336,28 +372,9 @@ impl Client {
     }
 
     pub fn get(&self, record: &RecordId, purpose: &str) -> Result<Record> {
-        let mut query = String::from("purpose=");
-        for b in purpose.bytes() {
-            if b.is_ascii_alphanumeric() || b"_-.".contains(&b) {
-                query.push(b as char);
-            } else {
-                query.push_str(&format!("%{b:02X}"));
-            }
-        }
+        let query = query_string(&[("purpose", purpose)]);
         let v = self.call(Method::GET, &format!("/v1/records/{record}?{query}"), None)?;
-        let data = base64::engine::general_purpose::STANDARD
-            .decode(Self::field(&v, "data")?)
-            .map_err(|_| Error::new(ErrorKind::Io, "the server's data is not base64"))?;
-        let int = |name: &str| v[name].as_i64().unwrap_or(0);
-        Ok(Record {
-            id: RecordId::parse(Self::field(&v, "record")?)?,
-            subject: SubjectId::parse(Self::field(&v, "subject")?)?,
-            category: Self::field(&v, "category")?.to_string(),
-            version: v["version"].as_u64().unwrap_or(0),
-            created_at: int("created_at"),
-            updated_at: int("updated_at"),
-            data: Plaintext::new(data),
-        })
+        record_of(&v)
     }
 
     pub fn update(&self, record: &RecordId, data: &[u8]) -> Result<()> {
@@ -625,7 +642,12 @@ pub trait VaultApi: Send + Sync {
         directive: &Directive,
     ) -> Result<RecordId>;
     fn rotate_blind_index(&self) -> Result<()>;
+    /// Every record of `category` readable for `purpose`.
+    fn scan(&self, category: &str, purpose: &str) -> Result<Records>;
 }
+
+/// The records of a scan, local or served.
+pub type Records = Box<dyn Iterator<Item = Result<Record>> + Send>;
 
 /// A receipt as JSON text, from either side.
 trait ReceiptJson {
@@ -754,9 +776,153 @@ macro_rules! forward {
             fn rotate_blind_index(&self) -> Result<()> {
                 <$ty>::rotate_blind_index(self)
             }
+            fn scan(&self, category: &str, purpose: &str) -> Result<Records> {
+                Ok(Box::new(<$ty>::scan(self, category, purpose)?))
+            }
         }
     };
 }
 
 forward!(Vault, |v| Ok(v.vault_id()));
 forward!(Client, Client::vault_id);
+
+/// A server's answer: its JSON, or its error as an `Error` of its kind.
+fn answer(status: StatusCode, bytes: &[u8]) -> Result<Value> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|_| {
+        Error::new(
+            ErrorKind::Io,
+            format!("the server answered {status} with something not JSON"),
+        )
+    })?;
+    if status.is_success() {
+        return Ok(value);
+    }
+    let kind = value["kind"]
+        .as_str()
+        .map(kind_named)
+        .unwrap_or(ErrorKind::Internal);
+    let message = value["message"].as_str().unwrap_or("").to_string();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return Err(invalid(message));
+    }
+    Err(Error::new(kind, message))
+}
+
+/// `k=v&k=v`, percent-encoded.
+fn query_string(pairs: &[(&str, &str)]) -> String {
+    let enc = |text: &str| {
+        let mut out = String::new();
+        for b in text.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A scan read from a server, a record at a time (see [`Client::scan`]).
+pub struct RemoteScan {
+    runtime: std::sync::Arc<tokio::runtime::Runtime>,
+    body: Option<hyper::body::Incoming>,
+    buf: Vec<u8>,
+    timeout: Duration,
+}
+
+impl RemoteScan {
+    fn line(line: &[u8]) -> Result<Record> {
+        let v: Value = serde_json::from_slice(line)
+            .map_err(|_| Error::new(ErrorKind::Io, "the server's scan sent a bad line"))?;
+        if let Some(e) = v.get("error") {
+            let kind = e["kind"]
+                .as_str()
+                .map(kind_named)
+                .unwrap_or(ErrorKind::Internal);
+            return Err(Error::new(kind, e["message"].as_str().unwrap_or("")));
+        }
+        record_of(&v)
+    }
+}
+
+impl Iterator for RemoteScan {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Result<Record>> {
+        loop {
+            if let Some(at) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=at).collect();
+                let line = Zeroizing::new(line);
+                return Some(Self::line(&line[..line.len() - 1]));
+            }
+            let body = self.body.as_mut()?;
+            let frame = self
+                .runtime
+                .block_on(async { tokio::time::timeout(self.timeout, body.frame()).await });
+            match frame {
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+                Ok(None) => {
+                    self.body = None;
+                    if self.buf.is_empty() {
+                        return None;
+                    }
+                    let rest = Zeroizing::new(std::mem::take(&mut self.buf));
+                    return Some(Self::line(&rest));
+                }
+                Ok(Some(Err(e))) => {
+                    self.body = None;
+                    return Some(Err(Error::new(
+                        ErrorKind::Io,
+                        format!("the connection to the server: {e}"),
+                    )));
+                }
+                Err(_) => {
+                    self.body = None;
+                    return Some(Err(Error::new(
+                        ErrorKind::Io,
+                        "the server did not answer in time",
+                    )));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for RemoteScan {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.buf.zeroize();
+    }
+}
+
+/// A record from the server's JSON.
+fn record_of(v: &Value) -> Result<Record> {
+    let field = |name: &str| {
+        v[name]
+            .as_str()
+            .ok_or_else(|| Error::new(ErrorKind::Io, format!("the server's answer lacks {name}")))
+    };
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(field("data")?)
+        .map_err(|_| Error::new(ErrorKind::Io, "the server's data is not base64"))?;
+    let int = |name: &str| v[name].as_i64().unwrap_or(0);
+    Ok(Record {
+        id: RecordId::parse(field("record")?)?,
+        subject: SubjectId::parse(field("subject")?)?,
+        category: field("category")?.to_string(),
+        version: v["version"].as_u64().unwrap_or(0),
+        created_at: int("created_at"),
+        updated_at: int("updated_at"),
+        data: Plaintext::new(data),
+    })
+}

@@ -118,7 +118,7 @@ enum Target {
 
 /// A running `sv_scan_open`. Opaque; released by `sv_scan_free`.
 pub struct sv_scan {
-    scan: shredvault::Scan,
+    scan: shredvault_client::Records,
 }
 
 /// How `sv_open_ex` opens a vault. Get one from `sv_open_options_default()`
@@ -1202,10 +1202,10 @@ pub extern "C" fn sv_scan_open(
     out: *mut *mut sv_scan,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let api = api_arg(v)?;
         let (category, purpose) = (str_arg(category, "category")?, str_arg(purpose, "purpose")?);
         let out = out_arg(out, "out")?;
-        let scan = vault.scan(category, purpose)?;
+        let scan = api.scan(category, purpose)?;
         *out = Box::into_raw(Box::new(sv_scan { scan }));
         Ok(())
     })

@@ -351,7 +351,7 @@ impl RecordInfo {
 /// a time with the GIL released, then handed out one by one.
 #[pyclass(module = "shredvault")]
 struct Scan {
-    scan: Mutex<Option<shredvault::Scan>>,
+    scan: Mutex<Option<shredvault_client::Records>>,
     ready: Mutex<std::collections::VecDeque<shredvault::Result<shredvault::Record>>>,
 }
 
@@ -657,7 +657,7 @@ impl Vault {
     }
 
     fn scan(&self, py: Python<'_>, category: &str, purpose: &str) -> PyResult<Scan> {
-        let v = self.open()?;
+        let v = self.api()?;
         let scan = py.detach(|| v.scan(category, purpose)).py_err()?;
         Ok(Scan {
             scan: Mutex::new(Some(scan)),

@@ -350,6 +350,17 @@ pub const ROUTES: &[Route] = &[
         purpose: false,
     },
     Route {
+        method: "get",
+        path: "/v1/scan",
+        operation: "scan",
+        class: Class::Read,
+        summary: "Every record of ?category= readable for ?purpose=, as NDJSON: one Record a line (a record that fails to read is a line {\"error\": {kind, message}}).",
+        request: None,
+        status: 200,
+        response: "ScanLines",
+        purpose: true,
+    },
+    Route {
         method: "post",
         path: "/v1/expire",
         operation: "expire",
@@ -652,15 +663,7 @@ async fn get_record(
         return Err(refuse(&app, &client, "get", what, None, Some(r), Some(purpose)).await);
     }
     let rec = call(&app, &client, move |v| v.get(&r, &purpose)).await?;
-    Ok(Json(json!({
-        "record": rec.id.to_string(),
-        "subject": rec.subject.to_string(),
-        "category": rec.category,
-        "version": rec.version,
-        "created_at": rec.created_at,
-        "updated_at": rec.updated_at,
-        "data": base64::engine::general_purpose::STANDARD.encode(&rec.data[..]),
-    })))
+    Ok(Json(record_json(&rec)))
 }
 
 #[derive(Deserialize)]
@@ -1133,6 +1136,98 @@ async fn rotate_blind_index(
     Ok(done())
 }
 
+/// A record as the API sends it.
+fn record_json(rec: &shredvault::Record) -> Value {
+    json!({
+        "record": rec.id.to_string(),
+        "subject": rec.subject.to_string(),
+        "category": rec.category,
+        "version": rec.version,
+        "created_at": rec.created_at,
+        "updated_at": rec.updated_at,
+        "data": base64::engine::general_purpose::STANDARD.encode(&rec.data[..]),
+    })
+}
+
+async fn scan(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Q {
+        category: String,
+        purpose: String,
+    }
+    grant(&app, &client, "scan", None, None).await?;
+    let Some(q) = query_param::<Q>(query)? else {
+        return Err(invalid("the query is ?category=NAME&purpose=NAME"));
+    };
+    if !client.purposes.contains(&q.purpose) {
+        let what = "reads for this purpose".to_string();
+        return Err(refuse(&app, &client, "scan", what, None, None, Some(q.purpose)).await);
+    }
+    let privileged = app
+        .vault
+        .policy()
+        .purpose(&q.purpose)
+        .is_ok_and(|p| p.privileged);
+    if privileged && !client.privileged {
+        let what = "privileged reads".to_string();
+        return Err(refuse(&app, &client, "scan", what, None, None, Some(q.purpose)).await);
+    }
+    // The scan runs on a blocking thread as the client, for as long as the
+    // response is read; lines go through a small channel (a slow reader
+    // slows the scan, and a reader gone ends it).
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<Result<(), Error>>();
+    let (name, client_privileged) = (client.name.clone(), client.privileged);
+    let app2 = Arc::clone(&app);
+    tokio::task::spawn_blocking(move || {
+        // (acting_as checks the name: a listed client's always passes.)
+        let _ = app2.vault.acting_as(&name, client_privileged, |v| {
+            let scan = match v.scan(&q.category, &q.purpose) {
+                Ok(scan) => scan,
+                Err(e) => {
+                    let _ = started_tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = started_tx.send(Ok(()));
+            for item in scan {
+                let line = match item {
+                    Ok(rec) => record_json(&rec),
+                    Err(e) => json!({"error": {"kind": e.kind().name(), "message": e.message()}}),
+                };
+                let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+                bytes.push(b'\n');
+                if tx.blocking_send(Ok(Bytes::from(bytes))).is_err() {
+                    return; // the reader is gone
+                }
+            }
+        });
+    });
+    match started_rx.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(ApiError(e)),
+        Err(_) => {
+            return Err(ApiError(Error::new(
+                ErrorKind::Internal,
+                "the scan stopped before it began",
+            )))
+        }
+    }
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let body = axum::body::Body::from_stream(stream);
+    Ok(Response::builder()
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .unwrap_or_else(|_| Response::new(axum::body::Body::empty())))
+}
+
 async fn openapi() -> Json<Value> {
     Json(crate::openapi::document())
 }
@@ -1180,6 +1275,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/v1/audit", get(audit_entries))
         .route("/v1/blind-index/rotate", post(rotate_blind_index))
+        .route("/v1/scan", get(scan))
         .route("/v1/expire", post(expire))
         .route("/v1/stats", get(stats))
         .route("/v1/audit/verify", post(verify_audit))

@@ -89,6 +89,10 @@ fn schemas() -> Value {
         },
         "Receipt": {"type": "object", "description": "The signed erasure receipt."},
         "Done": {"type": "object", "properties": {"ok": {"type": "boolean"}}},
+        "ScanLines": {
+            "type": "string",
+            "description": "NDJSON: one Record object a line, or {\"error\": {\"kind\", \"message\"}} for a record that failed to read."
+        },
         "OpenRequest": {
             "type": "object", "additionalProperties": false, "required": ["kind", "received"],
             "properties": {
@@ -168,6 +172,12 @@ pub fn document() -> Value {
                 }));
             }
         }
+        if r.operation == "scan" {
+            params.push(json!({
+                "name": "category", "in": "query", "required": true,
+                "schema": {"type": "string"}
+            }));
+        }
         if r.purpose {
             params.push(json!({
                 "name": "purpose", "in": "query", "required": true,
@@ -178,6 +188,11 @@ pub fn document() -> Value {
             "description": "An error: its kind says which.",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
         });
+        let media = if r.response == "ScanLines" {
+            "application/x-ndjson"
+        } else {
+            "application/json"
+        };
         let mut op = json!({
             "operationId": r.operation,
             "summary": r.summary,
@@ -186,7 +201,7 @@ pub fn document() -> Value {
             "responses": {
                 r.status.to_string(): {
                     "description": "Done.",
-                    "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{}", r.response)}}}
+                    "content": {media: {"schema": {"$ref": format!("#/components/schemas/{}", r.response)}}}
                 },
                 "default": error
             }

@@ -106,7 +106,7 @@ def test_erasure_through_the_server_and_what_is_not_served_yet(served):
     assert dpo.verify_audit()["entries"] > 0
     assert any(e["op"] == "erase_subject" for e in dpo.audit_entries(s))
     with pytest.raises(sv.InvalidArgumentError, match="not served yet"):
-        dpo.scan("account", "billing")
+        dpo.set_policy(POLICY)
     dpo.close()
     with pytest.raises(sv.InvalidArgumentError, match="closed"):
         dpo.stats()
@@ -198,3 +198,25 @@ def test_requests_and_directives_through_the_server(served):
     with pytest.raises(sv.ForbiddenError):
         sv.connect(served, token="analytics-secret").requests()
     dpo.close()
+
+
+def test_scan_through_the_server(served):
+    dpo = sv.connect(served, token="dpo-secret")
+    analytics = sv.connect(served, token="analytics-secret")
+    made = {}
+    for i in range(150):  # more than a batch of the stream
+        s = dpo.create_subject()
+        made[dpo.put(s, "account", {"n": i})] = i
+    seen = {}
+    for rec in analytics.scan("account", "billing"):
+        # Other calls on the same handle go on while the scan streams.
+        if rec.id in made and len(seen) == 3:
+            assert analytics.get(rec.id, "billing").json() == {"n": made[rec.id]}
+        seen[rec.id] = rec.json()["n"]
+    assert {r: seen[r] for r in made} == made
+    with pytest.raises(sv.ForbiddenError):
+        analytics.scan("account", "account_admin")
+    with pytest.raises(sv.PurposeDeniedError):
+        analytics.scan("account", "analytics")
+    dpo.close()
+    analytics.close()
