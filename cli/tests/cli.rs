@@ -858,7 +858,7 @@ fn commands_through_a_server() {
     assert!(receipt.contains(&subject));
     fails(
         &sv_with(&["--url", &url, "compact"], None, None),
-        "not served yet",
+        "not served",
     );
     fails(
         &remote(&["scan", "account", "--purpose", "marketing"], None),

@@ -142,6 +142,10 @@ fn kind_named(name: &str) -> ErrorKind {
         .unwrap_or(ErrorKind::Internal)
 }
 
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn b64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)
 }
@@ -587,6 +591,21 @@ impl Client {
             .map(drop)
     }
 
+    /// Replaces the served vault's policy with `toml` (a policy file's text).
+    pub fn set_policy_text(&self, toml: &str, _origin: &str) -> Result<()> {
+        self.call(Method::PUT, "/v1/policy", Some(json!({ "policy": toml })))
+            .map(drop)
+    }
+
+    /// Re-wraps every key of the served vault under `new` (sent to the
+    /// server, which must hold it to do the work).
+    pub fn rotate_root_key(&self, new: &shredvault::RootKey) -> Result<()> {
+        let hex = Zeroizing::new(hex_of(&new.to_bytes()[..]));
+        let body = json!({ "new_root_key": hex.as_str() });
+        let done = self.call(Method::POST, "/v1/root-key/rotate", Some(body));
+        done.map(drop)
+    }
+
     /// The server's OpenAPI document.
     pub fn openapi(&self) -> Result<Value> {
         self.call(Method::GET, "/v1/openapi.json", None)
@@ -644,6 +663,10 @@ pub trait VaultApi: Send + Sync {
     fn rotate_blind_index(&self) -> Result<()>;
     /// Every record of `category` readable for `purpose`.
     fn scan(&self, category: &str, purpose: &str) -> Result<Records>;
+    /// Replaces the policy with a policy file's text (`origin` names it
+    /// in messages).
+    fn set_policy_text(&self, toml: &str, origin: &str) -> Result<()>;
+    fn rotate_root_key(&self, new: &shredvault::RootKey) -> Result<()>;
 }
 
 /// The records of a scan, local or served.
@@ -668,7 +691,7 @@ impl ReceiptJson for String {
 
 /// Both impls are the same list of forwarding calls.
 macro_rules! forward {
-    ($ty:ty, $id:expr) => {
+    ($ty:ty, $id:expr, $set_policy:expr, $rotate:expr) => {
         impl VaultApi for $ty {
             fn create_subject(&self, identifiers: &[(&str, &str)]) -> Result<SubjectId> {
                 <$ty>::create_subject(self, identifiers)
@@ -779,12 +802,30 @@ macro_rules! forward {
             fn scan(&self, category: &str, purpose: &str) -> Result<Records> {
                 Ok(Box::new(<$ty>::scan(self, category, purpose)?))
             }
+            fn set_policy_text(&self, toml: &str, origin: &str) -> Result<()> {
+                let set: fn(&$ty, &str, &str) -> Result<()> = $set_policy;
+                set(self, toml, origin)
+            }
+            fn rotate_root_key(&self, new: &shredvault::RootKey) -> Result<()> {
+                let rotate: fn(&$ty, &shredvault::RootKey) -> Result<()> = $rotate;
+                rotate(self, new)
+            }
         }
     };
 }
 
-forward!(Vault, |v| Ok(v.vault_id()));
-forward!(Client, Client::vault_id);
+forward!(
+    Vault,
+    |v| Ok(v.vault_id()),
+    |v, toml, origin| v.set_policy(shredvault::Policy::parse(toml, origin)?),
+    |v, new| v.rotate_root_key(new, &mut |_, _| {})
+);
+forward!(
+    Client,
+    Client::vault_id,
+    Client::set_policy_text,
+    Client::rotate_root_key
+);
 
 /// A server's answer: its JSON, or its error as an `Error` of its kind.
 fn answer(status: StatusCode, bytes: &[u8]) -> Result<Value> {

@@ -284,17 +284,6 @@ fn handle_arg<'a>(v: *const sv_vault) -> Result<&'a Target, Error> {
         .ok_or_else(|| null("v"))
 }
 
-/// The handle's vault, for the operations a server does not serve yet.
-fn vault_arg<'a>(v: *const sv_vault) -> Result<&'a Vault, Error> {
-    match handle_arg(v)? {
-        Target::Local(vault) => Ok(vault),
-        Target::Remote(_) => Err(Error::new(
-            ErrorKind::InvalidArgument,
-            "this operation is not served yet: only a handle from sv_open has it",
-        )),
-    }
-}
-
 /// The handle's operations, served or local alike.
 fn api_arg<'a>(v: *const sv_vault) -> Result<&'a dyn VaultApi, Error> {
     Ok(match handle_arg(v)? {
@@ -917,9 +906,9 @@ pub extern "C" fn sv_rotate_root_key(
     new_root_key_len: usize,
 ) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
+        let api = api_arg(v)?;
         let new = root_key_arg(new_root_key, new_root_key_len, "new_root_key")?;
-        vault.rotate_root_key(&new, &mut |_, _| {})
+        api.rotate_root_key(&new)
     })
 }
 
@@ -992,9 +981,12 @@ pub extern "C" fn sv_vault_id(v: *const sv_vault, out_id: *mut c_char) -> sv_sta
 #[no_mangle]
 pub extern "C" fn sv_set_policy(v: *const sv_vault, policy_path: *const c_char) -> sv_status {
     ffi_guard!({
-        let vault = vault_arg(v)?;
-        let policy = Policy::from_file(Path::new(str_arg(policy_path, "policy_path")?))?;
-        vault.set_policy(policy)
+        let api = api_arg(v)?;
+        let path = str_arg(policy_path, "policy_path")?;
+        // Read and checked here (a missing or bad file is SV_POLICY), then
+        // sent as text, so a served vault gets it too.
+        let policy = Policy::from_file(Path::new(path))?;
+        api.set_policy_text(policy.source(), path)
     })
 }
 

@@ -838,10 +838,9 @@ impl Vault {
     /// Re-wraps every key under `new_root_key` (32 bytes) and rebuilds the
     /// blind index; afterwards only the new key opens the vault.
     fn rotate_root_key(&self, py: Python<'_>, new_root_key: &[u8]) -> PyResult<()> {
-        let v = self.open()?;
+        let v = self.api()?;
         let new = root_key_arg(new_root_key, "new_root_key")?;
-        py.detach(|| v.rotate_root_key(&new, &mut |_, _| {}))
-            .py_err()
+        py.detach(|| v.rotate_root_key(&new)).py_err()
     }
 
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
@@ -920,10 +919,15 @@ impl Vault {
     /// Replaces the policy with the policy file at `policy`, once checked
     /// against the stored data; every record's expiry is re-evaluated.
     fn set_policy(&self, py: Python<'_>, policy: &Bound<'_, PyAny>) -> PyResult<()> {
-        let v = self.open()?;
+        let v = self.api()?;
         let policy = fspath(py, policy)?;
-        py.detach(|| v.set_policy(shredvault::Policy::from_file(policy.as_ref())?))
-            .py_err()
+        py.detach(|| {
+            // Read and checked here (a missing or bad file is PolicyError),
+            // then sent as text, so a served vault gets it too.
+            let parsed = shredvault::Policy::from_file(policy.as_ref())?;
+            v.set_policy_text(parsed.source(), &policy)
+        })
+        .py_err()
     }
 
     /// Audit entries (all, or those naming `subject`), oldest first.

@@ -361,6 +361,28 @@ pub const ROUTES: &[Route] = &[
         purpose: true,
     },
     Route {
+        method: "put",
+        path: "/v1/policy",
+        operation: "set_policy",
+        class: Class::Admin,
+        summary: "Replace the policy (TOML text), once checked against the stored data.",
+        request: Some("PolicyText"),
+        status: 200,
+        response: "Done",
+        purpose: false,
+    },
+    Route {
+        method: "post",
+        path: "/v1/root-key/rotate",
+        operation: "rotate_root_key",
+        class: Class::Admin,
+        summary: "Re-wrap every key under a new root key (64 hex); the server keeps serving.",
+        request: Some("NewRootKey"),
+        status: 200,
+        response: "Done",
+        purpose: false,
+    },
+    Route {
         method: "post",
         path: "/v1/expire",
         operation: "expire",
@@ -1228,6 +1250,48 @@ async fn scan(
         .unwrap_or_else(|_| Response::new(axum::body::Body::empty())))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyText {
+    policy: String,
+}
+
+async fn set_policy(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    bytes: Bytes,
+) -> Ok200 {
+    grant(&app, &client, "set_policy", None, None).await?;
+    let req: PolicyText = body(&bytes)?;
+    call(&app, &client, move |v| {
+        v.set_policy(shredvault::Policy::parse(&req.policy, "the policy sent")?)
+    })
+    .await?;
+    Ok(done())
+}
+
+async fn rotate_root_key(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    bytes: Bytes,
+) -> Ok200 {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NewRootKey {
+        new_root_key: String,
+    }
+    grant(&app, &client, "rotate_root_key", None, None).await?;
+    let req: NewRootKey = body(&bytes)?;
+    let hex = zeroize::Zeroizing::new(req.new_root_key);
+    let new = shredvault::RootKey::from_hex(&hex)?;
+    drop(hex);
+    call(&app, &client, move |v| {
+        v.rotate_root_key(&new, &mut |_, _| {})
+    })
+    .await?;
+    Ok(done())
+}
+
 async fn openapi() -> Json<Value> {
     Json(crate::openapi::document())
 }
@@ -1276,6 +1340,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/audit", get(audit_entries))
         .route("/v1/blind-index/rotate", post(rotate_blind_index))
         .route("/v1/scan", get(scan))
+        .route("/v1/policy", axum::routing::put(set_policy))
+        .route("/v1/root-key/rotate", post(rotate_root_key))
         .route("/v1/expire", post(expire))
         .route("/v1/stats", get(stats))
         .route("/v1/audit/verify", post(verify_audit))

@@ -89,6 +89,14 @@ fn schemas() -> Value {
         },
         "Receipt": {"type": "object", "description": "The signed erasure receipt."},
         "Done": {"type": "object", "properties": {"ok": {"type": "boolean"}}},
+        "PolicyText": {
+            "type": "object", "additionalProperties": false, "required": ["policy"],
+            "properties": {"policy": {"type": "string", "description": "The policy file's TOML."}}
+        },
+        "NewRootKey": {
+            "type": "object", "additionalProperties": false, "required": ["new_root_key"],
+            "properties": {"new_root_key": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}}
+        },
         "ScanLines": {
             "type": "string",
             "description": "NDJSON: one Record object a line, or {\"error\": {\"kind\", \"message\"}} for a record that failed to read."

@@ -2,10 +2,10 @@
  * The C API through a server (sv_connect), as the billing service uses it
  * while other processes share the vault: the same sv_ functions on a
  * served handle, SV_FORBIDDEN outside the client's grant, a clear
- * SV_INVALID_ARGUMENT for what the server does not serve yet, threads
+ * refusal of maintenance to a client without the admin grant, threads
  * sharing the handle, and a bad URL or token.
  *
- * Usage: test_connect URL BILLING_TOKEN ANALYTICS_TOKEN
+ * Usage: test_connect URL BILLING_TOKEN ANALYTICS_TOKEN POLICY_FILE
  * (scripts/test starts `shredvault serve` with tests/c/clients.toml)
  */
 #include <pthread.h>
@@ -84,8 +84,9 @@ int main(int argc, char **argv) {
   worker_arg args[4];
   int i;
 
-  if (argc != 4) {
-    fprintf(stderr, "usage: %s URL BILLING_TOKEN ANALYTICS_TOKEN\n", argv[0]);
+  if (argc != 5) {
+    fprintf(stderr, "usage: %s URL BILLING_TOKEN ANALYTICS_TOKEN POLICY_FILE\n",
+            argv[0]);
     return 2;
   }
 
@@ -185,9 +186,10 @@ int main(int argc, char **argv) {
   }
   sv_scan_free(scan);
 
-  /* Not served yet: said plainly. */
-  EXPECT(sv_set_policy(billing, "/nonexistent/policy.toml"), SV_INVALID_ARGUMENT);
-  CHECK(strstr(sv_last_error(), "not served yet") != NULL);
+  /* Maintenance is the admin grant's. */
+  EXPECT(sv_set_policy(billing, argv[4]), SV_FORBIDDEN);
+  EXPECT(sv_rotate_root_key(billing, (const uint8_t *)"0123456789abcdef0123456789abcdef", 32),
+         SV_FORBIDDEN);
 
   /* Threads sharing one served handle. */
   for (i = 0; i < 4; i++) {

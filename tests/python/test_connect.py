@@ -105,8 +105,11 @@ def test_erasure_through_the_server_and_what_is_not_served_yet(served):
     assert dpo.find_subject("email", "bob@example.com") is None
     assert dpo.verify_audit()["entries"] > 0
     assert any(e["op"] == "erase_subject" for e in dpo.audit_entries(s))
+    dpo.set_policy(POLICY)  # the admin grant: maintenance while serving
     with pytest.raises(sv.InvalidArgumentError, match="not served yet"):
-        dpo.set_policy(POLICY)
+        dpo.path
+    with pytest.raises(sv.ForbiddenError):
+        sv.connect(served, token="billing-secret").set_policy(POLICY)
     dpo.close()
     with pytest.raises(sv.InvalidArgumentError, match="closed"):
         dpo.stats()
@@ -220,3 +223,15 @@ def test_scan_through_the_server(served):
         analytics.scan("account", "analytics")
     dpo.close()
     analytics.close()
+
+
+def test_root_key_rotation_through_the_server(served, tmp_path):
+    dpo = sv.connect(served, token="dpo-secret")
+    s = dpo.create_subject()
+    r = dpo.put(s, "account", b"kept")
+    new = bytes(reversed(range(32)))
+    dpo.rotate_root_key(new)
+    assert dpo.get(r, "billing").data == b"kept"  # the server keeps serving
+    with pytest.raises(sv.ForbiddenError):
+        sv.connect(served, token="billing-secret").rotate_root_key(new)
+    dpo.close()
