@@ -396,10 +396,174 @@ pub fn run() -> Result<(), Error> {
         indent(&serde_json::to_string_pretty(&stats).expect("stats serialize"))
     );
     vault.close()?;
+
+    step(
+        &mut n,
+        "Many processes share it: a server, a billing client, an analytics client",
+    );
+    served(&dir, &root, &bob)?;
+
     println!(
         "\nDone. The demo vault is in ./{DEMO_DIR}; its root key existed only in this process."
     );
     Ok(())
+}
+
+/// The vault served on a Unix socket to two clients in processes of their
+/// own (this binary with `--url`), each with its own token and grant; one
+/// read outside a grant is refused.
+fn served(dir: &Path, root: &RootKey, bob: &shredvault::SubjectId) -> Result<(), Error> {
+    use std::process::Command;
+    let token = |name: &str| -> Result<String, Error> {
+        let bytes: [u8; 16] = {
+            let key = RootKey::generate()?.to_bytes();
+            key[..16].try_into().expect("16 of 32 bytes")
+        };
+        let token = format!("{name}-{}", hex::encode(bytes));
+        let path = dir.join(format!("{name}.token"));
+        std::fs::write(&path, &token).map_err(io("writing a token file"))?;
+        Ok(token)
+    };
+    let sha = |t: &str| hex::encode(ring_sha256(t.as_bytes()));
+    let billing = token("billing")?;
+    let analytics = token("analytics")?;
+    let clients = format!(
+        "[clients.billing]\ntoken_sha256 = \"{}\"\noperations = [\"read\", \"write\"]\npurposes = [\"billing\"]\ncategories = [\"account\"]\n\n[clients.analytics]\ntoken_sha256 = \"{}\"\noperations = [\"read\"]\npurposes = [\"billing\"]\n",
+        sha(&billing),
+        sha(&analytics)
+    );
+    std::fs::write(dir.join("clients.toml"), &clients).map_err(io("writing clients.toml"))?;
+    println!("    clients.toml: billing may read for billing and write accounts;");
+    println!("    analytics may read for billing only (tokens stored as SHA-256)");
+    let socket = std::env::current_dir()
+        .map_err(io("the current directory"))?
+        .join(dir)
+        .join("sv.sock");
+    let vault = Vault::open_with(
+        dir,
+        root,
+        None,
+        VaultOptions {
+            actor: Some("server".into()),
+            privileged: true,
+            ..VaultOptions::default()
+        },
+    )?;
+    let options = shredvault_server::ServeOptions::new(
+        vec![shredvault_server::Listen::Unix(socket.clone())],
+        shredvault_server::Clients::parse(&clients)?,
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::runtime::Runtime::new().map_err(io("starting the server"))?;
+    let server = runtime.spawn(shredvault_server::serve(vault, options, async {
+        let _ = stop_rx.await;
+    }));
+    for _ in 0..500 {
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let url = format!("unix://{}", socket.display());
+    println!("    shredvault serve: listening on {url}");
+    let exe = std::env::current_exe().map_err(io("finding this program"))?;
+    let client =
+        |who: &str, args: &[&str], stdin: Option<&[u8]>| -> Result<std::process::Output, Error> {
+            use std::io::Write;
+            let mut child = Command::new(&exe)
+                .args(["--url", &url, "--token-file"])
+                .arg(dir.join(format!("{who}.token")))
+                .args(args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .map_err(io("starting a client"))?;
+            let mut input = child.stdin.take().expect("piped");
+            if let Some(bytes) = stdin {
+                input.write_all(bytes).map_err(io("writing to a client"))?;
+            }
+            drop(input);
+            child.wait_with_output().map_err(io("a client"))
+        };
+    // The billing service and the analytics job, at the same time.
+    let (put, scan) = std::thread::scope(|scope| {
+        let billing_side = scope.spawn(|| {
+            client(
+                "billing",
+                &["put", &bob.to_string(), "account"],
+                Some(b"{\"invoice\":\"INV-7\",\"amount\":\"19.00 EUR\"}"),
+            )
+        });
+        let analytics_side = scope.spawn(|| {
+            client(
+                "analytics",
+                &["scan", "account", "--purpose", "billing"],
+                None,
+            )
+        });
+        (
+            billing_side.join().expect("the billing client"),
+            analytics_side.join().expect("the analytics client"),
+        )
+    });
+    let (put, scan) = (put?, scan?);
+    claim(
+        put.status.success(),
+        "the billing process stores a record through the server",
+    )?;
+    let record = String::from_utf8_lossy(&put.stdout).trim().to_string();
+    println!("    billing (one process): put an invoice: {record}");
+    claim(
+        scan.status.success(),
+        "the analytics process scans at the same time",
+    )?;
+    println!(
+        "    analytics (another process, meanwhile): scanned {} account record(s) for billing",
+        String::from_utf8_lossy(&scan.stdout).lines().count()
+    );
+    let got = client("analytics", &["get", &record, "--purpose", "billing"], None)?;
+    claim(
+        got.status.success() && String::from_utf8_lossy(&got.stdout).contains("INV-7"),
+        "analytics reads billing's new record back",
+    )?;
+    let refused = client(
+        "analytics",
+        &["get", &record, "--purpose", "account_admin"],
+        None,
+    )?;
+    let why = String::from_utf8_lossy(&refused.stderr).trim().to_string();
+    claim(
+        !refused.status.success() && why.contains("Forbidden"),
+        "a read for a purpose analytics was not granted is refused",
+    )?;
+    println!("    analytics asks for account_admin: {why}");
+    println!("    (the same from C: sv_connect(\"{url}\", token, &v), then any sv_ call;");
+    println!(
+        "     from Python: sv.connect(\"{url}\", token=...); the test script runs both at once)"
+    );
+    let _ = stop_tx.send(());
+    let vault = runtime
+        .block_on(server)
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("the server: {e}")))??;
+    let refusals = vault
+        .audit_entries(None)?
+        .into_iter()
+        .filter(|e| e.op == "refused" && e.actor.as_deref() == Some("analytics"))
+        .count();
+    claim(
+        refusals == 1,
+        "the refusal is in the audit log, as analytics",
+    )?;
+    vault.close()?;
+    println!("    server stopped; every call is in the audit log under its client's name");
+    Ok(())
+}
+
+fn ring_sha256(bytes: &[u8]) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .to_vec()
 }
 
 fn time(text: &str) -> Result<i64, Error> {

@@ -1030,3 +1030,24 @@ fn a_server_killed_under_load_loses_nothing_acknowledged() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+/// The README's main command: the whole story, every claim checked (a
+/// claim that does not hold fails the demo), the served part included.
+#[test]
+fn the_demo_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_shredvault"))
+        .arg("demo")
+        .current_dir(dir.path())
+        .env_remove("SHREDVAULT_ROOT_KEY")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("analytics asks for account_admin"), "{text}");
+    assert!(text.contains("Done."), "{text}");
+}
