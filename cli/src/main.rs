@@ -7,6 +7,7 @@
 //! or stdin instead of an argument, which other local users see in `ps`.
 
 mod bench;
+mod bench_server;
 mod demo;
 
 use std::io::{Read, Write};
@@ -274,6 +275,13 @@ enum Command {
         /// the space figure, up to 100,000).
         #[arg(long, default_value_t = 100_000)]
         records: usize,
+        /// The served vault beside PostgreSQL instead (16 clients, durable
+        /// puts and gets; a throw-away cluster from the installed binaries).
+        #[arg(long)]
+        server: bool,
+        /// With --server: seconds per figure.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
     },
     /// Serve the vault to many processes over HTTP/JSON (the clients and
     /// their grants in --clients); runs until SIGTERM or SIGINT, then
@@ -972,7 +980,13 @@ fn run(cli: Cli) -> Result<(), Error> {
                 (max_connections, max_body),
             )
         }
-        Command::Bench { json, records } => bench::run(bench::Options { records, json }),
+        Command::Bench {
+            json,
+            server: true,
+            seconds,
+            ..
+        } => bench_server::run(json, seconds.clamp(0.5, 600.0)),
+        Command::Bench { json, records, .. } => bench::run(bench::Options { records, json }),
     }
 }
 

@@ -1051,3 +1051,28 @@ fn the_demo_runs() {
     assert!(text.contains("analytics asks for account_admin"), "{text}");
     assert!(text.contains("Done."), "{text}");
 }
+
+/// `bench --server` runs end to end (short figures: the real run is an
+/// operator's, see docs/performance.md) and reports every figure, with
+/// PostgreSQL measured or the reason it was skipped.
+#[test]
+fn bench_server_reports_every_figure() {
+    let out = Command::new(env!("CARGO_BIN_EXE_shredvault"))
+        .args(["bench", "--server", "--seconds", "0.5", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["durable_put_16_vs_1", "server_get_vs_inprocess"] {
+        assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {v}");
+    }
+    let pg_measured = v["server_get_vs_pg_select"].as_f64().is_some();
+    assert!(
+        pg_measured || v["raw"]["pg_skipped"].is_string(),
+        "PostgreSQL neither measured nor skipped with a reason: {v}"
+    );
+}

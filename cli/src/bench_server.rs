@@ -1,0 +1,483 @@
+//! `shredvault bench --server`: the served vault beside its peer,
+//! PostgreSQL, in one run, with 1 KiB values.
+//!
+//! PostgreSQL is a throw-away cluster made from the installed binaries
+//! (`initdb`, `pg_ctl`; as the `postgres` user when run as root), on a
+//! Unix socket in a temporary directory, fsync on; pgbench drives it with
+//! durable 1 KiB inserts and point selects of a 1 KiB row. Where the
+//! binaries are missing, the PostgreSQL lines say so and are skipped.
+//!
+//! The vault is served on a Unix socket in the same process (a tokio
+//! runtime of its own), and driven by clients (`shredvault-client`), one
+//! connection each, each a thread: 16 writers doing durable puts, then 16
+//! readers doing gets for a purpose (purpose checks, decryption and the
+//! audit on). In-process figures beside them: durable puts from 1 and 16
+//! threads, gets from one thread.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use shredvault::{Error, ErrorKind, Policy, RecordId, RootKey, SubjectId, Vault, VaultOptions};
+
+const VALUE: usize = 1024;
+const CLIENTS: usize = 16;
+
+fn io(what: &str) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::new(ErrorKind::Io, format!("{what}: {e}"))
+}
+
+fn value(i: usize) -> Vec<u8> {
+    let mut v = format!("{{\"n\":{i},\"pad\":\"").into_bytes();
+    v.resize(VALUE - 2, b'x');
+    v.extend_from_slice(b"\"}");
+    v
+}
+
+/// Runs `f(thread, stop)` on `threads` threads for `secs`; the operations
+/// per second, counted by `f`'s return.
+fn timed<F>(threads: usize, secs: f64, f: F) -> Result<f64, Error>
+where
+    F: Fn(usize, &AtomicBool) -> Result<usize, Error> + Sync,
+{
+    let stop = AtomicBool::new(false);
+    let start = Instant::now();
+    let done = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (f, stop) = (&f, &stop);
+                scope.spawn(move || f(t, stop))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs_f64(secs));
+        stop.store(true, Ordering::SeqCst);
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a bench thread panicked"))
+            .sum::<Result<usize, Error>>()
+    })?;
+    Ok(done as f64 / start.elapsed().as_secs_f64())
+}
+
+/// A throw-away PostgreSQL cluster.
+struct Pg {
+    bin: PathBuf,
+    data: PathBuf,
+    socket: PathBuf,
+    as_postgres: bool,
+}
+
+impl Pg {
+    fn command(&self, tool: &str) -> Command {
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join(tool));
+            c
+        } else {
+            Command::new(self.bin.join(tool))
+        }
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> Result<String, String> {
+        let out = self
+            .command(tool)
+            .args(args)
+            .output()
+            .map_err(|e| format!("{tool}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{tool} {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
+    /// Starts one in `dir`, or says why not.
+    fn start(dir: &Path) -> Result<Pg, String> {
+        let bin = pg_bindir().ok_or("no PostgreSQL binaries (initdb, pg_ctl, pgbench) found")?;
+        let as_postgres = is_root();
+        let base = dir.join("pg");
+        std::fs::create_dir_all(&base).map_err(|e| e.to_string())?;
+        if as_postgres {
+            // initdb refuses to run as root: the cluster is postgres's.
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&base)
+                .status()
+                .map_err(|e| e.to_string())?
+                .success();
+            let ok = ok
+                && Command::new("chmod")
+                    .arg("755")
+                    .arg(dir)
+                    .status()
+                    .map_err(|e| e.to_string())?
+                    .success();
+            if !ok {
+                return Err("could not give the cluster's directory to postgres".into());
+            }
+        }
+        let pg = Pg {
+            bin,
+            data: base.join("data"),
+            socket: base.clone(),
+            as_postgres,
+        };
+        let data = pg.data.display().to_string();
+        pg.run(
+            "initdb",
+            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
+        )?;
+        let opts = format!(
+            "-k {} -c listen_addresses='' -c fsync=on -c synchronous_commit=on -c max_connections=64",
+            pg.socket.display()
+        );
+        let log = base.join("log").display().to_string();
+        pg.run(
+            "pg_ctl",
+            &["-D", &data, "-o", &opts, "-l", &log, "-w", "start"],
+        )?;
+        Ok(pg)
+    }
+
+    fn psql(&self, sql: &str) -> Result<String, String> {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                &self.socket.display().to_string(),
+                "-U",
+                "postgres",
+                "-q",
+                "-c",
+                sql,
+            ])
+            .output()
+            .map_err(|e| format!("psql: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "psql: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
+    /// pgbench's transactions per second for `script`.
+    fn pgbench(&self, script: &Path, clients: usize, secs: u64) -> Result<f64, String> {
+        let out = Command::new(self.bin.join("pgbench"))
+            .args([
+                "-n",
+                "-h",
+                &self.socket.display().to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args([
+                "-c",
+                &clients.to_string(),
+                "-j",
+                &clients.min(2).to_string(),
+            ])
+            .args(["-T", &secs.to_string(), "-f", &script.display().to_string()])
+            .arg("postgres")
+            .output()
+            .map_err(|e| format!("pgbench: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("tps = ")
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|n| n.parse::<f64>().ok())
+            })
+            .ok_or_else(|| {
+                format!(
+                    "pgbench gave no rate: {} {}",
+                    text.trim(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )
+            })
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let data = self.data.display().to_string();
+        let _ = self.run("pg_ctl", &["-D", &data, "-m", "immediate", "stop"]);
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+fn pg_bindir() -> Option<PathBuf> {
+    let has = |dir: &Path| {
+        ["initdb", "pg_ctl", "pgbench", "psql"]
+            .iter()
+            .all(|t| dir.join(t).exists())
+    };
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if has(&dir) {
+            return Some(dir);
+        }
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|d| has(d))
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// The PostgreSQL figures: (insert/s from 1 and 16 clients, select/s
+/// from 1 and 16), or why there are none.
+fn postgres(dir: &Path, secs: u64) -> Result<[f64; 4], String> {
+    let pg = Pg::start(dir)?;
+    let rows = 20_000;
+    pg.psql("CREATE TABLE kv (id bigserial PRIMARY KEY, v bytea NOT NULL)")?;
+    pg.psql(&format!(
+        "INSERT INTO kv (v) SELECT convert_to(repeat('x', {VALUE}), 'UTF8') FROM generate_series(1, {rows})"
+    ))?;
+    let insert = dir.join("insert.sql");
+    std::fs::write(
+        &insert,
+        format!("INSERT INTO kv (v) VALUES (convert_to(repeat('y', {VALUE}), 'UTF8'));\n"),
+    )
+    .map_err(|e| e.to_string())?;
+    let select = dir.join("select.sql");
+    std::fs::write(
+        &select,
+        format!("\\set id random(1, {rows})\nSELECT v FROM kv WHERE id = :id;\n"),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok([
+        pg.pgbench(&insert, 1, secs)?,
+        pg.pgbench(&insert, CLIENTS, secs)?,
+        pg.pgbench(&select, 1, secs)?,
+        pg.pgbench(&select, CLIENTS, secs)?,
+    ])
+}
+
+pub fn run(json_out: bool, secs: f64) -> Result<(), Error> {
+    let dir = tempfile::tempdir().map_err(io("a temporary directory"))?;
+    let say = |what: &str| {
+        if !json_out {
+            eprintln!("bench --server: {what}");
+        }
+    };
+    say("PostgreSQL (pgbench)");
+    let pg = postgres(dir.path(), secs.ceil() as u64);
+    if let Err(why) = &pg {
+        say(&format!("PostgreSQL lines skipped: {why}"));
+    }
+
+    // ---- in-process: durable puts from 1 and 16 threads.
+    say("in-process durable puts");
+    let policy = Policy::parse(
+        include_str!("../../example-policy.toml"),
+        "example-policy.toml",
+    )?;
+    let root = RootKey::generate()?;
+    let path = dir.path().join("vault");
+    let v = Vault::open_with(
+        &path,
+        &root,
+        Some(policy),
+        VaultOptions {
+            privileged: true,
+            actor: Some("bench".into()),
+            ..VaultOptions::default()
+        },
+    )?;
+    let data: Vec<Vec<u8>> = (0..64).map(value).collect();
+    let put_1 = {
+        let s = v.create_subject(&[])?;
+        timed(1, secs, |_, stop| {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                v.put(&s, "account", &data[n % data.len()])?;
+                n += 1;
+            }
+            Ok(n)
+        })?
+    };
+    let owners: Vec<SubjectId> = (0..CLIENTS)
+        .map(|_| v.create_subject(&[]))
+        .collect::<Result<_, _>>()?;
+    let put_16 = timed(CLIENTS, secs, |t, stop| {
+        let mut n = 0;
+        while !stop.load(Ordering::Relaxed) {
+            v.put(&owners[t], "account", &data[n % data.len()])?;
+            n += 1;
+        }
+        Ok(n)
+    })?;
+
+    // ---- served: 16 clients.
+    say("served durable puts and gets, 16 clients");
+    let socket = dir.path().join("sv.sock");
+    let token = "bench-token";
+    let digest = hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        token.as_bytes(),
+    ));
+    let clients = shredvault_server::Clients::parse(&format!(
+        "[clients.bench]\ntoken_sha256 = \"{digest}\"\noperations = [\"read\", \"write\"]\npurposes = [\"*\"]\ncategories = [\"*\"]\n"
+    ))?;
+    let options = shredvault_server::ServeOptions::new(
+        vec![shredvault_server::Listen::Unix(socket.clone())],
+        clients,
+    );
+    let runtime = tokio::runtime::Runtime::new().map_err(io("starting the server"))?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(shredvault_server::serve(v, options, async {
+        let _ = stop_rx.await;
+    }));
+    for _ in 0..500 {
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let url = format!("unix://{}", socket.display());
+    let conns: Vec<shredvault_client::Client> = (0..CLIENTS)
+        .map(|_| shredvault_client::Client::connect(&url, Some(token)))
+        .collect::<Result<_, _>>()?;
+    let written: Vec<std::sync::Mutex<Vec<RecordId>>> = (0..CLIENTS)
+        .map(|_| std::sync::Mutex::new(Vec::new()))
+        .collect();
+    let served_put = timed(CLIENTS, secs, |t, stop| {
+        let mut mine = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            mine.push(conns[t].put(&owners[t], "account", &data[mine.len() % data.len()])?);
+        }
+        let n = mine.len();
+        *written[t].lock().unwrap_or_else(|p| p.into_inner()) = mine;
+        Ok(n)
+    })?;
+    let ids: Vec<RecordId> = written
+        .into_iter()
+        .flat_map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .collect();
+    if ids.is_empty() {
+        return Err(Error::new(ErrorKind::Internal, "no served put was made"));
+    }
+    let next = AtomicUsize::new(0);
+    let pick = || {
+        let i = next.fetch_add(7919, Ordering::Relaxed);
+        &ids[i % ids.len()]
+    };
+    let served_get = timed(CLIENTS, secs, |t, stop| {
+        let mut n = 0;
+        while !stop.load(Ordering::Relaxed) {
+            std::hint::black_box(conns[t].get(pick(), "billing")?);
+            n += 1;
+        }
+        Ok(n)
+    })?;
+    drop(conns);
+    let _ = stop_tx.send(());
+    let v = runtime
+        .block_on(server)
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("the server: {e}")))??;
+
+    // ---- in-process gets, one thread.
+    say("in-process gets");
+    let get_1 = timed(1, secs, |_, stop| {
+        let mut n = 0;
+        while !stop.load(Ordering::Relaxed) {
+            std::hint::black_box(v.get(pick(), "billing")?);
+            n += 1;
+        }
+        Ok(n)
+    })?;
+    v.close()?;
+
+    let ratio = |a: f64, b: Option<f64>| b.map(|b| a / b);
+    let pg_fig = pg.as_ref().ok();
+    let out = json!({
+        "value_bytes": VALUE,
+        "clients": CLIENTS,
+        "seconds_per_figure": secs,
+        "server_get_vs_pg_select": ratio(served_get, pg_fig.map(|p| p[3])),
+        "server_put_durable_vs_pg_insert": ratio(served_put, pg_fig.map(|p| p[1])),
+        "durable_put_16_vs_1": put_16 / put_1,
+        "server_get_vs_inprocess": served_get / get_1,
+        "raw": {
+            "server_put_durable_16_per_s": served_put,
+            "server_get_16_per_s": served_get,
+            "inprocess_put_durable_1_per_s": put_1,
+            "inprocess_put_durable_16_per_s": put_16,
+            "inprocess_get_1_per_s": get_1,
+            "pg_insert_1_per_s": pg_fig.map(|p| p[0]),
+            "pg_insert_16_per_s": pg_fig.map(|p| p[1]),
+            "pg_select_1_per_s": pg_fig.map(|p| p[2]),
+            "pg_select_16_per_s": pg_fig.map(|p| p[3]),
+            "pg_skipped": pg.as_ref().err(),
+        }
+    });
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("JSON serializes")
+        );
+    } else {
+        print_table(&out);
+    }
+    Ok(())
+}
+
+fn print_table(out: &Value) {
+    let f = |k: &str| out[k].as_f64();
+    let r = |k: &str| out["raw"][k].as_f64();
+    let show = |x: Option<f64>| x.map_or("skipped".to_string(), |x| format!("{x:.0}/s"));
+    let ratio = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.2}"));
+    println!(
+        "shredvault bench --server: {} clients, 1 KiB values",
+        CLIENTS
+    );
+    println!();
+    println!(
+        "{:<36} {:>12} {:>12} {:>7}  target",
+        "", "vault", "peer", "ratio"
+    );
+    println!(
+        "{:<36} {:>12} {:>12} {:>7}  >= 1.0",
+        "get (served) / pg select",
+        show(r("server_get_16_per_s")),
+        show(r("pg_select_16_per_s")),
+        ratio(f("server_get_vs_pg_select"))
+    );
+    println!(
+        "{:<36} {:>12} {:>12} {:>7}  >= 2.0",
+        "durable put (served) / pg insert",
+        show(r("server_put_durable_16_per_s")),
+        show(r("pg_insert_16_per_s")),
+        ratio(f("server_put_durable_vs_pg_insert"))
+    );
+    println!(
+        "{:<36} {:>12} {:>12} {:>7}  >= 4.0",
+        "durable put, 16 threads / 1",
+        show(r("inprocess_put_durable_16_per_s")),
+        show(r("inprocess_put_durable_1_per_s")),
+        ratio(f("durable_put_16_vs_1"))
+    );
+    println!(
+        "{:<36} {:>12} {:>12} {:>7}  (cost model)",
+        "get, 16 served clients / 1 thread",
+        show(r("server_get_16_per_s")),
+        show(r("inprocess_get_1_per_s")),
+        ratio(f("server_get_vs_inprocess"))
+    );
+    if let Some(why) = out["raw"]["pg_skipped"].as_str() {
+        println!("\nPostgreSQL lines skipped: {why}");
+    }
+}
