@@ -8,8 +8,8 @@
 //! binaries are missing, the PostgreSQL lines say so and are skipped.
 //!
 //! The vault is served on a Unix socket in the same process (a tokio
-//! runtime of its own), and driven by clients (`shredvault-client`), one
-//! connection each, each a thread: 16 writers doing durable puts, then 16
+//! runtime of its own), and driven by 16 connections from two threads, as
+//! pgbench -j 2 drives its 16: 16 writers doing durable puts, then 16
 //! readers doing gets for a purpose (purpose checks, decryption and the
 //! audit on). In-process figures beside them: durable puts from 1 and 16
 //! threads, gets from one thread.
@@ -17,6 +17,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use hyper::body::Bytes;
+use hyper::Method;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -347,43 +352,49 @@ pub fn run(json_out: bool, secs: f64) -> Result<(), Error> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let url = format!("unix://{}", socket.display());
-    let conns: Vec<shredvault_client::Client> = (0..CLIENTS)
-        .map(|_| shredvault_client::Client::connect(&url, Some(token)))
-        .collect::<Result<_, _>>()?;
-    let written: Vec<std::sync::Mutex<Vec<RecordId>>> = (0..CLIENTS)
-        .map(|_| std::sync::Mutex::new(Vec::new()))
+    // The clients: 16 connections driven from 2 threads, as pgbench -j 2
+    // drives its 16 (each connection one request after another).
+    let paths: Vec<String> = owners
+        .iter()
+        .map(|o| format!("/v1/subjects/{o}/records"))
         .collect();
-    let served_put = timed(CLIENTS, secs, |t, stop| {
-        let mut mine = Vec::new();
-        while !stop.load(Ordering::Relaxed) {
-            mine.push(conns[t].put(&owners[t], "account", &data[mine.len() % data.len()])?);
-        }
-        let n = mine.len();
-        *written[t].lock().unwrap_or_else(|p| p.into_inner()) = mine;
-        Ok(n)
+    let bodies: Vec<Bytes> = data
+        .iter()
+        .map(|d| {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(d);
+            Bytes::from(json!({"category": "account", "data": b64}).to_string())
+        })
+        .collect();
+    let (served_put, answers) = drive(&socket, token, secs, true, move |t, n| {
+        (
+            Method::POST,
+            paths[t].clone(),
+            bodies[n % bodies.len()].clone(),
+        )
     })?;
-    let ids: Vec<RecordId> = written
-        .into_iter()
-        .flat_map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+    let ids: Vec<RecordId> = answers
+        .iter()
+        .filter_map(|b| serde_json::from_slice::<Value>(b).ok())
+        .filter_map(|v| v["record"].as_str().and_then(|r| RecordId::parse(r).ok()))
         .collect();
     if ids.is_empty() {
         return Err(Error::new(ErrorKind::Internal, "no served put was made"));
     }
+    let ids = Arc::new(ids);
+    let get_ids = Arc::clone(&ids);
+    let (served_get, _) = drive(&socket, token, secs, false, move |t, n| {
+        let r = &get_ids[(t * 7919 + n * 104_729) % get_ids.len()];
+        (
+            Method::GET,
+            format!("/v1/records/{r}?purpose=billing"),
+            Bytes::new(),
+        )
+    })?;
     let next = AtomicUsize::new(0);
     let pick = || {
         let i = next.fetch_add(7919, Ordering::Relaxed);
         &ids[i % ids.len()]
     };
-    let served_get = timed(CLIENTS, secs, |t, stop| {
-        let mut n = 0;
-        while !stop.load(Ordering::Relaxed) {
-            std::hint::black_box(conns[t].get(pick(), "billing")?);
-            n += 1;
-        }
-        Ok(n)
-    })?;
-    drop(conns);
     let _ = stop_tx.send(());
     let v = runtime
         .block_on(server)
@@ -480,4 +491,97 @@ fn print_table(out: &Value) {
     if let Some(why) = out["raw"]["pg_skipped"].as_str() {
         println!("\nPostgreSQL lines skipped: {why}");
     }
+}
+
+/// Requests from `CLIENTS` connections to the server's socket, driven by
+/// two threads, for `secs`: the answers per second (every answer must be
+/// a success), and, when `keep`, the answers' bodies.
+fn drive(
+    socket: &Path,
+    token: &str,
+    secs: f64,
+    keep: bool,
+    request: impl Fn(usize, usize) -> (Method, String, Bytes) + Send + Sync + 'static,
+) -> Result<(f64, Vec<Bytes>), Error> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(io("starting the clients"))?;
+    let request = Arc::new(request);
+    let stop = Arc::new(AtomicBool::new(false));
+    let auth = format!("Bearer {token}");
+    let started = Instant::now();
+    let results = runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for t in 0..CLIENTS {
+            let (request, stop, auth) = (Arc::clone(&request), Arc::clone(&stop), auth.clone());
+            let socket = socket.to_path_buf();
+            tasks.push(tokio::spawn(async move {
+                let stream = tokio::net::UnixStream::connect(&socket)
+                    .await
+                    .map_err(io("connecting a bench client"))?;
+                let (mut send, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                        .await
+                        .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
+                tokio::spawn(conn);
+                let mut kept = Vec::new();
+                let mut n = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let (method, path, body) = request(t, n);
+                    let req = hyper::Request::builder()
+                        .method(method)
+                        .uri(path)
+                        .header("host", "bench")
+                        .header("authorization", &auth)
+                        .header("content-type", "application/json")
+                        .body(http_body_util::Full::new(body))
+                        .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+                    let response = send
+                        .send_request(req)
+                        .await
+                        .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
+                    let status = response.status();
+                    let bytes = http_body_util::BodyExt::collect(response.into_body())
+                        .await
+                        .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?
+                        .to_bytes();
+                    if !status.is_success() {
+                        return Err(Error::new(
+                            ErrorKind::Internal,
+                            format!(
+                                "the server answered {status}: {}",
+                                String::from_utf8_lossy(&bytes)
+                            ),
+                        ));
+                    }
+                    if keep {
+                        kept.push(bytes);
+                    }
+                    n += 1;
+                }
+                Ok::<_, Error>((n, kept))
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+        stop.store(true, Ordering::SeqCst);
+        let mut out = Vec::new();
+        for task in tasks {
+            out.push(
+                task.await
+                    .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?,
+            );
+        }
+        Ok::<_, Error>(out)
+    })?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut total = 0;
+    let mut kept = Vec::new();
+    for r in results {
+        let (n, bodies) = r?;
+        total += n;
+        kept.extend(bodies);
+    }
+    Ok((total as f64 / elapsed, kept))
 }
