@@ -1179,6 +1179,7 @@ fn remote(url: &str, token_file: Option<&Path>, command: Command) -> Result<(), 
             print_json(&c.expire_with(now, force)?);
         }
         Command::Purge { .. } => println!("{}", c.purge()?),
+        Command::Compact { .. } => print_json(&c.compact()?),
         Command::Policy(PolicyCommand::Set { file, .. }) => {
             // Read and checked here first, for a message that names the file.
             let policy = Policy::from_file(&file)?;
@@ -1332,8 +1333,8 @@ fn remote(url: &str, token_file: Option<&Path>, command: Command) -> Result<(), 
         _ => {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
-                "this command is not served: compact and repair need the vault closed \
-                 (stop the server), receipt verify, bench and demo need no vault",
+                "this command is not served: repair needs the vault closed (stop the \
+                 server); receipt verify, init, bench and demo need no served vault",
             ))
         }
     }
@@ -1359,6 +1360,15 @@ fn serve(
     let clients = Clients::load(clients)?;
     let v = open(vault, key_file, actor, true)?;
     let mut options = ServeOptions::new(listen.clone(), clients);
+    // Kept for compaction while serving, which opens the vault again.
+    options.reopen = Some(shredvault_server::Reopen {
+        root: root_key(key_file)?,
+        options: shredvault::VaultOptions {
+            actor: Some(actor.to_string()),
+            privileged: true,
+            ..Default::default()
+        },
+    });
     options.max_connections = max_connections;
     options.max_body = max_body;
     options.tls = tls;

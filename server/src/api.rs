@@ -25,9 +25,69 @@ use shredvault::{Error, ErrorKind, RecordId, RequestId, SubjectId, Vault};
 
 use crate::clients::{Class, Client};
 
-/// What every handler reaches: the vault, opened once for the server.
+/// What every handler reaches: the vault, opened once for the server,
+/// behind a lock that only compaction takes for writing (to close the
+/// vault, compact its files and open it again; calls wait meanwhile).
 pub struct App {
-    pub vault: Vault,
+    vault: std::sync::RwLock<Option<Vault>>,
+    /// The root key and options to open the vault again after compacting
+    /// it; without them, compaction is not served.
+    reopen: Option<crate::Reopen>,
+}
+
+impl App {
+    pub fn new(vault: Vault, reopen: Option<crate::Reopen>) -> App {
+        App {
+            vault: std::sync::RwLock::new(Some(vault)),
+            reopen,
+        }
+    }
+
+    /// Runs `f` on the vault (waiting out a compaction).
+    pub fn with<T>(&self, f: impl FnOnce(&Vault) -> T) -> shredvault::Result<T> {
+        let guard = self.vault.read().unwrap_or_else(|p| p.into_inner());
+        match &*guard {
+            Some(v) => Ok(f(v)),
+            None => Err(Error::new(
+                ErrorKind::Io,
+                "the vault could not be opened again after a compaction: restart the server",
+            )),
+        }
+    }
+
+    /// The vault, for the server's shutdown.
+    pub fn into_vault(self) -> Option<Vault> {
+        self.vault.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Closes the vault, compacts its files, opens it again: calls wait
+    /// meanwhile (the write lock). A failed reopen leaves the server
+    /// answering `Io` until it is restarted.
+    fn compact(&self) -> shredvault::Result<shredvault::CompactReport> {
+        let Some(reopen) = &self.reopen else {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "this server cannot compact (it was not given what to reopen the vault with)",
+            ));
+        };
+        let mut guard = self.vault.write().unwrap_or_else(|p| p.into_inner());
+        let Some(vault) = guard.take() else {
+            return Err(Error::new(ErrorKind::Io, "the vault is closed"));
+        };
+        let path = vault.path().to_path_buf();
+        if let Err(e) = vault.close() {
+            *guard = Vault::open_with(&path, &reopen.root, None, reopen.options.clone()).ok();
+            return Err(e);
+        }
+        let report = Vault::compact(&path, &reopen.root);
+        *guard = Some(Vault::open_with(
+            &path,
+            &reopen.root,
+            None,
+            reopen.options.clone(),
+        )?);
+        report
+    }
 }
 
 /// One route of the API: what the router serves and the OpenAPI document
@@ -384,6 +444,17 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "post",
+        path: "/v1/compact",
+        operation: "compact",
+        class: Class::Admin,
+        summary: "Rewrite the vault's files with only what is live (calls wait meanwhile).",
+        request: None,
+        status: 200,
+        response: "Object",
+        purpose: false,
+    },
+    Route {
+        method: "post",
         path: "/v1/expire",
         operation: "expire",
         class: Class::Erase,
@@ -475,15 +546,21 @@ fn decode_data(b64: &str) -> Result<Vec<u8>, ApiError> {
 /// takes microseconds from sled's cache, less than handing it to a
 /// blocking thread and back (measured by `bench --server`); a read makes
 /// no durable point, so it never waits on the disk for long.
-fn read_call<T>(
+async fn read_call<T: Send + 'static>(
     app: &Arc<App>,
     client: &Client,
-    f: impl FnOnce(&Vault) -> shredvault::Result<T>,
+    f: impl FnOnce(&Vault) -> shredvault::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
-    app.vault
-        .acting_as(&client.name, client.privileged, f)
-        .map_err(ApiError)?
-        .map_err(ApiError)
+    if let Ok(guard) = app.vault.try_read() {
+        if let Some(v) = &*guard {
+            return v
+                .acting_as(&client.name, client.privileged, f)
+                .map_err(ApiError)?
+                .map_err(ApiError);
+        }
+    }
+    // A compaction holds the vault: wait for it off the async threads.
+    call(app, client, f).await
 }
 
 /// Runs a vault call as `client`, off the async threads.
@@ -494,7 +571,7 @@ async fn call<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     let app = Arc::clone(app);
     let (name, privileged) = (client.name.clone(), client.privileged);
-    tokio::task::spawn_blocking(move || app.vault.acting_as(&name, privileged, f))
+    tokio::task::spawn_blocking(move || app.with(|v| v.acting_as(&name, privileged, f)))
         .await
         .map_err(|e| {
             ApiError(Error::new(
@@ -502,6 +579,7 @@ async fn call<T: Send + 'static>(
                 format!("a call failed: {e}"),
             ))
         })?
+        .map_err(ApiError)?
         .map_err(ApiError)?
         .map_err(ApiError)
 }
@@ -691,15 +769,13 @@ async fn get_record(
         return Err(refuse(&app, &client, "get", what, None, Some(r), Some(purpose)).await);
     }
     let privileged = app
-        .vault
-        .policy()
-        .purpose(&purpose)
-        .is_ok_and(|p| p.privileged);
+        .with(|v| v.policy().purpose(&purpose).is_ok_and(|p| p.privileged))
+        .map_err(ApiError)?;
     if privileged && !client.privileged {
         let what = "privileged reads".to_string();
         return Err(refuse(&app, &client, "get", what, None, Some(r), Some(purpose)).await);
     }
-    let rec = read_call(&app, &client, |v| v.get(&r, &purpose))?;
+    let rec = read_call(&app, &client, move |v| v.get(&r, &purpose)).await?;
     Ok(Json(record_json(&rec)))
 }
 
@@ -1206,10 +1282,8 @@ async fn scan(
         return Err(refuse(&app, &client, "scan", what, None, None, Some(q.purpose)).await);
     }
     let privileged = app
-        .vault
-        .policy()
-        .purpose(&q.purpose)
-        .is_ok_and(|p| p.privileged);
+        .with(|v| v.policy().purpose(&q.purpose).is_ok_and(|p| p.privileged))
+        .map_err(ApiError)?;
     if privileged && !client.privileged {
         let what = "privileged reads".to_string();
         return Err(refuse(&app, &client, "scan", what, None, None, Some(q.purpose)).await);
@@ -1223,26 +1297,30 @@ async fn scan(
     let app2 = Arc::clone(&app);
     tokio::task::spawn_blocking(move || {
         // (acting_as checks the name: a listed client's always passes.)
-        let _ = app2.vault.acting_as(&name, client_privileged, |v| {
-            let scan = match v.scan(&q.category, &q.purpose) {
-                Ok(scan) => scan,
-                Err(e) => {
-                    let _ = started_tx.send(Err(e));
-                    return;
-                }
-            };
-            let _ = started_tx.send(Ok(()));
-            for item in scan {
-                let line = match item {
-                    Ok(rec) => record_json(&rec),
-                    Err(e) => json!({"error": {"kind": e.kind().name(), "message": e.message()}}),
+        let _ = app2.with(|v| {
+            v.acting_as(&name, client_privileged, |v| {
+                let scan = match v.scan(&q.category, &q.purpose) {
+                    Ok(scan) => scan,
+                    Err(e) => {
+                        let _ = started_tx.send(Err(e));
+                        return;
+                    }
                 };
-                let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
-                bytes.push(b'\n');
-                if tx.blocking_send(Ok(Bytes::from(bytes))).is_err() {
-                    return; // the reader is gone
+                let _ = started_tx.send(Ok(()));
+                for item in scan {
+                    let line = match item {
+                        Ok(rec) => record_json(&rec),
+                        Err(e) => {
+                            json!({"error": {"kind": e.kind().name(), "message": e.message()}})
+                        }
+                    };
+                    let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+                    bytes.push(b'\n');
+                    if tx.blocking_send(Ok(Bytes::from(bytes))).is_err() {
+                        return; // the reader is gone
+                    }
                 }
-            }
+            })
         });
     });
     match started_rx.await {
@@ -1307,6 +1385,16 @@ async fn rotate_root_key(
     Ok(done())
 }
 
+async fn compact(State(app): State<Arc<App>>, Extension(client): Extension<Arc<Client>>) -> Ok200 {
+    grant(&app, &client, "compact", None, None).await?;
+    let app2 = Arc::clone(&app);
+    let report = tokio::task::spawn_blocking(move || app2.compact())
+        .await
+        .map_err(|e| ApiError(Error::new(ErrorKind::Internal, e.to_string())))?
+        .map_err(ApiError)?;
+    Ok(Json(serde_json::to_value(report).unwrap_or(Value::Null)))
+}
+
 async fn openapi() -> Json<Value> {
     Json(crate::openapi::document())
 }
@@ -1357,6 +1445,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/scan", get(scan))
         .route("/v1/policy", axum::routing::put(set_policy))
         .route("/v1/root-key/rotate", post(rotate_root_key))
+        .route("/v1/compact", post(compact))
         .route("/v1/expire", post(expire))
         .route("/v1/stats", get(stats))
         .route("/v1/audit/verify", post(verify_audit))

@@ -119,6 +119,26 @@ pub struct ServeOptions {
     pub header_timeout: Duration,
     /// Needed by `Listen::Tcp`.
     pub tls: Option<TlsFiles>,
+    /// What compaction while serving needs to open the vault again (the
+    /// root key stays in the server's memory for it); `None`: compaction
+    /// is refused.
+    pub reopen: Option<Reopen>,
+}
+
+/// The root key and options a served vault is opened again with after a
+/// compaction.
+#[derive(Clone)]
+pub struct Reopen {
+    pub root: shredvault::RootKey,
+    pub options: shredvault::VaultOptions,
+}
+
+impl std::fmt::Debug for Reopen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reopen")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServeOptions {
@@ -130,6 +150,7 @@ impl ServeOptions {
             max_connections: 256,
             header_timeout: Duration::from_secs(10),
             tls: None,
+            reopen: None,
         }
     }
 }
@@ -204,7 +225,7 @@ pub async fn serve(
             }
         }
     }
-    let app = Arc::new(api::App { vault });
+    let app = Arc::new(api::App::new(vault, options.reopen.clone()));
     let router = api::router(Arc::clone(&app));
     let clients = Arc::new(options.clients.clone());
     let limit = Arc::new(Semaphore::new(options.max_connections.max(1)));
@@ -290,8 +311,14 @@ pub async fn serve(
     while conns.join_next().await.is_some() {}
     drop(router);
     Arc::try_unwrap(app)
-        .map(|app| app.vault)
-        .map_err(|_| Error::new(ErrorKind::Internal, "a call still holds the vault"))
+        .ok()
+        .and_then(api::App::into_vault)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Internal,
+                "the vault is not the server's to return (a call holds it, or a compaction lost it)",
+            )
+        })
 }
 
 /// Serves one connection until it closes or the server stops.

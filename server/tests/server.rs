@@ -492,3 +492,66 @@ fn slow_and_oversized_requests_do_not_harm_other_clients() {
         );
     }
 }
+
+/// Compaction while clients read and write: they wait while the vault is
+/// closed and compacted, and nothing fails or is lost.
+#[test]
+fn compaction_while_clients_read_and_write() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let s = start_with(|o| {
+        o.reopen = Some(shredvault_server::Reopen {
+            root: root(),
+            options: VaultOptions {
+                actor: Some("server".into()),
+                privileged: true,
+                ..VaultOptions::default()
+            },
+        })
+    });
+    let url = s.url();
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..4)
+        .map(|t| {
+            let (url, stop) = (url.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let c = Client::connect(&url, Some("billing-token")).unwrap();
+                let subject = c.create_subject(&[]).unwrap();
+                let mut made = Vec::new();
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let data = format!("w{t}-{n}");
+                    let r = c.put(&subject, "account", data.as_bytes()).unwrap();
+                    assert_eq!(c.get(&r, "billing").unwrap().data[..], *data.as_bytes());
+                    made.push((r, data));
+                    n += 1;
+                }
+                made
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let dpo = s.client(Some("dpo-token"));
+    // Some dead data to drop: an erased subject's records.
+    let gone = dpo.create_subject(&[]).unwrap();
+    for i in 0..50 {
+        dpo.put(&gone, "job_application", format!("gone {i}").as_bytes())
+            .unwrap();
+    }
+    dpo.erase_subject(&gone).unwrap();
+    let report = dpo.compact().unwrap();
+    assert!(report["bytes_after"].as_u64().is_some(), "{report}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    let made: Vec<_> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert!(made.len() > 20, "the writers wrote: {}", made.len());
+    for (r, data) in &made {
+        assert_eq!(&dpo.get(r, "billing").unwrap().data[..], data.as_bytes());
+    }
+    // Without the admin grant: refused.
+    let err = s.client(Some("billing-token")).compact().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden);
+    dpo.verify_audit().unwrap();
+}
