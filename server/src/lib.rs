@@ -186,10 +186,21 @@ fn bind_unix(path: &PathBuf) -> Result<UnixListener> {
         }
         std::fs::remove_file(path).map_err(io_err(format!("removing {}", path.display())))?;
     }
+    // Bound and listening under a temporary name, made 0660, then renamed
+    // into place: the path appears only once it accepts connections, and
+    // never with the umask's mode.
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
     let listener =
-        UnixListener::bind(path).map_err(io_err(format!("listening on {}", path.display())))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .map_err(io_err(format!("setting the mode of {}", path.display())))?;
+        UnixListener::bind(&tmp).map_err(io_err(format!("listening on {}", tmp.display())))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o660))
+        .map_err(io_err(format!("setting the mode of {}", tmp.display())))?;
+    std::fs::rename(&tmp, path)
+        .map_err(io_err(format!("moving the socket to {}", path.display())))?;
     Ok(listener)
 }
 

@@ -148,8 +148,8 @@ fn start_with(opts: impl FnOnce(&mut ServeOptions)) -> Served {
         });
     });
     ready_rx.recv().unwrap();
-    for _ in 0..200 {
-        if socket.exists() {
+    for _ in 0..500 {
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -357,7 +357,7 @@ fn a_dropped_connection_is_io_and_the_next_call_reconnects() {
     let handle = rt.spawn(serve(vault, options, async {
         let _ = stop_rx.await;
     }));
-    while !socket.exists() {
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     c.stats().unwrap();
