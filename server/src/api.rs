@@ -32,14 +32,14 @@ pub struct App {
     vault: std::sync::RwLock<Option<Vault>>,
     /// The root key and options to open the vault again after compacting
     /// it; without them, compaction is not served.
-    reopen: Option<crate::Reopen>,
+    reopen: std::sync::Mutex<Option<crate::Reopen>>,
 }
 
 impl App {
     pub fn new(vault: Vault, reopen: Option<crate::Reopen>) -> App {
         App {
             vault: std::sync::RwLock::new(Some(vault)),
-            reopen,
+            reopen: std::sync::Mutex::new(reopen),
         }
     }
 
@@ -64,7 +64,12 @@ impl App {
     /// meanwhile (the write lock). A failed reopen leaves the server
     /// answering `Io` until it is restarted.
     fn compact(&self) -> shredvault::Result<shredvault::CompactReport> {
-        let Some(reopen) = &self.reopen else {
+        let reopen = self
+            .reopen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(reopen) = &reopen else {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
                 "this server cannot compact (it was not given what to reopen the vault with)",
@@ -1378,10 +1383,20 @@ async fn rotate_root_key(
     let hex = zeroize::Zeroizing::new(req.new_root_key);
     let new = shredvault::RootKey::from_hex(&hex)?;
     drop(hex);
+    let kept = new.clone();
     call(&app, &client, move |v| {
         v.rotate_root_key(&new, &mut |_, _| {})
     })
     .await?;
+    // A later compaction opens the vault again: with the new key.
+    if let Some(reopen) = app
+        .reopen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_mut()
+    {
+        reopen.root = kept;
+    }
     Ok(done())
 }
 
