@@ -222,6 +222,28 @@ pub(crate) fn journal_frame_mac(key: &SecretKey, seq: u64, payload: &[u8]) -> [u
     crypto::mac(key, &[b"sv journal frame v1", &seq.to_le_bytes(), payload])
 }
 
+/// A journal group's MAC: its first frame's seq, its frame count, the seq
+/// every frame up to which was durable before it was written, and its body
+/// (the journal keeps the first 16 bytes).
+pub(crate) fn journal_group_mac(
+    key: &SecretKey,
+    first: u64,
+    count: u32,
+    durable_before: u64,
+    body: &[u8],
+) -> [u8; 32] {
+    crypto::mac(
+        key,
+        &[
+            b"sv journal group v2",
+            &first.to_le_bytes(),
+            &count.to_le_bytes(),
+            &durable_before.to_le_bytes(),
+            body,
+        ],
+    )
+}
+
 const AUDIT_BLOCK: &[u8] = b"sv audit block v1";
 
 /// An audit block's MAC: its first entry's number, its entry count and the

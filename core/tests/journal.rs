@@ -138,12 +138,12 @@ fn a_frame_damaged_before_acknowledged_puts_is_corrupt_not_silently_dropped() {
     }
     let crashed = tempfile::tempdir().unwrap();
     assemble(crashed.path(), old_data.path(), dir.path());
-    // Frames are 4 KiB apart, from offset 0: damage the first of the three.
+    // One writer: each frame is a group of its own on a 4 KiB boundary; damage the first of the three.
     let path = crashed.path().join("journal");
     let mut bytes = std::fs::read(&path).unwrap();
     let first = (0..bytes.len())
         .step_by(4096)
-        .filter(|&at| &bytes[at..at + 4] == b"SVJ1")
+        .filter(|&at| &bytes[at..at + 4] == b"SVJ2")
         .min_by_key(|&at| u64::from_le_bytes(bytes[at + 4..at + 12].try_into().unwrap()))
         .unwrap();
     bytes[first + 100] ^= 0x01;

@@ -15,16 +15,29 @@
 //! # Layout
 //!
 //! `VAULT/journal`, `JOURNAL_SIZE` bytes, made as a file of zeros (written to
-//! `journal.tmp`, fsynced, renamed, directory fsynced). Frames start on
-//! 4 KiB boundaries, one after the other from offset 0:
+//! `journal.tmp`, fsynced, renamed, directory fsynced), in two halves of
+//! `HALF` bytes. Each write puts one *group* of frames (the puts that
+//! queued for it: see "Group commit") on the next 4 KiB boundary of the
+//! half being written; a half is written from its start, group after
+//! group, until the next group does not fit:
 //!
 //! ```text
-//! "SVJ1" | seq u64 LE | len u32 LE | payload (len bytes) | MAC (16) | zeros to the next 4 KiB
-//! MAC = HMAC-SHA256(journal key, "sv journal frame v1" ‖ seq ‖ payload), each
-//!       part length-prefixed (`crypto::mac`), cut to 16 bytes
+//! group = "SVJ2" | first seq u64 LE | count u32 LE | len u32 LE | body (len bytes)
+//!         | MAC (16) | zeros to the next 4 KiB
+//! body  = count frames, each: payload len u32 LE | payload; seqs first, first + 1, ...
+//! MAC   = HMAC-SHA256(journal key, "sv journal group v2" ‖ first ‖ count ‖ body),
+//!         each part length-prefixed (`crypto::mac`), cut to 16 bytes
 //! payload = JournalEntry (codec): the sled inserts of one put (its record
 //!           and its day-index entry) and its encoded audit entry
 //! ```
+//!
+//! Until version 2 every frame was a group of its own, padded to 4 KiB,
+//! one after the other from offset 0 (`"SVJ1" | seq u64 | len u32 | payload
+//! | MAC(16)`, MAC = HMAC(key, "sv journal frame v1" ‖ seq ‖ payload)); a
+//! journal left by that version is read as groups of one frame each (a
+//! vault opened by this version marks every frame it finds done and writes
+//! only groups from then on). Packing a write's frames together took a
+//! 1 KiB put from 4 KiB of journal to about 1.2 KiB.
 //!
 //! The journal key is derived from the audit key (`domains::journal_key`;
 //! the audit key is a vault-wide keystore secret that survives root-key
@@ -37,51 +50,73 @@
 //!
 //! 1. A put inserts its day-index entry and its record into sled and appends
 //!    its audit entry (all in memory).
-//! 2. It writes its frame (seq = last + 1) at the current offset with
-//!    `O_DSYNC`; when that returns, the put is durable and acknowledged.
+//! 2. It takes the next seq and queues its frame; the frame is written in a
+//!    group with `O_DSYNC`; when that write returns, the put is durable and
+//!    acknowledged.
 //! 3. Every durable point ([`Store::sync`](crate::store::Store::sync)) records in
-//!    sled `'J'` = the last frame seq written (a `JournalMark`), then flushes
-//!    and fsyncs: every frame up to it has its effects in sled. Frames are
-//!    written only after their effects are in sled's memory, so a mark never
-//!    covers a frame whose inserts the flush could miss.
-//! 4. When the next frame does not fit before the end, a durable point
-//!    marks every frame done and writing starts again at offset 0.
+//!    sled `'J'` = a frame seq (a `JournalMark`), then flushes and fsyncs:
+//!    every frame up to it has its effects in sled. A seq is given only
+//!    after the put's effects are in sled's memory, so a mark never covers
+//!    a frame whose inserts the flush could miss.
+//! 4. When the next group does not fit in the rest of its half, writing
+//!    moves to the start of the other half, once every frame there is
+//!    marked done; and the put that moved it runs a durable point marking
+//!    every frame of the half it left done, while the other writers go on
+//!    writing into the new half. So a wrap stops nobody unless the new
+//!    half fills before the durable point for the other one ends.
 //!
 //! # Group commit
 //!
-//! Concurrent puts share writes. A put takes the next seq and the next
-//! place in the file under the journal's lock and queues its frame. If no
-//! write is under way it becomes the leader: it takes every queued frame
-//! (contiguous in the file, seqs in order), writes them with one `O_DSYNC`
-//! write without the lock, and wakes the others; frames queued meanwhile
-//! wait for the next leader, which is one of their own writers. A put is
-//! acknowledged only when the write that held its frame returned, and
-//! writes never overlap, so what a crash tears is only frames nobody was
-//! told about: the run read at open ends at the first torn frame, and every
-//! frame after it is unacknowledged too. A wrap waits until no frame is
-//! queued or being written. A failed write fails the puts whose frames it
-//! held (each is undone by the vault), marks the journal damaged, and the
-//! puts queued behind it become durable through the store instead
+//! Concurrent puts share writes. A put takes the next seq under the
+//! journal's lock and queues its frame in the batch to be written next. If
+//! fewer than `DEPTH` (2) writes are under way it becomes the leader: it
+//! takes the queued batch, gives the group its place (the next 4 KiB
+//! boundary), writes it with one `O_DSYNC` write without the lock, and
+//! wakes that batch's writers; frames queued meanwhile wait for the next
+//! leader, which is one of their own writers. Two writes may be under way
+//! at once (this disk takes concurrent writes faster than one after the
+//! other), but puts are acknowledged in order: a put is acknowledged only
+//! when the write that held its frame, and every write before it, returned.
+//! Each group records `durable_before`, the last seq acknowledged when its
+//! write began. A crash can therefore tear groups none of whose puts was
+//! acknowledged, and keep whole a group written beside a torn one (its
+//! `durable_before` is below the torn group's frames); a whole group whose
+//! `durable_before` reaches past a group that does not read back means
+//! damage to an acknowledged group. A failed write fails the puts whose
+//! frames it held (each is undone by the vault), marks the journal damaged,
+//! and the puts after it become durable through the store instead
 //! (`append` returns `None`, as for a frame too big).
 //!
-//! At open, frames are read from offset 0 while each one is whole (magic,
-//! length, MAC) and its seq is one more than the one before: a torn frame,
-//! zeros, or an older frame left from before the last wrap end the run. The
-//! frames past the mark go to the vault (`Store::recover`), which replays
-//! them (`vault::durability`): each insert goes in only where the key
-//! is absent (a record a later erasure turned into a husk stays a husk), and
-//! their audit entries, in their original order, are appended to the chain
-//! unless the chain recovered by sled already reaches them. Then a durable
-//! point marks them done, and writing starts again at offset 0. Replaying
-//! is idempotent; a `JournalReplay` marker (`'j'`, written before the first
+//! # Reading at open
+//!
+//! Each half is read from its start while each group is whole (magic,
+//! lengths, MAC) and its first seq is one more than the last seq before it:
+//! a torn group, zeros, or a group left from before the half was last
+//! reused end the half's run. The frames of both runs past the mark, in seq
+//! order from mark + 1 while seqs follow each other, go to the vault
+//! (`Store::recover`), which replays them (`vault::durability`): each
+//! insert goes in only where the key is absent (a record a later erasure
+//! turned into a husk stays a husk), and their audit entries, in their
+//! original order, are appended to the chain unless the chain recovered by
+//! sled already reaches them. A whole group anywhere holding a frame past
+//! the last one recovered is `Corrupt`: replaying only the frames before
+//! it would drop acknowledged puts without a word. Then a durable point
+//! marks them done, and writing starts again at offset 0. Replaying is
+//! idempotent; a `JournalReplay` marker (`'j'`, written before the first
 //! recovered audit entry) lets a replay cut short by a crash know how many
 //! of its entries the chain already took, so none is logged twice.
+//!
+//! Why every unmarked frame is in a run: a half is reused only when every
+//! frame in it is marked done, so the frames past the mark are the tail of
+//! one half's run (the half left last) and the head of the other's (the
+//! half being written), or one half's run alone.
 //!
 //! An old copy of `data/` with a newer journal: frames past the copy's mark
 //! are replayed into it. They are puts acknowledged after the copy was made;
 //! those of subjects erased since are sealed under destroyed keys, and the
 //! repair pass at open (which runs after the replay) erases them again.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -90,17 +125,31 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec;
 use crate::crypto::SecretKey;
-use crate::domains::journal_frame_mac as frame_mac;
+use crate::domains::{journal_frame_mac as frame_mac, journal_group_mac as group_mac};
 use crate::error::{Error, Result};
 
-/// The journal file's size: 1,024 frames of a 1 KiB record between two
-/// wraps (a wrap costs one durable point).
+/// The journal file's size: two halves of some 1,700 puts of a 1 KiB
+/// record each (moving from one half to the other costs one durable point,
+/// which runs while writers fill the other half).
 pub(crate) const JOURNAL_SIZE: u64 = 4 << 20;
+const HALF: u64 = JOURNAL_SIZE / 2;
 const PAGE: u64 = 4096;
-const MAGIC: &[u8; 4] = b"SVJ1";
-/// Magic, seq and length.
-const HEADER: usize = 16;
+const MAGIC: &[u8; 4] = b"SVJ2";
+/// Magic, first seq, count, body length and durable-before.
+const HEADER: usize = 28;
+/// A version 1 frame: magic, seq and payload length.
+const MAGIC_V1: &[u8; 4] = b"SVJ1";
+const HEADER_V1: usize = 16;
 const MAC_LEN: usize = 16;
+/// The largest frame (length and payload) the journal takes; a bigger put
+/// is made durable through the store.
+const MAX_FRAME: usize = (HALF / 2) as usize;
+/// How many more groups a leader writes after its own while waiting for
+/// its frame to be durable.
+const LEAD_ON: u32 = 8;
+/// Group writes under way at once (the device takes concurrent writes
+/// faster than one after the other: measured in docs/performance.md).
+const DEPTH: usize = 2;
 
 /// One put's effects, as a frame's payload.
 #[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,41 +178,77 @@ pub(crate) struct Journal {
     path: PathBuf,
     key: SecretKey,
     state: Mutex<State>,
-    /// Signalled when a write of queued frames ends.
-    written: Condvar,
+    /// Batch `b`'s writers wait on `batches[b % BATCH_SIGNALS]`: signalled
+    /// when it is durable (or its write failed), or, while it is the queued
+    /// batch, when a write ends and leaves room for it: so a write wakes
+    /// its own writers, not every writer.
+    batches: [Condvar; BATCH_SIGNALS],
+    /// Signalled when a durable point run for a half ends, or a mark is
+    /// raised.
+    changed: Condvar,
+}
+
+/// Batches that can have writers waiting at once: `DEPTH` being written
+/// and one queued.
+const BATCH_SIGNALS: usize = DEPTH + 1;
+
+/// A group write under way.
+struct Write {
+    batch: u64,
+    through: u64,
+    /// Ended: how.
+    ended: Option<std::result::Result<(), (std::io::ErrorKind, String)>>,
 }
 
 struct State {
-    /// Open for writing with `O_DSYNC` (shared with the leader's write,
+    /// Open for writing with `O_DSYNC` (shared with the leaders' writes,
     /// made without the lock).
     file: Arc<File>,
-    /// Where the next frame goes (after those queued).
+    /// Where the next group goes: a 4 KiB boundary in the half being
+    /// written.
     pos: u64,
+    /// The end of the half being written.
+    end: u64,
     /// The last frame seq given out (written, queued, or replayed).
     last: u64,
     /// The file is not a whole journal (cut short, grown, or a write to it
     /// failed): nothing more is written to it until it is made anew once
     /// what it held is marked done (`start`).
     damaged: bool,
-    /// Frames given a seq and a place, waiting for the next write.
+    /// The body of the next group: the frames queued for the next write.
     queued: Vec<u8>,
-    /// Where the first queued frame goes.
-    queued_at: u64,
-    /// A leader is writing frames (the lock is not held meanwhile).
-    writing: bool,
-    /// Every frame up to this seq is on the disk.
+    /// How many frames `queued` holds, and the seq of its first.
+    queued_count: u32,
+    queued_first: u64,
+    /// The number of the batch `queued` is (one per write).
+    batch: u64,
+    /// Writes under way or ended out of order, oldest first (at most
+    /// `DEPTH`; the lock is not held while writing).
+    writes: std::collections::VecDeque<Write>,
+    /// Every frame up to this seq is on the disk: the frames of the writes
+    /// that ended well, up to the first that has not.
     durable: u64,
-    /// A failed write: the last seq it held and what went wrong. Frames up
-    /// to it failed; those after it were never written.
-    failed: Option<(u64, std::io::ErrorKind, String)>,
+    /// The first write that failed: its frames and what went wrong. Its
+    /// frames failed; those after it are made durable through the store.
+    failed: Option<(u64, u64, std::io::ErrorKind, String)>,
+    /// The last frame seq in the other half: it may be written again once
+    /// `marked` reaches this.
+    other_last: u64,
+    /// Every frame up to this seq is marked done by a durable point.
+    marked: u64,
+    /// A durable point for a half is under way (the lock is not held).
+    checkpointing: bool,
     /// Writes made (for the tests of group commit).
-    writes: u64,
+    written: u64,
 }
 
-/// The bytes a frame of `payload_len` takes, padded to whole pages.
-fn frame_span(payload_len: usize) -> u64 {
-    let len = (HEADER + payload_len + MAC_LEN) as u64;
-    len.div_ceil(PAGE) * PAGE
+fn round_up(n: u64) -> u64 {
+    n.div_ceil(PAGE) * PAGE
+}
+
+/// The bytes a group with a body of `body_len` takes, padded to pages.
+fn group_span(body_len: usize) -> u64 {
+    round_up((HEADER + body_len + MAC_LEN) as u64)
 }
 
 fn io<'a>(what: &'a str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
@@ -199,69 +284,144 @@ fn make_file(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The frames at the start of `bytes`, while each is whole and follows the
-/// one before. What ends the run is a torn frame (a crash while writing
-/// it), zeros, or a frame left from before the last wrap (an older seq);
-/// a whole frame with a *newer* seq further on means the one that ended
-/// the run was damaged after it was written: `Corrupt`, since replaying
-/// only the frames before it would drop acknowledged puts without a word.
-/// (Frames from before the last wrap are at most `mark`: a wrap comes after
-/// a durable point that marked them done. A frame past `mark` and past the
-/// run can only have been written after the run's end, by this run.)
-fn read_frames(bytes: &[u8], key: &SecretKey, mark: u64, path: &Path) -> Result<Vec<Frame>> {
-    let mut frames: Vec<Frame> = Vec::new();
-    let mut pos = 0usize;
-    while let Some(frame) = bytes.get(pos..).and_then(|rest| parse_frame(rest, key)) {
-        if frames
-            .last()
-            .is_some_and(|prev| frame.0.seq != prev.seq + 1)
-        {
-            break; // a frame left from before the last wrap
-        }
-        pos += frame.1 as usize;
-        frames.push(frame.0);
-    }
-    let last = frames.last().map_or(0, |f| f.seq).max(mark);
-    let mut page = pos + PAGE as usize;
-    while page < bytes.len() {
-        if let Some((later, _)) = parse_frame(&bytes[page..], key) {
-            if later.seq > last {
-                return Err(Error::corrupt(format!(
-                    "{}: the frame at offset {pos} is damaged, and frame {} after it holds a put that was acknowledged (move the file away to open the vault without the puts it holds)",
-                    path.display(),
-                    later.seq
-                )));
-            }
-        }
-        page += PAGE as usize;
-    }
-    Ok(frames)
+/// A group read back: its frames, in seq order, the bytes it spans, and
+/// the seq every frame up to which was durable before it was written.
+struct Group {
+    frames: Vec<Frame>,
+    span: u64,
+    durable_before: u64,
 }
 
-/// The frame at the start of `rest` and the bytes it spans, if whole.
-fn parse_frame(rest: &[u8], key: &SecretKey) -> Option<(Frame, u64)> {
+impl Group {
+    fn first(&self) -> u64 {
+        self.frames[0].seq
+    }
+    fn last(&self) -> u64 {
+        self.frames[self.frames.len() - 1].seq
+    }
+}
+
+/// The group (or version 1 frame) at the start of `rest`, if whole.
+fn parse_group(rest: &[u8], key: &SecretKey) -> Option<Group> {
+    if rest.starts_with(MAGIC_V1) {
+        return parse_frame_v1(rest, key);
+    }
     let (head, body) = rest.split_first_chunk::<HEADER>()?;
     if &head[..4] != MAGIC {
         return None;
     }
+    let first = u64::from_le_bytes(head[4..12].try_into().ok()?);
+    let count = u32::from_le_bytes(head[12..16].try_into().ok()?);
+    let len = u32::from_le_bytes(head[16..20].try_into().ok()?) as usize;
+    let durable_before = u64::from_le_bytes(head[20..28].try_into().ok()?);
+    let (body, mac) = (body.get(..len)?, body.get(len..len.checked_add(MAC_LEN)?)?);
+    let expected = group_mac(key, first, count, durable_before, body);
+    if count == 0 || !bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..MAC_LEN], mac)) {
+        return None;
+    }
+    // A whole group whose frames do not decode was written by a vault that
+    // knew the key: damage after the MAC is beyond this check, so it ends
+    // the run like a torn group.
+    let mut frames = Vec::with_capacity(count.min(4096) as usize);
+    let mut at = body;
+    for i in 0..u64::from(count) {
+        let (n, rest) = at.split_first_chunk::<4>()?;
+        let n = u32::from_le_bytes(*n) as usize;
+        let payload = rest.get(..n)?;
+        at = &rest[n..];
+        let entry = codec::decode(payload, "journal frame").ok()?;
+        frames.push(Frame {
+            seq: first.checked_add(i)?,
+            entry,
+        });
+    }
+    if !at.is_empty() {
+        return None;
+    }
+    Some(Group {
+        frames,
+        span: group_span(len),
+        durable_before,
+    })
+}
+
+/// A version 1 frame, as a group of one.
+fn parse_frame_v1(rest: &[u8], key: &SecretKey) -> Option<Group> {
+    let (head, body) = rest.split_first_chunk::<HEADER_V1>()?;
     let seq = u64::from_le_bytes(head[4..12].try_into().ok()?);
     let len = u32::from_le_bytes(head[12..16].try_into().ok()?) as usize;
     let payload = body.get(..len)?;
-    let mac = body.get(len..len + MAC_LEN)?;
+    let mac = body.get(len..len.checked_add(MAC_LEN)?)?;
     let expected = frame_mac(key, seq, payload);
     if !bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..MAC_LEN], mac)) {
         return None;
     }
-    // A whole frame whose payload does not decode was written by a vault
-    // that knew the key: damage after the MAC is beyond this check, so it
-    // ends the run like a torn frame.
-    let entry: JournalEntry = codec::decode(payload, "journal frame").ok()?;
-    Some((Frame { seq, entry }, frame_span(len)))
+    let entry = codec::decode(payload, "journal frame").ok()?;
+    Some(Group {
+        frames: vec![Frame { seq, entry }],
+        span: round_up((HEADER_V1 + len + MAC_LEN) as u64),
+        // Version 1 wrote one frame at a time.
+        durable_before: seq - 1,
+    })
+}
+
+/// The groups read from `start` while each is whole and follows the one
+/// before.
+fn read_run(bytes: &[u8], start: usize, key: &SecretKey) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    let mut pos = start;
+    while let Some(group) = bytes.get(pos..).and_then(|rest| parse_group(rest, key)) {
+        if groups
+            .last()
+            .is_some_and(|prev| group.first() != prev.last() + 1)
+        {
+            break; // a group left from before the half was last reused
+        }
+        pos += group.span as usize;
+        groups.push(group);
+    }
+    groups
+}
+
+/// The frames past `mark` in `bytes` (a journal file), in seq order while
+/// seqs follow each other from `mark + 1` (see "Reading at open");
+/// `Corrupt` when a whole group past those was written after the first
+/// missing frame was durable (acknowledged).
+fn read_frames(bytes: &[u8], key: &SecretKey, mark: u64, path: &Path) -> Result<Vec<Frame>> {
+    let mut found: BTreeMap<u64, Frame> = BTreeMap::new();
+    for start in [0, HALF as usize] {
+        for group in read_run(bytes, start, key) {
+            for frame in group.frames {
+                if frame.seq > mark {
+                    found.insert(frame.seq, frame);
+                }
+            }
+        }
+    }
+    let mut frames = Vec::new();
+    while let Some(frame) = found.remove(&(mark + frames.len() as u64 + 1)) {
+        frames.push(frame);
+    }
+    let last = mark + frames.len() as u64;
+    for page in (0..bytes.len()).step_by(PAGE as usize) {
+        let Some(later) = parse_group(&bytes[page..], key) else {
+            continue;
+        };
+        if later.last() > last && later.durable_before > last {
+            return Err(Error::corrupt(format!(
+                "{}: frame {} is missing or damaged, and the group at offset {page}, written after it was acknowledged, holds frames up to {} (move the file away to open the vault without the puts it holds)",
+                path.display(),
+                last + 1,
+                later.last()
+            )));
+        }
+    }
+    Ok(frames)
 }
 
 impl Journal {
     /// Opens `dir/journal` (making it when missing) and returns the frames
-    /// it holds, for the caller to replay those past `mark` (sled's).
+    /// it holds past `mark` (sled's), for the caller to replay.
     pub fn open(dir: &Path, key: SecretKey, mark: u64) -> Result<(Journal, Vec<Frame>)> {
         let path = dir.join("journal");
         let bytes = match std::fs::read(&path) {
@@ -287,7 +447,7 @@ impl Journal {
         } else {
             open_for_writing(&path)?
         };
-        let last = frames.last().map(|f| f.seq).unwrap_or(0);
+        let last = frames.last().map_or(mark, |f| f.seq);
         Ok((
             Journal {
                 path,
@@ -295,16 +455,24 @@ impl Journal {
                 state: Mutex::new(State {
                     file: Arc::new(file),
                     pos: 0,
+                    end: HALF,
                     last,
                     damaged,
                     queued: Vec::new(),
-                    queued_at: 0,
-                    writing: false,
+                    queued_count: 0,
+                    queued_first: 0,
+                    batch: 0,
+                    writes: Default::default(),
                     durable: last,
                     failed: None,
-                    writes: 0,
+                    // Nothing is written before `start`, which frees both.
+                    other_last: last,
+                    marked: mark,
+                    checkpointing: false,
+                    written: 0,
                 }),
-                written: Condvar::new(),
+                batches: std::array::from_fn(|_| Condvar::new()),
+                changed: Condvar::new(),
             },
             frames,
         ))
@@ -327,111 +495,223 @@ impl Journal {
             s.failed = None;
         }
         s.pos = 0;
+        s.end = HALF;
         s.last = s.last.max(mark);
         s.durable = s.last;
+        s.marked = s.marked.max(mark);
+        s.other_last = 0;
         Ok(())
     }
 
-    /// The last frame seq written: the mark a durable point records.
+    /// The last frame seq given out: the mark a durable point records.
     pub fn last_seq(&self) -> u64 {
         self.lock().last
+    }
+
+    /// Tells the journal a durable point marked every frame up to
+    /// `through` done (so the half holding them may be written again).
+    pub fn marked(&self, through: u64) {
+        let mut s = self.lock();
+        if through > s.marked {
+            s.marked = through;
+            self.changed.notify_all();
+        }
     }
 
     /// Writes one frame, durably (with others queued meanwhile: see
     /// "Group commit"). `None` when the entry would not fit the journal at
     /// all (a huge record) or the journal is damaged: the caller makes the
-    /// put durable through the store instead. When the frame does not fit
-    /// before the end, `checkpoint(last)` is called first (with the journal
-    /// held and no frame queued or being written) to mark every frame done,
-    /// and writing starts again at offset 0.
+    /// put durable through the store instead. `checkpoint(through)` runs a
+    /// durable point marking every frame up to `through` done; it is
+    /// called without the journal's lock, when the frame moves writing to
+    /// the other half (see "Crash order", 4).
     pub fn append(
         &self,
         entry: &JournalEntry,
-        checkpoint: impl FnOnce(u64) -> Result<()>,
+        checkpoint: impl Fn(u64) -> Result<()>,
     ) -> Result<Option<u64>> {
         let payload = codec::encode(entry)?;
-        let span = frame_span(payload.len());
-        if span > JOURNAL_SIZE / 4 {
+        let frame_len = 4 + payload.len();
+        if frame_len > MAX_FRAME {
             return Ok(None);
         }
         let mut s = self.lock();
-        let mut checkpoint = Some(checkpoint);
         loop {
             if s.damaged {
                 return Ok(None);
             }
-            if s.pos + span <= JOURNAL_SIZE {
+            if s.pos + group_span(s.queued.len() + frame_len) <= s.end {
                 break;
             }
-            if s.writing || !s.queued.is_empty() {
-                s = self.wait(s);
+            // The group would not fit in the rest of this half: on to the
+            // other, once every frame in it is marked done.
+            if s.marked < s.other_last {
+                if s.checkpointing {
+                    s = self.wait(&self.changed, s);
+                } else {
+                    let through = s.other_last;
+                    s = self.checkpoint(s, through, &checkpoint)?;
+                }
                 continue;
             }
-            let checkpoint = checkpoint.take().expect("a wrap happens once per append");
-            checkpoint(s.last)?;
-            s.pos = 0;
+            // Frames queued but not written yet go to the other half too.
+            let left = if s.queued_count > 0 {
+                s.queued_first - 1
+            } else {
+                s.last
+            };
+            s.pos = if s.end == HALF { HALF } else { 0 };
+            s.end = s.pos + HALF;
+            s.other_last = left;
+            if s.marked < left && !s.checkpointing {
+                s = self.checkpoint(s, left, &checkpoint)?;
+            }
         }
         let seq = s.last + 1;
-        if s.queued.is_empty() {
-            s.queued_at = s.pos;
+        if s.queued_count == 0 {
+            s.queued_first = seq;
         }
-        let start = s.queued.len();
-        s.queued.reserve(span as usize);
-        s.queued.extend_from_slice(MAGIC);
-        s.queued.extend_from_slice(&seq.to_le_bytes());
+        s.queued_count += 1;
         s.queued
             .extend_from_slice(&(payload.len() as u32).to_le_bytes());
         s.queued.extend_from_slice(&payload);
-        s.queued
-            .extend_from_slice(&frame_mac(&self.key, seq, &payload)[..MAC_LEN]);
-        s.queued.resize(start + span as usize, 0);
-        s.pos += span;
         s.last = seq;
+        let batch = s.batch;
+        let mut led = 0;
         loop {
             if s.durable >= seq {
+                if led > 0 && s.queued_count > 0 && s.writes.len() < DEPTH {
+                    // The queued batch needs a leader of its own.
+                    self.signal(s.batch);
+                }
                 return Ok(Some(seq));
             }
-            if let Some((through, kind, message)) = &s.failed {
-                if seq <= *through {
+            if let Some((first, through, kind, message)) = &s.failed {
+                if (*first..=*through).contains(&seq) {
                     let e = std::io::Error::new(*kind, message.clone());
                     return Err(io("writing", &self.path)(e));
                 }
-                return Ok(None); // queued behind the failed write
-            }
-            if s.writing {
-                s = self.wait(s);
-                continue;
-            }
-            // The leader: every queued frame (ours among them), one write.
-            let frames = std::mem::take(&mut s.queued);
-            let at = s.queued_at;
-            let through = s.last;
-            let file = Arc::clone(&s.file);
-            s.writing = true;
-            drop(s);
-            let wrote = write_at(&file, &frames, at);
-            #[cfg(not(unix))]
-            let wrote = wrote.and_then(|()| file.sync_data());
-            s = self.lock();
-            s.writing = false;
-            s.writes += 1;
-            match wrote {
-                Ok(()) => s.durable = through,
-                Err(e) => {
-                    // What reached the file is unknown: no frame is written
-                    // after it (a frame past a torn one would never be read
-                    // back).
-                    s.damaged = true;
-                    s.queued.clear();
-                    s.failed = Some((through, e.kind(), e.to_string()));
+                if seq > *through {
+                    return Ok(None); // to be made durable by the store
                 }
             }
-            self.written.notify_all();
+            let mine_queued = s.batch == batch && s.queued_count > 0;
+            let theirs_queued = led > 0 && led <= LEAD_ON && s.queued_count > 0;
+            if (mine_queued || theirs_queued) && s.writes.len() < DEPTH && !s.damaged {
+                // The leader: the queued batch, one write. A leader whose
+                // frame is written but not yet durable (a write before it
+                // is still under way) writes what was queued meanwhile, a
+                // few times: it is running already, where a waiting writer
+                // would first have to be woken.
+                s = self.lead(s);
+                led += 1;
+                continue;
+            }
+            s = self.wait(&self.batches[batch as usize % BATCH_SIGNALS], s);
         }
     }
 
-    fn wait<'a>(&self, s: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        self.written.wait(s).unwrap_or_else(|p| p.into_inner())
+    /// Writes the queued batch as a group (one write, without the lock),
+    /// then notes how it ended.
+    fn lead<'a>(&'a self, mut s: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        let body = std::mem::take(&mut s.queued);
+        let count = std::mem::take(&mut s.queued_count);
+        let (first, through, batch) = (s.queued_first, s.last, s.batch);
+        let durable_before = s.durable;
+        let at = s.pos;
+        s.batch += 1;
+        s.pos += group_span(body.len());
+        s.writes.push_back(Write {
+            batch,
+            through,
+            ended: None,
+        });
+        let file = Arc::clone(&s.file);
+        drop(s);
+        let group = self.group_bytes(first, count, durable_before, &body);
+        let wrote = write_at(&file, &group, at);
+        #[cfg(not(unix))]
+        let wrote = wrote.and_then(|()| file.sync_data());
+        let mut s = self.lock();
+        s.written += 1;
+        let ended = wrote.map_err(|e| (e.kind(), e.to_string()));
+        if let Err((kind, message)) = &ended {
+            // What reached the file is unknown: no group is written after
+            // it (a group past a torn one would be Corrupt), and those
+            // written meanwhile count for nothing.
+            s.damaged = true;
+            s.queued.clear();
+            s.queued_count = 0;
+            if s.failed.as_ref().is_none_or(|f| first < f.0) {
+                s.failed = Some((first, through, *kind, message.clone()));
+            }
+            self.notify_all();
+        }
+        if let Some(w) = s.writes.iter_mut().find(|w| w.batch == batch) {
+            w.ended = Some(ended);
+        }
+        // What is durable: the writes that ended well, oldest first, up to
+        // one still under way (or failed).
+        while s
+            .writes
+            .front()
+            .is_some_and(|w| matches!(w.ended, Some(Ok(()))))
+        {
+            let w = s.writes.pop_front().expect("front checked");
+            s.durable = w.through;
+            self.signal(w.batch);
+        }
+        s
+    }
+
+    fn signal(&self, batch: u64) {
+        self.batches[batch as usize % BATCH_SIGNALS].notify_all();
+    }
+
+    /// Runs `checkpoint(through)` without the lock (writers go on), and
+    /// notes what it marked.
+    fn checkpoint<'a>(
+        &'a self,
+        mut s: MutexGuard<'a, State>,
+        through: u64,
+        checkpoint: &impl Fn(u64) -> Result<()>,
+    ) -> Result<MutexGuard<'a, State>> {
+        s.checkpointing = true;
+        drop(s);
+        let done = checkpoint(through);
+        let mut s = self.lock();
+        s.checkpointing = false;
+        if done.is_ok() {
+            s.marked = s.marked.max(through);
+        }
+        self.changed.notify_all();
+        done.map(|()| s)
+    }
+
+    /// A group as written: header, body, MAC, zeros to the next page.
+    fn group_bytes(&self, first: u64, count: u32, durable_before: u64, body: &[u8]) -> Vec<u8> {
+        let span = group_span(body.len()) as usize;
+        let mut group = Vec::with_capacity(span);
+        group.extend_from_slice(MAGIC);
+        group.extend_from_slice(&first.to_le_bytes());
+        group.extend_from_slice(&count.to_le_bytes());
+        group.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        group.extend_from_slice(&durable_before.to_le_bytes());
+        group.extend_from_slice(body);
+        let mac = group_mac(&self.key, first, count, durable_before, body);
+        group.extend_from_slice(&mac[..MAC_LEN]);
+        group.resize(span, 0);
+        group
+    }
+
+    fn wait<'a>(&self, on: &Condvar, s: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        on.wait(s).unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes every waiter (a failed write; the tests).
+    fn notify_all(&self) {
+        self.batches.iter().for_each(Condvar::notify_all);
+        self.changed.notify_all();
     }
 }
 

@@ -210,6 +210,8 @@ impl SledStore {
                 // starts again at the journal's beginning.
                 journal.start(self.stored_mark()?)?;
                 *started = true;
+            } else if let Some(journal) = self.journal.get() {
+                journal.marked(through);
             }
         }
         Ok(())
