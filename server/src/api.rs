@@ -23,6 +23,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use shredvault::{Error, ErrorKind, RecordId, RequestId, SubjectId, Vault};
 
+use std::time::Duration;
+
 use crate::clients::{Class, Client};
 
 /// What every handler reaches: the vault, opened once for the server,
@@ -33,13 +35,22 @@ pub struct App {
     /// The root key and options to open the vault again after compacting
     /// it; without them, compaction is not served.
     reopen: std::sync::Mutex<Option<crate::Reopen>>,
+    /// A compaction waits for the vault: a scan held up by its reader
+    /// ends (see [`scan`]).
+    compacting: std::sync::atomic::AtomicBool,
+    /// How long a scan waits for its reader to take the next line.
+    scan_stall: Duration,
 }
 
 impl App {
-    pub fn new(vault: Vault, reopen: Option<crate::Reopen>) -> App {
+    /// `scan_stall`: how long a scan waits for its reader to take a line
+    /// before it ends (it holds the vault meanwhile).
+    pub fn new(vault: Vault, reopen: Option<crate::Reopen>, scan_stall: Duration) -> App {
         App {
             vault: std::sync::RwLock::new(Some(vault)),
             reopen: std::sync::Mutex::new(reopen),
+            compacting: std::sync::atomic::AtomicBool::new(false),
+            scan_stall,
         }
     }
 
@@ -75,7 +86,11 @@ impl App {
                 "this server cannot compact (it was not given what to reopen the vault with)",
             ));
         };
-        let mut guard = self.vault.write().unwrap_or_else(|p| p.into_inner());
+        use std::sync::atomic::Ordering;
+        self.compacting.store(true, Ordering::SeqCst);
+        let guard = self.vault.write();
+        self.compacting.store(false, Ordering::SeqCst);
+        let mut guard = guard.unwrap_or_else(|p| p.into_inner());
         let Some(vault) = guard.take() else {
             return Err(Error::new(ErrorKind::Io, "the vault is closed"));
         };
@@ -92,6 +107,35 @@ impl App {
             reopen.options.clone(),
         )?);
         report
+    }
+}
+
+impl App {
+    /// Sends a scan's line, waiting while its reader is slow: `false` when
+    /// the reader is gone, took nothing for `scan_stall`, or a compaction
+    /// waits for the vault the scan holds.
+    fn send_line(
+        &self,
+        tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+        line: Bytes,
+    ) -> bool {
+        use tokio::sync::mpsc::error::TrySendError;
+        let since = std::time::Instant::now();
+        let mut line = Ok(line);
+        loop {
+            match tx.try_send(line) {
+                Ok(()) => return true,
+                Err(TrySendError::Closed(_)) => return false,
+                Err(TrySendError::Full(back)) => {
+                    let compacting = self.compacting.load(std::sync::atomic::Ordering::SeqCst);
+                    if compacting || since.elapsed() >= self.scan_stall {
+                        return false;
+                    }
+                    line = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
     }
 }
 
@@ -1295,10 +1339,16 @@ async fn scan(
     }
     // The scan runs on a blocking thread as the client, for as long as the
     // response is read; lines go through a small channel (a slow reader
-    // slows the scan, and a reader gone ends it).
+    // slows the scan, and a reader gone ends it). It holds the vault (a
+    // compaction waits for it), so a reader that takes no line for
+    // `scan_stall`, or while a compaction waits, loses the scan: its
+    // connection is cut (not ended cleanly), so no client takes a cut
+    // scan for a whole one.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<Result<(), Error>>();
     let (name, client_privileged) = (client.name.clone(), client.privileged);
+    let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cut2 = Arc::clone(&cut);
     let app2 = Arc::clone(&app);
     tokio::task::spawn_blocking(move || {
         // (acting_as checks the name: a listed client's always passes.)
@@ -1321,8 +1371,9 @@ async fn scan(
                     };
                     let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
                     bytes.push(b'\n');
-                    if tx.blocking_send(Ok(Bytes::from(bytes))).is_err() {
-                        return; // the reader is gone
+                    if !app2.send_line(&tx, Bytes::from(bytes)) {
+                        cut2.store(true, std::sync::atomic::Ordering::SeqCst);
+                        return;
                     }
                 }
             })
@@ -1338,8 +1389,22 @@ async fn scan(
             )))
         }
     }
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+    let stream = futures_util::stream::unfold(Some(rx), move |rx| {
+        let cut = Arc::clone(&cut);
+        async move {
+            let mut rx = rx?;
+            match rx.recv().await {
+                Some(item) => Some((item, Some(rx))),
+                // The lines sent, then an error: hyper cuts the response.
+                None if cut.load(std::sync::atomic::Ordering::SeqCst) => Some((
+                    Err(std::io::Error::other(
+                        "the scan was ended: its reader was too slow, or a compaction waited",
+                    )),
+                    None,
+                )),
+                None => None,
+            }
+        }
     });
     let body = axum::body::Body::from_stream(stream);
     Ok(Response::builder()

@@ -109,6 +109,10 @@ impl Listen {
     }
 }
 
+/// How long a scan waits for its reader to take the next line before the
+/// scan is cut (it holds the vault meanwhile; a compaction cuts it at once).
+pub const SCAN_STALL: Duration = Duration::from_secs(60);
+
 /// How the server runs.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
@@ -236,7 +240,7 @@ pub async fn serve(
             }
         }
     }
-    let app = Arc::new(api::App::new(vault, options.reopen.clone()));
+    let app = Arc::new(api::App::new(vault, options.reopen.clone(), SCAN_STALL));
     let router = api::router(Arc::clone(&app));
     let clients = Arc::new(options.clients.clone());
     let limit = Arc::new(Semaphore::new(options.max_connections.max(1)));

@@ -555,3 +555,51 @@ fn compaction_while_clients_read_and_write() {
     assert_eq!(err.kind(), ErrorKind::Forbidden);
     dpo.verify_audit().unwrap();
 }
+
+/// A scan whose reader stops reading holds the vault; a compaction does
+/// not wait for it: the scan is cut, and its reader gets `Io` after the
+/// lines it was sent, never a clean end that would pass for a whole scan.
+#[test]
+fn a_scan_held_up_by_its_reader_is_cut_for_a_compaction() {
+    let s = start_with(|o| {
+        o.reopen = Some(shredvault_server::Reopen {
+            root: root(),
+            options: VaultOptions {
+                actor: Some("server".into()),
+                privileged: true,
+                ..VaultOptions::default()
+            },
+        })
+    });
+    let billing = s.client(Some("billing-token"));
+    let subject = billing.create_subject(&[]).unwrap();
+    let value = vec![0x5a; 1024];
+    let total = 3000;
+    for _ in 0..total {
+        billing.put(&subject, "account", &value).unwrap();
+    }
+    let mut scan = billing.scan("account", "billing").unwrap();
+    assert!(scan.next().unwrap().is_ok());
+    // The reader stops; the server's buffers fill.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let dpo = s.client(Some("dpo-token"));
+    let (done_tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done_tx.send(dpo.compact().map(|_| ())));
+    done.recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the compaction waited for the scan")
+        .unwrap();
+    let mut read = 1;
+    let end = loop {
+        match scan.next() {
+            Some(Ok(_)) => read += 1,
+            Some(Err(e)) => break Some(e),
+            None => break None,
+        }
+    };
+    let err = end.expect("a cut scan ends with an error, not a clean end");
+    assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+    assert!(read < total, "{read} of {total} read");
+    // The vault serves on, every record there.
+    let again = billing.scan("account", "billing").unwrap();
+    assert_eq!(again.count(), total);
+}
