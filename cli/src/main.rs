@@ -1360,15 +1360,6 @@ fn serve(
     let clients = Clients::load(clients)?;
     let v = open(vault, key_file, actor, true)?;
     let mut options = ServeOptions::new(listen.clone(), clients);
-    // Kept for compaction while serving, which opens the vault again.
-    options.reopen = Some(shredvault_server::Reopen {
-        root: root_key(key_file)?,
-        options: shredvault::VaultOptions {
-            actor: Some(actor.to_string()),
-            privileged: true,
-            ..Default::default()
-        },
-    });
     options.max_connections = max_connections;
     options.max_body = max_body;
     options.tls = tls;

@@ -46,6 +46,16 @@ const PARITY: &[(&str, At, At, At)] = &[
     ),
     ("compact", Is("sv_compact"), Is("compact"), Is("compact")),
     (
+        "compact_live",
+        Absent(
+            "a server runs it (`shredvault --url URL compact`); sv_compact compacts a closed vault",
+        ),
+        Absent(
+            "a server runs it (`shredvault --url URL compact`); compact() compacts a closed vault",
+        ),
+        Is("compact"),
+    ),
+    (
         "acting_as",
         Absent("one caller per handle; a server names its callers"),
         Absent("one caller per handle; a server names its callers"),

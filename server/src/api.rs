@@ -27,86 +27,54 @@ use std::time::Duration;
 
 use crate::clients::{Class, Client};
 
-/// What every handler reaches: the vault, opened once for the server,
-/// behind a lock that only compaction takes for writing (to close the
-/// vault, compact its files and open it again; calls wait meanwhile).
+/// What every handler reaches: the vault, opened once for the server.
 pub struct App {
-    vault: std::sync::RwLock<Option<Vault>>,
-    /// The root key and options to open the vault again after compacting
-    /// it; without them, compaction is not served.
-    reopen: std::sync::Mutex<Option<crate::Reopen>>,
-    /// A compaction waits for the vault: a scan held up by its reader
-    /// ends (see [`scan`]).
-    compacting: std::sync::atomic::AtomicBool,
+    vault: Vault,
+    /// Compactions under way: a scan held up by its reader ends (see
+    /// [`scan`]), since it holds the files a compaction replaces.
+    compacting: std::sync::atomic::AtomicUsize,
     /// How long a scan waits for its reader to take the next line.
     scan_stall: Duration,
 }
 
 impl App {
     /// `scan_stall`: how long a scan waits for its reader to take a line
-    /// before it ends (it holds the vault meanwhile).
-    pub fn new(vault: Vault, reopen: Option<crate::Reopen>, scan_stall: Duration) -> App {
+    /// before it ends.
+    pub fn new(vault: Vault, scan_stall: Duration) -> App {
         App {
-            vault: std::sync::RwLock::new(Some(vault)),
-            reopen: std::sync::Mutex::new(reopen),
-            compacting: std::sync::atomic::AtomicBool::new(false),
+            vault,
+            compacting: std::sync::atomic::AtomicUsize::new(0),
             scan_stall,
         }
     }
 
-    /// Runs `f` on the vault (waiting out a compaction).
+    /// Runs `f` on the vault.
     pub fn with<T>(&self, f: impl FnOnce(&Vault) -> T) -> shredvault::Result<T> {
-        let guard = self.vault.read().unwrap_or_else(|p| p.into_inner());
-        match &*guard {
-            Some(v) => Ok(f(v)),
-            None => Err(Error::new(
-                ErrorKind::Io,
-                "the vault could not be opened again after a compaction: restart the server",
-            )),
-        }
+        Ok(f(&self.vault))
     }
 
     /// The vault, for the server's shutdown.
     pub fn into_vault(self) -> Option<Vault> {
-        self.vault.into_inner().unwrap_or_else(|p| p.into_inner())
+        Some(self.vault)
     }
+}
 
-    /// Closes the vault, compacts its files, opens it again: calls wait
-    /// meanwhile (the write lock). A failed reopen leaves the server
-    /// answering `Io` until it is restarted.
-    fn compact(&self) -> shredvault::Result<shredvault::CompactReport> {
-        let reopen = self
-            .reopen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let Some(reopen) = &reopen else {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                "this server cannot compact (it was not given what to reopen the vault with)",
-            ));
-        };
-        use std::sync::atomic::Ordering;
-        self.compacting.store(true, Ordering::SeqCst);
-        let guard = self.vault.write();
-        self.compacting.store(false, Ordering::SeqCst);
-        let mut guard = guard.unwrap_or_else(|p| p.into_inner());
-        let Some(vault) = guard.take() else {
-            return Err(Error::new(ErrorKind::Io, "the vault is closed"));
-        };
-        let path = vault.path().to_path_buf();
-        if let Err(e) = vault.close() {
-            *guard = Vault::open_with(&path, &reopen.root, None, reopen.options.clone()).ok();
-            return Err(e);
-        }
-        let report = Vault::compact(&path, &reopen.root);
-        *guard = Some(Vault::open_with(
-            &path,
-            &reopen.root,
-            None,
-            reopen.options.clone(),
-        )?);
-        report
+/// Counts a compaction under way while it lives.
+struct Compacting<'a>(&'a App);
+
+impl<'a> Compacting<'a> {
+    fn begin(app: &'a App) -> Self {
+        app.compacting
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Compacting(app)
+    }
+}
+
+impl Drop for Compacting<'_> {
+    fn drop(&mut self) {
+        self.0
+            .compacting
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -127,7 +95,7 @@ impl App {
                 Ok(()) => return true,
                 Err(TrySendError::Closed(_)) => return false,
                 Err(TrySendError::Full(back)) => {
-                    let compacting = self.compacting.load(std::sync::atomic::Ordering::SeqCst);
+                    let compacting = self.compacting.load(std::sync::atomic::Ordering::SeqCst) > 0;
                     if compacting || since.elapsed() >= self.scan_stall {
                         return false;
                     }
@@ -600,15 +568,15 @@ async fn read_call<T: Send + 'static>(
     client: &Client,
     f: impl FnOnce(&Vault) -> shredvault::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
-    if let Ok(guard) = app.vault.try_read() {
-        if let Some(v) = &*guard {
-            return v
-                .acting_as(&client.name, client.privileged, f)
-                .map_err(ApiError)?
-                .map_err(ApiError);
-        }
+    if app.compacting.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        return app
+            .vault
+            .acting_as(&client.name, client.privileged, f)
+            .map_err(ApiError)?
+            .map_err(ApiError);
     }
-    // A compaction holds the vault: wait for it off the async threads.
+    // A compaction may make a read wait a moment (while its copy takes the
+    // old files' place): off the async threads, then.
     call(app, client, f).await
 }
 
@@ -1339,9 +1307,9 @@ async fn scan(
     }
     // The scan runs on a blocking thread as the client, for as long as the
     // response is read; lines go through a small channel (a slow reader
-    // slows the scan, and a reader gone ends it). It holds the vault (a
-    // compaction waits for it), so a reader that takes no line for
-    // `scan_stall`, or while a compaction waits, loses the scan: its
+    // slows the scan, and a reader gone ends it). It holds the vault's
+    // files (a compaction waits for it), so a reader that takes no line
+    // for `scan_stall`, or while a compaction runs, loses the scan: its
     // connection is cut (not ended cleanly), so no client takes a cut
     // scan for a whole one.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
@@ -1448,30 +1416,19 @@ async fn rotate_root_key(
     let hex = zeroize::Zeroizing::new(req.new_root_key);
     let new = shredvault::RootKey::from_hex(&hex)?;
     drop(hex);
-    let kept = new.clone();
     call(&app, &client, move |v| {
         v.rotate_root_key(&new, &mut |_, _| {})
     })
     .await?;
-    // A later compaction opens the vault again: with the new key.
-    if let Some(reopen) = app
-        .reopen
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_mut()
-    {
-        reopen.root = kept;
-    }
     Ok(done())
 }
 
+/// Compacts the vault's files while it serves (`Vault::compact_live`):
+/// reads and writes go on, scans held up by their readers are cut.
 async fn compact(State(app): State<Arc<App>>, Extension(client): Extension<Arc<Client>>) -> Ok200 {
     grant(&app, &client, "compact", None, None).await?;
-    let app2 = Arc::clone(&app);
-    let report = tokio::task::spawn_blocking(move || app2.compact())
-        .await
-        .map_err(|e| ApiError(Error::new(ErrorKind::Internal, e.to_string())))?
-        .map_err(ApiError)?;
+    let _compacting = Compacting::begin(&app);
+    let report = call(&app, &client, |v| v.compact_live()).await?;
     Ok(Json(serde_json::to_value(report).unwrap_or(Value::Null)))
 }
 

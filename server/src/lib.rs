@@ -110,7 +110,7 @@ impl Listen {
 }
 
 /// How long a scan waits for its reader to take the next line before the
-/// scan is cut (it holds the vault meanwhile; a compaction cuts it at once).
+/// scan is cut (it holds the vault's files; a compaction cuts it at once).
 pub const SCAN_STALL: Duration = Duration::from_secs(60);
 
 /// How the server runs.
@@ -123,26 +123,6 @@ pub struct ServeOptions {
     pub header_timeout: Duration,
     /// Needed by `Listen::Tcp`.
     pub tls: Option<TlsFiles>,
-    /// What compaction while serving needs to open the vault again (the
-    /// root key stays in the server's memory for it); `None`: compaction
-    /// is refused.
-    pub reopen: Option<Reopen>,
-}
-
-/// The root key and options a served vault is opened again with after a
-/// compaction.
-#[derive(Clone)]
-pub struct Reopen {
-    pub root: shredvault::RootKey,
-    pub options: shredvault::VaultOptions,
-}
-
-impl std::fmt::Debug for Reopen {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reopen")
-            .field("options", &self.options)
-            .finish_non_exhaustive()
-    }
 }
 
 impl ServeOptions {
@@ -154,7 +134,6 @@ impl ServeOptions {
             max_connections: 256,
             header_timeout: Duration::from_secs(10),
             tls: None,
-            reopen: None,
         }
     }
 }
@@ -240,7 +219,7 @@ pub async fn serve(
             }
         }
     }
-    let app = Arc::new(api::App::new(vault, options.reopen.clone(), SCAN_STALL));
+    let app = Arc::new(api::App::new(vault, SCAN_STALL));
     let router = api::router(Arc::clone(&app));
     let clients = Arc::new(options.clients.clone());
     let limit = Arc::new(Semaphore::new(options.max_connections.max(1)));

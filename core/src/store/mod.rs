@@ -204,6 +204,13 @@ pub(crate) trait Store: Send + Sync {
 
     /// Bytes the store takes on disk (0 for one that keeps none).
     fn size_on_disk(&self) -> u64;
+
+    /// Rewrites the store's files to hold only what is live, while it is
+    /// in use: reads and writes go on during the copy (and wait while the
+    /// copy takes its place); every write made before or during it reads
+    /// back after it, and what was durable stays durable. `Locked` when an
+    /// iterator stays open too long for the swap (nothing changed then).
+    fn compact_live(&self) -> Result<crate::types::CompactReport>;
 }
 
 #[cfg(test)]

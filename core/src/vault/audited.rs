@@ -57,6 +57,8 @@ pub(super) enum Op {
     /// A call a server refused (outside the caller's grant): the call's
     /// name is the entry's detail, the outcome `Forbidden`.
     Refused,
+    /// A compaction of the open vault's files (`Vault::compact_live`).
+    Compact,
 }
 
 impl Op {
@@ -96,6 +98,7 @@ impl Op {
             Op::Requests => "requests",
             Op::PostMortemDirective => "post_mortem_directive",
             Op::Refused => "refused",
+            Op::Compact => "compact",
         }
     }
 }

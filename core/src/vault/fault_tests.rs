@@ -133,6 +133,9 @@ impl Store for FaultyStore {
     fn size_on_disk(&self) -> u64 {
         0
     }
+    fn compact_live(&self) -> Result<crate::types::CompactReport> {
+        self.inner.compact_live()
+    }
 }
 
 /// The slot-file custody with faults on everything that writes.

@@ -126,6 +126,18 @@ impl Vault {
 }
 
 impl Vault {
+    /// Compacts the files of this open vault, as [`Vault::compact`] does
+    /// for a closed one, while it stays in use: reads and writes go on
+    /// while the live entries are copied, and wait only while the copy
+    /// takes the old files' place (writes made meanwhile are carried
+    /// over; the crash order is [`Vault::compact`]'s). A scan under way
+    /// holds the old files: the swap waits up to 10 s for it to end, then
+    /// gives up with `Locked` and changes nothing. Audited as `compact`.
+    pub fn compact_live(&self) -> Result<CompactReport> {
+        let engine = &self.engine;
+        engine.audited(Op::Compact, Commit::Always, |_| engine.store.compact_live())
+    }
+
     /// An operator's decision, for a vault that refuses to open because its
     /// `data/` is older than its keys (a restored or stale copy): accept
     /// that copy as it is. The custody's mark is set back to the store's,

@@ -51,47 +51,19 @@ pub(crate) fn compact(
     let data_dir = vault_dir.join("data");
     let new_dir = vault_dir.join(NEW);
     let bytes_before = dir_size(&data_dir);
-    let mut entries = 0u64;
-    {
+    let entries = {
         let old = open_sled(&data_dir, vault_dir, 1000)?;
         check_meta(
             old.open_tree(SLED_TREE)?
                 .get(Key::Meta.encode())?
                 .as_deref(),
         )?;
-        // sled cleans its log (rewrites what is live out of mostly dead
-        // segments, truncates a free tail) in its flusher thread, a little
-        // at each tick. Copying in key order still leaves it garbage (each
-        // leaf is rewritten as it fills); ticking every few milliseconds
-        // during the copy and a moment after (see `settle`) ends with a file
-        // about 10% smaller than at sled's usual one-second tick, measured
-        // after the bench's churn.
-        let new = sled::Config::new()
-            .path(&new_dir)
-            .cache_capacity(256 * 1024 * 1024)
-            .flush_every_ms(Some(COPY_FLUSH_MS))
-            .open()?;
-        for name in old.tree_names() {
-            let from = old.open_tree(&name)?;
-            let to = new.open_tree(&name)?;
-            let mut batch = sled::Batch::default();
-            let mut in_batch = 0;
-            for item in from.iter() {
-                let (k, v) = item?;
-                batch.insert(k, v);
-                in_batch += 1;
-                entries += 1;
-                if in_batch == 1024 {
-                    to.apply_batch(std::mem::take(&mut batch))?;
-                    in_batch = 0;
-                }
-            }
-            to.apply_batch(batch)?;
-        }
+        let (new, entries) = copy(&old, &new_dir)?;
         new.flush()?;
         settle(&new_dir.join("db"));
         new.flush()?;
-    }
+        entries
+    };
     // Step 1's end: everything in data.compact/ durable.
     sync_tree(&new_dir)?;
     // Steps 2 and 3.
@@ -130,9 +102,88 @@ pub(crate) fn recover(root_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Copies every entry of every tree of `old` into a new database at
+/// `new_dir` (a leftover one is removed first); the new database, open,
+/// and how many entries it took.
+pub(super) fn copy(old: &sled::Db, new_dir: &Path) -> Result<(sled::Db, u64)> {
+    if new_dir.exists() {
+        remove(new_dir)?;
+    }
+    // sled cleans its log (rewrites what is live out of mostly dead
+    // segments, truncates a free tail) in its flusher thread, a little at
+    // each tick. Copying in key order still leaves it garbage (each leaf is
+    // rewritten as it fills); ticking every few milliseconds during the
+    // copy and a moment after (see `settle`) ends with a file about 10%
+    // smaller than at sled's usual one-second tick, measured after the
+    // bench's churn.
+    let new = sled::Config::new()
+        .path(new_dir)
+        .cache_capacity(256 * 1024 * 1024)
+        .flush_every_ms(Some(COPY_FLUSH_MS))
+        .open()?;
+    let mut entries = 0u64;
+    for name in old.tree_names() {
+        let from = old.open_tree(&name)?;
+        let to = new.open_tree(&name)?;
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
+        for item in from.iter() {
+            let (k, v) = item?;
+            batch.insert(k, v);
+            in_batch += 1;
+            entries += 1;
+            if in_batch == 1024 {
+                to.apply_batch(std::mem::take(&mut batch))?;
+                in_batch = 0;
+            }
+        }
+        to.apply_batch(batch)?;
+    }
+    Ok((new, entries))
+}
+
+/// The end of a live compaction (`SledStore::compact_live`): `new`, the
+/// copy, takes the writes `recorded` since the copy began, is made durable
+/// and closed, and replaces `data/` (steps 1 to 4 of the crash order
+/// above). The caller has closed the old database, and no write is under
+/// way.
+pub(super) fn finish_live(
+    vault_dir: &Path,
+    new: sled::Db,
+    recorded: &[(Vec<u8>, Option<Vec<u8>>)],
+) -> Result<()> {
+    let new_dir = vault_dir.join(NEW);
+    let tree = new.open_tree(SLED_TREE)?;
+    for chunk in recorded.chunks(1024) {
+        let mut batch = sled::Batch::default();
+        for (key, value) in chunk {
+            match value {
+                Some(v) => batch.insert(key.as_slice(), v.as_slice()),
+                None => batch.remove(key.as_slice()),
+            }
+        }
+        tree.apply_batch(batch)?;
+    }
+    new.flush()?;
+    drop(tree);
+    drop(new);
+    // Step 1's end: everything in data.compact/ durable.
+    sync_tree(&new_dir)?;
+    let data_dir = vault_dir.join("data");
+    rename(&data_dir, &vault_dir.join(OLD))?;
+    rename(&new_dir, &data_dir)?;
+    sync_dir(vault_dir)?;
+    remove(&vault_dir.join(OLD))
+}
+
+/// Removes a copy a failed live compaction left.
+pub(super) fn abandon(vault_dir: &Path) {
+    let _ = std::fs::remove_dir_all(vault_dir.join(NEW));
+}
+
 /// Gives sled's cleaner a moment after the copy: waits while the file
 /// keeps shrinking, up to `SETTLE_MAX`.
-fn settle(db_file: &Path) {
+pub(super) fn settle(db_file: &Path) {
     let len = || std::fs::metadata(db_file).map(|m| m.len()).unwrap_or(0);
     let start = std::time::Instant::now();
     let mut smallest = len();

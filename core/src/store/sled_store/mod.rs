@@ -48,7 +48,8 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use super::{Batch, Entries, Entry, Recovered, RecoveredCall, Store, Value};
@@ -95,9 +96,22 @@ impl From<sled::Error> for Error {
 pub(crate) struct SledStore {
     data_dir: PathBuf,
     vault_dir: PathBuf,
-    db: sled::Db,
-    tree: sled::Tree,
-    db_file: File,
+    /// The open database: swapped for the compacted one by
+    /// [`compact_live`](Store::compact_live) (`None` only if opening that
+    /// failed). Every call holds it for reading while it uses sled; an
+    /// iterator holds the `Arc`.
+    handles: RwLock<Option<Arc<Handles>>>,
+    /// While a live compaction copies: every write, also recorded here, in
+    /// the order sled took them (the lock is held across the write).
+    recording: Mutex<Option<Vec<Recorded>>>,
+    /// Whether `recording` is on (read without its lock on every write).
+    is_recording: AtomicBool,
+    /// A live compaction is about to swap databases: new iterators wait
+    /// (existing ones end first).
+    swapping: Mutex<bool>,
+    swapped: Condvar,
+    /// One live compaction at a time.
+    compacting: Mutex<()>,
     /// Opened by `recover`.
     journal: OnceLock<Journal>,
     /// Held while the journal mark is read and raised; and whether the
@@ -107,6 +121,17 @@ pub(crate) struct SledStore {
     /// The entries of `data/` and `data/blobs/` already durable.
     synced: Mutex<SyncedEntries>,
 }
+
+/// sled's handles on `data/`.
+struct Handles {
+    db: sled::Db,
+    tree: sled::Tree,
+    db_file: File,
+}
+
+/// A write recorded during a live compaction: a key and its new value
+/// (`None`: removed).
+type Recorded = (Vec<u8>, Option<Vec<u8>>);
 
 /// What a durable point found durable already (see the module doc, step 3).
 #[derive(Default)]
@@ -145,12 +170,7 @@ impl SledStore {
         let data_dir = vault_dir.join("data");
         let fresh = !data_dir.join("db").exists();
         crate::fsmode::create_private_dir(&data_dir)?;
-        let db = open_sled(&data_dir, vault_dir, 1000)?;
-        // sled makes its files with the umask.
-        crate::fsmode::restrict_tree(&data_dir)?;
-        let tree = db.open_tree(SLED_TREE)?;
-        let db_file = File::open(data_dir.join("db"))
-            .map_err(|e| Error::io(format!("opening {}", data_dir.display()), e))?;
+        let handles = Handles::open(&data_dir, vault_dir)?;
         if fresh {
             // A new data/ must survive a power cut in the vault directory.
             sync_dir(vault_dir)?;
@@ -158,9 +178,12 @@ impl SledStore {
         let store = SledStore {
             data_dir,
             vault_dir: vault_dir.to_path_buf(),
-            db,
-            tree,
-            db_file,
+            handles: RwLock::new(Some(Arc::new(handles))),
+            recording: Mutex::new(None),
+            is_recording: AtomicBool::new(false),
+            swapping: Mutex::new(false),
+            swapped: Condvar::new(),
+            compacting: Mutex::new(()),
             journal: OnceLock::new(),
             mark: Mutex::new(false),
             synced: Mutex::new(SyncedEntries::default()),
@@ -174,7 +197,7 @@ impl SledStore {
 
     /// The stored journal mark (0: none).
     fn stored_mark(&self) -> Result<u64> {
-        match self.tree.get(Key::JournalMark.encode())? {
+        match self.get(&Key::JournalMark.encode())? {
             None => Ok(0),
             Some(b) => Ok(codec::decode::<JournalMark>(&b, "journal mark")?.through),
         }
@@ -194,17 +217,21 @@ impl SledStore {
             // the power-loss harness.)
             self.sync_new_entries()?;
             if through > 0 && through > self.stored_mark()? {
-                self.tree.insert(
-                    Key::JournalMark.encode(),
-                    codec::encode(&JournalMark { through })?,
+                self.insert(
+                    &Key::JournalMark.encode(),
+                    &codec::encode(&JournalMark { through })?,
                 )?;
             }
-            self.db.flush()?;
-            self.sync_new_entries()?;
-            // IMPORTANT: the commit, after what the log points to.
-            self.db_file
-                .sync_data()
-                .map_err(|e| Error::io(format!("syncing {}", self.data_dir.display()), e))?;
+            {
+                let handles = self.handles.read().unwrap_or_else(|p| p.into_inner());
+                let h = Self::open_handles(&handles)?;
+                h.db.flush()?;
+                self.sync_new_entries()?;
+                // IMPORTANT: the commit, after what the log points to.
+                h.db_file
+                    .sync_data()
+                    .map_err(|e| Error::io(format!("syncing {}", self.data_dir.display()), e))?;
+            }
             if let (false, Some(journal)) = (*started, self.journal.get()) {
                 // Every frame read at open is marked done now: writing
                 // starts again at the journal's beginning.
@@ -218,7 +245,162 @@ impl SledStore {
     }
 }
 
+impl Handles {
+    fn open(data_dir: &Path, vault_dir: &Path) -> Result<Handles> {
+        let db = open_sled(data_dir, vault_dir, 1000)?;
+        // sled makes its files with the umask.
+        crate::fsmode::restrict_tree(data_dir)?;
+        let tree = db.open_tree(SLED_TREE)?;
+        let db_file = File::open(data_dir.join("db"))
+            .map_err(|e| Error::io(format!("opening {}", data_dir.display()), e))?;
+        Ok(Handles { db, tree, db_file })
+    }
+}
+
+/// How long a live compaction waits for iterators over the old database
+/// (a scan under way) to end before it gives up (`Locked`).
+const ITERATORS_WAIT: Duration = Duration::from_secs(10);
+
 impl SledStore {
+    fn open_handles(handles: &Option<Arc<Handles>>) -> Result<&Handles> {
+        handles.as_deref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Io,
+                "the database could not be opened again after a compaction: open the vault again",
+            )
+        })
+    }
+
+    /// Runs `f` on the open database.
+    fn with<T>(&self, f: impl FnOnce(&Handles) -> Result<T>) -> Result<T> {
+        let handles = self.handles.read().unwrap_or_else(|p| p.into_inner());
+        f(Self::open_handles(&handles)?)
+    }
+
+    /// Runs the write `f` on the open database; while a live compaction
+    /// copies, in order with every other write, and `record`s it.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&Handles) -> Result<T>,
+        record: impl FnOnce(&T, &mut Vec<Recorded>),
+    ) -> Result<T> {
+        let handles = self.handles.read().unwrap_or_else(|p| p.into_inner());
+        let h = Self::open_handles(&handles)?;
+        if !self.is_recording.load(Ordering::Acquire) {
+            return f(h);
+        }
+        let mut log = self.recording.lock().unwrap_or_else(|p| p.into_inner());
+        let out = f(h)?;
+        if let Some(log) = log.as_mut() {
+            record(&out, log);
+        }
+        Ok(out)
+    }
+
+    /// The open database, for an iterator to keep (waiting out a live
+    /// compaction's swap).
+    fn current(&self) -> Result<Arc<Handles>> {
+        let mut swapping = self.swapping.lock().unwrap_or_else(|p| p.into_inner());
+        while *swapping {
+            swapping = self
+                .swapped
+                .wait(swapping)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        let handles = self.handles.read().unwrap_or_else(|p| p.into_inner());
+        Self::open_handles(&handles)?;
+        Ok(Arc::clone(handles.as_ref().expect("checked just above")))
+    }
+
+    fn set_swapping(&self, on: bool) {
+        *self.swapping.lock().unwrap_or_else(|p| p.into_inner()) = on;
+        self.swapped.notify_all();
+    }
+
+    /// The live compaction's copy and swap (see [`Store::compact_live`]);
+    /// recording is on.
+    fn copy_and_swap(&self) -> Result<u64> {
+        let (new, entries) =
+            compact::copy(&self.current()?.db, &self.vault_dir.join("data.compact"))?;
+        compact::settle(&self.vault_dir.join("data.compact").join("db"));
+        // No new iterator from here; those under way end first (they may
+        // still read and write: nothing is locked yet).
+        self.set_swapping(true);
+        let given_up = || {
+            Error::new(
+                ErrorKind::Locked,
+                format!(
+                    "a scan of the vault stayed open for {} s: the compaction was given up (try again)",
+                    ITERATORS_WAIT.as_secs()
+                ),
+            )
+        };
+        let deadline = std::time::Instant::now() + ITERATORS_WAIT;
+        // The swap holds this: no call uses sled meanwhile.
+        let mut handles = loop {
+            let handles = self.handles.write().unwrap_or_else(|p| p.into_inner());
+            if handles.as_ref().map_or(1, Arc::strong_count) <= 1 {
+                break handles;
+            }
+            drop(handles);
+            if std::time::Instant::now() >= deadline {
+                self.set_swapping(false);
+                return Err(given_up());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let recorded = self
+            .recording
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_default();
+        self.is_recording.store(false, Ordering::Release);
+        let Some(old) = handles.take() else {
+            self.set_swapping(false);
+            return Err(Self::open_handles(&None).err().expect("None is an error"));
+        };
+        if let Err(e) = old.db.flush() {
+            *handles = Some(old);
+            drop(handles);
+            self.set_swapping(false);
+            return Err(e.into());
+        }
+        let old = match Arc::try_unwrap(old) {
+            Ok(old) => old,
+            Err(old) => {
+                *handles = Some(old);
+                drop(handles);
+                self.set_swapping(false);
+                return Err(given_up());
+            }
+        };
+        drop(old);
+        let finished = wait_closed(&self.data_dir.join("db"))
+            .and_then(|()| compact::finish_live(&self.vault_dir, new, &recorded));
+        // Open again whatever happened: the compacted copy, or the old
+        // database if the swap did not begin (the crash order makes either
+        // the one at data/).
+        let opened = compact::recover(&self.vault_dir)
+            .and_then(|()| Handles::open(&self.data_dir, &self.vault_dir));
+        let opened = match opened {
+            Ok(h) => {
+                *handles = Some(Arc::new(h));
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        drop(handles);
+        self.set_swapping(false);
+        finished?;
+        opened?;
+        // Every file is new: the next durable point looks at all of them.
+        *self.synced.lock().unwrap_or_else(|p| p.into_inner()) = SyncedEntries::default();
+        sync_file(&self.data_dir.join("conf"))?;
+        self.sync_new_entries()?;
+        Ok(entries)
+    }
+
     /// Step 3 of the durable point: fsyncs the blob files written since
     /// the last one, then the directories whose entries changed.
     fn sync_new_entries(&self) -> Result<()> {
@@ -272,60 +454,85 @@ impl SledStore {
 
 impl Store for SledStore {
     fn get(&self, key: &[u8]) -> Result<Option<Value>> {
-        Ok(self.tree.get(key)?.map(value))
+        self.with(|h| Ok(h.tree.get(key)?.map(value)))
     }
 
     fn contains(&self, key: &[u8]) -> Result<bool> {
-        Ok(self.tree.contains_key(key)?)
+        self.with(|h| Ok(h.tree.contains_key(key)?))
     }
 
     fn insert(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.tree.insert(key, value)?;
-        Ok(())
+        self.write(
+            |h| Ok(h.tree.insert(key, value).map(|_| ())?),
+            |(), log| log.push((key.to_vec(), Some(value.to_vec()))),
+        )
     }
 
     fn insert_new(&self, key: &[u8], value: &[u8]) -> Result<bool> {
-        Ok(self
-            .tree
-            .compare_and_swap(key, None as Option<&[u8]>, Some(value))?
-            .is_ok())
+        self.write(
+            |h| {
+                Ok(h.tree
+                    .compare_and_swap(key, None as Option<&[u8]>, Some(value))?
+                    .is_ok())
+            },
+            |inserted, log| {
+                if *inserted {
+                    log.push((key.to_vec(), Some(value.to_vec())));
+                }
+            },
+        )
     }
 
     fn remove(&self, key: &[u8]) -> Result<()> {
-        self.tree.remove(key)?;
-        Ok(())
+        self.write(
+            |h| Ok(h.tree.remove(key).map(|_| ())?),
+            |(), log| log.push((key.to_vec(), None)),
+        )
     }
 
     fn apply(&self, batch: Batch) -> Result<()> {
-        let mut sled_batch = sled::Batch::default();
-        for (key, value) in batch.into_writes() {
-            match value {
-                Some(v) => sled_batch.insert(key, v),
-                None => sled_batch.remove(key),
-            }
-        }
-        self.tree.apply_batch(sled_batch)?;
-        Ok(())
+        let writes = batch.into_writes();
+        self.write(
+            |h| {
+                let mut sled_batch = sled::Batch::default();
+                for (key, value) in &writes {
+                    match value {
+                        Some(v) => sled_batch.insert(key.as_slice(), v.as_slice()),
+                        None => sled_batch.remove(key.as_slice()),
+                    }
+                }
+                Ok(h.tree.apply_batch(sled_batch)?)
+            },
+            |(), log| log.extend(writes.iter().cloned()),
+        )
     }
 
     fn scan(&self, prefix: &[u8], from: &[u8]) -> Entries {
+        let h = match self.current() {
+            Ok(h) => h,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
         // Bounded above by the first key past the prefix, as sled's own
         // `scan_prefix` is (an open range iterates measurably slower).
         let iter = match prefix_end(prefix) {
-            Some(end) => self.tree.range(from.to_vec()..end),
-            None => self.tree.range(from.to_vec()..),
+            Some(end) => h.tree.range(from.to_vec()..end),
+            None => h.tree.range(from.to_vec()..),
         };
-        Box::new(iter.map(|item| item.map(|(k, v)| (value(k), value(v))).map_err(Error::from)))
+        // The iterator keeps `h`: a live compaction waits for it.
+        Box::new(iter.map(move |item| {
+            let _held = &h;
+            item.map(|(k, v)| (value(k), value(v))).map_err(Error::from)
+        }))
     }
 
     fn last(&self, prefix: &[u8]) -> Result<Option<Entry>> {
-        match self.tree.scan_prefix(prefix).next_back() {
+        self.with(|h| match h.tree.scan_prefix(prefix).next_back() {
             None => Ok(None),
             Some(item) => {
                 let (k, v) = item?;
                 Ok(Some((value(k), value(v))))
             }
-        }
+        })
     }
 
     fn sync(&self, seal: &dyn Fn() -> Result<()>) -> Result<()> {
@@ -385,6 +592,64 @@ impl Store for SledStore {
 
     fn size_on_disk(&self) -> u64 {
         dir_size(&self.data_dir)
+    }
+
+    fn compact_live(&self) -> Result<crate::types::CompactReport> {
+        let _one = self.compacting.lock().unwrap_or_else(|p| p.into_inner());
+        compact::recover(&self.vault_dir)?;
+        let bytes_before = dir_size(&self.data_dir);
+        {
+            // On with no write under way: every write from here is either
+            // seen by the copy or recorded (or both).
+            let _no_writes = self.handles.write().unwrap_or_else(|p| p.into_inner());
+            *self.recording.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
+            self.is_recording.store(true, Ordering::Release);
+        }
+        let copied = self.copy_and_swap();
+        self.is_recording.store(false, Ordering::Release);
+        *self.recording.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        if copied.is_err() {
+            compact::abandon(&self.vault_dir);
+        }
+        Ok(crate::types::CompactReport {
+            bytes_before,
+            bytes_after: dir_size(&self.data_dir),
+            entries: copied?,
+        })
+    }
+}
+
+/// Waits until no handle holds sled's lock on `db` (sled's threads may
+/// outlive the last handle a moment, and must be gone before its
+/// directory is renamed: they write by path).
+fn wait_closed(db: &Path) -> Result<()> {
+    let file = File::open(db).map_err(|e| Error::io(format!("opening {}", db.display()), e))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        #[cfg(unix)]
+        {
+            use std::os::unix::io::AsRawFd;
+            // SAFETY: flock on a descriptor this function owns.
+            let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if locked == 0 {
+                // SAFETY: as above.
+                unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+                return Ok(());
+            }
+        }
+        #[cfg(not(unix))]
+        return Ok(());
+        #[allow(unreachable_code)]
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::new(
+                ErrorKind::Locked,
+                format!(
+                    "{} stayed locked after its database was closed",
+                    db.display()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
