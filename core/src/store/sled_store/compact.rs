@@ -24,6 +24,30 @@
 //! crash before 4, and is removed. The keystore is not touched: an erased
 //! subject's key is as gone after compaction as before.
 
+//!
+//! # Live compaction (`SledStore::compact_live`, `Vault::compact_live`)
+//!
+//! The same files and crash order, for a store in use:
+//!
+//! 1. With no write under way (sled's handles held for writing a moment),
+//!    recording starts: from then on every write takes a lock, is made in
+//!    sled, and is appended to a list, in the order sled took them.
+//! 2. The live entries are copied into `data.compact/` while reads and
+//!    writes go on. A key written after recording began is in the list;
+//!    one not written since is in the copy as it is now. So the copy with
+//!    the list applied in order is the store as it is when the list ends.
+//! 3. New iterators wait; those under way end (up to 10 s, else `Locked`
+//!    and nothing changes: an iterator holds the old database, whose sled
+//!    threads write by path and must be gone before `data/` is renamed).
+//! 4. sled's handles held for writing (every call waits from here): the
+//!    list is applied to the copy, the old database flushed and closed
+//!    (its lock gone), then steps 1 to 4 of the crash order above, and
+//!    `data/` (the copy) is opened and takes the old handles' place.
+//!
+//! Every write acknowledged as durable before step 4 was durable in the
+//! old `data/` (or the journal) and is in the copy, which is durable before
+//! the rename; a crash anywhere leaves what the crash order above leaves.
+
 use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
