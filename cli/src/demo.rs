@@ -399,7 +399,7 @@ pub fn run() -> Result<(), Error> {
 
     step(
         &mut n,
-        "Many processes share it: a server, a billing client, an analytics client",
+        "Many processes share it: a server, command-line clients, a C program and a Python script",
     );
     served(&dir, &root, &bob)?;
 
@@ -427,14 +427,17 @@ fn served(dir: &Path, root: &RootKey, bob: &shredvault::SubjectId) -> Result<(),
     let sha = |t: &str| hex::encode(ring_sha256(t.as_bytes()));
     let billing = token("billing")?;
     let analytics = token("analytics")?;
+    let job = token("python-job")?;
     let clients = format!(
-        "[clients.billing]\ntoken_sha256 = \"{}\"\noperations = [\"read\", \"write\"]\npurposes = [\"billing\"]\ncategories = [\"account\"]\n\n[clients.analytics]\ntoken_sha256 = \"{}\"\noperations = [\"read\"]\npurposes = [\"billing\"]\n",
+        "[clients.billing]\ntoken_sha256 = \"{}\"\noperations = [\"read\", \"write\"]\npurposes = [\"billing\"]\ncategories = [\"account\"]\n\n[clients.analytics]\ntoken_sha256 = \"{}\"\noperations = [\"read\"]\npurposes = [\"billing\"]\n\n[clients.python-job]\ntoken_sha256 = \"{}\"\noperations = [\"read\", \"write\", \"erase\"]\npurposes = [\"billing\"]\ncategories = [\"account\"]\n",
         sha(&billing),
-        sha(&analytics)
+        sha(&analytics),
+        sha(&job)
     );
     std::fs::write(dir.join("clients.toml"), &clients).map_err(io("writing clients.toml"))?;
     println!("    clients.toml: billing may read for billing and write accounts;");
-    println!("    analytics may read for billing only (tokens stored as SHA-256)");
+    println!("    analytics may read for billing only; python-job may also erase");
+    println!("    (tokens stored as SHA-256)");
     let socket = std::env::current_dir()
         .map_err(io("the current directory"))?
         .join(dir)
@@ -538,10 +541,7 @@ fn served(dir: &Path, root: &RootKey, bob: &shredvault::SubjectId) -> Result<(),
         "a read for a purpose analytics was not granted is refused",
     )?;
     println!("    analytics asks for account_admin: {why}");
-    println!("    (the same from C: sv_connect(\"{url}\", token, &v), then any sv_ call;");
-    println!(
-        "     from Python: sv.connect(\"{url}\", token=...); the test script runs both at once)"
-    );
+    c_and_python(dir, &url, &billing, &job)?;
     let _ = stop_tx.send(());
     let vault = runtime
         .block_on(server)
@@ -582,4 +582,134 @@ fn indent(text: &str) -> String {
         .map(|l| format!("      {l}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// A C program (`examples/c/served.c`, `sv_connect`) and a Python script
+/// (`examples/python/served.py`, `sv.connect`) on the served vault at the
+/// same time. They need the C library and the Python module, which this
+/// builds (`cargo build --release -p shredvault-ffi -p shredvault-py`), a
+/// C compiler and python3: without them the part is skipped, and says so.
+fn c_and_python(dir: &Path, url: &str, c_token: &str, py_token: &str) -> Result<(), Error> {
+    use std::process::{Command, Stdio};
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+    let runs = |program: &std::ffi::OsStr| {
+        Command::new(program)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let missing: Vec<String> = [(&cargo, "cargo"), (&cc, "a C compiler (cc)")]
+        .into_iter()
+        .filter(|(p, _)| !runs(p))
+        .map(|(_, what)| what.to_string())
+        .chain((!runs("python3".as_ref())).then(|| "python3".to_string()))
+        .collect();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the CLI crate is in the workspace");
+    let sources = [
+        repo.join("examples/c/served.c"),
+        repo.join("examples/python/served.py"),
+        repo.join("python/pysrc/shredvault/__init__.py"),
+    ];
+    if !missing.is_empty() || sources.iter().any(|p| !p.exists()) {
+        println!(
+            "    (a C program and a Python script on it: skipped here, it needs {} and this checkout)",
+            if missing.is_empty() { "the example sources".into() } else { missing.join(", ") }
+        );
+        return Ok(());
+    }
+    println!("    building the C library and the Python module for them (cargo build --release -p shredvault-ffi -p shredvault-py)");
+    let built = Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "shredvault-ffi",
+            "-p",
+            "shredvault-py",
+        ])
+        .current_dir(repo)
+        .status()
+        .map_err(io("running cargo"))?;
+    claim(
+        built.success(),
+        "the C library and the Python module are built",
+    )?;
+    let lib_dir = repo.join("target/release");
+    let program = std::env::current_dir()
+        .map_err(io("the current directory"))?
+        .join(dir)
+        .join("served-c");
+    let compiled = Command::new(&cc)
+        .args(["-std=c11", "-Wall", "-Wextra"])
+        .arg(&sources[0])
+        .arg("-I")
+        .arg(repo.join("include"))
+        .arg("-L")
+        .arg(&lib_dir)
+        .arg("-lshredvault")
+        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+        .arg("-o")
+        .arg(&program)
+        .status()
+        .map_err(io("running the C compiler"))?;
+    claim(
+        compiled.success(),
+        "examples/c/served.c compiles against libshredvault",
+    )?;
+    // The Python package as a wheel would lay it out: its Python sources
+    // and the extension module beside them.
+    let package = dir.join("python").join("shredvault");
+    std::fs::create_dir_all(&package).map_err(io("making the Python package"))?;
+    for entry in std::fs::read_dir(repo.join("python/pysrc/shredvault"))
+        .map_err(io("reading python/pysrc"))?
+    {
+        let entry = entry.map_err(io("reading python/pysrc"))?;
+        std::fs::copy(entry.path(), package.join(entry.file_name()))
+            .map_err(io("copying the Python package"))?;
+    }
+    std::fs::copy(
+        lib_dir.join("lib_shredvault.so"),
+        package.join("_shredvault.abi3.so"),
+    )
+    .map_err(io("copying the Python module"))?;
+    let c = Command::new(&program)
+        .args([url, c_token])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io("starting the C program"))?;
+    let py = Command::new("python3")
+        .arg(&sources[1])
+        .args([url, py_token])
+        .env("PYTHONPATH", dir.join("python"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io("starting the Python script"))?;
+    let (c, py) = (
+        c.wait_with_output().map_err(io("the C program"))?,
+        py.wait_with_output().map_err(io("the Python script"))?,
+    );
+    for out in [&c, &py] {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            println!("    {line}");
+        }
+        for line in String::from_utf8_lossy(&out.stderr).lines() {
+            println!("    (stderr) {line}");
+        }
+    }
+    claim(
+        c.status.success(),
+        "a C program (sv_connect) stores and reads while the Python script runs, and is refused a purpose outside its grant",
+    )?;
+    claim(
+        py.status.success(),
+        "a Python script (sv.connect) stores, reads back and erases on the same vault at the same time",
+    )
 }

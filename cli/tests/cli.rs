@@ -1055,6 +1055,13 @@ fn the_demo_runs() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("analytics asks for account_admin"), "{text}");
+    // The C program and the Python script on the served vault at once
+    // (the test script has a C compiler and python3).
+    assert!(
+        text.contains("C billing asks for marketing: SV_FORBIDDEN"),
+        "{text}"
+    );
+    assert!(text.contains("served job: 100 subjects stored"), "{text}");
     assert!(text.contains("Done."), "{text}");
 }
 
