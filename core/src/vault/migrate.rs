@@ -27,9 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 
-use crate::crypto;
-use crate::custody::{Derivation, VAULT_FORMAT_SEALED};
-use crate::domains;
+use crate::custody::VAULT_FORMAT_SEALED;
 use crate::error::Result;
 use crate::ids::{RequestId, SubjectId};
 use crate::layout::{DayEntry, Key, Prefix, RequestEntry, SubjectEntry};
@@ -157,16 +155,6 @@ impl Engine {
         let Ok(Some(SubjectEntry::Live(live))) = self.subject_entry(subject) else {
             return None;
         };
-        let key = self
-            .subject_derived(subject, live.key, Derivation::RequestReason)
-            .ok()?;
-        let plain = crypto::open(
-            &key,
-            &domains::reason_aad(&self.vault_id, id),
-            sealed,
-            "extension reason",
-        )
-        .ok()?;
-        String::from_utf8(plain.to_vec()).ok()
+        self.open_sealed_reason(subject, live.key, id, sealed)
     }
 }

@@ -218,8 +218,21 @@ impl Engine {
         if sealed.is_empty() {
             return None;
         }
+        self.open_sealed_reason(subject, live.key, id, sealed)
+    }
+
+    /// An extension reason sealed in request `id` (the format before
+    /// reasons went into the subject's facts), under a key derived from the
+    /// subject's `key`; `None` when it does not open.
+    pub(in crate::vault) fn open_sealed_reason(
+        &self,
+        subject: &SubjectId,
+        key: crate::custody::KeyRef,
+        id: &RequestId,
+        sealed: &[u8],
+    ) -> Option<String> {
         let key = self
-            .subject_derived(subject, live.key, Derivation::RequestReason)
+            .subject_derived(subject, key, Derivation::RequestReason)
             .ok()?;
         let plain = crypto::open(
             &key,
