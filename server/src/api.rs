@@ -59,18 +59,19 @@ impl App {
     }
 }
 
-/// Counts a compaction under way while it lives.
-struct Compacting<'a>(&'a App);
+/// Counts a compaction under way while it lives (moved into the blocking
+/// call, so it lives as long as the compaction, even if its client goes).
+struct Compacting(Arc<App>);
 
-impl<'a> Compacting<'a> {
-    fn begin(app: &'a App) -> Self {
+impl Compacting {
+    fn begin(app: &Arc<App>) -> Self {
         app.compacting
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Compacting(app)
+        Compacting(Arc::clone(app))
     }
 }
 
-impl Drop for Compacting<'_> {
+impl Drop for Compacting {
     fn drop(&mut self) {
         self.0
             .compacting
@@ -81,7 +82,7 @@ impl Drop for Compacting<'_> {
 impl App {
     /// Sends a scan's line, waiting while its reader is slow: `false` when
     /// the reader is gone, took nothing for `scan_stall`, or a compaction
-    /// waits for the vault the scan holds.
+    /// runs (the scan holds the files it replaces).
     fn send_line(
         &self,
         tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
@@ -1427,8 +1428,12 @@ async fn rotate_root_key(
 /// reads and writes go on, scans held up by their readers are cut.
 async fn compact(State(app): State<Arc<App>>, Extension(client): Extension<Arc<Client>>) -> Ok200 {
     grant(&app, &client, "compact", None, None).await?;
-    let _compacting = Compacting::begin(&app);
-    let report = call(&app, &client, |v| v.compact_live()).await?;
+    let compacting = Compacting::begin(&app);
+    let report = call(&app, &client, move |v| {
+        let _compacting = compacting;
+        v.compact_live()
+    })
+    .await?;
     Ok(Json(serde_json::to_value(report).unwrap_or(Value::Null)))
 }
 
