@@ -82,6 +82,18 @@ fn check(dir: &std::path::Path, f: &Filled) {
     v.check_record_counts().unwrap();
 }
 
+/// After a compaction: none of the erased records' stored bytes are in the
+/// files, no copy is left beside `data/`, and `check` holds.
+fn check_compacted(dir: &std::path::Path, f: &Filled) {
+    let data = dir.join("data");
+    for needle in &f.erased_ciphertext {
+        assert_absent(&data, needle, "an erased record's ciphertext");
+    }
+    assert!(!dir.join("data.compact").exists());
+    assert!(!dir.join("data.old").exists());
+    check(dir, f);
+}
+
 #[test]
 fn compaction_keeps_what_lives_and_drops_what_is_dead() {
     let dir = tempfile::tempdir().unwrap();
@@ -104,13 +116,7 @@ fn compaction_keeps_what_lives_and_drops_what_is_dead() {
     let report = Vault::compact(dir.path(), &root()).unwrap();
     assert!(report.entries > 300, "{report:?}");
     assert!(report.bytes_after < report.bytes_before, "{report:?}");
-    let data = dir.path().join("data");
-    for needle in &f.erased_ciphertext {
-        assert_absent(&data, needle, "an erased record's ciphertext");
-    }
-    assert!(!dir.path().join("data.compact").exists());
-    assert!(!dir.path().join("data.old").exists());
-    check(dir.path(), &f);
+    check_compacted(dir.path(), &f);
     // And again, on a compacted vault.
     Vault::compact(dir.path(), &root()).unwrap();
     check(dir.path(), &f);
@@ -231,13 +237,7 @@ fn a_live_compaction_lets_reads_and_writes_go_on() {
     }
     v.verify_audit().unwrap();
     v.close().unwrap();
-    let data = dir.path().join("data");
-    for needle in &f.erased_ciphertext {
-        assert_absent(&data, needle, "an erased record's ciphertext");
-    }
-    assert!(!dir.path().join("data.compact").exists());
-    assert!(!dir.path().join("data.old").exists());
-    check(dir.path(), &f);
+    check_compacted(dir.path(), &f);
     let v = new_vault(dir.path());
     for (r, data) in &written {
         assert_eq!(&v.get(r, "recruitment").unwrap().data[..], &data[..]);

@@ -59,7 +59,11 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{Key, SLED_TREE};
 
 pub(crate) mod compact;
+mod durable;
 pub(crate) mod journal;
+mod live;
+
+use durable::{sync_file, SyncedEntries};
 
 use journal::{Journal, JournalEntry, JournalMark};
 
@@ -132,27 +136,6 @@ struct Handles {
 /// A write recorded during a live compaction: a key and its new value
 /// (`None`: removed).
 type Recorded = (Vec<u8>, Option<Vec<u8>>);
-
-/// What a durable point found durable already (see the module doc, step 3).
-#[derive(Default)]
-struct SyncedEntries {
-    data: std::collections::HashSet<std::ffi::OsString>,
-    /// Each blob's length and modification time when it was fsynced, and
-    /// whether it was settled then (last written well before: sled writes
-    /// a blob once, in one go, so a settled blob is never looked at again).
-    blobs: std::collections::HashMap<std::ffi::OsString, BlobStamp>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct BlobStamp {
-    len: u64,
-    modified: std::time::SystemTime,
-    settled: bool,
-}
-
-/// A blob last written this long before a durable point looks at it is
-/// complete.
-const BLOB_SETTLED: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for SledStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -257,10 +240,6 @@ impl Handles {
     }
 }
 
-/// How long a live compaction waits for iterators over the old database
-/// (a scan under way) to end before it gives up (`Locked`).
-const ITERATORS_WAIT: Duration = Duration::from_secs(10);
-
 impl SledStore {
     fn open_handles(handles: &Option<Arc<Handles>>) -> Result<&Handles> {
         handles.as_deref().ok_or_else(|| {
@@ -295,160 +274,6 @@ impl SledStore {
             record(&out, log);
         }
         Ok(out)
-    }
-
-    /// The open database, for an iterator to keep (waiting out a live
-    /// compaction's swap).
-    fn current(&self) -> Result<Arc<Handles>> {
-        let mut swapping = self.swapping.lock().unwrap_or_else(|p| p.into_inner());
-        while *swapping {
-            swapping = self
-                .swapped
-                .wait(swapping)
-                .unwrap_or_else(|p| p.into_inner());
-        }
-        let handles = self.handles.read().unwrap_or_else(|p| p.into_inner());
-        Self::open_handles(&handles)?;
-        Ok(Arc::clone(handles.as_ref().expect("checked just above")))
-    }
-
-    fn set_swapping(&self, on: bool) {
-        *self.swapping.lock().unwrap_or_else(|p| p.into_inner()) = on;
-        self.swapped.notify_all();
-    }
-
-    /// The live compaction's copy and swap (see [`Store::compact_live`]);
-    /// recording is on.
-    fn copy_and_swap(&self) -> Result<u64> {
-        let (new, entries) =
-            compact::copy(&self.current()?.db, &self.vault_dir.join("data.compact"))?;
-        compact::settle(&self.vault_dir.join("data.compact").join("db"));
-        // No new iterator from here; those under way end first (they may
-        // still read and write: nothing is locked yet).
-        self.set_swapping(true);
-        let given_up = || {
-            Error::new(
-                ErrorKind::Locked,
-                format!(
-                    "a scan of the vault stayed open for {} s: the compaction was given up (try again)",
-                    ITERATORS_WAIT.as_secs()
-                ),
-            )
-        };
-        let deadline = std::time::Instant::now() + ITERATORS_WAIT;
-        // The swap holds this: no call uses sled meanwhile.
-        let mut handles = loop {
-            let handles = self.handles.write().unwrap_or_else(|p| p.into_inner());
-            if handles.as_ref().map_or(1, Arc::strong_count) <= 1 {
-                break handles;
-            }
-            drop(handles);
-            if std::time::Instant::now() >= deadline {
-                self.set_swapping(false);
-                return Err(given_up());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let recorded = self
-            .recording
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .unwrap_or_default();
-        self.is_recording.store(false, Ordering::Release);
-        let Some(old) = handles.take() else {
-            self.set_swapping(false);
-            return Err(Self::open_handles(&None).err().expect("None is an error"));
-        };
-        if let Err(e) = old.db.flush() {
-            *handles = Some(old);
-            drop(handles);
-            self.set_swapping(false);
-            return Err(e.into());
-        }
-        let old = match Arc::try_unwrap(old) {
-            Ok(old) => old,
-            Err(old) => {
-                *handles = Some(old);
-                drop(handles);
-                self.set_swapping(false);
-                return Err(given_up());
-            }
-        };
-        drop(old);
-        let finished = wait_closed(&self.data_dir.join("db"))
-            .and_then(|()| compact::finish_live(&self.vault_dir, new, &recorded));
-        // Open again whatever happened: the compacted copy, or the old
-        // database if the swap did not begin (the crash order makes either
-        // the one at data/).
-        let opened = compact::recover(&self.vault_dir)
-            .and_then(|()| Handles::open(&self.data_dir, &self.vault_dir));
-        let opened = match opened {
-            Ok(h) => {
-                *handles = Some(Arc::new(h));
-                Ok(())
-            }
-            Err(e) => Err(e),
-        };
-        drop(handles);
-        self.set_swapping(false);
-        finished?;
-        opened?;
-        // Every file is new: the next durable point looks at all of them.
-        *self.synced.lock().unwrap_or_else(|p| p.into_inner()) = SyncedEntries::default();
-        sync_file(&self.data_dir.join("conf"))?;
-        self.sync_new_entries()?;
-        Ok(entries)
-    }
-
-    /// Step 3 of the durable point: fsyncs the blob files written since
-    /// the last one, then the directories whose entries changed.
-    fn sync_new_entries(&self) -> Result<()> {
-        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
-        let blobs_dir = self.data_dir.join("blobs");
-        let names = list_dir(&blobs_dir)?;
-        let mut blobs = std::collections::HashMap::with_capacity(names.len());
-        let mut changed = names.len() != synced.blobs.len();
-        let now = std::time::SystemTime::now();
-        for name in names {
-            if let Some(known) = synced.blobs.get(&name).filter(|b| b.settled) {
-                blobs.insert(name, *known);
-                continue;
-            }
-            let path = blobs_dir.join(&name);
-            let Some((len, modified)) = file_stamp(&path)? else {
-                changed = true;
-                continue; // removed meanwhile (sled drops blobs)
-            };
-            let settled = now
-                .duration_since(modified)
-                .is_ok_and(|age| age >= BLOB_SETTLED);
-            let stamp = BlobStamp {
-                len,
-                modified,
-                settled,
-            };
-            let known = synced.blobs.get(&name);
-            if known.map(|b| (b.len, b.modified)) != Some((len, modified)) {
-                // Stamped before the fsync: a write after it changes the
-                // stamp, and the next durable point syncs it again.
-                sync_file(&path)?;
-                changed = true;
-            }
-            blobs.insert(name, stamp);
-        }
-        if changed {
-            if blobs_dir.exists() {
-                sync_dir(&blobs_dir)?;
-            }
-            synced.blobs = blobs;
-        }
-        let data = list_dir(&self.data_dir)?;
-        if data != synced.data {
-            sync_dir(&self.data_dir)?;
-            synced.data = data;
-        }
-        Ok(())
     }
 }
 
@@ -595,99 +420,7 @@ impl Store for SledStore {
     }
 
     fn compact_live(&self) -> Result<crate::types::CompactReport> {
-        let _one = self.compacting.lock().unwrap_or_else(|p| p.into_inner());
-        compact::recover(&self.vault_dir)?;
-        let bytes_before = dir_size(&self.data_dir);
-        {
-            // On with no write under way: every write from here is either
-            // seen by the copy or recorded (or both).
-            let _no_writes = self.handles.write().unwrap_or_else(|p| p.into_inner());
-            *self.recording.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
-            self.is_recording.store(true, Ordering::Release);
-        }
-        let copied = self.copy_and_swap();
-        self.is_recording.store(false, Ordering::Release);
-        *self.recording.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        if copied.is_err() {
-            compact::abandon(&self.vault_dir);
-        }
-        Ok(crate::types::CompactReport {
-            bytes_before,
-            bytes_after: dir_size(&self.data_dir),
-            entries: copied?,
-        })
-    }
-}
-
-/// Waits until no handle holds sled's lock on `db` (sled's threads may
-/// outlive the last handle a moment, and must be gone before its
-/// directory is renamed: they write by path).
-fn wait_closed(db: &Path) -> Result<()> {
-    let file = File::open(db).map_err(|e| Error::io(format!("opening {}", db.display()), e))?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        #[cfg(unix)]
-        {
-            use std::os::unix::io::AsRawFd;
-            // SAFETY: flock on a descriptor this function owns.
-            let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-            if locked == 0 {
-                // SAFETY: as above.
-                unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
-                return Ok(());
-            }
-        }
-        #[cfg(not(unix))]
-        return Ok(());
-        #[allow(unreachable_code)]
-        if std::time::Instant::now() >= deadline {
-            return Err(Error::new(
-                ErrorKind::Locked,
-                format!(
-                    "{} stayed locked after its database was closed",
-                    db.display()
-                ),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// The names in a directory (none when it does not exist: sled makes
-/// `blobs/` with its first blob).
-fn list_dir(dir: &Path) -> Result<std::collections::HashSet<std::ffi::OsString>> {
-    match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<std::io::Result<_>>()
-            .map_err(|e| Error::io(format!("listing {}", dir.display()), e)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
-        Err(e) => Err(Error::io(format!("listing {}", dir.display()), e)),
-    }
-}
-
-/// A file's length and modification time (`None`: it is gone).
-fn file_stamp(path: &Path) -> Result<Option<(u64, std::time::SystemTime)>> {
-    match std::fs::metadata(path) {
-        Ok(m) => Ok(Some((
-            m.len(),
-            m.modified()
-                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?,
-        ))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
-    }
-}
-
-/// fsyncs one file (one that vanished meanwhile, as sled removes blobs and
-/// old snapshots, needs nothing).
-fn sync_file(path: &Path) -> Result<()> {
-    match File::open(path) {
-        Ok(f) => f
-            .sync_all()
-            .map_err(|e| Error::io(format!("syncing {}", path.display()), e)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(format!("opening {}", path.display()), e)),
+        self.compact_live_now()
     }
 }
 
