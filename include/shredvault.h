@@ -91,6 +91,11 @@ typedef struct {
   // (`legal_claims`, and any the policy marks `privileged = true`) and
   // read the identifiers and state of restricted subjects.
   int privileged;
+  // The root key as an object in a PKCS#11 token (an HSM), named by an
+  // RFC 7512 URI, e.g. "pkcs11:token=shredvault;object=root-2026-12?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/shredvault/pin";
+  // then `root_key` must be NULL and `root_key_len` 0. NULL: the root
+  // key is the 32 bytes of `root_key`.
+  const char *root_key_uri;
 } sv_open_options;
 
 // Bytes the library allocated for the caller, who owns them until
@@ -104,7 +109,8 @@ typedef struct {
 extern "C" {
 #endif // __cplusplus
 
-// The default options: immediate durability, no actor, not privileged.
+// The default options: immediate durability, no actor, not privileged,
+// the root key in bytes.
 sv_open_options sv_open_options_default(void);
 
 // Opens the vault at `path` (a directory), creating it if needed, with
@@ -129,6 +135,13 @@ sv_status sv_open(const char *path,
 // o.actor = "billing";
 // o.privileged = 1;
 // sv_open_ex(path, key, 32, NULL, &o, &v);
+// ```
+//
+// With the root key in a PKCS#11 token:
+//
+// ```c
+// o.root_key_uri = "pkcs11:token=shredvault;object=root?module-path=...&pin-source=file:/etc/shredvault/pin";
+// sv_open_ex(path, NULL, 0, NULL, &o, &v);
 // ```
 sv_status sv_open_ex(const char *path,
                      const uint8_t *root_key,

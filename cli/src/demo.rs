@@ -415,11 +415,9 @@ pub fn run() -> Result<(), Error> {
 fn served(dir: &Path, root: &RootKey, bob: &shredvault::SubjectId) -> Result<(), Error> {
     use std::process::Command;
     let token = |name: &str| -> Result<String, Error> {
-        let bytes: [u8; 16] = {
-            let key = RootKey::generate()?.to_bytes();
-            key[..16].try_into().expect("16 of 32 bytes")
-        };
-        let token = format!("{name}-{}", hex::encode(bytes));
+        // 128 random bits, as hex.
+        let random = RootKey::generate()?.to_text();
+        let token = format!("{name}-{}", &random[..32]);
         let path = dir.join(format!("{name}.token"));
         std::fs::write(&path, &token).map_err(io("writing a token file"))?;
         Ok(token)

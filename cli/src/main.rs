@@ -28,9 +28,14 @@ use zeroize::Zeroizing;
 )]
 struct Cli {
     /// File holding the root key: 32 raw bytes or 64 hex characters.
-    /// Otherwise the SHREDVAULT_ROOT_KEY environment variable (64 hex).
-    #[arg(long, global = true, value_name = "F")]
+    /// Otherwise --root-key, or the SHREDVAULT_ROOT_KEY environment
+    /// variable (64 hex characters or a pkcs11: URI).
+    #[arg(long, global = true, value_name = "F", conflicts_with = "root_key")]
     key_file: Option<PathBuf>,
+    /// The root key as an object in a PKCS#11 token (an HSM), named by an
+    /// RFC 7512 URI: pkcs11:token=T;object=LABEL?module-path=/path/to/module.so&pin-source=file:/path/to/pin
+    #[arg(long, global = true, value_name = "URI")]
+    root_key: Option<String>,
     /// A label for the audit log (a service or role, never a person's name):
     /// letters, digits and _.:-
     #[arg(long, global = true, value_name = "NAME", default_value = "cli")]
@@ -107,6 +112,10 @@ enum Command {
         vault: PathBuf,
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
+        /// Generate the --root-key object in its token first (AES-256,
+        /// sensitive, not extractable).
+        #[arg(long, requires = "root_key")]
+        create_key: bool,
     },
     /// Create or find data subjects.
     #[command(subcommand)]
@@ -247,11 +256,30 @@ enum Command {
     Receipt(ReceiptCommand),
     /// Re-wrap every key under a new root key (complete erasure: once the
     /// old root key is destroyed, no old copy of keys/ opens anything).
+    #[command(group = clap::ArgGroup::new("new_key").required(true).args(["new_key_file", "new_root_key"]))]
     RotateKey {
         vault: PathBuf,
         /// The new root key: 32 raw bytes or 64 hex characters.
         #[arg(long, value_name = "F")]
-        new_key_file: PathBuf,
+        new_key_file: Option<PathBuf>,
+        /// The new root key as an object in a PKCS#11 token (a pkcs11: URI).
+        #[arg(long, value_name = "URI")]
+        new_root_key: Option<String>,
+        /// Generate the --new-root-key object in its token first.
+        #[arg(long, requires = "new_root_key")]
+        create_key: bool,
+    },
+    /// Destroy a root key object in its PKCS#11 token (C_DestroyObject),
+    /// once no vault named with --vault needs it (each vault's keystore,
+    /// and any rotation under way there, is checked first): complete
+    /// erasure, carried out. Copies of keys/ from before the rotation away
+    /// from it then open with nothing.
+    RetireKey {
+        /// The key to destroy: a pkcs11: URI.
+        uri: String,
+        /// A vault that used the key (repeat for each; at least one).
+        #[arg(long = "vault", value_name = "VAULT")]
+        vaults: Vec<PathBuf>,
     },
     /// Replace the blind index's key and rebuild the index (expiry runs do
     /// it on the policy's schedule): index entries erasures left in sled's
@@ -510,12 +538,19 @@ fn run(cli: Cli) -> Result<(), Error> {
     if let Some(url) = &cli.url {
         return remote(url, cli.token_file.as_deref(), cli.command);
     }
-    let key_file = cli.key_file.as_deref();
+    let key_file = KeySource {
+        file: cli.key_file.as_deref(),
+        uri: cli.root_key.as_deref(),
+    };
     let actor = cli.actor.as_str();
     let privileged = cli.privileged;
-    let open = |vault: &Path, key_file: Option<&Path>| open(vault, key_file, actor, privileged);
+    let open = |vault: &Path, key_file: KeySource| open(vault, key_file, actor, privileged);
     match cli.command {
-        Command::Init { vault, policy } => {
+        Command::Init {
+            vault,
+            policy,
+            create_key,
+        } => {
             if vault.join("keys").join("keystore").exists() {
                 return Err(Error::new(
                     ErrorKind::InvalidArgument,
@@ -523,7 +558,15 @@ fn run(cli: Cli) -> Result<(), Error> {
                 ));
             }
             let policy = Policy::from_file(&policy)?;
-            let v = Vault::open(&vault, &root_key(key_file)?, Some(policy))?;
+            let root = match (create_key, key_file.uri) {
+                (true, Some(uri)) => {
+                    let key = RootKey::create_in_token(uri)?;
+                    eprintln!("created the root key {key:?} in its token");
+                    key
+                }
+                _ => root_key(key_file)?,
+            };
+            let v = Vault::open(&vault, &root, Some(policy))?;
             eprintln!("created vault {} at {}", v.vault_id(), vault.display());
             v.close()
         }
@@ -878,8 +921,10 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::RotateKey {
             vault,
             new_key_file,
+            new_root_key,
+            create_key,
         } => {
-            let new_key = root_key(Some(&new_key_file))?;
+            let new_key = new_root(new_key_file.as_deref(), new_root_key.as_deref(), create_key)?;
             let v = open(&vault, key_file)?;
             let bar = indicatif::ProgressBar::new(0).with_style(
                 indicatif::ProgressStyle::with_template(
@@ -893,10 +938,19 @@ fn run(cli: Cli) -> Result<(), Error> {
             })?;
             bar.finish_and_clear();
             eprintln!(
-                "every key of {} is now wrapped by the new root key; destroy the old one (and old copies of keys/ are then useless)",
+                "every key of {} is now wrapped by the new root key; destroy the old one (shredvault retire-key, for a key in a token), and old copies of keys/ are then useless",
                 vault.display()
             );
             v.close()
+        }
+        Command::RetireKey { uri, vaults } => {
+            let key = RootKey::from_uri(&uri)?;
+            let vaults: Vec<&Path> = vaults.iter().map(PathBuf::as_path).collect();
+            Vault::retire_root_key(&key, &vaults)?;
+            eprintln!(
+                "destroyed {key:?} in its token: no copy of a keystore wrapped under it opens any more"
+            );
+            Ok(())
         }
         Command::Repair {
             vault,
@@ -1186,8 +1240,13 @@ fn remote(url: &str, token_file: Option<&Path>, command: Command) -> Result<(), 
             c.set_policy_text(policy.source(), &file.display().to_string())?;
             eprintln!("the served vault's policy replaced by {}", file.display());
         }
-        Command::RotateKey { new_key_file, .. } => {
-            let new_key = root_key(Some(&new_key_file))?;
+        Command::RotateKey {
+            new_key_file,
+            new_root_key,
+            create_key,
+            ..
+        } => {
+            let new_key = new_root(new_key_file.as_deref(), new_root_key.as_deref(), create_key)?;
             c.rotate_root_key(&new_key)?;
             eprintln!(
                 "the served vault's keys are re-wrapped under the new root key: \
@@ -1345,7 +1404,7 @@ fn remote(url: &str, token_file: Option<&Path>, command: Command) -> Result<(), 
 /// client's grant), served until SIGTERM or SIGINT, then closed.
 fn serve(
     vault: &Path,
-    key_file: Option<&Path>,
+    key_file: KeySource,
     actor: &str,
     listen: &[String],
     tls: Option<shredvault_server::TlsFiles>,
@@ -1407,12 +1466,7 @@ fn io_error(path: &Path, e: std::io::Error) -> Error {
 
 /// Opens an existing vault (never creates one: that is `init`'s job), and
 /// prints what the open warns of on stderr.
-fn open(
-    vault: &Path,
-    key_file: Option<&Path>,
-    actor: &str,
-    privileged: bool,
-) -> Result<Vault, Error> {
+fn open(vault: &Path, key_file: KeySource, actor: &str, privileged: bool) -> Result<Vault, Error> {
     if !vault.join("keys").join("keystore").exists() {
         return Err(Error::new(
             ErrorKind::NotFound,
@@ -1434,11 +1488,43 @@ fn open(
     Ok(v)
 }
 
-fn root_key(key_file: Option<&Path>) -> Result<RootKey, Error> {
-    if let Some(path) = key_file {
+/// Where the root key comes from: `--key-file`, `--root-key`, else the
+/// environment.
+#[derive(Clone, Copy)]
+struct KeySource<'a> {
+    file: Option<&'a Path>,
+    uri: Option<&'a str>,
+}
+
+/// The new root key of `rotate-key`, created in its token first if asked.
+fn new_root(file: Option<&Path>, uri: Option<&str>, create: bool) -> Result<RootKey, Error> {
+    match (uri, create) {
+        (Some(uri), true) => {
+            let key = RootKey::create_in_token(uri)?;
+            eprintln!("created the root key {key:?} in its token");
+            Ok(key)
+        }
+        _ => root_key(KeySource { file, uri }),
+    }
+}
+
+fn root_key(key: KeySource) -> Result<RootKey, Error> {
+    if let Some(uri) = key.uri {
+        return RootKey::from_uri(uri);
+    }
+    if let Some(path) = key.file {
         let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| io_error(path, e))?);
         if bytes.len() == 32 {
             return RootKey::from_bytes(&bytes);
+        }
+        if bytes.starts_with(b"pkcs11:") {
+            let text = std::str::from_utf8(&bytes).map_err(|_| {
+                Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("{}: the URI is not UTF-8", path.display()),
+                )
+            })?;
+            return RootKey::from_uri(text);
         }
         let text = std::str::from_utf8(&bytes).map_err(|_| {
             Error::new(
@@ -1460,15 +1546,16 @@ fn root_key(key_file: Option<&Path>) -> Result<RootKey, Error> {
         });
     }
     match std::env::var("SHREDVAULT_ROOT_KEY") {
+        Ok(text) if text.trim_start().starts_with("pkcs11:") => RootKey::from_uri(&text),
         Ok(hex) => RootKey::from_hex(&Zeroizing::new(hex)).map_err(|_| {
             Error::new(
                 ErrorKind::InvalidArgument,
-                "SHREDVAULT_ROOT_KEY must be 64 hex characters",
+                "SHREDVAULT_ROOT_KEY must be 64 hex characters or a pkcs11: URI",
             )
         }),
         Err(_) => Err(Error::new(
             ErrorKind::InvalidArgument,
-            "no root key: pass --key-file F or set SHREDVAULT_ROOT_KEY (64 hex characters)",
+            "no root key: pass --key-file F or --root-key URI, or set SHREDVAULT_ROOT_KEY (64 hex characters or a pkcs11: URI)",
         )),
     }
 }

@@ -223,6 +223,12 @@ const PARITY: &[(&str, At, At, At)] = &[
         Absent("every command closes the vault when it ends"),
     ),
     (
+        "retire_root_key",
+        Absent("an operator's step, where the token is: the command line"),
+        Absent("an operator's step, where the token is: the command line"),
+        Is("retire-key"),
+    ),
+    (
         "rotate_root_key",
         Is("sv_rotate_root_key"),
         Is("rotate_root_key"),

@@ -142,10 +142,6 @@ fn kind_named(name: &str) -> ErrorKind {
         .unwrap_or(ErrorKind::Internal)
 }
 
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn b64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)
 }
@@ -600,8 +596,8 @@ impl Client {
     /// Re-wraps every key of the served vault under `new` (sent to the
     /// server, which must hold it to do the work).
     pub fn rotate_root_key(&self, new: &shredvault::RootKey) -> Result<()> {
-        let hex = Zeroizing::new(hex_of(&new.to_bytes()[..]));
-        let body = json!({ "new_root_key": hex.as_str() });
+        let text = new.to_text();
+        let body = json!({ "new_root_key": text.as_str() });
         let done = self.call(Method::POST, "/v1/root-key/rotate", Some(body));
         done.map(drop)
     }

@@ -1,6 +1,7 @@
 //! Durable puts from T threads (default 16; `SV_THREADS`), `SV_N` in all:
-//! the rate, for profiling group commit (`perf record`).
-use shredvault::{Policy, RootKey, Vault};
+//! the rate, for profiling group commit (`perf record`). `SV_BATCHED=1`:
+//! the same puts without a durable point each, the CPU's ceiling.
+use shredvault::{Durability, Policy, RootKey, Vault, VaultOptions};
 use std::time::Instant;
 fn main() {
     let threads: usize = std::env::var("SV_THREADS")
@@ -13,10 +14,15 @@ fn main() {
         .unwrap_or(32_000);
     let dir = tempfile::tempdir_in(".").unwrap();
     let policy = Policy::from_file("example-policy.toml".as_ref()).unwrap();
-    let v = Vault::open(
+    let mut options = VaultOptions::default();
+    if std::env::var("SV_BATCHED").is_ok() {
+        options.durability = Durability::Batched;
+    }
+    let v = Vault::open_with(
         dir.path(),
         &RootKey::from_bytes(&[7; 32]).unwrap(),
         Some(policy),
+        options,
     )
     .unwrap();
     let data = vec![0x41u8; 1024];

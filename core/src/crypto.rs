@@ -16,6 +16,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use ring::{hkdf, hmac};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+use crate::custody::pkcs11_uri::Pkcs11Uri;
 use crate::error::{Error, Result};
 
 pub(crate) const KEY_LEN: usize = 32;
@@ -55,16 +56,34 @@ impl fmt::Debug for SecretKey {
     }
 }
 
-/// The caller's root key: 32 bytes, held by the caller, never written by the
-/// vault. Everything the vault stores is wrapped by keys derived from it.
+/// The caller's root key: 32 bytes held by the caller and never written by
+/// the vault, or a secret-key object in a PKCS#11 token (an HSM) named by
+/// an RFC 7512 URI, whose value never enters the process (see
+/// `custody::pkcs11`). Everything the vault stores is wrapped by keys
+/// derived from it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RootKey(SecretKey);
+pub struct RootKey(Root);
+
+#[derive(Clone, PartialEq, Eq)]
+enum Root {
+    Bytes(SecretKey),
+    Token(Box<Pkcs11Uri>),
+}
+
+/// What the keystore needs from a root key: the KEK wrapping every slot,
+/// the legacy blind-index key, and the key its key-check value is keyed
+/// with. From bytes: HKDF; from a token: derived inside the token.
+pub(crate) struct RootSecrets {
+    pub kek: SecretKey,
+    pub index: SecretKey,
+    pub check: SecretKey,
+}
 
 impl RootKey {
     /// A root key from 32 raw bytes; other lengths are `InvalidArgument`.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         SecretKey::from_slice(bytes)
-            .map(RootKey)
+            .map(|k| RootKey(Root::Bytes(k)))
             .map_err(|_| Error::invalid(format!("root key must be 32 bytes, not {}", bytes.len())))
     }
 
@@ -75,27 +94,128 @@ impl RootKey {
         if text.len() != 2 * KEY_LEN || hex::decode_to_slice(text, &mut bytes[..]).is_err() {
             return Err(Error::invalid("root key must be 64 hex characters"));
         }
-        Ok(RootKey(SecretKey::from_array(*bytes)))
+        Ok(RootKey(Root::Bytes(SecretKey::from_array(*bytes))))
+    }
+
+    /// The root key object an RFC 7512 PKCS#11 URI names, e.g.
+    /// `pkcs11:token=shredvault;object=root-2026-12?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/shredvault/pin`.
+    /// Only the URI is checked here (`InvalidArgument`); the token is first
+    /// used when a vault opens with the key.
+    pub fn from_uri(uri: &str) -> Result<Self> {
+        Pkcs11Uri::parse(uri).map(|u| RootKey(Root::Token(Box::new(u))))
+    }
+
+    /// A `pkcs11:` URI ([`from_uri`](Self::from_uri)) or 64 hex characters
+    /// ([`from_hex`](Self::from_hex)).
+    pub fn parse(text: &str) -> Result<Self> {
+        if text.trim_start().starts_with("pkcs11:") {
+            Self::from_uri(text)
+        } else {
+            Self::from_hex(text)
+        }
+    }
+
+    /// Generates the root key object `uri` names in its token: AES-256,
+    /// sensitive, not extractable, usable only to derive the vault's keys.
+    /// `InvalidArgument` if the token holds it already.
+    pub fn create_in_token(uri: &str) -> Result<Self> {
+        let key = Self::from_uri(uri)?;
+        if let Root::Token(u) = &key.0 {
+            crate::custody::pkcs11::create(u)?;
+        }
+        Ok(key)
     }
 
     /// A fresh random root key (for tests, demos and key generation tools).
     pub fn generate() -> Result<Self> {
-        SecretKey::random().map(RootKey)
+        SecretKey::random().map(|k| RootKey(Root::Bytes(k)))
     }
 
-    /// The raw bytes, for callers that must store the key in their own KMS.
-    pub fn to_bytes(&self) -> Zeroizing<[u8; KEY_LEN]> {
-        Zeroizing::new(*self.0.expose())
+    /// The raw bytes, for callers that must store the key in their own KMS;
+    /// `None` for a key in a token (its value never leaves the token).
+    pub fn to_bytes(&self) -> Option<Zeroizing<[u8; KEY_LEN]>> {
+        match &self.0 {
+            Root::Bytes(k) => Some(Zeroizing::new(*k.expose())),
+            Root::Token(_) => None,
+        }
     }
 
-    pub(crate) fn secret(&self) -> &SecretKey {
-        &self.0
+    /// The key as text, for handing it on (to a server doing a rotation):
+    /// 64 hex characters, or the `pkcs11:` URI as given (with its
+    /// `pin-value`, if it has one). [`parse`](Self::parse) reads it back.
+    pub fn to_text(&self) -> Zeroizing<String> {
+        match &self.0 {
+            Root::Bytes(k) => Zeroizing::new(hex::encode(k.expose())),
+            Root::Token(u) => u.text.clone(),
+        }
+    }
+
+    /// The PKCS#11 module (shared library) of a key in a token.
+    pub fn token_module(&self) -> Option<&std::path::Path> {
+        self.token_uri().map(|u| u.module_path.as_path())
+    }
+
+    /// Whether this process has loaded the PKCS#11 module at `path` (a
+    /// vault opened with a key in it): a server lets a client name only
+    /// such a module, never make it load another library.
+    pub fn module_in_use(path: &std::path::Path) -> bool {
+        crate::custody::pkcs11::loaded(path)
+    }
+
+    /// Whether the key is an object in a PKCS#11 token.
+    pub fn is_in_token(&self) -> bool {
+        matches!(self.0, Root::Token(_))
+    }
+
+    /// The keys the keystore needs, derived from this root key (for a
+    /// token: by the token; its errors are `WrongKey`, `Io` or `Locked`).
+    pub(crate) fn secrets(&self) -> Result<RootSecrets> {
+        match &self.0 {
+            Root::Bytes(root) => Ok(RootSecrets {
+                kek: crate::domains::kek(root),
+                index: crate::domains::index_key(root),
+                check: crate::domains::key_check_key(root),
+            }),
+            Root::Token(uri) => {
+                use crate::domains::{INDEX_KEY, KEK, KEY_CHECK_V2};
+                let mut keys =
+                    crate::custody::pkcs11::derive(uri, &[KEK, INDEX_KEY, KEY_CHECK_V2])?;
+                let check = keys.pop();
+                let index = keys.pop();
+                let kek = keys.pop();
+                match (kek, index, check) {
+                    (Some(kek), Some(index), Some(check)) => Ok(RootSecrets { kek, index, check }),
+                    _ => Err(Error::internal("the token derived too few keys")),
+                }
+            }
+        }
+    }
+
+    /// The token's object, for retirement.
+    pub(crate) fn token_uri(&self) -> Option<&Pkcs11Uri> {
+        match &self.0 {
+            Root::Bytes(_) => None,
+            Root::Token(u) => Some(u),
+        }
+    }
+}
+
+#[cfg(feature = "testing")]
+impl RootKey {
+    /// Test hook: the KEK, the legacy index key and the key-check key this
+    /// root key derives (for known-answer tests of the token's derivation).
+    pub fn derived_keys_for_tests(&self) -> Result<[[u8; KEY_LEN]; 3]> {
+        let s = self.secrets()?;
+        Ok([*s.kek.expose(), *s.index.expose(), *s.check.expose()])
     }
 }
 
 impl fmt::Debug for RootKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RootKey([redacted])")
+        match &self.0 {
+            Root::Bytes(_) => f.write_str("RootKey([redacted])"),
+            Root::Token(u) => write!(f, "RootKey({})", u.describe()),
+        }
     }
 }
 

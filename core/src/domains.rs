@@ -27,12 +27,12 @@ use crate::layout::LiveRecordView;
 
 /// The KEK: wraps every key in the keystore.
 pub(crate) fn kek(root: &SecretKey) -> SecretKey {
-    derive_key(root.expose(), b"", b"shredvault kek v1")
+    derive_key(root.expose(), b"", KEK)
 }
 
 /// The blind-index key: HMACs of identifiers.
 pub(crate) fn index_key(root: &SecretKey) -> SecretKey {
-    derive_key(root.expose(), b"", b"blind index v1")
+    derive_key(root.expose(), b"", INDEX_KEY)
 }
 
 const KEY_CHECK: &[u8] = b"shredvault key check v1";
@@ -140,9 +140,21 @@ pub(crate) fn state_mac_matches(
 /// The key check of a keystore of format 2: a MAC under a key of its own
 /// derived from the root key (format 1 MACed with the KEK itself, which
 /// then did two jobs).
-pub(crate) fn key_check_v2(root: &SecretKey, vault_id: &[u8; 16]) -> [u8; 32] {
-    let key = derive_key(root.expose(), b"", b"shredvault key check v2");
-    crypto::mac(&key, &[b"shredvault key check v2", vault_id])
+pub(crate) fn key_check_v2(check: &SecretKey, vault_id: &[u8; 16]) -> [u8; 32] {
+    crypto::mac(check, &[KEY_CHECK_V2, vault_id])
+}
+
+/// The label of the key-check key (derived from a root key in bytes by
+/// HKDF, from a token's root key inside the token).
+pub(crate) const KEY_CHECK_V2: &[u8] = b"shredvault key check v2";
+/// The label of the KEK.
+pub(crate) const KEK: &[u8] = b"shredvault kek v1";
+/// The label of the (legacy) blind-index key.
+pub(crate) const INDEX_KEY: &[u8] = b"blind index v1";
+
+/// The key [`key_check_v2`] is keyed with, from a root key in bytes.
+pub(crate) fn key_check_key(root: &SecretKey) -> SecretKey {
+    derive_key(root.expose(), b"", KEY_CHECK_V2)
 }
 
 /// The key sealing the free-text reasons of a subject's requests.

@@ -237,12 +237,12 @@ fn no_plaintext_identifier_or_key_bytes_on_disk_before_or_after_erasure() {
         );
         assert_absent(
             dir.path(),
-            &root().to_bytes()[..],
+            &root().to_bytes().unwrap()[..],
             &format!("root key {when}"),
         );
         assert_absent(
             dir.path(),
-            &root().to_bytes()[..8],
+            &root().to_bytes().unwrap()[..8],
             &format!("root key prefix {when}"),
         );
     };

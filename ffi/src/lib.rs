@@ -140,9 +140,15 @@ pub struct sv_open_options {
     /// (`legal_claims`, and any the policy marks `privileged = true`) and
     /// read the identifiers and state of restricted subjects.
     pub privileged: c_int,
+    /// The root key as an object in a PKCS#11 token (an HSM), named by an
+    /// RFC 7512 URI, e.g. "pkcs11:token=shredvault;object=root-2026-12?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/shredvault/pin";
+    /// then `root_key` must be NULL and `root_key_len` 0. NULL: the root
+    /// key is the 32 bytes of `root_key`.
+    pub root_key_uri: *const c_char,
 }
 
-/// The default options: immediate durability, no actor, not privileged.
+/// The default options: immediate durability, no actor, not privileged,
+/// the root key in bytes.
 #[no_mangle]
 pub extern "C" fn sv_open_options_default() -> sv_open_options {
     sv_open_options {
@@ -150,16 +156,19 @@ pub extern "C" fn sv_open_options_default() -> sv_open_options {
         durability: std::ptr::null(),
         actor: std::ptr::null(),
         privileged: 0,
+        root_key_uri: std::ptr::null(),
     }
 }
 
 /// The fields of `*options` a caller built with `struct_size` bytes has:
 /// the defaults stand for the others.
-fn options_arg(options: *const sv_open_options) -> Result<VaultOptions, Error> {
+fn options_arg<'a>(
+    options: *const sv_open_options,
+) -> Result<(VaultOptions, Option<&'a str>), Error> {
     // SAFETY: NULL or valid for reading `struct_size` bytes (the header's
     // contract); `struct_size` is read first and bounds what is read.
     let Some(given) = (unsafe { options.as_ref() }) else {
-        return Ok(VaultOptions::default());
+        return Ok((VaultOptions::default(), None));
     };
     let size = given.struct_size;
     let has = |end: usize| size >= end;
@@ -189,16 +198,26 @@ fn options_arg(options: *const sv_open_options) -> Result<VaultOptions, Error> {
     )) {
         opts.privileged = given.privileged;
     }
+    if has(end_of(
+        std::mem::offset_of!(sv_open_options, root_key_uri),
+        std::mem::size_of::<*const c_char>(),
+    )) {
+        opts.root_key_uri = given.root_key_uri;
+    }
     let durability = match opt_str_arg(opts.durability, "options.durability")? {
         Some(d) => d.parse::<Durability>()?,
         None => Durability::Immediate,
     };
-    Ok(VaultOptions {
+    let options = VaultOptions {
         durability,
         actor: opt_str_arg(opts.actor, "options.actor")?.map(str::to_string),
         privileged: opts.privileged != 0,
         ..Default::default()
-    })
+    };
+    Ok((
+        options,
+        opt_str_arg(opts.root_key_uri, "options.root_key_uri")?,
+    ))
 }
 
 /// Bytes the library allocated for the caller, who owns them until
@@ -416,14 +435,13 @@ fn root_key_arg(p: *const u8, len: usize, name: &str) -> Result<RootKey, Error> 
 
 fn open_vault(
     path: *const c_char,
-    root_key: *const u8,
-    root_key_len: usize,
+    root: Result<RootKey, Error>,
     policy_path: *const c_char,
     options: VaultOptions,
     out: *mut *mut sv_vault,
 ) -> Result<(), Error> {
     let path = str_arg(path, "path")?;
-    let root = root_key_arg(root_key, root_key_len, "root_key")?;
+    let root = root?;
     let policy = match opt_str_arg(policy_path, "policy_path")? {
         Some(p) => Some(Policy::from_file(Path::new(p))?),
         None => None,
@@ -458,8 +476,7 @@ pub extern "C" fn sv_open(
     ffi_guard!({
         open_vault(
             path,
-            root_key,
-            root_key_len,
+            root_key_arg(root_key, root_key_len, "root_key"),
             policy_path,
             VaultOptions::default(),
             out,
@@ -475,6 +492,13 @@ pub extern "C" fn sv_open(
 /// o.privileged = 1;
 /// sv_open_ex(path, key, 32, NULL, &o, &v);
 /// ```
+///
+/// With the root key in a PKCS#11 token:
+///
+/// ```c
+/// o.root_key_uri = "pkcs11:token=shredvault;object=root?module-path=...&pin-source=file:/etc/shredvault/pin";
+/// sv_open_ex(path, NULL, 0, NULL, &o, &v);
+/// ```
 #[no_mangle]
 pub extern "C" fn sv_open_ex(
     path: *const c_char,
@@ -485,8 +509,16 @@ pub extern "C" fn sv_open_ex(
     out: *mut *mut sv_vault,
 ) -> sv_status {
     ffi_guard!({
-        let options = options_arg(options)?;
-        open_vault(path, root_key, root_key_len, policy_path, options, out)
+        let (options, uri) = options_arg(options)?;
+        let root = match uri {
+            None => root_key_arg(root_key, root_key_len, "root_key"),
+            Some(_) if !root_key.is_null() || root_key_len != 0 => Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "give the root key as `root_key` bytes or as `options.root_key_uri`, not both",
+            )),
+            Some(uri) => RootKey::from_uri(uri),
+        };
+        open_vault(path, root, policy_path, options, out)
     })
 }
 

@@ -244,7 +244,23 @@ fn request_arg(text: &str) -> PyResult<RequestId> {
     RequestId::parse(text).py_err()
 }
 
-fn root_key_arg(bytes: &[u8], name: &str) -> PyResult<shredvault::RootKey> {
+/// A root key argument: 32 bytes, or a `pkcs11:` URI (str) naming the key
+/// object in a PKCS#11 token.
+fn root_key_arg(key: &Bound<'_, PyAny>, name: &str) -> PyResult<shredvault::RootKey> {
+    if let Ok(text) = key.cast::<PyString>() {
+        let text = Zeroizing::new(text.extract::<String>()?);
+        if !text.trim_start().starts_with("pkcs11:") {
+            return Err(invalid(format!(
+                "{name}: a str must be a pkcs11: URI (a key in bytes is bytes)"
+            )));
+        }
+        return shredvault::RootKey::from_uri(&text).py_err();
+    }
+    let bytes: &[u8] = key.extract().map_err(|_| {
+        pyo3::exceptions::PyTypeError::new_err(format!(
+            "{name}: expected 32 bytes or a pkcs11: URI"
+        ))
+    })?;
     if bytes.len() != 32 {
         return Err(invalid(format!(
             "{name} must be 32 bytes, not {}",
@@ -468,7 +484,7 @@ impl Vault {
     fn new(
         py: Python<'_>,
         path: &Bound<'_, PyAny>,
-        root_key: &[u8],
+        root_key: &Bound<'_, PyAny>,
         policy: Option<&Bound<'_, PyAny>>,
         durability: &str,
         actor: Option<String>,
@@ -519,7 +535,11 @@ impl Vault {
     /// Raises LockedError while the vault is open, WrongKeyError for another
     /// key. Returns {"bytes_before", "bytes_after", "entries"}.
     #[staticmethod]
-    fn compact(py: Python<'_>, path: &Bound<'_, PyAny>, root_key: &[u8]) -> PyResult<Py<PyAny>> {
+    fn compact(
+        py: Python<'_>,
+        path: &Bound<'_, PyAny>,
+        root_key: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
         let path = fspath(py, path)?;
         let root = root_key_arg(root_key, "root_key")?;
         let report = py
@@ -827,7 +847,11 @@ impl Vault {
     /// keys (a restored copy, which opening refuses with CorruptError):
     /// whatever was written after the copy is lost for good.
     #[staticmethod]
-    fn accept_stale_data(py: Python<'_>, path: &Bound<'_, PyAny>, root_key: &[u8]) -> PyResult<()> {
+    fn accept_stale_data(
+        py: Python<'_>,
+        path: &Bound<'_, PyAny>,
+        root_key: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let path = fspath(py, path)?;
         let root = root_key_arg(root_key, "root_key")?;
         py.detach(|| shredvault::Vault::accept_stale_data(&path, &root))
@@ -835,9 +859,10 @@ impl Vault {
             .map(|_| ())
     }
 
-    /// Re-wraps every key under `new_root_key` (32 bytes) and rebuilds the
+    /// Re-wraps every key under `new_root_key` (32 bytes, or a `pkcs11:`
+    /// URI naming a key in a token) and rebuilds the
     /// blind index; afterwards only the new key opens the vault.
-    fn rotate_root_key(&self, py: Python<'_>, new_root_key: &[u8]) -> PyResult<()> {
+    fn rotate_root_key(&self, py: Python<'_>, new_root_key: &Bound<'_, PyAny>) -> PyResult<()> {
         let v = self.api()?;
         let new = root_key_arg(new_root_key, "new_root_key")?;
         py.detach(|| v.rotate_root_key(&new)).py_err()

@@ -1414,9 +1414,21 @@ async fn rotate_root_key(
     }
     grant(&app, &client, "rotate_root_key", None, None).await?;
     let req: NewRootKey = body(&bytes)?;
-    let hex = zeroize::Zeroizing::new(req.new_root_key);
-    let new = shredvault::RootKey::from_hex(&hex)?;
-    drop(hex);
+    let text = zeroize::Zeroizing::new(req.new_root_key);
+    let new = shredvault::RootKey::parse(&text)?;
+    drop(text);
+    // A client never makes the server load a library: only the module the
+    // vault's own root key is in may be named.
+    if let Some(module) = new.token_module() {
+        if !shredvault::RootKey::module_in_use(module) {
+            return Err(shredvault::Error::new(
+                shredvault::ErrorKind::InvalidArgument,
+                "a server rotates only to a key in the PKCS#11 module its vault's root key is in: \
+                 for another module, stop the server and run `shredvault rotate-key`",
+            )
+            .into());
+        }
+    }
     call(&app, &client, move |v| {
         v.rotate_root_key(&new, &mut |_, _| {})
     })

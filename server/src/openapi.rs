@@ -95,7 +95,7 @@ fn schemas() -> Value {
         },
         "NewRootKey": {
             "type": "object", "additionalProperties": false, "required": ["new_root_key"],
-            "properties": {"new_root_key": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}}
+            "properties": {"new_root_key": {"type": "string", "pattern": "^([0-9a-fA-F]{64}|pkcs11:.*)$"}}
         },
         "ScanLines": {
             "type": "string",

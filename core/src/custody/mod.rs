@@ -16,6 +16,8 @@ use crate::crypto::{RootKey, SecretKey};
 use crate::error::{Error, Result};
 
 mod marks;
+pub(crate) mod pkcs11;
+pub(crate) mod pkcs11_uri;
 mod slot_file;
 mod slot_format;
 
@@ -211,4 +213,16 @@ pub(crate) trait RootRotation {
     /// `progress(done, total)` is called along the way; `now` is recorded
     /// for the `WrongKey` message of the old key.
     fn commit(self: Box<Self>, now: i64, progress: &mut dyn FnMut(u64, u64)) -> Result<()>;
+}
+
+/// Why the keystore in `keys_dir` still needs the root key whose derived
+/// keys are `root`: its keystore opens with it, or a rotation under way
+/// there (`keystore.new`) is to it. `None`: it needs it no more. A
+/// keystore that is not there is `NotFound` (a mistyped vault must not
+/// pass the check).
+pub(crate) fn keystore_needs(
+    keys_dir: &std::path::Path,
+    root: &crate::crypto::RootSecrets,
+) -> Result<Option<&'static str>> {
+    slot_file::keystore_needs(keys_dir, root)
 }

@@ -76,7 +76,7 @@ use super::slot_format::{
     unwrap_slot, Header, SlotState, CHECKSUM_AT, HEADER_SIZE, NEW_FILE, SLOT_SIZE, STATE_LIVE,
 };
 use super::{Derivation, HeldSlot, KeyCustody, KeyError, KeyKind, KeyRef, RootRotation};
-use crate::crypto::{self, RootKey, SecretKey};
+use crate::crypto::{self, RootKey, RootSecrets, SecretKey};
 use crate::domains;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -146,16 +146,17 @@ impl SlotFileCustody {
     pub fn open(dir: &Path, root: &RootKey, new_vault_id: [u8; 16]) -> Result<SlotFileCustody> {
         crate::fsmode::create_private_dir(dir)?;
         let lock = take_lock(dir)?;
-        let kek = domains::kek(root.secret());
-        let index = domains::index_key(root.secret());
+        let secrets = root.secrets()?;
+        let kek = secrets.kek.clone();
+        let index = secrets.index.clone();
         let path = dir.join("keystore");
         let new_path = dir.join(NEW_FILE);
         let created = !path.exists();
         if created {
-            Self::create_file(dir, &path, root, &new_vault_id)?;
+            Self::create_file(dir, &path, &secrets, &new_vault_id)?;
         }
         let mut header = read_header(&path)?;
-        let opens = |h: &Header| h.opens(root.secret(), &kek);
+        let opens = |h: &Header| h.opens(&secrets);
         if opens(&header) {
             // An uncommitted rotation, rolled back.
             if new_path.exists() {
@@ -244,8 +245,8 @@ impl SlotFileCustody {
         dir.join("keystore").exists()
     }
 
-    fn create_file(dir: &Path, path: &Path, root: &RootKey, vault_id: &[u8; 16]) -> Result<()> {
-        let header = header_bytes(vault_id, &key_check(root.secret(), vault_id), 0);
+    fn create_file(dir: &Path, path: &Path, root: &RootSecrets, vault_id: &[u8; 16]) -> Result<()> {
+        let header = header_bytes(vault_id, &key_check(root, vault_id), 0);
         // Written to a temporary name and renamed, so a crash never leaves a
         // keystore without a complete header.
         let tmp = dir.join("keystore.tmp");
@@ -564,7 +565,9 @@ impl KeyCustody for SlotFileCustody {
     }
 
     fn begin_rotation(&self, new: &RootKey) -> Result<Box<dyn RootRotation + '_>> {
-        Ok(Box::new(super::slot_rotation::SlotRotation::new(self, new)))
+        Ok(Box::new(super::slot_rotation::SlotRotation::new(
+            self, new,
+        )?))
     }
 
     fn size_on_disk(&self) -> u64 {
@@ -592,3 +595,24 @@ impl KeyCustody for SlotFileCustody {
 #[cfg(test)]
 #[path = "slot_file_tests.rs"]
 mod tests;
+
+/// See [`super::keystore_needs`].
+pub(super) fn keystore_needs(dir: &Path, root: &RootSecrets) -> Result<Option<&'static str>> {
+    let path = dir.join("keystore");
+    if !path.exists() {
+        return Err(Error::not_found(format!(
+            "no keystore at {}",
+            path.display()
+        )));
+    }
+    if read_header(&path)?.opens(root) {
+        return Ok(Some("its keystore is wrapped under this key"));
+    }
+    let new_path = dir.join(NEW_FILE);
+    match read_header(&new_path) {
+        Ok(h) if h.opens(root) => Ok(Some("a root-key rotation to this key is under way")),
+        // A torn new keystore is rolled back at the next open: it needs
+        // the key it was begun under, checked above.
+        _ => Ok(None),
+    }
+}

@@ -6,7 +6,7 @@ use std::io::{ErrorKind as IoErrorKind, Read};
 use std::path::Path;
 
 use super::KeyKind;
-use crate::crypto::{self, SecretKey, KEY_LEN, SEAL_OVERHEAD};
+use crate::crypto::{self, RootSecrets, SecretKey, KEY_LEN, SEAL_OVERHEAD};
 use crate::domains;
 use crate::error::{Error, Result};
 
@@ -44,11 +44,11 @@ pub(super) struct Header {
 
 impl Header {
     /// Whether `root` is the key this header was written for.
-    pub fn opens(&self, root: &SecretKey, kek: &SecretKey) -> bool {
+    pub fn opens(&self, root: &RootSecrets) -> bool {
         match self.format {
-            FORMAT_V1 => domains::key_check_matches(kek, &self.vault_id, &self.key_check),
+            FORMAT_V1 => domains::key_check_matches(&root.kek, &self.vault_id, &self.key_check),
             _ => bool::from(subtle::ConstantTimeEq::ct_eq(
-                &domains::key_check_v2(root, &self.vault_id)[..],
+                &domains::key_check_v2(&root.check, &self.vault_id)[..],
                 &self.key_check[..],
             )),
         }
@@ -56,8 +56,8 @@ impl Header {
 }
 
 /// The key check a header of the current format holds for `root`.
-pub(super) fn key_check(root: &SecretKey, vault_id: &[u8; 16]) -> [u8; 32] {
-    domains::key_check_v2(root, vault_id)
+pub(super) fn key_check(root: &RootSecrets, vault_id: &[u8; 16]) -> [u8; 32] {
+    domains::key_check_v2(&root.check, vault_id)
 }
 
 pub(super) fn slot_offset(index: u32) -> u64 {

@@ -12,7 +12,6 @@ use super::slot_format::{
 };
 use super::RootRotation;
 use crate::crypto::{RootKey, SecretKey};
-use crate::domains;
 use crate::error::{Error, Result};
 
 /// A rotation of a [`SlotFileCustody`] to a new root key.
@@ -27,15 +26,15 @@ pub(super) struct SlotRotation<'a> {
 // keyed apart from the KEK).
 
 impl<'a> SlotRotation<'a> {
-    pub fn new(custody: &'a SlotFileCustody, new: &RootKey) -> Self {
-        let kek = domains::kek(new.secret());
-        let key_check = super::slot_format::key_check(new.secret(), &custody.vault_id);
-        SlotRotation {
+    pub fn new(custody: &'a SlotFileCustody, new: &RootKey) -> Result<Self> {
+        let new = new.secrets()?;
+        let key_check = super::slot_format::key_check(&new, &custody.vault_id);
+        Ok(SlotRotation {
             custody,
-            index: domains::index_key(new.secret()),
-            kek,
+            index: new.index.clone(),
+            kek: new.kek.clone(),
             key_check,
-        }
+        })
     }
 }
 

@@ -85,6 +85,43 @@ impl Vault {
         Ok(stats)
     }
 
+    /// Destroys a root key object in its PKCS#11 token (`C_DestroyObject`)
+    /// once none of `vaults` needs it: complete erasure, carried out. After
+    /// a rotation away from the key, every keystore copy made before (old
+    /// disk blocks, a copy of `keys/`) opens with nothing: `WrongKey`.
+    ///
+    /// Each vault's keystore is checked first (no lock needed: the header
+    /// is read only): if it is still wrapped under the key, or a rotation
+    /// to the key is under way there, nothing is destroyed
+    /// (`InvalidArgument`, saying which). `vaults` must name at least one
+    /// vault; a path without a keystore is `NotFound`. A key given as bytes
+    /// is `InvalidArgument` (the vault holds nothing to destroy: destroy
+    /// the bytes where you keep them). Token errors: see `RootKey`.
+    pub fn retire_root_key(root: &RootKey, vaults: &[&Path]) -> Result<()> {
+        let Some(uri) = root.token_uri() else {
+            return Err(Error::invalid(
+                "only a root key in a PKCS#11 token can be retired by the vault: destroy a root key in bytes where you keep it",
+            ));
+        };
+        if vaults.is_empty() {
+            return Err(Error::invalid(
+                "name every vault that used the key (--vault VAULT): each is checked before the key is destroyed",
+            ));
+        }
+        let secrets = root.secrets()?;
+        for vault in vaults {
+            if let Some(why) = crate::custody::keystore_needs(&vault.join("keys"), &secrets)? {
+                return Err(Error::invalid(format!(
+                    "{} is still needed by the vault at {}: {why} (rotate it to another key first: rotate-key); nothing was destroyed",
+                    uri.describe(),
+                    vault.display()
+                )));
+            }
+        }
+        drop(secrets);
+        crate::custody::pkcs11::destroy(uri)
+    }
+
     /// Rewrites the vault's `data/` as a fresh sled database holding only
     /// live entries (`store::sled_store::compact` has the crash order). The vault
     /// must not be open (`Locked` otherwise); the root key proves the caller
