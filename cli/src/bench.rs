@@ -23,6 +23,19 @@ const EMBEDDED_POLICY: &str = include_str!("../../example-policy.toml");
 pub struct Options {
     pub records: usize,
     pub json: bool,
+    /// The root key of every vault the bench makes (`--root-key`: a key
+    /// in a PKCS#11 token); `None`: 32 fixed bytes.
+    pub root_key: Option<RootKey>,
+}
+
+/// The root key of this run's vaults (see [`Options::root_key`]).
+static ROOT: std::sync::OnceLock<RootKey> = std::sync::OnceLock::new();
+
+fn root() -> Result<RootKey, Error> {
+    match ROOT.get() {
+        Some(k) => Ok(k.clone()),
+        None => RootKey::from_bytes(&[0x42; 32]),
+    }
 }
 
 struct Run {
@@ -58,12 +71,7 @@ fn vault(path: &Path, durability: Durability, clock: Option<i64>) -> Result<Vaul
         actor: Some("bench".into()),
         ..Default::default()
     };
-    Vault::open_with(
-        path,
-        &RootKey::from_bytes(&[0x42; 32])?,
-        Some(policy()?),
-        options,
-    )
+    Vault::open_with(path, &root()?, Some(policy()?), options)
 }
 
 fn raw_sled(path: &Path) -> Result<sled::Db, Error> {
@@ -118,7 +126,16 @@ fn shuffled(n: usize) -> Vec<usize> {
 
 pub fn run(opts: Options) -> Result<(), Error> {
     let n = opts.records.max(1000);
-    let stages = 12;
+    let custody = match &opts.root_key {
+        Some(k) if k.is_in_token() => "pkcs11",
+        _ => "bytes",
+    };
+    if let Some(k) = opts.root_key {
+        if ROOT.set(k).is_err() {
+            return Err(Error::new(ErrorKind::Internal, "the bench ran twice"));
+        }
+    }
+    let stages = 13;
     let bar = if opts.json {
         ProgressBar::hidden()
     } else {
@@ -335,7 +352,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
     // sled keeps its file's high-water mark and dead values: `compact` (an
     // operator's step, with the vault closed) rewrites only what is live.
     let start = Instant::now();
-    Vault::compact(&path, &RootKey::from_bytes(&[0x42; 32])?)?;
+    Vault::compact(&path, &root()?)?;
     let compact_ms = start.elapsed().as_secs_f64() * 1e3;
     let disk = dir_bytes(&path);
     let per_record = disk as f64 / live_n as f64;
@@ -364,6 +381,33 @@ pub fn run(opts: Options) -> Result<(), Error> {
     }
     drop(db);
     let sled_per_record = dir_bytes(&sled_dir) as f64 / live_n as f64;
+
+    // ---- a cold open: a vault of up to 100,000 subjects (one record each)
+    // opened again, and its first get (nothing cached). With a key in a
+    // token, the open is where the token is used (its derivations).
+    run.stage("cold open");
+    let cold_n = n.min(100_000);
+    let path = run.fresh_dir();
+    let v = vault(&path, Durability::Batched, None)?;
+    let mut last = None;
+    for (i, data) in values.iter().cycle().take(cold_n).enumerate() {
+        if i % 10_000 == 0 {
+            run.bar
+                .set_message(format!("cold open: subject {i}/{cold_n}"));
+        }
+        let s = v.create_subject(&[])?;
+        last = Some(v.put(&s, "account", data)?);
+    }
+    v.close()?;
+    let start = Instant::now();
+    let v = Vault::open_existing(&path, &root()?, VaultOptions::default())?;
+    let cold_open_ms = start.elapsed().as_secs_f64() * 1e3;
+    let start = Instant::now();
+    if let Some(r) = &last {
+        std::hint::black_box(v.get(r, "billing")?);
+    }
+    let cold_get_us = start.elapsed().as_secs_f64() * 1e6;
+    v.close()?;
     run.stage("done");
     run.bar.finish_and_clear();
 
@@ -379,7 +423,11 @@ pub fn run(opts: Options) -> Result<(), Error> {
         "scan_records_per_s": scan_rate,
         "find_subject_us": find_us,
         "disk_bytes_per_record": per_record,
+        "custody": custody,
+        "cold_open_ms": cold_open_ms,
+        "cold_open_subjects": cold_n,
         "raw": {
+            "cold_first_get_us": cold_get_us,
             "sled_insert_per_s": sled_put,
             "vault_put_per_s": vault_put,
             "sled_get_per_s": sled_get,
@@ -417,8 +465,10 @@ fn print_table(out: &Value) {
     let f = |k: &str| out[k].as_f64().unwrap_or(f64::NAN);
     let r = |k: &str| out["raw"][k].as_f64().unwrap_or(f64::NAN);
     println!(
-        "shredvault bench: {} records of {} bytes, audit on",
-        out["records"], out["value_bytes"]
+        "shredvault bench: {} records of {} bytes, audit on, root key: {}",
+        out["records"],
+        out["value_bytes"],
+        out["custody"].as_str().unwrap_or("?")
     );
     println!();
     println!(
@@ -501,5 +551,12 @@ fn print_table(out: &Value) {
     println!(
         "  raw sled, same churn               {:>10.0}",
         r("sled_disk_bytes_per_record")
+    );
+    println!(
+        "cold open, {} subjects ({} root key) {:>8.0} ms  (first get {:.0} us)",
+        out["cold_open_subjects"],
+        out["custody"].as_str().unwrap_or("?"),
+        f("cold_open_ms"),
+        r("cold_first_get_us")
     );
 }

@@ -295,6 +295,8 @@ enum Command {
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// Measure the vault against raw sled, in one run (throw-away vaults).
+    /// With --root-key URI, every vault of the run has that key (in a
+    /// PKCS#11 token); the cold open of up to 100,000 subjects is reported.
     Bench {
         /// Print one JSON object instead of a table.
         #[arg(long)]
@@ -456,6 +458,11 @@ enum ReceiptCommand {
     },
     /// Print the vault's receipt-signing public key.
     PublicKey { vault: PathBuf },
+    /// Whether the erasure of an erasure receipt (FILE, or - for stdin) is
+    /// complete: the root key in force at the erasure rotated away from and
+    /// destroyed in its token (retire-key). Prints a statement signed like
+    /// a receipt (check it with `receipt verify`).
+    Complete { vault: PathBuf, file: PathBuf },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -913,6 +920,12 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
+        Command::Receipt(ReceiptCommand::Complete { vault, file }) => {
+            let text = read_text(&file)?;
+            let v = open(&vault, key_file)?;
+            print_json(&v.erasure_completion(&text)?);
+            v.close()
+        }
         Command::Receipt(ReceiptCommand::PublicKey { vault }) => {
             let v = open(&vault, key_file)?;
             println!("{}", v.receipt_public_key()?);
@@ -1040,7 +1053,13 @@ fn run(cli: Cli) -> Result<(), Error> {
             seconds,
             ..
         } => bench_server::run(json, seconds.clamp(0.5, 600.0)),
-        Command::Bench { json, records, .. } => bench::run(bench::Options { records, json }),
+        Command::Bench { json, records, .. } => bench::run(bench::Options {
+            records,
+            json,
+            // Only an explicit --root-key (a key in a token, usually): the
+            // bench's vaults are its own, never SHREDVAULT_ROOT_KEY's.
+            root_key: key_file.uri.map(RootKey::from_uri).transpose()?,
+        }),
     }
 }
 

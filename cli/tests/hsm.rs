@@ -157,6 +157,26 @@ fn an_operator_keeps_the_root_key_in_a_token_and_retires_it() {
         )),
         "in the token"
     );
+    // An erasure, whose completion is checked along the way.
+    let leaving = ok(&t.sv(&["subject", "create", &vault], Some(&first)));
+    ok(&t.sv(
+        &["put", &vault, &leaving, "job_application", "--data", "cv"],
+        Some(&first),
+    ));
+    let receipt = work.path().join("receipt.json");
+    std::fs::write(
+        &receipt,
+        ok(&t.sv(&["erase", &vault, &leaving], Some(&first))),
+    )
+    .unwrap();
+    let receipt = receipt.display().to_string();
+    let complete = |key: &str| -> serde_json::Value {
+        serde_json::from_str(&ok(
+            &t.sv(&["receipt", "complete", &vault, &receipt], Some(key))
+        ))
+        .unwrap()
+    };
+    assert_eq!(complete(&first)["complete"], false);
     let before = work.path().join("before");
     copy_dir(Path::new(&vault), &before);
 
@@ -186,7 +206,24 @@ fn an_operator_keeps_the_root_key_in_a_token_and_retires_it() {
         "still needed",
     );
     fails(&t.sv(&["retire-key", &first], None), "InvalidArgument");
+    assert_eq!(complete(&second)["complete"], false);
     ok(&t.sv(&["retire-key", &first, "--vault", &vault], None));
+    let statement = complete(&second);
+    assert_eq!(statement["complete"], true, "{statement}");
+    // Signed like a receipt: `receipt verify` checks it.
+    let public_key = ok(&t.sv(&["receipt", "public-key", &vault], Some(&second)));
+    let file = work.path().join("statement.json");
+    std::fs::write(&file, statement.to_string()).unwrap();
+    ok(&t.sv(
+        &[
+            "receipt",
+            "verify",
+            &file.display().to_string(),
+            "--public-key",
+            &public_key,
+        ],
+        None,
+    ));
     assert_eq!(
         ok(&t.sv(
             &["get", &vault, &record, "--purpose", "billing"],

@@ -223,6 +223,12 @@ const PARITY: &[(&str, At, At, At)] = &[
         Absent("every command closes the vault when it ends"),
     ),
     (
+        "erasure_completion",
+        Absent("an auditor's check, from the command line"),
+        Absent("an auditor's check, from the command line"),
+        Is("receipt complete"),
+    ),
+    (
         "retire_root_key",
         Absent("an operator's step, where the token is: the command line"),
         Absent("an operator's step, where the token is: the command line"),

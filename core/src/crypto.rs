@@ -162,6 +162,15 @@ impl RootKey {
         crate::custody::pkcs11::loaded(path)
     }
 
+    /// How the audit log names the key: `bytes`, or the URI without its
+    /// PIN (`pin-value` dropped; a `pin-source` path kept).
+    pub fn public_name(&self) -> String {
+        match &self.0 {
+            Root::Bytes(_) => "bytes".into(),
+            Root::Token(u) => u.public_name(),
+        }
+    }
+
     /// Whether the key is an object in a PKCS#11 token.
     pub fn is_in_token(&self) -> bool {
         matches!(self.0, Root::Token(_))

@@ -588,3 +588,174 @@ fn kill_9_during_a_rotation_to_a_token_key_leaves_one_key_that_opens_everything(
         eprintln!("round {round}: killed after {delay:?}, opens with the {which} key");
     }
 }
+
+// ---- a token that goes away ------------------------------------------------
+
+#[test]
+fn token_gone_child_entry() {
+    let Ok(token_dir) = std::env::var("SV_HSM_GONE_CHILD") else {
+        return;
+    };
+    let hsm = hsm().unwrap();
+    let uri = hsm
+        .uri("root-removable")
+        .replace("token=shredvault", "token=removable");
+    let key = RootKey::create_in_token(&uri).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let record;
+    {
+        let v = Vault::open(dir.path(), &root(), Some(example_policy())).unwrap();
+        let s = v.create_subject(&[]).unwrap();
+        record = v.put(&s, "account", b"stays").unwrap();
+        let keystore = std::fs::read(dir.path().join("keys/keystore")).unwrap();
+        // The token is taken away (its files gone) before the rotation.
+        std::fs::remove_dir_all(&token_dir).unwrap();
+        let e = v.rotate_root_key(&key, &mut |_, _| {}).unwrap_err();
+        assert!(
+            matches!(e.kind(), ErrorKind::Io | ErrorKind::WrongKey),
+            "{e}"
+        );
+        println!("rotation: {e}");
+        // Nothing half done: the keystore is as it was, no new one beside it.
+        assert_eq!(
+            std::fs::read(dir.path().join("keys/keystore")).unwrap(),
+            keystore
+        );
+        assert!(!dir.path().join("keys/keystore.new").exists());
+        // The vault goes on.
+        assert_eq!(v.get(&record, "billing").unwrap().data.as_slice(), b"stays");
+    }
+    let v = Vault::open(dir.path(), &root(), None).unwrap();
+    assert_eq!(v.get(&record, "billing").unwrap().data.as_slice(), b"stays");
+    drop(v);
+    // Opening with the key of the token that is gone: a clean error.
+    let e = Vault::open(dir.path(), &key, None).unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::Io | ErrorKind::WrongKey),
+        "{e}"
+    );
+    println!("open: {e}");
+    println!("CHILD OK");
+}
+
+#[test]
+fn a_token_gone_before_a_rotation_leaves_the_vault_as_it_was() {
+    let Some(hsm) = hsm() else { return };
+    // A second token, made before the child process loads the module (a
+    // loaded SoftHSM2 does not see tokens made after it started).
+    let tokens = hsm.pin_file.parent().unwrap().join("tokens");
+    let before: Vec<_> = std::fs::read_dir(&tokens)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let status = Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", "removable"])
+        .args(["--pin", "1234", "--so-pin", "5678"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let added: Vec<_> = std::fs::read_dir(&tokens)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert_eq!(added.len(), 1, "{added:?}");
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "token_gone_child_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SV_HSM_GONE_CHILD", &added[0])
+        .env("SV_HSM_CHILD_DIR", hsm.pin_file.parent().unwrap())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
+    assert!(
+        out.status.success() && text.contains("CHILD OK"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ---- an erasure's receipt, then its completion ------------------------------
+
+#[test]
+fn an_erasure_is_complete_once_its_root_key_is_retired() {
+    let Some(hsm) = hsm() else { return };
+    let old = RootKey::create_in_token(&hsm.uri("root-done-old")).unwrap();
+    let new = RootKey::create_in_token(&hsm.uri("root-done-new")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let check = |v: &Vault, receipt: &str| -> serde_json::Value {
+        let st = v.erasure_completion(receipt).unwrap();
+        // Signed like a receipt, by the vault's key.
+        shredvault::verify_receipt(&st.to_string(), Some(&v.receipt_public_key().unwrap()))
+            .unwrap();
+        st
+    };
+    let receipt;
+    {
+        let v = Vault::open(dir.path(), &old, Some(example_policy())).unwrap();
+        let s = v.create_subject(&[]).unwrap();
+        v.put(&s, "job_application", b"to be erased").unwrap();
+        receipt = v.erase_subject(&s).unwrap().to_json();
+        let st = check(&v, &receipt);
+        assert_eq!(st["complete"], false, "{st}");
+        assert!(
+            st["reason"].as_str().unwrap().contains("still in force"),
+            "{st}"
+        );
+        v.rotate_root_key(&new, &mut |_, _| {}).unwrap();
+        let st = check(&v, &receipt);
+        assert_eq!(st["complete"], false, "{st}");
+        assert!(
+            st["reason"].as_str().unwrap().contains("retire-key"),
+            "{st}"
+        );
+        // A receipt changed by one value is not this vault's.
+        let forged = receipt.replace(
+            "\"subject_key_destroyed\": true",
+            "\"subject_key_destroyed\": false",
+        );
+        assert_ne!(forged, receipt);
+        assert_eq!(
+            v.erasure_completion(&forged).unwrap_err().kind(),
+            ErrorKind::Corrupt
+        );
+    }
+    Vault::retire_root_key(&old, &[dir.path()]).unwrap();
+    let v = Vault::open(dir.path(), &new, None).unwrap();
+    let st = check(&v, &receipt);
+    assert_eq!(st["complete"], true, "{st}");
+    assert!(
+        st["retired_root_key"]
+            .as_str()
+            .unwrap()
+            .contains("object=root-done-old"),
+        "{st}"
+    );
+    assert!(!st.to_string().contains("1234"), "a PIN in {st}");
+    // An erasure under the key now in force is not complete.
+    let s = v.create_subject(&[]).unwrap();
+    v.put(&s, "account", b"later").unwrap();
+    let later = v.erase_subject(&s).unwrap().to_json();
+    assert_eq!(check(&v, &later)["complete"], false);
+}
+
+#[test]
+fn with_a_root_key_in_bytes_completion_is_the_keeper_s_to_prove() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Vault::open(dir.path(), &root(), Some(example_policy())).unwrap();
+    let s = v.create_subject(&[]).unwrap();
+    let receipt = v.erase_subject(&s).unwrap().to_json();
+    v.rotate_root_key(&RootKey::from_bytes(&[3; 32]).unwrap(), &mut |_, _| {})
+        .unwrap();
+    let st = v.erasure_completion(&receipt).unwrap();
+    assert_eq!(st["complete"], false, "{st}");
+    assert!(st["reason"].as_str().unwrap().contains("bytes"), "{st}");
+}

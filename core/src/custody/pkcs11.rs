@@ -302,6 +302,14 @@ pub(crate) fn derive(uri: &Pkcs11Uri, labels: &[&[u8]]) -> Result<Vec<SecretKey>
         .collect()
 }
 
+/// Whether the token still holds the object `uri` names (a retired key:
+/// `false`).
+pub(crate) fn exists(uri: &Pkcs11Uri) -> Result<bool> {
+    let _one = serialized();
+    let session = session(uri, false)?;
+    Ok(!find_keys(&session, uri)?.is_empty())
+}
+
 /// Generates the root key object `uri` names (`object=` required), sensitive
 /// and not extractable; `InvalidArgument` if one is there already.
 pub(crate) fn create(uri: &Pkcs11Uri) -> Result<()> {

@@ -177,6 +177,41 @@ impl Pkcs11Uri {
         }
     }
 
+    /// The URI without its PIN: every attribute the vault reads but
+    /// `pin-value` (a `pin-source` file's path stays). Recorded in the
+    /// audit log at a rotation, to find and check the key later.
+    pub fn public_name(&self) -> String {
+        let mut path = Vec::new();
+        let mut put = |name: &str, value: Option<&[u8]>| {
+            if let Some(v) = value {
+                path.push(format!("{name}={}", encode(v)));
+            }
+        };
+        put("token", self.token.as_deref().map(str::as_bytes));
+        put("serial", self.serial.as_deref().map(str::as_bytes));
+        put(
+            "manufacturer",
+            self.manufacturer.as_deref().map(str::as_bytes),
+        );
+        put("model", self.model.as_deref().map(str::as_bytes));
+        let slot = self.slot_id.map(|s| s.to_string());
+        put("slot-id", slot.as_deref().map(str::as_bytes));
+        put("object", self.object.as_deref().map(str::as_bytes));
+        put("id", self.id.as_deref());
+        let mut s = format!(
+            "pkcs11:{}?module-path={}",
+            path.join(";"),
+            encode(self.module_path.as_os_str().as_encoded_bytes())
+        );
+        if let PinSource::File(f) = &self.pin {
+            s.push_str(&format!(
+                "&pin-source=file:{}",
+                encode(f.as_os_str().as_encoded_bytes())
+            ));
+        }
+        s
+    }
+
     /// The key as the operator would recognise it (no PIN): token and
     /// object, for messages.
     pub fn describe(&self) -> String {
@@ -205,6 +240,20 @@ impl fmt::Debug for Pkcs11Uri {
 /// `text` with control characters escaped, for messages.
 fn printable(text: &str) -> String {
     text.escape_debug().to_string()
+}
+
+/// Percent-encodes an attribute value: all but letters, digits and
+/// `-._~:/@`.
+fn encode(value: &[u8]) -> String {
+    let mut out = String::with_capacity(value.len());
+    for &b in value {
+        if b.is_ascii_alphanumeric() || b"-._~:/@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Percent-decodes an attribute value (RFC 3986 §2.1).
@@ -264,6 +313,32 @@ mod tests {
         assert_eq!(u.pin().unwrap().unwrap().as_str(), "12&34");
         // The PIN is never printed.
         assert!(!format!("{u:?}").contains("12&34"));
+    }
+
+    #[test]
+    fn the_public_name_parses_back_without_the_pin() {
+        let u = Pkcs11Uri::parse(&format!(
+            "pkcs11:token=My%20Token;serial=42;slot-id=3;object=a%3Bb=c;id=%01%ff?{MODULE}&pin-value=1234"
+        ))
+        .unwrap();
+        let name = u.public_name();
+        assert!(!name.contains("1234"), "{name}");
+        let back = Pkcs11Uri::parse(&name).unwrap();
+        assert_eq!(back.token, u.token);
+        assert_eq!(back.serial, u.serial);
+        assert_eq!(back.slot_id, u.slot_id);
+        assert_eq!(back.object, u.object);
+        assert_eq!(back.id, u.id);
+        assert_eq!(back.module_path, u.module_path);
+        assert!(back.pin == PinSource::None);
+        let with_file = Pkcs11Uri::parse(&format!(
+            "pkcs11:object=k?{MODULE}&pin-source=file:/etc/sv/pin"
+        ))
+        .unwrap();
+        assert!(
+            Pkcs11Uri::parse(&with_file.public_name()).unwrap().pin
+                == PinSource::File("/etc/sv/pin".into())
+        );
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub(super) enum Op {
     Refused,
     /// A compaction of the open vault's files (`Vault::compact_live`).
     Compact,
+    /// A check of whether an erasure is complete (`Vault::erasure_completion`).
+    ErasureCompletion,
 }
 
 impl Op {
@@ -99,6 +101,7 @@ impl Op {
             Op::PostMortemDirective => "post_mortem_directive",
             Op::Refused => "refused",
             Op::Compact => "compact",
+            Op::ErasureCompletion => "erasure_completion",
         }
     }
 }

@@ -59,6 +59,7 @@ use crate::store::Store;
 
 mod audited;
 mod caller;
+mod completion;
 mod counts;
 mod durability;
 mod erase;
@@ -133,6 +134,10 @@ pub(crate) struct Engine {
     state_key: SecretKey,
     /// The vault is in the sealed format (`sealing`, `migrate`).
     sealed: AtomicBool,
+    /// How the audit log names the root key in force
+    /// ([`crate::RootKey::public_name`]; `None`: not known, a vault opened
+    /// from a store and custody given apart): a rotation records it.
+    root_name: Mutex<Option<String>>,
     /// The blind index's key (`index_key`); `None` until a vault made
     /// before it had one is migrated.
     index: RwLock<Option<index_key::IndexKey>>,

@@ -141,13 +141,15 @@ fn open_dir(
     crate::fsmode::create_private_dir(root_dir)?;
     let custody = SlotFileCustody::open(&keys_dir, root, crypto::random_array()?)?;
     let store = SledStore::open(root_dir)?;
-    Engine::start(
+    let vault = Engine::start(
         root_dir.to_path_buf(),
         Arc::new(store),
         Box::new(custody),
         policy,
         options,
-    )
+    )?;
+    *super::lock(&vault.engine.root_name) = Some(root.public_name());
+    Ok(vault)
 }
 
 /// An actor label is 1 to 64 letters, digits or `_.:-`: never personal data.
@@ -243,6 +245,7 @@ impl Engine {
             receipt_key,
             state_key,
             sealed: AtomicBool::new(sealed),
+            root_name: Mutex::new(None),
             index: RwLock::new(None),
             durable_points: Mutex::new(durable_points),
             refuse_writes: OnceLock::new(),

@@ -27,8 +27,21 @@ impl Vault {
     /// return on, only `new` opens the vault: keep it before calling this.
     pub fn rotate_root_key(&self, new: &RootKey, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
         let engine = &self.engine;
-        engine.audited(Op::RotateRootKey, Commit::Always, |_| {
-            engine.rotate_root_key(new, progress)
+        engine.audited(Op::RotateRootKey, Commit::Always, |call| {
+            // Which key was retired from use, and which took over: how
+            // `erasure_completion` later finds the key to check.
+            let old = lock(&engine.root_name).clone();
+            call.entry.detail = Some(
+                format!(
+                    "from {} to {}",
+                    old.as_deref().unwrap_or("unknown"),
+                    new.public_name()
+                )
+                .into(),
+            );
+            engine.rotate_root_key(new, progress)?;
+            *lock(&engine.root_name) = Some(new.public_name());
+            Ok(())
         })
     }
 }
