@@ -7,7 +7,7 @@
 //!
 //! The committed fixture was written by the code of commit a8908cc (before
 //! the engine was split into its store and custody seams); the test
-//! `core/tests/fixture.rs` opens a copy with today's code and compares
+//! `core/tests/it/fixture.rs` opens a copy with today's code and compares
 //! everything. Run again only to make a fixture for a new format:
 //!
 //! ```sh
@@ -21,7 +21,7 @@ use std::sync::Arc;
 use serde_json::json;
 use shredvault::{Directive, Policy, RecordId, RootKey, SubjectId, Vault, VaultOptions};
 
-#[path = "../tests/common/readback.rs"]
+#[path = "../tests/it/common/readback.rs"]
 mod readback;
 
 /// 2026-06-01T00:00:00Z: the fixture's clock.

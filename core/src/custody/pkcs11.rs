@@ -28,7 +28,7 @@
 //! for as long as they hold the process. The erasure promise does not
 //! change: once the root object is destroyed, no keystore copy opens.
 //!
-//! The known answers (tests in `core/tests/hsm.rs`) were computed apart
+//! The known answers (tests in `core/tests/it/hsm.rs`) were computed apart
 //! from this code with `openssl mac -cipher AES-256-CBC ... CMAC`.
 //!
 //! # Failures

@@ -1,5 +1,5 @@
 /*
- * The power-loss harness's write recorder (core/tests/powerloss.rs), loaded
+ * The power-loss harness's write recorder (core/tests/it/powerloss.rs), loaded
  * with LD_PRELOAD into the process under test. For every file and directory
  * under $SV_PL_DIR it appends to $SV_PL_LOG what the process did to it:
  * opens (and whether they created the file), writes with their offset and

@@ -35,7 +35,7 @@
 //! 4. flushes sled, then step 2 again for the blobs the flush wrote;
 //! 5. `fdatasync`s sled's log file: the commit.
 //!
-//! The power-loss harness (`core/tests/powerloss.rs`) found both orders
+//! The power-loss harness (`core/tests/it/powerloss.rs`) found both orders
 //! wrong before: a blob fsynced half-written and never again, and the mark
 //! reaching the disk before a blob it covers.
 //!

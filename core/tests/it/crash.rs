@@ -15,7 +15,7 @@
 //!
 //! Rounds: 50 by default, `SV_CRASH_ROUNDS=500` for a long run.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -181,7 +181,7 @@ fn kill_9_loses_nothing_acknowledged() {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "crash_writer_entry",
+                "crash::crash_writer_entry",
                 "--nocapture",
                 "--test-threads=1",
             ])
@@ -443,7 +443,7 @@ fn concurrent_durable_puts_survive_kill_9() {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "group_writer_entry",
+                "crash::group_writer_entry",
                 "--nocapture",
                 "--test-threads=1",
             ])

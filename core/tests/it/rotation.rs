@@ -2,7 +2,7 @@
 //! the new root key, the blind index rebuilt, and a kill -9 at any point
 //! leaves a vault that opens with the old key or the new one, never neither.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -131,7 +131,7 @@ fn kill_9_during_rotation_leaves_one_key_that_opens_everything() {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "rotation_child_entry",
+                "rotation::rotation_child_entry",
                 "--nocapture",
                 "--test-threads=1",
             ])

@@ -1,7 +1,7 @@
 //! No key bytes and no record plaintext in any `Debug` or `Display` output
 //! of a public type, nor in any error message, whatever the caller passed.
 
-mod common;
+use crate::common;
 
 use common::*;
 use shredvault::{Durability, ErrorKind, RecordId, RootKey, SubjectId, Vault, VaultOptions};

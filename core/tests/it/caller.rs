@@ -1,7 +1,7 @@
 //! One handle, many callers (`Vault::acting_as`): each call's audit actor
 //! is its caller's, and a caller's privilege only narrows the handle's.
 
-mod common;
+use crate::common;
 
 use common::*;
 use shredvault::{ErrorKind, Vault, VaultOptions};

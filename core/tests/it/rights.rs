@@ -2,7 +2,7 @@
 //! limitation in scan, export against its JSON Schema, the request ledger,
 //! signed receipts, the audit chain, post-mortem directives.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;

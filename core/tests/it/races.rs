@@ -2,7 +2,7 @@
 //! After `erase_subject` returns, no read of that subject returns plaintext
 //! and later puts fail with `Erased`; nothing deadlocks.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -4,7 +4,7 @@
 //! the `keys/` and the `journal` from after them. (The kill -9 harness in
 //! `crash.rs` makes the same state for real, at random points.)
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! flags, expiry, and that an old copy of data/ does not bring expired
 //! records back.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

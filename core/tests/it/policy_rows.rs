@@ -4,7 +4,7 @@
 //! or, for the rows that end on consent withdrawal or never, shown to end
 //! exactly that way.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

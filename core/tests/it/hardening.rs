@@ -3,7 +3,7 @@
 //! Durability under power loss is `powerloss.rs`; a failing disk at every
 //! step is the engine's fault-injection test (`vault::fault_tests`).
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::Ordering;

@@ -10,7 +10,7 @@
 //! so and pass, unless `SV_REQUIRE_SOFTHSM=1` (the test script sets it,
 //! after installing SoftHSM2), when its absence fails them.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::PathBuf;
@@ -480,7 +480,7 @@ fn the_root_key_s_value_is_never_in_the_vault_s_memory() {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "memory_child_entry",
+            "hsm::memory_child_entry",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -552,7 +552,7 @@ fn kill_9_during_a_rotation_to_a_token_key_leaves_one_key_that_opens_everything(
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "rotation_to_token_child_entry",
+                "hsm::rotation_to_token_child_entry",
                 "--nocapture",
                 "--test-threads=1",
             ])
@@ -666,7 +666,7 @@ fn a_token_gone_before_a_rotation_leaves_the_vault_as_it_was() {
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "token_gone_child_entry",
+            "hsm::token_gone_child_entry",
             "--nocapture",
             "--test-threads=1",
         ])

@@ -3,7 +3,7 @@
 //! are stale (an old copy, a lost log tail) or missing are made good from
 //! the records put since.
 
-mod common;
+use crate::common;
 
 use common::*;
 use shredvault::{ErasureReceipt, Vault};

@@ -3,7 +3,7 @@
 //! records is gone from the files, and a crash at any step leaves a vault
 //! that opens whole.
 
-mod common;
+use crate::common;
 
 use common::*;
 use shredvault::{ErrorKind, RecordId, RootKey, SubjectId, Vault};

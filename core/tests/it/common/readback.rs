@@ -1,7 +1,7 @@
 //! What the compatibility fixture (`core/tests/fixtures/vault-0.1`) must
 //! read back as: shared by the program that wrote it
 //! (`core/examples/make_fixture.rs`) and the test that opens it
-//! (`core/tests/fixture.rs`), so both read the same way.
+//! (`core/tests/it/fixture.rs`), so both read the same way.
 #![allow(dead_code)]
 
 use serde_json::{json, Map, Value};

@@ -21,7 +21,7 @@
 //! Short by default (the test script); `SV_POWERLOSS_ROUNDS=200` for a long
 //! run, `SV_POWERLOSS_SEED` to repeat one.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
@@ -787,7 +787,7 @@ fn power_cuts_lose_nothing_acknowledged() {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "powerloss_writer_entry",
+                "powerloss::powerloss_writer_entry",
                 "--nocapture",
                 "--test-threads=1",
             ])

@@ -5,7 +5,7 @@
 //! And a snapshot that sled was interrupted while writing does not stop an
 //! open.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};

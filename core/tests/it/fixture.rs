@@ -3,7 +3,7 @@
 //! `core/examples/make_fixture.rs` at commit a8908cc) opens with today's
 //! code and reads back exactly as it did then.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! The core vault's behaviour as a user sees it: records, identifiers,
 //! erasure, rotation, errors, and what reaches the disk.
 
-mod common;
+use crate::common;
 
 use common::*;
 use shredvault::{
@@ -361,7 +361,7 @@ fn a_second_process_gets_locked_naming_the_path() {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "a_second_process_gets_locked_naming_the_path",
+            "vault::a_second_process_gets_locked_naming_the_path",
             "--nocapture",
         ])
         .env("SV_TEST_OPEN_IN_CHILD", dir.path())
