@@ -216,13 +216,15 @@ pub(crate) trait RootRotation {
 }
 
 /// Why the keystore in `keys_dir` still needs the root key whose derived
-/// keys are `root`: its keystore opens with it, or a rotation under way
-/// there (`keystore.new`) is to it. `None`: it needs it no more. A
-/// keystore that is not there is `NotFound` (a mistyped vault must not
-/// pass the check).
+/// keys are `root`: its keystore opens with it, or a rotation cut short
+/// there (`keystore.new`) is to it. `None`: it needs it no more. The
+/// vault's lock is taken first and returned with the answer: hold it until
+/// the key is destroyed, so no rotation to the key starts meanwhile (an
+/// open vault is `Locked`). A keystore that is not there is `NotFound` (a
+/// mistyped vault must not pass the check).
 pub(crate) fn keystore_needs(
     keys_dir: &std::path::Path,
     root: &crate::crypto::RootSecrets,
-) -> Result<Option<&'static str>> {
+) -> Result<(std::fs::File, Option<&'static str>)> {
     slot_file::keystore_needs(keys_dir, root)
 }

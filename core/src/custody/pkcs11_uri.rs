@@ -84,15 +84,21 @@ impl Pkcs11Uri {
                 .flat_map(|q| q.split('&'))
                 .map(|a| (a, true)),
         );
-        for (attribute, in_query) in attributes {
+        for (position, (attribute, in_query)) in attributes.enumerate() {
             if attribute.is_empty() {
                 continue;
             }
+            // A query attribute's text may be a piece of a PIN (a `&` in a
+            // `pin-value` not percent-encoded): never echoed.
+            let shown = |text: &str| match in_query {
+                false => format!("`{}`", printable(text)),
+                true => format!("number {} (in the query)", position + 1),
+            };
             let (name, raw) = attribute
                 .split_once('=')
-                .ok_or_else(|| bad(format!("attribute `{}` has no value", printable(attribute))))?;
+                .ok_or_else(|| bad(format!("attribute {} has no value", shown(attribute))))?;
             if seen.contains(&name) {
-                return Err(bad(format!("attribute `{name}` is given twice")));
+                return Err(bad(format!("attribute {} is given twice", shown(name))));
             }
             seen.push(name);
             let value = decode(raw).map_err(|why| bad(format!("attribute `{name}`: {why}")))?;
@@ -141,7 +147,7 @@ impl Pkcs11Uri {
                 (true, "pin-value") => uri.pin = PinSource::Value(Zeroizing::new(text()?)),
                 (_, vendor) if vendor.starts_with("x-") => {}
                 (_, other) => {
-                    return Err(bad(format!("unknown attribute `{}`", printable(other))));
+                    return Err(bad(format!("unknown attribute {}", shown(other))));
                 }
             }
         }
@@ -265,6 +271,7 @@ fn decode(raw: &str) -> std::result::Result<Zeroizing<Vec<u8>>, String> {
         if bytes[i] == b'%' {
             let pair = bytes
                 .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .ok_or_else(|| "a `%` must be followed by two hex digits".to_string())?;
@@ -361,6 +368,7 @@ mod tests {
                 "unknown attribute `objet`",
             ),
             (&format!("pkcs11:object=k%2?{MODULE}"), "two hex digits"),
+            (&format!("pkcs11:object=k%+5?{MODULE}"), "two hex digits"),
             (
                 &format!("pkcs11:object=k;type=private?{MODULE}"),
                 "secret-key",
@@ -376,15 +384,30 @@ mod tests {
             (&format!("pkcs11:object?{MODULE}"), "no value"),
             (&format!("pkcs11:object=k;slot-id=x?{MODULE}"), "number"),
             (&format!("pkcs11:object=%ff?{MODULE}"), "UTF-8"),
-            // A path attribute in the query is not one the vault reads.
+            // A path attribute in the query is not one the vault reads;
+            // query attributes are named by position (they may hold a PIN).
             (
                 &format!("pkcs11:object=k?{MODULE}&token=t"),
-                "unknown attribute `token`",
+                "unknown attribute number 3",
             ),
         ] {
             let e = Pkcs11Uri::parse(uri).unwrap_err();
             assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{uri}");
             assert!(e.to_string().contains(says), "{uri}: {e}");
+        }
+    }
+
+    #[test]
+    fn no_piece_of_a_pin_is_in_a_message() {
+        // A `&` in a PIN not percent-encoded splits it into attributes.
+        for uri in [
+            format!("pkcs11:object=k?{MODULE}&pin-value=12&secret34"),
+            format!("pkcs11:object=k?{MODULE}&pin-value=12&sec=ret34"),
+            format!("pkcs11:object=k?{MODULE}&pin-value=12&pin-value=secret34"),
+        ] {
+            let e = Pkcs11Uri::parse(&uri).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{uri}");
+            assert!(!e.to_string().contains("sec"), "{e}");
         }
     }
 

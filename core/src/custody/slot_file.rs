@@ -596,8 +596,13 @@ impl KeyCustody for SlotFileCustody {
 #[path = "slot_file_tests.rs"]
 mod tests;
 
-/// See [`super::keystore_needs`].
-pub(super) fn keystore_needs(dir: &Path, root: &RootSecrets) -> Result<Option<&'static str>> {
+/// See [`super::keystore_needs`]: the keystore's lock is taken (no
+/// rotation can start or be under way while it is held: `Locked` if the
+/// vault is open) and returned, to be held until the key is destroyed.
+pub(super) fn keystore_needs(
+    dir: &Path,
+    root: &RootSecrets,
+) -> Result<(File, Option<&'static str>)> {
     let path = dir.join("keystore");
     if !path.exists() {
         return Err(Error::not_found(format!(
@@ -605,14 +610,24 @@ pub(super) fn keystore_needs(dir: &Path, root: &RootSecrets) -> Result<Option<&'
             path.display()
         )));
     }
+    let lock = take_lock(dir)?;
     if read_header(&path)?.opens(root) {
-        return Ok(Some("its keystore is wrapped under this key"));
+        return Ok((lock, Some("its keystore is wrapped under this key")));
     }
     let new_path = dir.join(NEW_FILE);
+    if !new_path.exists() {
+        return Ok((lock, None));
+    }
     match read_header(&new_path) {
-        Ok(h) if h.opens(root) => Ok(Some("a root-key rotation to this key is under way")),
-        // A torn new keystore is rolled back at the next open: it needs
-        // the key it was begun under, checked above.
-        _ => Ok(None),
+        Ok(h) if h.opens(root) => Ok((
+            lock,
+            Some("a root-key rotation to this key was cut short there (it rolls forward at the next open)"),
+        )),
+        Ok(_) => Ok((lock, None)),
+        // A torn new keystore (no whole header: nothing runs, the lock is
+        // ours) is rolled back at the next open: it needs the key it was
+        // begun under, checked above.
+        Err(e) if e.kind() == ErrorKind::Corrupt => Ok((lock, None)),
+        Err(e) => Err(e),
     }
 }

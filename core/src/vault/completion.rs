@@ -12,9 +12,14 @@
 //!
 //! [`Vault::erasure_completion`] takes an erasure receipt this vault
 //! signed and returns a statement, signed the same way (so
-//! `verify_receipt` checks it): `complete` true only when the first
-//! successful rotation after the erasure retired a token key that the
-//! token no longer holds. Otherwise `complete` is false and `reason` says
+//! `verify_receipt` checks it): `complete` true only when every root key
+//! in force up to the erasure (the keys the rotations up to and including
+//! the first one after it went away from: a backup of `keys/` from any of
+//! their times may hold the erased key) is a token key the token no longer
+//! holds, and those rotations chain in the log (each from the key the one
+//! before went to; a rotation whose entry a crash lost breaks the chain).
+//! Left: a crash that loses the entry of a vault's *first* rotation is not
+//! seen (nothing records the key a vault was created with). Otherwise `complete` is false and `reason` says
 //! what is missing: no rotation since, a root key given as bytes (which
 //! only its keeper can destroy), a rotation recorded before names were
 //! (`unknown`), or a key still in its token (`retire-key`).
@@ -59,59 +64,35 @@ impl Vault {
                 .as_str()
                 .and_then(|s| s.parse::<crate::SubjectId>().ok());
             call.entry.subject = subject_id;
-            let rotation = engine
+            // Every successful rotation, oldest first, as (entry, from, to).
+            let rotations: Vec<_> = engine
                 .audit
-                .entries(|e| e.op == Op::RotateRootKey.name() && e.outcome == "ok" && e.seq > seq)?
+                .entries(|e| e.op == Op::RotateRootKey.name() && e.outcome == "ok")?
                 .into_iter()
-                .min_by_key(|e| e.seq);
-            let (complete, reason, retired) = match &rotation {
-                None => (
-                    false,
-                    "the root key in force at the erasure is still in force: rotate-key to a new one, then retire-key the old one".to_string(),
-                    None,
-                ),
-                Some(e) => {
-                    let from = e
+                .map(|e| {
+                    let (from, to) = e
                         .detail
                         .as_deref()
                         .and_then(|d| d.strip_prefix("from "))
                         .and_then(|d| d.split_once(" to "))
-                        .map(|(from, _)| from.to_string())
-                        .unwrap_or_else(|| "unknown".into());
-                    if from.starts_with("pkcs11:") {
-                        let key = RootKey::from_uri(&from)?;
-                        let uri = key.token_uri().ok_or_else(|| {
-                            Error::internal("a pkcs11: name parsed as another kind of key")
-                        })?;
-                        if crate::custody::pkcs11::exists(uri)? {
-                            (
-                                false,
-                                format!("the root key was rotated away from at entry {}, but is still in its token: retire-key it", e.seq),
-                                Some(uri.describe()),
-                            )
-                        } else {
-                            (
-                                true,
-                                format!("the root key in force at the erasure was rotated away from at entry {} and is no longer in its token", e.seq),
-                                Some(uri.describe()),
-                            )
-                        }
-                    } else if from == "bytes" {
-                        (
-                            false,
-                            format!("the root key was rotated away from at entry {}; it was given as bytes, which only its keeper can destroy (and the vault cannot check)", e.seq),
-                            None,
-                        )
-                    } else {
-                        (
-                            false,
-                            format!("the root key was rotated away from at entry {}, by a version that did not name it: the vault cannot check it", e.seq),
-                            None,
-                        )
-                    }
-                }
-            };
-            let statement = json!({
+                        .map(|(f, t)| (f.to_string(), t.to_string()))
+                        .unwrap_or_else(|| ("unknown".into(), "unknown".into()));
+                    (e, from, to)
+                })
+                .collect();
+            let first_after = rotations.iter().position(|(e, _, _)| e.seq > seq);
+            let rotation = first_after.map(|i| &rotations[i].0);
+            let (complete, reason, retired) = match first_after {
+                None => (
+                    false,
+                    "the root key in force at the erasure is still in force: rotate-key to a new one, then retire-key the old one".to_string(),
+                    Vec::new(),
+                ),
+                // Every root key in force up to the erasure may wrap a copy
+                // of the keystore holding the erased key (a backup of keys/
+                // from its time): all of them must be gone.
+                Some(last) => keys_gone(&rotations[..=last])?,
+            };            let statement = json!({
                 "statement": "erasure_completion",
                 "statement_version": STATEMENT_VERSION,
                 "vault": field("vault")?,
@@ -122,10 +103,68 @@ impl Vault {
                 "reason": reason,
                 "rotation_audit_seq": rotation.as_ref().map(|e| e.seq),
                 "rotated_at": rotation.as_ref().map(|e| e.time),
-                "retired_root_key": retired,
+                "retired_root_keys": retired,
                 "checked_at": engine.now(),
             });
             crate::receipt::sign(&engine.receipt_key, statement)
         })
     }
+}
+
+/// Whether every key `rotations` rotated away from is a token key the
+/// token no longer holds: (complete, reason, the keys checked). The
+/// rotations must chain (each from the key the one before went to): a
+/// rotation missing from the log (a crash between its commit and its
+/// entry) leaves a key nobody checked.
+fn keys_gone(
+    rotations: &[(crate::audit::AuditEntry, String, String)],
+) -> Result<(bool, String, Vec<String>)> {
+    for pair in rotations.windows(2) {
+        let ((a, _, to), (b, from, _)) = (&pair[0], &pair[1]);
+        if to != from {
+            return Ok((
+                false,
+                format!("the audit log misses a rotation between entries {} and {}: the vault cannot tell every key to check", a.seq, b.seq),
+                Vec::new(),
+            ));
+        }
+    }
+    let mut checked = Vec::new();
+    for (e, from, _) in rotations {
+        if from == "bytes" {
+            return Ok((
+                false,
+                format!("the root key rotated away from at entry {} was given as bytes, which only its keeper can destroy (and the vault cannot check)", e.seq),
+                checked,
+            ));
+        }
+        if !from.starts_with("pkcs11:") {
+            return Ok((
+                false,
+                format!("the root key rotated away from at entry {} was not named (a rotation made before rotations named their keys): the vault cannot check it", e.seq),
+                checked,
+            ));
+        }
+        let key = RootKey::from_uri(from)?;
+        let uri = key
+            .token_uri()
+            .ok_or_else(|| Error::internal("a pkcs11: name parsed as another kind of key"))?;
+        if crate::custody::pkcs11::exists(uri)? {
+            return Ok((
+                false,
+                format!(
+                    "{} (rotated away from at entry {}) is still in its token: retire-key it",
+                    uri.describe(),
+                    e.seq
+                ),
+                checked,
+            ));
+        }
+        checked.push(uri.describe());
+    }
+    Ok((
+        true,
+        "every root key in force up to the erasure was rotated away from and is no longer in its token".into(),
+        checked,
+    ))
 }

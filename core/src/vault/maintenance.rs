@@ -90,10 +90,11 @@ impl Vault {
     /// a rotation away from the key, every keystore copy made before (old
     /// disk blocks, a copy of `keys/`) opens with nothing: `WrongKey`.
     ///
-    /// Each vault's keystore is checked first (no lock needed: the header
-    /// is read only): if it is still wrapped under the key, or a rotation
-    /// to the key is under way there, nothing is destroyed
-    /// (`InvalidArgument`, saying which). `vaults` must name at least one
+    /// Each vault's keystore is checked first, under the vault's lock (an
+    /// open vault is `Locked`: close it, or stop its server; so no rotation
+    /// to the key can begin before it is gone): if it is still wrapped
+    /// under the key, or a rotation to the key was cut short there, nothing
+    /// is destroyed (`InvalidArgument`, saying which). `vaults` must name at least one
     /// vault; a path without a keystore is `NotFound`. A key given as bytes
     /// is `InvalidArgument` (the vault holds nothing to destroy: destroy
     /// the bytes where you keep them). Token errors: see `RootKey`.
@@ -109,17 +110,24 @@ impl Vault {
             ));
         }
         let secrets = root.secrets()?;
+        // Every vault's lock is held until the key is gone: no rotation to
+        // it can begin between the check and the destruction.
+        let mut locks = Vec::with_capacity(vaults.len());
         for vault in vaults {
-            if let Some(why) = crate::custody::keystore_needs(&vault.join("keys"), &secrets)? {
+            let (lock, needed) = crate::custody::keystore_needs(&vault.join("keys"), &secrets)?;
+            if let Some(why) = needed {
                 return Err(Error::invalid(format!(
                     "{} is still needed by the vault at {}: {why} (rotate it to another key first: rotate-key); nothing was destroyed",
                     uri.describe(),
                     vault.display()
                 )));
             }
+            locks.push(lock);
         }
         drop(secrets);
-        crate::custody::pkcs11::destroy(uri)
+        let destroyed = crate::custody::pkcs11::destroy(uri);
+        drop(locks);
+        destroyed
     }
 
     /// Rewrites the vault's `data/` as a fresh sled database holding only

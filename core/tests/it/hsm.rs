@@ -387,8 +387,11 @@ fn retiring_the_old_root_key_leaves_old_keystore_copies_nothing() {
     {
         let v = Vault::open(dir.path(), &old, None).unwrap();
         v.rotate_root_key(&new, &mut |_, _| {}).unwrap();
+        // While the vault is open (a rotation could begin) nothing retires.
+        let e = Vault::retire_root_key(&old, &[dir.path()]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Locked, "{e}");
+        assert_eq!(hsm.objects_labelled("root-old"), 1);
     }
-    // A rotation under way to a key keeps that key from retiring.
     Vault::retire_root_key(&old, &[dir.path()]).unwrap();
     assert_eq!(hsm.objects_labelled("root-old"), 0);
     let e = Vault::retire_root_key(&new, &[dir.path()]).unwrap_err();
@@ -425,7 +428,7 @@ fn a_rotation_under_way_to_a_key_keeps_it() {
     )
     .unwrap();
     let e = Vault::retire_root_key(&to, &[dir.path()]).unwrap_err();
-    assert!(e.to_string().contains("under way"), "{e}");
+    assert!(e.to_string().contains("cut short"), "{e}");
     assert_eq!(hsm.objects_labelled("root-pending"), 1);
 }
 
@@ -538,7 +541,11 @@ fn kill_9_during_a_rotation_to_a_token_key_leaves_one_key_that_opens_everything(
         .and_then(|r| r.parse::<u64>().ok())
         .map(|r| r.div_ceil(4))
         .unwrap_or(6);
-    for round in 0..rounds {
+    // The last round is not killed: the child's rotation must finish and
+    // leave the token key in force (so a child that never got as far as
+    // rotating cannot pass every round as "old").
+    for round in 0..=rounds {
+        let last = round == rounds;
         let dir = tempfile::tempdir().unwrap();
         let mut records = Vec::new();
         {
@@ -558,17 +565,34 @@ fn kill_9_during_a_rotation_to_a_token_key_leaves_one_key_that_opens_everything(
             ])
             .env("SV_HSM_ROTATION_CHILD", dir.path())
             .env("SV_HSM_CHILD_DIR", hsm.pin_file.parent().unwrap())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let delay = Duration::from_millis(5 + (round * 17) % 90);
-        let start = Instant::now();
-        while start.elapsed() < delay && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(2));
+        // The delay runs from the child's START (its vault open), not from
+        // its spawn.
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("START") {
+            line.clear();
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "round {round}: the child ended before its rotation"
+            );
         }
-        let _ = child.kill();
-        child.wait().unwrap();
+        let which_expected = if last {
+            let mut rest = String::new();
+            out.read_to_string(&mut rest).unwrap();
+            assert!(rest.contains("DONE"), "round {round}: {rest}");
+            assert!(child.wait().unwrap().success());
+            Some("token")
+        } else {
+            let delay = Duration::from_millis((round * 7) % 40);
+            std::thread::sleep(delay);
+            let _ = child.kill();
+            child.wait().unwrap();
+            None
+        };
         let (v, which) = match Vault::open(dir.path(), &root(), None) {
             Ok(v) => (v, "old"),
             Err(e) => {
@@ -578,6 +602,9 @@ fn kill_9_during_a_rotation_to_a_token_key_leaves_one_key_that_opens_everything(
                 (v, "token")
             }
         };
+        if let Some(expected) = which_expected {
+            assert_eq!(which, expected, "round {round}");
+        }
         for (r, data) in &records {
             assert_eq!(
                 v.get(r, "billing").unwrap().data.as_slice(),
@@ -585,7 +612,7 @@ fn kill_9_during_a_rotation_to_a_token_key_leaves_one_key_that_opens_everything(
             );
         }
         v.verify_audit().unwrap();
-        eprintln!("round {round}: killed after {delay:?}, opens with the {which} key");
+        eprintln!("round {round}: opens with the {which} key");
     }
 }
 
@@ -688,8 +715,15 @@ fn a_token_gone_before_a_rotation_leaves_the_vault_as_it_was() {
 #[test]
 fn an_erasure_is_complete_once_its_root_key_is_retired() {
     let Some(hsm) = hsm() else { return };
+    // The vault starts on `first`, moves to `old` before the erasure and
+    // to `new` after it (named with a pin-value, which no log keeps).
+    let first = RootKey::create_in_token(&hsm.uri("root-done-first")).unwrap();
     let old = RootKey::create_in_token(&hsm.uri("root-done-old")).unwrap();
-    let new = RootKey::create_in_token(&hsm.uri("root-done-new")).unwrap();
+    let new_uri = format!(
+        "pkcs11:token=shredvault;object=root-done-new?module-path={}&pin-value=1234",
+        hsm.module.display()
+    );
+    let new = RootKey::create_in_token(&new_uri).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let check = |v: &Vault, receipt: &str| -> serde_json::Value {
         let st = v.erasure_completion(receipt).unwrap();
@@ -698,25 +732,35 @@ fn an_erasure_is_complete_once_its_root_key_is_retired() {
             .unwrap();
         st
     };
+    let reason = |st: &serde_json::Value| st["reason"].as_str().unwrap().to_string();
     let receipt;
     {
-        let v = Vault::open(dir.path(), &old, Some(example_policy())).unwrap();
+        let v = Vault::open(dir.path(), &first, Some(example_policy())).unwrap();
+        v.rotate_root_key(&old, &mut |_, _| {}).unwrap();
         let s = v.create_subject(&[]).unwrap();
         v.put(&s, "job_application", b"to be erased").unwrap();
         receipt = v.erase_subject(&s).unwrap().to_json();
         let st = check(&v, &receipt);
         assert_eq!(st["complete"], false, "{st}");
-        assert!(
-            st["reason"].as_str().unwrap().contains("still in force"),
-            "{st}"
-        );
+        assert!(reason(&st).contains("still in force"), "{st}");
         v.rotate_root_key(&new, &mut |_, _| {}).unwrap();
         let st = check(&v, &receipt);
         assert_eq!(st["complete"], false, "{st}");
+        assert!(reason(&st).contains("retire-key"), "{st}");
+        // The rotations name their keys, never a PIN.
+        let named: Vec<String> = v
+            .audit_entries(None)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.op == "rotate_root_key")
+            .map(|e| e.detail.unwrap_or_default())
+            .collect();
+        assert_eq!(named.len(), 2, "{named:?}");
         assert!(
-            st["reason"].as_str().unwrap().contains("retire-key"),
-            "{st}"
+            named[1].contains("to pkcs11:token=shredvault;object=root-done-new?"),
+            "{named:?}"
         );
+        assert!(named.iter().all(|d| !d.contains("pin-value")), "{named:?}");
         // A receipt changed by one value is not this vault's.
         let forged = receipt.replace(
             "\"subject_key_destroyed\": true",
@@ -728,18 +772,21 @@ fn an_erasure_is_complete_once_its_root_key_is_retired() {
             ErrorKind::Corrupt
         );
     }
+    // The key in force at the erasure retired, but not the one before it:
+    // a backup of keys/ from before the first rotation still opens.
     Vault::retire_root_key(&old, &[dir.path()]).unwrap();
     let v = Vault::open(dir.path(), &new, None).unwrap();
     let st = check(&v, &receipt);
+    assert_eq!(st["complete"], false, "{st}");
+    assert!(reason(&st).contains("object=root-done-first"), "{st}");
+    drop(v);
+    Vault::retire_root_key(&first, &[dir.path()]).unwrap();
+    let v = Vault::open(dir.path(), &new, None).unwrap();
+    let st = check(&v, &receipt);
     assert_eq!(st["complete"], true, "{st}");
-    assert!(
-        st["retired_root_key"]
-            .as_str()
-            .unwrap()
-            .contains("object=root-done-old"),
-        "{st}"
-    );
-    assert!(!st.to_string().contains("1234"), "a PIN in {st}");
+    let retired = st["retired_root_keys"].to_string();
+    assert!(retired.contains("object=root-done-first"), "{st}");
+    assert!(retired.contains("object=root-done-old"), "{st}");
     // An erasure under the key now in force is not complete.
     let s = v.create_subject(&[]).unwrap();
     v.put(&s, "account", b"later").unwrap();
