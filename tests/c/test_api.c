@@ -12,21 +12,7 @@
 #include <string.h>
 
 #include "shredvault.h"
-
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    checks++;                                                                  \
-    if (!(cond)) {                                                             \
-      failures++;                                                              \
-      fprintf(stderr, "%s:%d: check failed: %s (last error: %s)\n", __FILE__,  \
-              __LINE__, #cond, sv_last_error());                               \
-    }                                                                          \
-  } while (0)
-
-#define EXPECT(call, status) CHECK((call) == (status))
+#include "check.h"
 
 static const uint8_t ROOT[32] = {
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,

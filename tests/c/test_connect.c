@@ -14,21 +14,7 @@
 #include <string.h>
 
 #include "shredvault.h"
-
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    checks++;                                                                  \
-    if (!(cond)) {                                                             \
-      failures++;                                                              \
-      fprintf(stderr, "%s:%d: check failed: %s (last error: %s)\n", __FILE__,  \
-              __LINE__, #cond, sv_last_error());                               \
-    }                                                                          \
-  } while (0)
-
-#define EXPECT(call, status) CHECK((call) == (status))
+#include "check.h"
 
 static int buf_equals(const sv_buf *b, const char *text) {
   size_t n = strlen(text);
