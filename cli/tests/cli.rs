@@ -5,6 +5,9 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+mod common;
+use common::{copy_dir, fails, ok};
+
 const KEY_HEX: &str = "4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f4f";
 
 fn policy() -> String {
@@ -32,25 +35,6 @@ fn sv_with(args: &[&str], stdin: Option<&[u8]>, key: Option<&str>) -> Output {
     }
     drop(input);
     child.wait_with_output().unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone())
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
-fn fails(out: &Output, kind: &str) {
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
-    assert!(err.contains(kind), "{kind} in {err}");
 }
 
 fn init(dir: &Path) -> String {
@@ -760,19 +744,6 @@ fn a_stale_data_copy_is_refused_until_the_operator_accepts_it() {
         "NotFound",
     );
     ok(&sv(&["repair", &vault]));
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// `serve` and `--url`: the operator's commands through a server, the
