@@ -313,6 +313,45 @@ sv_status sv_compact(const char *path,
                      size_t root_key_len,
                      sv_buf *report_json);
 
+// Writes a backup of the vault to `dest` (a new file) while it is in use:
+// data and keys at one point, sealed under a key that dies when the
+// backup's window ends. What it made (JSON: id, created_at,
+// window_ends_at, ...) goes to `*info_json` unless NULL. `dest` existing
+// is `SV_INVALID_ARGUMENT`. Through a server (`sv_connect`) the backup is
+// written here, by this process.
+sv_status sv_backup(const sv_vault *v, const char *dest, sv_buf *info_json);
+
+// Appends to the ledger file at `path` the erasure-ledger entries it
+// lacks and a signed mark (the file is made if missing). It holds no
+// personal data: keep it off the machine, a restore needs it.
+// `*appended` (unless NULL) receives how many entries were appended.
+sv_status sv_ledger_export(const sv_vault *v, const char *path, uint64_t *appended);
+
+// Checks a ledger file: every line signed, the chain whole; against
+// `public_key_hex` (the vault's receipt public key) unless NULL. No vault
+// needed. A summary (JSON) goes to `*summary_json` unless NULL. An altered
+// or foreign file is `SV_CORRUPT`.
+sv_status sv_ledger_verify(const char *path, const char *public_key_hex, sv_buf *summary_json);
+
+// Restores the backup at `backup` into `vault_path` (a new or empty
+// directory, or one a restore left unfinished), then re-applies every
+// erasure the newest of the `n_ledgers` ledger files at `ledgers` holds
+// past the backup, before anything can read the vault. Without a ledger
+// newer than the backup it refuses (`SV_INVALID_ARGUMENT`) unless
+// `no_ledger` is non-zero. The root key: `root_key` bytes, or
+// `options->root_key_uri` (as `sv_open_ex`; `options` may be NULL).
+// The report (JSON: what was re-erased, re-deleted, re-expired, lost)
+// goes to `*report_json` unless NULL. Past its window: `SV_EXPIRED`.
+sv_status sv_restore(const char *backup,
+                     const char *vault_path,
+                     const uint8_t *root_key,
+                     size_t root_key_len,
+                     const sv_open_options *options,
+                     const char *const *ledgers,
+                     size_t n_ledgers,
+                     int no_ledger,
+                     sv_buf *report_json);
+
 // The vault's id (32 hex characters and a NUL) into `out_id` (`SV_ID_BUF`
 // bytes).
 sv_status sv_vault_id(const sv_vault *v, char *out_id);

@@ -281,6 +281,30 @@ enum Command {
         #[arg(long = "vault", value_name = "VAULT")]
         vaults: Vec<PathBuf>,
     },
+    /// Write a backup of the vault to DEST (a new file) while it is in use:
+    /// data and keys at one point, sealed under a key that dies when the
+    /// backup's window ends (the policy's backup_window). Prints what it
+    /// made (JSON).
+    Backup { vault: PathBuf, dest: PathBuf },
+    /// Restore a backup into VAULT (a new or empty directory), then re-apply
+    /// every erasure the newest --ledger holds past the backup, before
+    /// anything can read it. Prints a report (JSON): what was re-erased,
+    /// re-deleted, re-expired, and what was lost.
+    Restore {
+        backup: PathBuf,
+        vault: PathBuf,
+        /// An exported erasure ledger (`ledger export`); repeat for several
+        /// copies: the newest is used.
+        #[arg(long = "ledger", value_name = "FILE")]
+        ledgers: Vec<PathBuf>,
+        /// Restore without a ledger newer than the backup: everything
+        /// erased after the backup comes back.
+        #[arg(long)]
+        no_ledger: bool,
+    },
+    /// The erasure ledger: export it off the machine, check a copy.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
     /// Replace the blind index's key and rebuild the index (expiry runs do
     /// it on the policy's schedule): index entries erasures left in sled's
     /// files stop matching any identifier.
@@ -443,6 +467,22 @@ enum AuditCommand {
         vault: PathBuf,
         #[arg(long)]
         subject: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Append to FILE the ledger entries it lacks, and a signed mark (FILE
+    /// is created if missing). It holds no personal data: keep it off the
+    /// machine; a restore needs it.
+    Export { vault: PathBuf, file: PathBuf },
+    /// Check a ledger file: every line signed, the chain whole. Prints a
+    /// summary (JSON). No vault or root key needed.
+    Verify {
+        file: PathBuf,
+        /// The vault's receipt public key (64 hex), from `receipt public-key`.
+        #[arg(long, value_name = "HEX")]
+        public_key: Option<String>,
     },
 }
 
@@ -994,6 +1034,64 @@ fn run(cli: Cli) -> Result<(), Error> {
             );
             Ok(())
         }
+        Command::Backup { vault, dest } => {
+            let v = open(&vault, key_file)?;
+            let info = v.backup(&dest)?;
+            print_json(&info);
+            eprintln!(
+                "backup {} written to {}: restorable until {} (Unix seconds) with the root key and the ledger (`shredvault ledger export`)",
+                info.id,
+                dest.display(),
+                info.window_ends_at
+            );
+            v.close()
+        }
+        Command::Restore {
+            backup,
+            vault,
+            ledgers,
+            no_ledger,
+        } => {
+            let options = shredvault::VaultOptions {
+                actor: Some(actor.to_string()),
+                ..Default::default()
+            };
+            let report = Vault::restore(
+                &backup,
+                &vault,
+                &root_key(key_file)?,
+                &ledgers,
+                no_ledger,
+                options,
+            )?;
+            for warning in &report.warnings {
+                eprintln!("shredvault: warning: {warning}");
+            }
+            print_json(&report);
+            Ok(())
+        }
+        Command::Ledger(LedgerCommand::Export { vault, file }) => {
+            let v = open(&vault, key_file)?;
+            let export = v.export_ledger(&file)?;
+            eprintln!(
+                "{} entries appended to {} (it holds {})",
+                export.appended,
+                file.display(),
+                export.entries
+            );
+            v.close()
+        }
+        Command::Ledger(LedgerCommand::Verify { file, public_key }) => {
+            let summary = shredvault::verify_ledger(&file, public_key.as_deref())?;
+            print_json(&serde_json::json!({
+                "vault": summary.vault,
+                "public_key": summary.public_key,
+                "entries": summary.entries,
+                "marks": summary.marks,
+                "last_exported_at": summary.last_exported_at,
+            }));
+            Ok(())
+        }
         Command::RotateIndex { vault } => {
             let v = open(&vault, key_file)?;
             v.rotate_blind_index()?;
@@ -1401,6 +1499,25 @@ fn remote(url: &str, token_file: Option<&Path>, command: Command) -> Result<(), 
         }
         Command::Receipt(ReceiptCommand::PublicKey { .. }) => {
             println!("{}", c.receipt_public_key()?)
+        }
+        Command::Backup { dest, .. } => {
+            let info = c.backup(&dest)?;
+            print_json(&info);
+            eprintln!(
+                "backup {} written to {}: restorable until {} (Unix seconds) with the root key and the ledger (`shredvault ledger export`)",
+                info.id,
+                dest.display(),
+                info.window_ends_at
+            );
+        }
+        Command::Ledger(LedgerCommand::Export { file, .. }) => {
+            let export = c.export_ledger(&file)?;
+            eprintln!(
+                "{} entries appended to {} (it holds {})",
+                export.appended,
+                file.display(),
+                export.entries
+            );
         }
         Command::Stats { .. } => {
             let mut stats = serde_json::to_value(c.stats()?).expect("stats serialize");

@@ -1060,3 +1060,209 @@ fn bench_server_reports_every_figure() {
         "PostgreSQL neither measured nor skipped with a reason: {v}"
     );
 }
+
+/// The disaster story as an operator lives it: a served vault under load
+/// (puts, updates, erasures, an expiry run, a consent withdrawal) is backed
+/// up through the server while clients write; more of the same happens;
+/// the machine is lost (the server killed, the vault directory deleted);
+/// the backup and the exported ledger are restored into a new directory.
+/// Nothing erased, deleted, expired or withdrawn after the backup reads
+/// back; everything acknowledged before the backup and not erased since
+/// does; the audit chain and the ledger verify.
+#[test]
+fn disaster_recovery_from_a_backup_and_the_ledger() {
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let vault = init(dir.path());
+    let socket = dir.path().join("sv.sock");
+    let uid = std::fs::metadata("/proc/self").unwrap().uid();
+    let clients = dir.path().join("clients.toml");
+    std::fs::write(
+        &clients,
+        format!("[clients.ops]\nunix_uid = {uid}\noperations = [\"read\", \"write\", \"erase\", \"rights\", \"admin\"]\npurposes = [\"*\"]\ncategories = [\"*\"]\nprivileged = true\n"),
+    )
+    .unwrap();
+    let url = format!("unix://{}", socket.display());
+    let server = start_server(&vault, &socket, &clients);
+    let c = shredvault_client::Client::connect(&url, None).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    const YEAR4: i64 = 4 * 365 * 86_400 + 86_400; // four years, a leap day
+    let day_end = (now / 86_400 + 1) * 86_400;
+
+    // Before the backup.
+    let alice = c.create_subject(&[("email", "alice@example.com")]).unwrap();
+    let alice_acct = c.put(&alice, "account", b"alice-SECRET").unwrap();
+    let bob = c.create_subject(&[("email", "bob@example.com")]).unwrap();
+    let bob_usage = c.put(&bob, "usage_log", b"bob-usage-SECRET").unwrap();
+    let bob_acct = c.put(&bob, "account", b"bob-acct-SECRET").unwrap();
+    let carol = c.create_subject(&[]).unwrap();
+    c.give_consent(&carol, "inquiry_response", now - 60)
+        .unwrap();
+    let carol_inquiry = c.put(&carol, "inquiry", b"carol-inquiry-SECRET").unwrap();
+    let dan = c.create_subject(&[]).unwrap();
+    let dan_deleted = c.put(&dan, "account", b"dan-deleted-SECRET").unwrap();
+    let dan_kept = c.put(&dan, "account", b"dan-kept-SECRET").unwrap();
+    let dan_rectified = c.put(&dan, "account", b"dan-old-SECRET").unwrap();
+    c.update(&dan_rectified, b"dan-older-SECRET").unwrap();
+    // A job application whose retention ends tonight: the expiry run after
+    // the backup destroys its day's key.
+    let eve = c.create_subject(&[]).unwrap();
+    let eve_job = c.put(&eve, "job_application", b"eve-cv-SECRET").unwrap();
+    c.record_event(&eve, "hiring_concluded", now - YEAR4 + 60)
+        .unwrap();
+    let gina = c.create_subject(&[]).unwrap();
+    let gina_usage = c.put(&gina, "usage_log", b"gina-SECRET").unwrap();
+    c.erase_subject(&gina).unwrap();
+
+    // The backup, through the server, while four clients keep writing.
+    let backup = dir.path().join("offsite").join("vault.svb");
+    std::fs::create_dir_all(backup.parent().unwrap()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let (url, stop) = (url.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let c = shredvault_client::Client::connect(&url, None).unwrap();
+                let s = c.create_subject(&[]).unwrap();
+                let mut acked = Vec::new();
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let data = format!("load-{t}-{n}");
+                    let r = c.put(&s, "account", data.as_bytes()).unwrap();
+                    acked.push((r, data, std::time::Instant::now()));
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    n += 1;
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let backup_started = std::time::Instant::now();
+    let info = ok(&sv_with(
+        &["--url", &url, "backup", backup.to_str().unwrap()],
+        None,
+        None,
+    ));
+    assert!(info.contains("window_ends_at"), "{info}");
+    stop.store(true, Ordering::SeqCst);
+    let load: Vec<_> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+    assert!(load
+        .iter()
+        .all(|w| w.iter().any(|(_, _, at)| *at < backup_started)));
+
+    // After the backup: an erasure, a deletion, a rectification, a consent
+    // withdrawal, an expiry run, new writes.
+    c.erase_subject(&bob).unwrap();
+    c.delete(&dan_deleted).unwrap();
+    c.update(&dan_rectified, b"dan-new").unwrap();
+    c.withdraw_consent(&carol, "inquiry_response", now).unwrap();
+    let report = c.expire_with(day_end + 1, false).unwrap();
+    assert!(report.days_destroyed >= 1, "{report:?}");
+    let lost = c.put(&alice, "account", b"after-the-backup").unwrap();
+    let ledger = dir.path().join("offsite").join("ledger.jsonl");
+    let l = ledger.to_str().unwrap();
+    ok(&sv_with(
+        &["--url", &url, "ledger", "export", l],
+        None,
+        None,
+    ));
+    let public_key = c.receipt_public_key().unwrap();
+
+    // The machine is lost.
+    drop(c);
+    drop(server); // SIGKILL
+    std::fs::remove_dir_all(dir.path().join("v")).unwrap();
+
+    let restored = dir.path().join("restored").display().to_string();
+    // No ledger: refused, saying what it risks.
+    let err = fails(
+        &sv(&["restore", backup.to_str().unwrap(), &restored]),
+        "InvalidArgument",
+    );
+    assert!(err.contains("--no-ledger"), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&ok(&sv(&[
+        "restore",
+        backup.to_str().unwrap(),
+        &restored,
+        "--ledger",
+        l,
+    ])))
+    .unwrap();
+    assert!(report["re_erased_subjects"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!(bob.to_string())));
+    assert_eq!(
+        report["re_deleted_records"],
+        serde_json::json!([dan_deleted.to_string()])
+    );
+    assert!(
+        !report["re_expired_days"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+    assert_eq!(
+        report["lost"]["rectified_records"],
+        serde_json::json!([dan_rectified.to_string()])
+    );
+
+    let get = |r: &shredvault::RecordId, purpose: &str| {
+        sv(&["get", &restored, &r.to_string(), "--purpose", purpose])
+    };
+    // Acknowledged before the backup, not erased since: back.
+    assert_eq!(ok(&get(&alice_acct, "account_admin")), "alice-SECRET");
+    assert_eq!(ok(&get(&dan_kept, "account_admin")), "dan-kept-SECRET");
+    assert_eq!(
+        ok(&get(&dan_rectified, "account_admin")),
+        "dan-older-SECRET"
+    );
+    // The backup is one point: of each writer's puts (one after the
+    // other), those in it are a prefix, holding every put acknowledged
+    // before the backup began.
+    for puts in &load {
+        let held: Vec<bool> = puts
+            .iter()
+            .map(|(r, data, _)| {
+                let out = get(r, "account_admin");
+                out.status.success() && String::from_utf8_lossy(&out.stdout) == *data
+            })
+            .collect();
+        let k = held.iter().take_while(|h| **h).count();
+        assert!(held[k..].iter().all(|h| !h), "not a prefix: {held:?}");
+        let before = puts
+            .iter()
+            .filter(|(_, _, at)| *at < backup_started)
+            .count();
+        assert!(
+            k >= before,
+            "{k} held, {before} acknowledged before the backup"
+        );
+    }
+    // Erased, deleted, expired, withdrawn after the backup, or before it:
+    // not back.
+    fails(&get(&bob_usage, "security"), "Erased");
+    fails(&get(&bob_acct, "account_admin"), "Restricted");
+    fails(&get(&dan_deleted, "account_admin"), "Erased");
+    fails(&get(&carol_inquiry, "inquiry_response"), "Erased");
+    fails(&get(&eve_job, "recruitment"), "Expired");
+    fails(&get(&gina_usage, "security"), "Erased");
+    fails(
+        &sv(&["subject", "find", &restored, "email", "bob@example.com"]),
+        "NotFound",
+    );
+    // Written after the backup: lost, as the report says.
+    assert!(!get(&lost, "account_admin").status.success());
+    // The audit chain and the ledger verify; the ledger goes on.
+    ok(&sv(&["audit", "verify", &restored]));
+    assert_eq!(ok(&sv(&["receipt", "public-key", &restored])), public_key);
+    ok(&sv(&["ledger", "verify", l, "--public-key", &public_key]));
+    ok(&sv(&["erase", &restored, &alice.to_string()]));
+    ok(&sv(&["ledger", "export", &restored, l]));
+    let summary = ok(&sv(&["ledger", "verify", l, "--public-key", &public_key]));
+    assert!(summary.contains("\"entries\""), "{summary}");
+}

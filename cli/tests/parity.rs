@@ -228,6 +228,20 @@ const PARITY: &[(&str, At, At, At)] = &[
         Absent("an auditor's check, from the command line"),
         Is("receipt complete"),
     ),
+    ("backup", Is("sv_backup"), Is("backup"), Is("backup")),
+    ("restore", Is("sv_restore"), Is("restore"), Is("restore")),
+    (
+        "export_ledger",
+        Is("sv_ledger_export"),
+        Is("export_ledger"),
+        Is("ledger export"),
+    ),
+    (
+        "ledger_since",
+        Absent("the server's half of a served export (sv_ledger_export calls it)"),
+        Absent("the server's half of a served export (export_ledger calls it)"),
+        Absent("the server's half of `shredvault --url URL ledger export`"),
+    ),
     (
         "retire_root_key",
         Absent("an operator's step, where the token is: the command line"),

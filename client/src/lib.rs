@@ -27,8 +27,9 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use shredvault::{
-    AuditEntry, AuditReport, Directive, Error, ErrorKind, ExpireReport, Plaintext, Record,
-    RecordId, RecordInfo, RequestId, RequestInfo, Result, Stats, SubjectId, SubjectState, Vault,
+    AuditEntry, AuditReport, BackupInfo, Directive, Error, ErrorKind, ExpireReport, LedgerExport,
+    LedgerPiece, Plaintext, Record, RecordId, RecordInfo, RequestId, RequestInfo, Result, Stats,
+    SubjectId, SubjectState, Vault,
 };
 use zeroize::Zeroizing;
 
@@ -587,6 +588,35 @@ impl Client {
             .map(drop)
     }
 
+    /// A backup of the served vault, written here to `dest` (a new file;
+    /// written whole: a temporary file, fsynced, renamed).
+    pub fn backup(&self, dest: &std::path::Path) -> Result<BackupInfo> {
+        if dest.exists() || dest.is_symlink() {
+            return Err(invalid(format!(
+                "{} exists: a backup is written to a new file",
+                dest.display()
+            )));
+        }
+        let v = self.call(Method::POST, "/v1/backup", None)?;
+        let info: BackupInfo = typed(v["info"].clone(), "backup")?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(Self::field(&v, "backup")?)
+            .map_err(|_| Error::new(ErrorKind::Io, "the server's backup is not base64"))?;
+        write_new_file(dest, &bytes)?;
+        Ok(info)
+    }
+
+    /// Appends the served vault's erasure ledger to the file at `path`
+    /// (see `Vault::export_ledger`).
+    pub fn export_ledger(&self, path: &std::path::Path) -> Result<LedgerExport> {
+        let from = shredvault::ledger_file_entries(path)?.saturating_sub(1);
+        let piece: LedgerPiece = typed(
+            self.call(Method::GET, &format!("/v1/ledger?from={from}"), None)?,
+            "ledger",
+        )?;
+        shredvault::append_ledger(path, &piece)
+    }
+
     /// Replaces the served vault's policy with `toml` (a policy file's text).
     pub fn set_policy_text(&self, toml: &str, _origin: &str) -> Result<()> {
         self.call(Method::PUT, "/v1/policy", Some(json!({ "policy": toml })))
@@ -613,6 +643,30 @@ impl Client {
     pub fn openapi(&self) -> Result<Value> {
         self.call(Method::GET, "/v1/openapi.json", None)
     }
+}
+
+/// Writes `bytes` to `dest` whole: `dest.partial`, fsynced, renamed, the
+/// directory fsynced.
+fn write_new_file(dest: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "backup".into());
+    let partial = dest.with_file_name(format!("{name}.partial"));
+    let io = |what: &str, e: std::io::Error| Error::io(format!("{what} {}", dest.display()), e);
+    let mut file = std::fs::File::create(&partial).map_err(|e| io("creating", e))?;
+    file.write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .map_err(|e| io("writing", e))?;
+    std::fs::rename(&partial, dest).map_err(|e| io("renaming to", e))?;
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io("syncing the directory of", e))
 }
 
 /// A server's JSON answer as the vault's own type.
@@ -670,6 +724,10 @@ pub trait VaultApi: Send + Sync {
     /// in messages).
     fn set_policy_text(&self, toml: &str, origin: &str) -> Result<()>;
     fn rotate_root_key(&self, new: &shredvault::RootKey) -> Result<()>;
+    /// A backup written to `dest` (a new file).
+    fn backup(&self, dest: &std::path::Path) -> Result<BackupInfo>;
+    /// The erasure ledger appended to the file at `path`.
+    fn export_ledger(&self, path: &std::path::Path) -> Result<LedgerExport>;
 }
 
 /// The records of a scan, local or served.
@@ -801,6 +859,12 @@ macro_rules! forward {
             }
             fn rotate_blind_index(&self) -> Result<()> {
                 <$ty>::rotate_blind_index(self)
+            }
+            fn backup(&self, dest: &std::path::Path) -> Result<BackupInfo> {
+                <$ty>::backup(self, dest)
+            }
+            fn export_ledger(&self, path: &std::path::Path) -> Result<LedgerExport> {
+                <$ty>::export_ledger(self, path)
             }
             fn scan(&self, category: &str, purpose: &str) -> Result<Records> {
                 Ok(Box::new(<$ty>::scan(self, category, purpose)?))

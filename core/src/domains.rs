@@ -312,6 +312,29 @@ pub(crate) fn audit_link(prev: &[u8; 32], entry: &[u8]) -> [u8; 32] {
 /// What an erasure receipt's Ed25519 signature covers comes after this.
 pub(crate) const RECEIPT_CONTEXT: &[u8] = b"shredvault receipt v1\n";
 
+/// What an erasure-ledger line's Ed25519 signature covers comes after this
+/// (`vault::ledger`): a ledger line is never taken for a receipt, nor the
+/// other way round.
+pub(crate) const LEDGER_CONTEXT: &[u8] = b"shredvault ledger v1\n";
+
+/// The key a backup's contents are sealed under: from the KEK of the root
+/// key in force when it was made, the backup's id and, for a root key in a
+/// token, the day key derived in the token (`vault::backup`).
+pub(crate) fn backup_key(
+    kek: &SecretKey,
+    day_key: Option<&SecretKey>,
+    vault_id: &[u8; 16],
+    backup_id: &[u8; 16],
+) -> SecretKey {
+    let mut ikm = Zeroizing::new(kek.expose().to_vec());
+    if let Some(day) = day_key {
+        ikm.extend_from_slice(day.expose());
+    }
+    derive_key(&ikm, vault_id, &[BACKUP_KEY, backup_id].concat())
+}
+
+pub(crate) const BACKUP_KEY: &[u8] = b"shredvault backup v1";
+
 #[cfg(test)]
 #[path = "domains_kat.rs"]
 mod kat;

@@ -23,6 +23,15 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("creating {}", dir.display()), e))
 }
 
+/// Fsyncs the directory holding `path` (a file created or renamed there).
+pub(crate) fn sync_parent(path: &Path) -> Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    crate::store::sled_store::sync_dir(parent)
+}
+
 /// Options for a vault file: created 0600, never through a symbolic link.
 pub(crate) fn private_file() -> OpenOptions {
     let mut options = OpenOptions::new();

@@ -66,7 +66,10 @@ pub use types::{
     RecordInfo, RequestInfo, RequestKind, RetainedRecords, Stats, SubjectState,
     MAX_IDENTIFIERS_PER_SUBJECT, MAX_IDENTIFIER_BYTES, MAX_REASON_BYTES, MAX_RECORD_BYTES,
 };
-pub use vault::{normalize_identifier, Scan, Vault};
+pub use vault::{
+    append_ledger, ledger_file_entries, normalize_identifier, verify_ledger, BackupInfo,
+    LedgerExport, LedgerPiece, LedgerSummary, LostWrites, RestoreReport, Scan, Vault,
+};
 
 /// Entry points for the fuzz targets (`fuzz/`): the decoding of every
 /// stored structure from untrusted bytes, and a vault on the memory store.

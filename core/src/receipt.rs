@@ -23,13 +23,13 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::domains::RECEIPT_CONTEXT as CONTEXT;
 
 /// The message a signature covers.
-fn signed_message(receipt: &Value) -> Result<Vec<u8>> {
+fn signed_message(context: &[u8], receipt: &Value) -> Result<Vec<u8>> {
     let Value::Object(map) = receipt else {
-        return Err(Error::invalid("a receipt is a JSON object"));
+        return Err(Error::invalid("a signed statement is a JSON object"));
     };
     let mut map = map.clone();
     map.remove("signature");
-    let mut out = CONTEXT.to_vec();
+    let mut out = context.to_vec();
     serde_json::to_writer(&mut out, &Value::Object(map))
         .map_err(|e| Error::internal(format!("serializing a receipt: {e}")))?;
     Ok(out)
@@ -46,7 +46,14 @@ pub(crate) fn public_key_hex(seed: &SecretKey) -> Result<String> {
 }
 
 /// Adds `public_key` and `signature` to a receipt object.
-pub(crate) fn sign(seed: &SecretKey, mut receipt: Value) -> Result<Value> {
+pub(crate) fn sign(seed: &SecretKey, receipt: Value) -> Result<Value> {
+    sign_in(CONTEXT, seed, receipt)
+}
+
+/// Adds `public_key` and `signature` to a JSON object, the signature over
+/// `context` and the object's canonical JSON (a receipt's, or another
+/// statement's: an erasure ledger's entry, under its own context).
+pub(crate) fn sign_in(context: &[u8], seed: &SecretKey, mut receipt: Value) -> Result<Value> {
     let pair = key_pair(seed)?;
     let Value::Object(map) = &mut receipt else {
         return Err(Error::internal("a receipt is a JSON object"));
@@ -55,7 +62,7 @@ pub(crate) fn sign(seed: &SecretKey, mut receipt: Value) -> Result<Value> {
         "public_key".into(),
         Value::String(hex::encode(pair.public_key().as_ref())),
     );
-    let message = signed_message(&receipt)?;
+    let message = signed_message(context, &receipt)?;
     let sig = pair.sign(&message);
     if let Value::Object(map) = &mut receipt {
         map.insert("signature".into(), Value::String(hex::encode(sig.as_ref())));
@@ -71,17 +78,28 @@ pub(crate) fn sign(seed: &SecretKey, mut receipt: Value) -> Result<Value> {
 /// Errors: malformed JSON or key is `InvalidArgument`; a receipt that is not
 /// signed by the key, or was altered, is `Corrupt`, naming which.
 pub fn verify_receipt(json: &str, public_key: Option<&str>) -> Result<Value> {
+    verify_in(CONTEXT, "receipt", json, public_key)
+}
+
+/// [`verify_receipt`] for a statement signed with [`sign_in`] under
+/// `context`; `what` names it in errors.
+pub(crate) fn verify_in(
+    context: &[u8],
+    what: &str,
+    json: &str,
+    public_key: Option<&str>,
+) -> Result<Value> {
     // Duplicate keys are refused: a reader (or a JSON library) that takes
     // the first of two `"subject"` fields would see another subject than
     // the one signed.
     let Strict(receipt) = serde_json::from_str(json)
-        .map_err(|e| Error::invalid(format!("the receipt is not JSON: {e}")))?;
+        .map_err(|e| Error::invalid(format!("the {what} is not JSON: {e}")))?;
     let field = |name: &str| -> Result<Vec<u8>> {
         let text = receipt
             .get(name)
             .and_then(Value::as_str)
-            .ok_or_else(|| Error::corrupt(format!("the receipt has no {name} field")))?;
-        hex::decode(text).map_err(|_| Error::corrupt(format!("the receipt's {name} is not hex")))
+            .ok_or_else(|| Error::corrupt(format!("the {what} has no {name} field")))?;
+        hex::decode(text).map_err(|_| Error::corrupt(format!("the {what}'s {name} is not hex")))
     };
     let embedded = field("public_key")?;
     let signature_bytes = field("signature")?;
@@ -95,17 +113,19 @@ pub fn verify_receipt(json: &str, public_key: Option<&str>) -> Result<Value> {
             if trusted != embedded {
                 return Err(Error::new(
                     ErrorKind::Corrupt,
-                    "the receipt names another public key than the one given: not signed by this vault",
+                    format!("the {what} names another public key than the one given: not signed by this vault"),
                 ));
             }
             trusted
         }
     };
-    let message = signed_message(&receipt)?;
+    let message = signed_message(context, &receipt)?;
     signature::UnparsedPublicKey::new(&signature::ED25519, &key)
         .verify(&message, &signature_bytes)
         .map_err(|_| {
-            Error::corrupt("the receipt's signature does not match its contents: it was altered")
+            Error::corrupt(format!(
+                "the {what}'s signature does not match its contents: it was altered"
+            ))
         })?;
     Ok(receipt)
 }

@@ -143,6 +143,14 @@ pub struct ExpireReport {
     pub records_expired: u64,
     /// Records of subjects under legal hold kept out of the destroyed days.
     pub records_spared_by_hold: u64,
+    /// Backup day keys destroyed in the token (their backups' window
+    /// ended): see `Vault::backup`.
+    #[serde(default)]
+    pub backup_keys_destroyed: u64,
+    /// Backups past their window that the root key in force still opens
+    /// (a root key given as bytes): rotate the root key to make them inert.
+    #[serde(default)]
+    pub backups_readable_past_window: u64,
 }
 
 /// One entry of the consent ledger.

@@ -996,6 +996,136 @@ pub extern "C" fn sv_compact(
     })
 }
 
+/// Writes a backup of the vault to `dest` (a new file) while it is in use:
+/// data and keys at one point, sealed under a key that dies when the
+/// backup's window ends. What it made (JSON: id, created_at,
+/// window_ends_at, ...) goes to `*info_json` unless NULL. `dest` existing
+/// is `SV_INVALID_ARGUMENT`. Through a server (`sv_connect`) the backup is
+/// written here, by this process.
+#[no_mangle]
+pub extern "C" fn sv_backup(
+    v: *const sv_vault,
+    dest: *const c_char,
+    info_json: *mut sv_buf,
+) -> sv_status {
+    ffi_guard!({
+        let api = api_arg(v)?;
+        let dest = str_arg(dest, "dest")?;
+        let info = api.backup(Path::new(dest))?;
+        if !info_json.is_null() {
+            let buf = json_buf(&info)?;
+            // SAFETY: non-NULL, valid for writing (the header's contract).
+            unsafe { *info_json = buf };
+        }
+        Ok(())
+    })
+}
+
+/// Appends to the ledger file at `path` the erasure-ledger entries it
+/// lacks and a signed mark (the file is made if missing). It holds no
+/// personal data: keep it off the machine, a restore needs it.
+/// `*appended` (unless NULL) receives how many entries were appended.
+#[no_mangle]
+pub extern "C" fn sv_ledger_export(
+    v: *const sv_vault,
+    path: *const c_char,
+    appended: *mut u64,
+) -> sv_status {
+    ffi_guard!({
+        let api = api_arg(v)?;
+        let path = str_arg(path, "path")?;
+        let export = api.export_ledger(Path::new(path))?;
+        if !appended.is_null() {
+            // SAFETY: non-NULL, valid for writing (the header's contract).
+            unsafe { *appended = export.appended };
+        }
+        Ok(())
+    })
+}
+
+/// Checks a ledger file: every line signed, the chain whole; against
+/// `public_key_hex` (the vault's receipt public key) unless NULL. No vault
+/// needed. A summary (JSON) goes to `*summary_json` unless NULL. An altered
+/// or foreign file is `SV_CORRUPT`.
+#[no_mangle]
+pub extern "C" fn sv_ledger_verify(
+    path: *const c_char,
+    public_key_hex: *const c_char,
+    summary_json: *mut sv_buf,
+) -> sv_status {
+    ffi_guard!({
+        let path = str_arg(path, "path")?;
+        let key = opt_str_arg(public_key_hex, "public_key_hex")?;
+        let s = shredvault::verify_ledger(path, key)?;
+        if !summary_json.is_null() {
+            let buf = json_buf(&serde_json::json!({
+                "vault": s.vault,
+                "public_key": s.public_key,
+                "entries": s.entries,
+                "marks": s.marks,
+                "last_exported_at": s.last_exported_at,
+            }))?;
+            // SAFETY: non-NULL, valid for writing (the header's contract).
+            unsafe { *summary_json = buf };
+        }
+        Ok(())
+    })
+}
+
+/// Restores the backup at `backup` into `vault_path` (a new or empty
+/// directory, or one a restore left unfinished), then re-applies every
+/// erasure the newest of the `n_ledgers` ledger files at `ledgers` holds
+/// past the backup, before anything can read the vault. Without a ledger
+/// newer than the backup it refuses (`SV_INVALID_ARGUMENT`) unless
+/// `no_ledger` is non-zero. The root key: `root_key` bytes, or
+/// `options->root_key_uri` (as `sv_open_ex`; `options` may be NULL).
+/// The report (JSON: what was re-erased, re-deleted, re-expired, lost)
+/// goes to `*report_json` unless NULL. Past its window: `SV_EXPIRED`.
+#[no_mangle]
+pub extern "C" fn sv_restore(
+    backup: *const c_char,
+    vault_path: *const c_char,
+    root_key: *const u8,
+    root_key_len: usize,
+    options: *const sv_open_options,
+    ledgers: *const *const c_char,
+    n_ledgers: usize,
+    no_ledger: c_int,
+    report_json: *mut sv_buf,
+) -> sv_status {
+    ffi_guard!({
+        let backup = str_arg(backup, "backup")?;
+        let vault_path = str_arg(vault_path, "vault_path")?;
+        let (options, uri) = options_arg(options)?;
+        let root =
+            match uri {
+                None => root_key_arg(root_key, root_key_len, "root_key")?,
+                Some(_) if !root_key.is_null() || root_key_len != 0 => return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "give the root key as `root_key` bytes or as `options.root_key_uri`, not both",
+                )),
+                Some(uri) => RootKey::from_uri(uri)?,
+            };
+        if ledgers.is_null() && n_ledgers > 0 {
+            return Err(null("ledgers"));
+        }
+        let mut files = Vec::with_capacity(n_ledgers);
+        for i in 0..n_ledgers {
+            // SAFETY: `ledgers` holds `n_ledgers` pointers (the header's
+            // contract); each is checked by `str_arg`.
+            let p = unsafe { *ledgers.add(i) };
+            files.push(std::path::PathBuf::from(str_arg(p, "ledgers[i]")?));
+        }
+        let report = Vault::restore(backup, vault_path, &root, &files, no_ledger != 0, options)?;
+        if !report_json.is_null() {
+            let buf = json_buf(&report)?;
+            // SAFETY: non-NULL, valid for writing (the header's contract).
+            unsafe { *report_json = buf };
+        }
+        Ok(())
+    })
+}
+
 /// The vault's id (32 hex characters and a NUL) into `out_id` (`SV_ID_BUF`
 /// bytes).
 #[no_mangle]

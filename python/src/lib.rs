@@ -548,6 +548,70 @@ impl Vault {
         json_to_py(py, &report)
     }
 
+    /// Restores the backup at `backup` into `path` (a new or empty
+    /// directory, or one a restore left unfinished), then re-applies every
+    /// erasure the newest of `ledgers` (exported ledger files) holds past
+    /// the backup, before anything can read the vault. Without a ledger
+    /// newer than the backup it raises InvalidArgumentError unless
+    /// `no_ledger=True`; past the backup's window, ExpiredError. Returns the
+    /// report: what was re-erased, re-deleted, re-expired, and lost.
+    #[staticmethod]
+    #[pyo3(signature = (backup, path, root_key, ledgers=Vec::new(), no_ledger=false))]
+    fn restore(
+        py: Python<'_>,
+        backup: &Bound<'_, PyAny>,
+        path: &Bound<'_, PyAny>,
+        root_key: &Bound<'_, PyAny>,
+        ledgers: Vec<Bound<'_, PyAny>>,
+        no_ledger: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let backup = fspath(py, backup)?;
+        let path = fspath(py, path)?;
+        let root = root_key_arg(root_key, "root_key")?;
+        let ledgers = ledgers
+            .iter()
+            .map(|l| fspath(py, l).map(std::path::PathBuf::from))
+            .collect::<PyResult<Vec<_>>>()?;
+        let report = py
+            .detach(|| {
+                shredvault::Vault::restore(
+                    &backup,
+                    &path,
+                    &root,
+                    &ledgers,
+                    no_ledger,
+                    shredvault::VaultOptions::default(),
+                )
+            })
+            .py_err()?;
+        json_to_py(py, &report)
+    }
+
+    /// Writes a backup of the vault to `dest` (a new file) while it is in
+    /// use: data and keys at one point, sealed under a key that dies when
+    /// the backup's window ends. Through `connect`, the backup is written
+    /// here. Returns what it made (id, created_at, window_ends_at, ...).
+    fn backup(&self, py: Python<'_>, dest: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let v = self.api()?;
+        let dest = fspath(py, dest)?;
+        let info = py.detach(|| v.backup(dest.as_ref())).py_err()?;
+        json_to_py(py, &info)
+    }
+
+    /// Appends to the ledger file at `path` the erasure-ledger entries it
+    /// lacks and a signed mark (the file is made if missing): no personal
+    /// data, keep it off the machine; a restore needs it. Returns
+    /// {"appended", "entries"}.
+    fn export_ledger(&self, py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let v = self.api()?;
+        let path = fspath(py, path)?;
+        let export = py.detach(|| v.export_ledger(path.as_ref())).py_err()?;
+        json_to_py(
+            py,
+            &serde_json::json!({"appended": export.appended, "entries": export.entries}),
+        )
+    }
+
     /// Flushes and closes. Idempotent; later calls raise InvalidArgumentError.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let taken = self.vault.write().unwrap_or_else(|p| p.into_inner()).take();
@@ -1006,6 +1070,32 @@ fn verify_receipt(
     json_to_py(py, &value)
 }
 
+/// Checks an exported erasure-ledger file: every line signed, the chain
+/// whole; against `public_key` (the vault's receipt key, hex) if given.
+/// No vault needed. Returns a summary; raises CorruptError.
+#[pyfunction]
+#[pyo3(signature = (path, public_key=None))]
+fn verify_ledger(
+    py: Python<'_>,
+    path: &Bound<'_, PyAny>,
+    public_key: Option<&str>,
+) -> PyResult<Py<PyAny>> {
+    let path = fspath(py, path)?;
+    let s = py
+        .detach(|| shredvault::verify_ledger(&path, public_key))
+        .py_err()?;
+    json_to_py(
+        py,
+        &serde_json::json!({
+            "vault": s.vault,
+            "public_key": s.public_key,
+            "entries": s.entries,
+            "marks": s.marks,
+            "last_exported_at": s.last_exported_at,
+        }),
+    )
+}
+
 /// Raises the `InternalError` a bug in the vault would raise, through the
 /// same mapping as every other error: for test suites.
 /// Connects to a vault served by `shredvault serve` at `url`
@@ -1057,6 +1147,7 @@ fn _shredvault(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RecordInfo>()?;
     m.add_class::<Scan>()?;
     m.add_function(wrap_pyfunction!(verify_receipt, m)?)?;
+    m.add_function(wrap_pyfunction!(verify_ledger, m)?)?;
     m.add_function(wrap_pyfunction!(connect, m)?)?;
     m.add_function(wrap_pyfunction!(_test_internal_failure, m)?)?;
     m.add_function(wrap_pyfunction!(_error_kinds, m)?)?;

@@ -473,6 +473,30 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "post",
+        path: "/v1/backup",
+        operation: "backup",
+        class: Class::Admin,
+        summary: "A backup of the vault, taken at one point while it serves: `info` (what it is, \
+                  until when it restores) and `backup`, the file, base64. Writers wait meanwhile.",
+        request: None,
+        status: 200,
+        response: "Object",
+        purpose: false,
+    },
+    Route {
+        method: "get",
+        path: "/v1/ledger",
+        operation: "ledger",
+        class: Class::Admin,
+        summary: "The erasure ledger from entry `from` (query) on, and a signed mark: what \
+                  `ledger export` appends to its file.",
+        request: None,
+        status: 200,
+        response: "Object",
+        purpose: false,
+    },
+    Route {
+        method: "post",
         path: "/v1/expire",
         operation: "expire",
         class: Class::Erase,
@@ -1108,6 +1132,49 @@ async fn receipt_public_key(
     Ok(Json(json!({ "public_key": key })))
 }
 
+/// A backup made on the server, into a private file in the vault's
+/// directory, read back and removed: the answer holds the whole file
+/// (base64), so a backup through a server is held in memory once.
+async fn backup(State(app): State<Arc<App>>, Extension(client): Extension<Arc<Client>>) -> Ok200 {
+    grant(&app, &client, "backup", None, None).await?;
+    let (info, bytes) = call(&app, &client, |v| {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = v
+            .path()
+            .join(format!("served-backup-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let made = v.backup(&path).and_then(|info| {
+            std::fs::read(&path)
+                .map(|bytes| (info, bytes))
+                .map_err(|e| Error::io(format!("reading {}", path.display()), e))
+        });
+        let _ = std::fs::remove_file(&path);
+        made
+    })
+    .await?;
+    Ok(Json(json!({
+        "info": serde_json::to_value(info).unwrap_or(Value::Null),
+        "backup": base64::engine::general_purpose::STANDARD.encode(bytes),
+    })))
+}
+
+async fn ledger(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+    RawQuery(query): RawQuery,
+) -> Ok200 {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Q {
+        from: u64,
+    }
+    grant(&app, &client, "ledger", None, None).await?;
+    let from = query_param::<Q>(query)?.map_or(0, |q| q.from);
+    let piece = call(&app, &client, move |v| v.ledger_since(from)).await?;
+    Ok(Json(serde_json::to_value(piece).unwrap_or(Value::Null)))
+}
+
 async fn purge(State(app): State<Arc<App>>, Extension(client): Extension<Arc<Client>>) -> Ok200 {
     grant(&app, &client, "purge", None, None).await?;
     let n = call(&app, &client, |v| v.purge()).await?;
@@ -1501,6 +1568,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/root-key/rotate", post(rotate_root_key))
         .route("/v1/compact", post(compact))
         .route("/v1/expire", post(expire))
+        .route("/v1/backup", post(backup))
+        .route("/v1/ledger", get(ledger))
         .route("/v1/stats", get(stats))
         .route("/v1/audit/verify", post(verify_audit))
         .fallback(not_found)

@@ -186,6 +186,12 @@ pub fn document() -> Value {
                 "schema": {"type": "string"}
             }));
         }
+        if r.operation == "ledger" {
+            params.push(json!({
+                "name": "from", "in": "query", "required": false,
+                "schema": {"type": "integer", "minimum": 0}
+            }));
+        }
         if r.purpose {
             params.push(json!({
                 "name": "purpose", "in": "query", "required": true,

@@ -200,6 +200,53 @@ pub(crate) trait KeyCustody: Send + Sync {
 
     /// Records the vault format, durably.
     fn set_vault_format(&self, format: u8) -> Result<()>;
+
+    /// The custody's state as a restore writes it back
+    /// ([`write_image`]): for a backup. The caller keeps every creation,
+    /// destruction and rotation out meanwhile (the vault's locks); the
+    /// image holds keys wrapped as they are at rest (under the root key),
+    /// never a key in clear.
+    fn image(&self) -> Result<CustodyImage>;
+
+    /// The key a backup with id `backup_id` is sealed under, from the root
+    /// key in force (and `day_key`, a key from a token: see
+    /// `vault::backup`).
+    fn backup_key(&self, backup_id: &[u8; 16], day_key: Option<&SecretKey>) -> SecretKey;
+}
+
+/// A custody's state in a backup: the keystore file as it is at rest, and
+/// the marks.
+pub(crate) struct CustodyImage {
+    pub keystore: Vec<u8>,
+    pub marks: MarkValues,
+}
+
+impl CustodyImage {
+    /// Whether the root key whose derived keys are `root` opens this
+    /// image's keystore (`Corrupt` if it is not a keystore).
+    pub fn opens(&self, root: &crate::crypto::RootSecrets) -> Result<bool> {
+        Ok(slot_format::parse_header(&self.keystore, "the backup's keystore")?.opens(root))
+    }
+}
+
+/// Takes the vault lock of `keys_dir` (made if missing) and returns it:
+/// held by a restore while it writes the vault (`Locked` if another
+/// process holds it).
+pub(crate) fn lock_dir(keys_dir: &std::path::Path) -> Result<std::fs::File> {
+    crate::fsmode::create_private_dir(keys_dir)?;
+    slot_file::take_lock(keys_dir)
+}
+
+/// Writes a custody image into `keys_dir` (which holds no keystore): the
+/// keystore made whole (a temporary file, fsynced, renamed), then the
+/// marks with `store_mark`, the mark of the store restored beside it.
+pub(crate) fn write_image(
+    keys_dir: &std::path::Path,
+    vault_id: [u8; 16],
+    image: &CustodyImage,
+    store_mark: u64,
+) -> Result<()> {
+    slot_file::write_image(keys_dir, vault_id, image, store_mark)
 }
 
 /// A root-key rotation under way: what the new key will compute, and the

@@ -53,6 +53,18 @@ pub(crate) struct Pkcs11Uri {
 }
 
 impl Pkcs11Uri {
+    /// The object labelled `label` in the same token, found and opened the
+    /// same way (a backup's day key beside the root key). It has no text
+    /// form of its own: `text` is empty.
+    pub fn with_object(&self, label: &str) -> Pkcs11Uri {
+        Pkcs11Uri {
+            object: Some(label.to_string()),
+            id: None,
+            text: Zeroizing::new(String::new()),
+            ..self.clone()
+        }
+    }
+
     /// Parses `text` (which must start with `pkcs11:`).
     pub fn parse(text: &str) -> Result<Pkcs11Uri> {
         let bad = |why: String| Error::invalid(format!("PKCS#11 URI: {why}"));

@@ -114,7 +114,7 @@ impl std::fmt::Debug for SlotFileCustody {
     }
 }
 
-fn take_lock(dir: &Path) -> Result<File> {
+pub(super) fn take_lock(dir: &Path) -> Result<File> {
     let lock_path = dir.join("lock");
     // Not through a link; 0600 inside a 0700 directory, so no other user
     // can open it to hold the lock.
@@ -590,6 +590,75 @@ impl KeyCustody for SlotFileCustody {
     fn set_vault_format(&self, format: u8) -> Result<()> {
         self.marks.update(true, |v| v.vault_format = format)
     }
+
+    fn image(&self) -> Result<super::CustodyImage> {
+        // Under the slots' lock: no slot is written while the file is read.
+        let _slots = self.lock_slots();
+        let backing = self.read_backing();
+        let len = backing
+            .file
+            .metadata()
+            .map_err(|e| self.io_error("reading", e))?
+            .len();
+        let mut keystore = vec![0u8; len as usize];
+        backing
+            .file
+            .read_exact_at(&mut keystore, 0)
+            .map_err(|e| self.io_error("reading", e))?;
+        Ok(super::CustodyImage {
+            keystore,
+            marks: self.marks.values(),
+        })
+    }
+
+    fn backup_key(&self, backup_id: &[u8; 16], day_key: Option<&SecretKey>) -> SecretKey {
+        crate::domains::backup_key(&self.read_backing().kek, day_key, &self.vault_id, backup_id)
+    }
+}
+
+/// See [`super::write_image`].
+pub(super) fn write_image(
+    dir: &Path,
+    vault_id: [u8; 16],
+    image: &super::CustodyImage,
+    store_mark: u64,
+) -> Result<()> {
+    crate::fsmode::create_private_dir(dir)?;
+    let path = dir.join("keystore");
+    if path.exists() {
+        return Err(Error::invalid(format!(
+            "{} exists: a keystore is never overwritten",
+            path.display()
+        )));
+    }
+    let header = super::slot_format::parse_header(&image.keystore, "the backup's keystore")?;
+    if header.vault_id != vault_id {
+        return Err(Error::corrupt(
+            "the backup's keystore belongs to another vault than its header names",
+        ));
+    }
+    let tmp = dir.join("keystore.tmp");
+    let mut file = crate::fsmode::create_private_file(&tmp)?;
+    std::io::Write::write_all(&mut file, &image.keystore)
+        .and_then(|_| file.sync_all())
+        .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, &path)
+        .map_err(|e| Error::io(format!("renaming {}", tmp.display()), e))?;
+    sync_dir(dir)?;
+    let marks = super::marks::Marks::open(
+        dir,
+        vault_id,
+        super::MarkValues {
+            store_mark,
+            vault_format: image.marks.vault_format,
+        },
+    )?;
+    // The marks file exists only if it was made just now (the directory
+    // held no keystore); its values are the ones given.
+    marks.update(true, |v| {
+        v.store_mark = store_mark;
+        v.vault_format = image.marks.vault_format;
+    })
 }
 
 #[cfg(test)]

@@ -93,24 +93,27 @@ pub(super) fn read_header(path: &Path) -> Result<Header> {
             Error::io(format!("reading {}", path.display()), e)
         }
     })?;
+    parse_header(&header, &path.display().to_string())
+}
+
+/// Checks a keystore's first bytes as its header; `name` says whose.
+pub(super) fn parse_header(header: &[u8], name: &str) -> Result<Header> {
+    if header.len() < SLOT_SIZE {
+        return Err(Error::corrupt(format!("{name} is shorter than its header")));
+    }
     if &header[0..8] != MAGIC {
         return Err(Error::corrupt(format!(
-            "{} is not a shredvault keystore",
-            path.display()
+            "{name} is not a shredvault keystore"
         )));
     }
-    if crypto::checksum8(&header[..CHECKSUM_AT]) != header[CHECKSUM_AT..] {
-        return Err(Error::corrupt(format!(
-            "{} header fails its checksum",
-            path.display()
-        )));
+    if crypto::checksum8(&header[..CHECKSUM_AT]) != header[CHECKSUM_AT..SLOT_SIZE] {
+        return Err(Error::corrupt(format!("{name} header fails its checksum")));
     }
     if !(header[8] == FORMAT_VERSION || header[8] == FORMAT_V1)
         || u16::from_le_bytes([header[10], header[11]]) as usize != SLOT_SIZE
     {
         return Err(Error::corrupt(format!(
-            "{} has an unsupported format version {}",
-            path.display(),
+            "{name} has an unsupported format version {}",
             header[8]
         )));
     }

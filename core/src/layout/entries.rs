@@ -57,6 +57,21 @@ pub(crate) struct RotationMarker {
     pub new_key_check: [u8; 32],
 }
 
+/// A backup the vault made ('X' + backup id): see `vault::backup`.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct BackupRecord {
+    pub created_at: i64,
+    /// After this it opens for nobody.
+    pub window_ends_at: i64,
+    /// The key check of the root key in force when it was made (the
+    /// keystore header's): a backup the root key in force still opens.
+    pub root_key_check: [u8; 32],
+    /// The label of its day key in the token (a root key in a token).
+    pub token_day_key: Option<String>,
+    /// That day key is destroyed (an expiry run after the window).
+    pub day_key_destroyed: bool,
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub(crate) struct VaultMeta {
     pub vault_id: [u8; 16],

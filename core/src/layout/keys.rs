@@ -32,6 +32,8 @@ const STORE_MARK: u8 = b'W';
 const INDEX_KEY: u8 = b'I';
 const INDEX_ROTATION: u8 = b'N';
 const STALE_ACCEPTED: u8 = b'Y';
+const LEDGER: u8 = b'G';
+const BACKUP: u8 = b'X';
 
 /// The longest key: a prefix byte and a 32-byte HMAC.
 const MAX_KEY: usize = 33;
@@ -71,6 +73,11 @@ pub(crate) enum Key {
     /// (`Vault::accept_stale_data`): the next repair pass takes subjects
     /// whose keys are gone for erased.
     StaleAccepted,
+    /// An entry of the erasure ledger, by its sequence number (see
+    /// `vault::ledger`).
+    Ledger(u64),
+    /// A backup made of the vault, by its id (see `vault::backup`).
+    Backup([u8; 16]),
 }
 
 /// A key's bytes, on the stack.
@@ -150,6 +157,8 @@ impl Key {
             Key::BlindIndex => KeyBytes::new(INDEX_KEY),
             Key::IndexRotation => KeyBytes::new(INDEX_ROTATION),
             Key::StaleAccepted => KeyBytes::new(STALE_ACCEPTED),
+            Key::Ledger(seq) => KeyBytes::new(LEDGER).push(&seq.to_be_bytes()),
+            Key::Backup(id) => KeyBytes::new(BACKUP).push(id),
         }
     }
 
@@ -195,6 +204,8 @@ impl Key {
             INDEX_KEY => fixed(0).map(|_| Key::BlindIndex)?,
             INDEX_ROTATION => fixed(0).map(|_| Key::IndexRotation)?,
             STALE_ACCEPTED => fixed(0).map(|_| Key::StaleAccepted)?,
+            LEDGER => Key::Ledger(u64::from_be_bytes(eight(fixed(8)?))),
+            BACKUP => Key::Backup(array(fixed(16)?)),
             _ => return Err(malformed()),
         })
     }
@@ -247,6 +258,14 @@ impl Key {
         }
     }
 
+    /// The sequence number of a ledger entry's key.
+    pub fn ledger_seq(bytes: &[u8]) -> Result<u64> {
+        match Key::decode(bytes)? {
+            Key::Ledger(seq) => Ok(seq),
+            other => Err(unexpected(other, "a ledger key")),
+        }
+    }
+
     /// The first sequence number of an audit block key.
     pub fn audit_seq(bytes: &[u8]) -> Result<u64> {
         match Key::decode(bytes)? {
@@ -279,6 +298,8 @@ pub(crate) enum Prefix {
     DayRecords(i64),
     Requests,
     Audit,
+    Ledger,
+    Backups,
 }
 
 impl Prefix {
@@ -296,6 +317,8 @@ impl Prefix {
             Prefix::DayRecords(day) => KeyBytes::new(DAY_RECORD).push(&day_bytes(*day)),
             Prefix::Requests => KeyBytes::new(REQUEST),
             Prefix::Audit => KeyBytes::new(AUDIT),
+            Prefix::Ledger => KeyBytes::new(LEDGER),
+            Prefix::Backups => KeyBytes::new(BACKUP),
         }
     }
 
@@ -352,6 +375,8 @@ mod tests {
             Key::BlindIndex,
             Key::IndexRotation,
             Key::StaleAccepted,
+            Key::Ledger(7),
+            Key::Backup([3; 16]),
         ];
         for day in [i64::MIN, -1, 0, 1, 20_000, i64::MAX] {
             keys.push(Key::Day(day));

@@ -60,6 +60,11 @@
 //! 'H' subject id (16)                   empty: subjects under legal hold, so
 //!                                       `expire` finds them without a scan
 //! 'A' first seq (8, big-endian)         an audit block (see `audit`)
+//! 'G' seq (8, big-endian)               an erasure-ledger entry: its signed,
+//!                                       chained JSON line (see `vault::ledger`)
+//! 'X' backup id (16)                    BackupRecord: a backup made, its
+//!                                       window, its root key's check, its
+//!                                       token day key (see `vault::backup`)
 //! ```
 //!
 //! Days are days since 1970-01-01 (UTC), stored as big-endian `i64` with the

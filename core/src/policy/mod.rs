@@ -250,12 +250,17 @@ pub struct VaultSettings {
     /// default `"7d"`): the blind-index entries an erasure leaves in the
     /// store's old files are findable for at most this long.
     pub blind_index_rotation_days: u32,
+    /// How long a backup may be restored (`backup_window`, default
+    /// `"14d"`): past it, a backup's key is destroyed (a root key in a
+    /// token) or refused (see `vault::backup`).
+    pub backup_window_days: u32,
 }
 
 impl Default for VaultSettings {
     fn default() -> Self {
         VaultSettings {
             blind_index_rotation_days: 7,
+            backup_window_days: 14,
         }
     }
 }
@@ -263,6 +268,10 @@ impl Default for VaultSettings {
 impl VaultSettings {
     pub fn blind_index_rotation_seconds(&self) -> i64 {
         i64::from(self.blind_index_rotation_days) * 86_400
+    }
+
+    pub fn backup_window_seconds(&self) -> i64 {
+        i64::from(self.backup_window_days) * 86_400
     }
 }
 

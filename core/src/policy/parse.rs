@@ -35,6 +35,8 @@ struct RawPolicy {
 struct RawVault {
     #[serde(default)]
     blind_index_rotation: Option<Spanned<String>>,
+    #[serde(default)]
+    backup_window: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -124,6 +126,24 @@ fn is_name(s: &str) -> bool {
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         && s.as_bytes()[0].is_ascii_lowercase()
+}
+
+/// A `[vault]` period of 1 to 366 days, given in `d` or `w` (`"7d"`).
+fn days_setting(ctx: &Ctx, span: &Spanned<String>, key: &str, what: &str) -> Result<u32> {
+    let parsed = CalendarSpan::parse(span.get_ref()).map_err(|m| ctx.err(span.span(), key, m))?;
+    let days = match parsed.unit {
+        SpanUnit::Days => parsed.amount,
+        SpanUnit::Weeks => parsed.amount.saturating_mul(7),
+        _ => 0,
+    };
+    if !(1..=366).contains(&days) {
+        return Err(ctx.err(
+            span.span(),
+            key,
+            format!("{what} is 1 to 366 days, given in d or w (e.g. \"7d\")"),
+        ));
+    }
+    Ok(days)
 }
 
 fn check_name(ctx: &Ctx, name: &Spanned<String>, key: &str) -> Result<()> {
@@ -291,22 +311,16 @@ impl Policy {
         let mut vault = VaultSettings::default();
         if let Some(raw_vault) = raw.vault {
             if let Some(span) = raw_vault.blind_index_rotation {
-                let key = "vault.blind_index_rotation";
-                let parsed = CalendarSpan::parse(span.get_ref())
-                    .map_err(|m| ctx.err(span.span(), key, m))?;
-                let days = match parsed.unit {
-                    SpanUnit::Days => parsed.amount,
-                    SpanUnit::Weeks => parsed.amount.saturating_mul(7),
-                    _ => 0,
-                };
-                if !(1..=366).contains(&days) {
-                    return Err(ctx.err(
-                        span.span(),
-                        key,
-                        "a rotation period is 1 to 366 days, given in d or w (e.g. \"7d\")",
-                    ));
-                }
-                vault.blind_index_rotation_days = days;
+                vault.blind_index_rotation_days = days_setting(
+                    &ctx,
+                    &span,
+                    "vault.blind_index_rotation",
+                    "a rotation period",
+                )?;
+            }
+            if let Some(span) = raw_vault.backup_window {
+                vault.backup_window_days =
+                    days_setting(&ctx, &span, "vault.backup_window", "a backup window")?;
             }
         }
         Ok(Policy {

@@ -61,6 +61,12 @@ pub(super) enum Op {
     Compact,
     /// A check of whether an erasure is complete (`Vault::erasure_completion`).
     ErasureCompletion,
+    /// An export of the erasure ledger (`Vault::export_ledger`).
+    LedgerExport,
+    /// A backup of the vault (`Vault::backup`).
+    Backup,
+    /// A restore's re-application of the ledger (`Vault::restore`).
+    Restore,
 }
 
 impl Op {
@@ -102,6 +108,9 @@ impl Op {
             Op::Refused => "refused",
             Op::Compact => "compact",
             Op::ErasureCompletion => "erasure_completion",
+            Op::LedgerExport => "ledger_export",
+            Op::Backup => "backup",
+            Op::Restore => "restore",
         }
     }
 }

@@ -27,6 +27,7 @@ use crate::store::Batch;
 use crate::types::{CategoryCount, ErasureReceipt, RetainedRecords};
 
 use super::audited::{Commit, Op};
+use super::ledger::Erasure;
 use super::rotate::Outcome;
 use super::{Engine, Vault};
 use crate::decide::Fate;
@@ -51,7 +52,7 @@ impl Vault {
         let engine = &self.engine;
         let (mut receipt, seq) = engine.audited_seq(Op::EraseSubject, Commit::Always, |call| {
             call.entry.subject = Some(*subject);
-            let receipt = engine.erase(subject, &call.entry)?;
+            let receipt = engine.erase(subject, &call.entry, None)?;
             let retained: u64 = receipt.retained.iter().map(|r| r.records).sum();
             call.entry.detail =
                 Some(format!("erased {} retained {}", receipt.records_erased(), retained).into());
@@ -73,10 +74,18 @@ impl Vault {
 
 impl Engine {
     /// The erasure itself, unsigned (see [`Vault::erase_subject`]).
-    fn erase(&self, subject: &SubjectId, entry: &Draft<'_>) -> Result<ErasureReceipt> {
+    /// `reapplied`: a restore re-applying an erasure its ledger holds, made
+    /// at that time: a legal hold (which the erasure found lifted, then) is
+    /// not in its way, and it writes no ledger entry of its own.
+    pub(super) fn erase(
+        &self,
+        subject: &SubjectId,
+        entry: &Draft<'_>,
+        reapplied: Option<i64>,
+    ) -> Result<ErasureReceipt> {
         let _stripe = self.stripe(subject);
         let mut live = self.live_subject(subject)?;
-        if live.facts.legal_hold {
+        if live.facts.legal_hold && reapplied.is_none() {
             return Err(Error::new(
                 ErrorKind::LegalHold,
                 format!(
@@ -84,7 +93,7 @@ impl Engine {
                 ),
             ));
         }
-        let now = self.now();
+        let now = reapplied.unwrap_or_else(|| self.now());
         live.facts
             .events
             .entry(policy::ERASURE_REQUESTED.to_string())
@@ -113,7 +122,13 @@ impl Engine {
             public_key: String::new(),
             signature: String::new(),
         };
-        // In the log, durably, before any key goes.
+        // In the ledger and the log, durably, before any key goes.
+        self.ledger_durably(&Erasure {
+            op: entry.op,
+            subject: Some(*subject),
+            erasure_requested: true,
+            ..Erasure::default()
+        })?;
         self.log_begun(entry)?;
         let keeps_some = maybe_kept
             && self

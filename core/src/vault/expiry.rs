@@ -34,6 +34,7 @@ use crate::store::Batch;
 use crate::types::ExpireReport;
 
 use super::audited::{Commit, Op};
+use super::ledger::Erasure;
 use super::{lock, Engine, Vault};
 
 /// Records purged per batch.
@@ -79,11 +80,17 @@ impl Vault {
                 )));
             }
             call.entry.detail = Some(format!("now {now}").into());
-            let r = engine.expire(now, &call.entry)?;
+            let mut r = engine.expire(now, &call.entry)?;
+            (r.backup_keys_destroyed, r.backups_readable_past_window) =
+                engine.expire_backups(now)?;
             call.entry.detail = Some(
                 format!(
-                    "now {now} days {} records {} spared {}",
-                    r.days_destroyed, r.records_expired, r.records_spared_by_hold
+                    "now {now} days {} records {} spared {} backup keys {} backups readable past window {}",
+                    r.days_destroyed,
+                    r.records_expired,
+                    r.records_spared_by_hold,
+                    r.backup_keys_destroyed,
+                    r.backups_readable_past_window
                 )
                 .into(),
             );
@@ -175,6 +182,11 @@ impl Engine {
         }
         // The expiry itself: every ended day's key destroyed, one write,
         // once the run is in the log.
+        self.ledger_durably(&Erasure {
+            op: entry.op,
+            days: ended.iter().map(|(d, _)| *d).collect(),
+            ..Erasure::default()
+        })?;
         self.log_begun(entry)?;
         self.keys.destroy_day_keys(&ended)?;
         report.days_destroyed = ended.len() as u64;
@@ -332,6 +344,12 @@ impl Engine {
             };
             if live.facts.erasure_requested().is_some() && !self.has_live_records(&subject)? {
                 self.system_erasure(&subject, "purge: what an erasure kept expired", || {
+                    self.ledger_durably(&Erasure {
+                        op: Op::SystemErasure.name(),
+                        subject: Some(subject),
+                        subject_erased: true,
+                        ..Erasure::default()
+                    })?;
                     self.keys.destroy_subject_key(live.key)?;
                     self.finish_erasure(&subject, &live, now)
                 })?;

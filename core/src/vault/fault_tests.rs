@@ -178,6 +178,12 @@ impl KeyCustody for FaultyCustody {
     fn key_check(&self) -> [u8; 32] {
         self.inner.key_check()
     }
+    fn image(&self) -> Result<crate::custody::CustodyImage> {
+        self.inner.image()
+    }
+    fn backup_key(&self, id: &[u8; 16], day: Option<&SecretKey>) -> SecretKey {
+        self.inner.backup_key(id, day)
+    }
     fn begin_rotation(&self, new: &RootKey) -> Result<Box<dyn RootRotation + '_>> {
         self.faults.hit()?;
         self.inner.begin_rotation(new)

@@ -58,6 +58,7 @@ use crate::policy::Policy;
 use crate::store::Store;
 
 mod audited;
+mod backup;
 mod caller;
 mod completion;
 mod counts;
@@ -67,6 +68,7 @@ mod expiry;
 mod facts;
 mod index_key;
 mod keys;
+mod ledger;
 mod maintenance;
 mod migrate;
 mod open;
@@ -79,6 +81,10 @@ mod sealing;
 mod subjects;
 mod torn;
 
+pub use backup::{BackupInfo, LostWrites, RestoreReport};
+pub use ledger::{
+    append_ledger, ledger_file_entries, verify_ledger, LedgerExport, LedgerPiece, LedgerSummary,
+};
 pub use rights::Scan;
 pub use subjects::normalize_identifier;
 
@@ -121,6 +127,8 @@ pub(crate) struct Engine {
     store: Arc<dyn Store>,
     keys: keys::Keys,
     audit: AuditLog,
+    /// The erasure ledger's head (`ledger`).
+    ledger: ledger::Ledger,
     /// The label every audit entry of this handle carries.
     actor: Option<String>,
     /// Whether this handle may read for privileged purposes.
@@ -138,6 +146,9 @@ pub(crate) struct Engine {
     /// ([`crate::RootKey::public_name`]; `None`: not known, a vault opened
     /// from a store and custody given apart): a rotation records it.
     root_name: Mutex<Option<String>>,
+    /// The root key's token, when it is in one: where a backup's day key
+    /// is made and destroyed (`backup`).
+    token: Mutex<Option<crate::custody::pkcs11_uri::Pkcs11Uri>>,
     /// The blind index's key (`index_key`); `None` until a vault made
     /// before it had one is migrated.
     index: RwLock<Option<index_key::IndexKey>>,

@@ -52,10 +52,13 @@ use super::{keys, Background, Engine, Locks, Vault};
 
 /// Whether an open may create the vault, and must.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(super) enum Mode {
     CreateOrOpen,
     Create,
     Existing,
+    /// A restore opening the vault it wrote (`backup`): the one open a
+    /// restore marker allows.
+    Restore,
 }
 
 impl Vault {
@@ -100,7 +103,7 @@ impl Vault {
     }
 }
 
-fn open_dir(
+pub(super) fn open_dir(
     root_dir: &Path,
     root: &RootKey,
     policy: Option<Policy>,
@@ -111,6 +114,9 @@ fn open_dir(
         return Err(Error::invalid("the vault path is empty"));
     }
     check_actor(options.actor.as_deref())?;
+    if mode != Mode::Restore {
+        super::backup::check_not_restoring(root_dir)?;
+    }
     let keys_dir = root_dir.join("keys");
     let exists = SlotFileCustody::exists(&keys_dir);
     match mode {
@@ -120,7 +126,7 @@ fn open_dir(
                 root_dir.display()
             )))
         }
-        Mode::Existing if !exists => {
+        Mode::Existing | Mode::Restore if !exists => {
             return Err(Error::not_found(format!(
                 "there is no vault at {}",
                 root_dir.display()
@@ -149,6 +155,7 @@ fn open_dir(
         options,
     )?;
     *super::lock(&vault.engine.root_name) = Some(root.public_name());
+    *super::lock(&vault.engine.token) = root.token_uri().cloned();
     Ok(vault)
 }
 
@@ -192,6 +199,7 @@ impl Engine {
         let state_key = domains::state_key(&audit_key);
         let recovered = store.recover(domains::journal_key(&audit_key))?;
         let audit = AuditLog::open(store.clone(), audit_key)?;
+        let ledger = super::ledger::Ledger::load(&*store)?;
         let receipt_key = Engine::vault_secret(&*custody, secrets.receipt, "receipt key")?;
         let sealed = custody.marks().vault_format >= VAULT_FORMAT_SEALED;
         let stored_policy =
@@ -237,6 +245,7 @@ impl Engine {
             store,
             keys: keys::Keys::new(custody),
             audit,
+            ledger,
             actor: options.actor.clone(),
             privileged: options.privileged,
             policy: RwLock::new(Arc::new(in_force)),
@@ -246,6 +255,7 @@ impl Engine {
             state_key,
             sealed: AtomicBool::new(sealed),
             root_name: Mutex::new(None),
+            token: Mutex::new(None),
             index: RwLock::new(None),
             durable_points: Mutex::new(durable_points),
             refuse_writes: OnceLock::new(),
@@ -470,7 +480,7 @@ fn check_store_mark(root: &Path, store: &dyn Store, custody: &dyn KeyCustody) ->
     let seen = custody.marks().store_mark;
     if stored < seen {
         return Err(Error::corrupt(format!(
-            "{data} is older than {keys}: it stops at durable point {stored}, and the keys beside it have seen point {seen}. It is a restored or stale copy; opening it would take keys made since for leftovers and destroy them, erasing what was written meanwhile. Nothing was changed. Put the newer data/ back; or, accepting that whatever was written after this copy is lost, run `shredvault repair {vault} --accept-stale-data`",
+            "{data} is older than {keys}: it stops at durable point {stored}, and the keys beside it have seen point {seen}. It is a restored or stale copy; opening it would take keys made since for leftovers and destroy them, erasing what was written meanwhile. Nothing was changed. Put the newer data/ back; or restore a backup made with `shredvault backup` (`shredvault restore BACKUP NEW-VAULT --ledger LEDGER`: it brings back keys and data from one point and re-applies the erasures made since); or, accepting that whatever was written after this copy is lost, run `shredvault repair {vault} --accept-stale-data`",
             data = root.join("data").display(),
             keys = root.join("keys").display(),
             vault = root.display(),

@@ -31,6 +31,7 @@ use crate::layout::{
 use crate::retention;
 use crate::store::Batch;
 
+use super::ledger::Erasure;
 use super::{lock, Engine};
 
 /// What an update or a delete does to its record during a rotation.
@@ -54,6 +55,8 @@ pub(super) struct Outcome {
     /// The records kept, by category, with their expiry.
     pub kept: Vec<(String, retention::Expiry)>,
     pub identifiers_removed: usize,
+    /// The records made unreadable, with how (for the erasure ledger).
+    pub gone: Vec<(RecordId, &'static str)>,
 }
 
 impl Engine {
@@ -189,7 +192,13 @@ impl Engine {
                 return Err(e);
             }
         };
-        if let Err(e) = self.store.apply(batch) {
+        let erasure = Erasure {
+            op: intent.map_or("rotation", |d| d.op),
+            subject: Some(*subject),
+            records: outcome.gone.clone(),
+            ..Erasure::default()
+        };
+        if let Err(e) = self.apply_with_ledger(batch, &erasure) {
             // A failed batch wrote nothing (batches are atomic): the new key
             // refers to nothing.
             self.forget_seqs(subject);
@@ -292,9 +301,15 @@ impl Engine {
             let (Fate::Keep(day), Some(old_record_key)) = (fate, old_record_key) else {
                 let reason = if fate == Fate::Erase {
                     *outcome.erased.entry(r.category.clone()).or_default() += 1;
+                    let how = match edit {
+                        Some(Edit::Delete) => "deleted",
+                        _ => "erased",
+                    };
+                    outcome.gone.push((id, how));
                     GoneReason::Erased
                 } else {
                     outcome.expired += 1;
+                    outcome.gone.push((id, "expired"));
                     GoneReason::Expired
                 };
                 let husk = RecordEntry::Gone(RecordHusk {
@@ -313,6 +328,7 @@ impl Engine {
                 &format!("record {id}"),
             )?;
             if let Some(Edit::Update(new_data)) = edit {
+                outcome.gone.push((id, "rectified"));
                 data = Plaintext::new(new_data.to_vec());
                 r.version += 1;
                 r.updated_at = now;

@@ -3,6 +3,7 @@
 //! files were. A test that re-runs this binary as a child process names
 //! itself with its module (`crash::crash_writer_entry`).
 
+mod backup;
 mod caller;
 mod common;
 mod compact;

@@ -36,6 +36,7 @@ from ._shredvault import (
     WrongKeyError,
     __version__,
     connect,
+    verify_ledger,
     verify_receipt,
 )
 
@@ -61,5 +62,6 @@ __all__ = [
     "WrongKeyError",
     "__version__",
     "connect",
+    "verify_ledger",
     "verify_receipt",
 ]

@@ -20,6 +20,7 @@ from ._shredvault import (
     WrongKeyError as WrongKeyError,
     __version__ as __version__,
     connect as connect,
+    verify_ledger as verify_ledger,
     verify_receipt as verify_receipt,
 )
 
@@ -45,5 +46,6 @@ __all__ = [
     "WrongKeyError",
     "__version__",
     "connect",
+    "verify_ledger",
     "verify_receipt",
 ]

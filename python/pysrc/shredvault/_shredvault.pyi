@@ -3,7 +3,7 @@
 import datetime
 import os
 from types import TracebackType
-from typing import Any, Iterator, Literal, Optional, Union, final
+from typing import Any, Iterator, Literal, Optional, Sequence, Union, final
 
 _Time = Union[int, datetime.datetime]
 _Data = Union[bytes, bytearray, str, dict[str, Any]]
@@ -14,7 +14,8 @@ __all__ = [
     "RestrictedError", "LegalHoldError", "InvalidArgumentError", "PolicyError",
     "WrongKeyError", "LockedError", "CorruptError", "IoError", "InternalError",
     "ForbiddenError",
-    "Vault", "Record", "RecordInfo", "Scan", "verify_receipt", "connect", "__version__",
+    "Vault", "Record", "RecordInfo", "Scan", "verify_receipt", "verify_ledger", "connect",
+    "__version__",
     "_test_internal_failure", "_error_kinds",
 ]
 
@@ -91,6 +92,16 @@ class Vault:
     def compact(
         path: Union[str, "os.PathLike[str]"], root_key: Union[bytes, str]
     ) -> dict[str, int]: ...
+    @staticmethod
+    def restore(
+        backup: Union[str, "os.PathLike[str]"],
+        path: Union[str, "os.PathLike[str]"],
+        root_key: Union[bytes, str],
+        ledgers: Sequence[Union[str, "os.PathLike[str]"]] = ...,
+        no_ledger: bool = False,
+    ) -> dict[str, Any]: ...
+    def backup(self, dest: Union[str, "os.PathLike[str]"]) -> dict[str, Any]: ...
+    def export_ledger(self, path: Union[str, "os.PathLike[str]"]) -> dict[str, int]: ...
     def close(self) -> None: ...
     def __enter__(self) -> "Vault": ...
     def __exit__(
@@ -145,6 +156,9 @@ class Vault:
 
 def verify_receipt(
     receipt: Union[str, dict[str, Any]], public_key: Optional[str] = None
+) -> dict[str, Any]: ...
+def verify_ledger(
+    path: Union[str, "os.PathLike[str]"], public_key: Optional[str] = None
 ) -> dict[str, Any]: ...
 def connect(url: str, token: Optional[str] = None) -> Vault: ...
 
