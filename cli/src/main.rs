@@ -280,6 +280,10 @@ enum Command {
         /// A vault that used the key (repeat for each; at least one).
         #[arg(long = "vault", value_name = "VAULT")]
         vaults: Vec<PathBuf>,
+        /// Destroy it even though backups made under it are still within
+        /// their window: they become unrestorable.
+        #[arg(long)]
+        backups_unrestorable: bool,
     },
     /// Write a backup of the vault to DEST (a new file) while it is in use:
     /// data and keys at one point, sealed under a key that dies when the
@@ -996,10 +1000,14 @@ fn run(cli: Cli) -> Result<(), Error> {
             );
             v.close()
         }
-        Command::RetireKey { uri, vaults } => {
+        Command::RetireKey {
+            uri,
+            vaults,
+            backups_unrestorable,
+        } => {
             let key = RootKey::from_uri(&uri)?;
             let vaults: Vec<&Path> = vaults.iter().map(PathBuf::as_path).collect();
-            Vault::retire_root_key(&key, &vaults)?;
+            Vault::retire_root_key_with(&key, &vaults, backups_unrestorable)?;
             eprintln!(
                 "destroyed {key:?} in its token: no copy of a keystore wrapped under it opens any more"
             );

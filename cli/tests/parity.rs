@@ -249,6 +249,12 @@ const PARITY: &[(&str, At, At, At)] = &[
         Is("retire-key"),
     ),
     (
+        "retire_root_key_with",
+        Absent("an operator's step, where the token is: the command line"),
+        Absent("an operator's step, where the token is: the command line"),
+        Is("retire-key"),
+    ),
+    (
         "rotate_root_key",
         Is("sv_rotate_root_key"),
         Is("rotate_root_key"),

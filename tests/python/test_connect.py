@@ -235,3 +235,37 @@ def test_root_key_rotation_through_the_server(served, tmp_path):
     with pytest.raises(sv.ForbiddenError):
         sv.connect(served, token="billing-secret").rotate_root_key(new)
     dpo.close()
+
+
+def test_backup_and_ledger_through_the_server_then_a_restore(served, tmp_path):
+    dpo = sv.connect(served, token="dpo-secret")
+    kept_subject, gone_subject = dpo.create_subject(), dpo.create_subject()
+    kept = dpo.put(kept_subject, "account", b"kept")
+    gone = dpo.put(gone_subject, "usage_log", b"gone")
+    backup = tmp_path / "offsite.svb"
+    info = dpo.backup(backup)  # written here, by this process
+    assert backup.exists() and info["window_ends_at"] > info["created_at"]
+    with pytest.raises(sv.InvalidArgumentError):
+        dpo.backup(backup)  # never overwritten
+    with pytest.raises(sv.ForbiddenError):
+        sv.connect(served, token="billing-secret").backup(tmp_path / "b2")
+    dpo.erase_subject(gone_subject)
+    ledger = tmp_path / "ledger.jsonl"
+    assert dpo.export_ledger(ledger)["appended"] >= 1
+    assert dpo.export_ledger(ledger)["appended"] == 0
+    public_key = dpo.receipt_public_key()
+    dpo.close()
+    assert sv.verify_ledger(ledger, public_key=public_key)["entries"] >= 1
+
+    restored = tmp_path / "restored"
+    with pytest.raises(sv.InvalidArgumentError):
+        sv.Vault.restore(backup, restored, KEY)  # no ledger
+    with pytest.raises(sv.WrongKeyError):
+        sv.Vault.restore(backup, restored, b"\x07" * 32, ledgers=[ledger])
+    report = sv.Vault.restore(backup, restored, KEY, ledgers=[ledger])
+    assert gone_subject in report["re_erased_subjects"]
+    with sv.Vault(restored, root_key=KEY) as v:
+        assert v.get(kept, "billing").data == b"kept"
+        with pytest.raises(sv.ErasedError):
+            v.get(gone, "security")
+        v.verify_audit()

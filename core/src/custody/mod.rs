@@ -229,6 +229,21 @@ impl CustodyImage {
     }
 }
 
+/// Whether a key check is one a keystore header of the vault in
+/// `keys_dir` would hold for the root key whose derived keys are `root`
+/// (either format): how a backup's record names the root key it was made
+/// under.
+pub(crate) fn key_check_test<'a>(
+    keys_dir: &std::path::Path,
+    root: &'a crate::crypto::RootSecrets,
+) -> Result<impl Fn(&[u8; 32]) -> bool + 'a> {
+    let id = slot_format::read_header(&keys_dir.join("keystore"))?.vault_id;
+    let v2 = slot_format::key_check(root, &id);
+    Ok(move |check: &[u8; 32]| {
+        *check == v2 || crate::domains::key_check_matches(&root.kek, &id, check)
+    })
+}
+
 /// Takes the vault lock of `keys_dir` (made if missing) and returns it:
 /// held by a restore while it writes the vault (`Locked` if another
 /// process holds it).

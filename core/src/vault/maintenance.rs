@@ -99,6 +99,18 @@ impl Vault {
     /// is `InvalidArgument` (the vault holds nothing to destroy: destroy
     /// the bytes where you keep them). Token errors: see `RootKey`.
     pub fn retire_root_key(root: &RootKey, vaults: &[&Path]) -> Result<()> {
+        Vault::retire_root_key_with(root, vaults, false)
+    }
+
+    /// [`Vault::retire_root_key`], which also refuses while a backup made
+    /// under the key is still within its window (it would become
+    /// unrestorable): `backups_unrestorable` accepts that (take a new
+    /// backup after the rotation first).
+    pub fn retire_root_key_with(
+        root: &RootKey,
+        vaults: &[&Path],
+        backups_unrestorable: bool,
+    ) -> Result<()> {
         let Some(uri) = root.token_uri() else {
             return Err(Error::invalid(
                 "only a root key in a PKCS#11 token can be retired by the vault: destroy a root key in bytes where you keep it",
@@ -121,6 +133,15 @@ impl Vault {
                     uri.describe(),
                     vault.display()
                 )));
+            }
+            if !backups_unrestorable {
+                if let Some(why) = backup_needs(vault, &secrets)? {
+                    return Err(Error::invalid(format!(
+                        "{} is still needed by {why} of the vault at {}: take a new backup (under the key in force now) and retire this key once the older backups' window ends, or pass --backups-unrestorable to make them unrestorable now; nothing was destroyed",
+                        uri.describe(),
+                        vault.display()
+                    )));
+                }
             }
             locks.push(lock);
         }
@@ -288,4 +309,34 @@ impl Engine {
             ),
         ))
     }
+}
+
+/// Which backup of the vault at `vault` (whose lock the caller holds) is
+/// still within its window and was made under the root key whose derived
+/// keys are `root`: a key the restore of that backup needs.
+fn backup_needs(vault: &Path, root: &crate::crypto::RootSecrets) -> Result<Option<String>> {
+    let made_under = crate::custody::key_check_test(&vault.join("keys"), root)?;
+    if !vault.join("data").join("db").exists() {
+        return Ok(None);
+    }
+    let store = crate::store::SledStore::open(vault)?;
+    let now = crate::options::system_clock()();
+    for item in store.scan(&Prefix::Backups.encode(), &Prefix::Backups.encode()) {
+        let (k, v) = item?;
+        let record: crate::layout::BackupRecord = codec::decode(&v, "backup record")?;
+        if now < record.window_ends_at
+            && !record.day_key_destroyed
+            && made_under(&record.root_key_check)
+        {
+            let id = match Key::decode(&k)? {
+                Key::Backup(id) => hex::encode(id),
+                _ => String::new(),
+            };
+            return Ok(Some(format!(
+                "backup {id} (made at {}, restorable until {})",
+                record.created_at, record.window_ends_at
+            )));
+        }
+    }
+    Ok(None)
 }

@@ -806,3 +806,109 @@ fn with_a_root_key_in_bytes_completion_is_the_keeper_s_to_prove() {
     assert_eq!(st["complete"], false, "{st}");
     assert!(st["reason"].as_str().unwrap().contains("bytes"), "{st}");
 }
+
+/// With the root key in a token, a backup's key needs a day key in the
+/// token too, and the first expiry run after the backup's window destroys
+/// it: the backup then opens for nobody, whatever the clock says. A root
+/// key that a backup within its window needs does not retire.
+#[test]
+fn a_backup_s_day_key_dies_in_the_token_when_its_window_ends() {
+    let Some(hsm) = hsm() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let vault = dir.path().join("v");
+    let root_key = RootKey::create_in_token(&hsm.uri("root-backups")).unwrap();
+    // The vault's clock starts at the real time (retire-key checks the
+    // backups' windows against it).
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (options, now) = common::clocked(start);
+    let v = Vault::open_with(&vault, &root_key, Some(example_policy()), options.clone()).unwrap();
+    let s = v.create_subject(&[]).unwrap();
+    let r = v.put(&s, "account", b"in the backup").unwrap();
+    let backup = dir.path().join("b.svb");
+    let info = v.backup(&backup).unwrap();
+    let label = info.token_day_key.clone().unwrap();
+    assert!(label.starts_with("root-backups.backup."), "{label}");
+    let date = label.rsplit('.').next().unwrap();
+    assert!(
+        date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit()),
+        "{label}"
+    );
+    assert_eq!(
+        info.window_ends_at,
+        (start / 86_400 + 1) * 86_400 + 14 * 86_400
+    );
+    assert_eq!(hsm.objects_labelled(&label), 1);
+    // A second backup the same day shares the day key.
+    v.backup(dir.path().join("b2.svb")).unwrap();
+    assert_eq!(hsm.objects_labelled(&label), 1);
+    let ledger = dir.path().join("l.jsonl");
+    v.export_ledger(&ledger).unwrap();
+
+    // Within the window it restores, with the token key (bytes will not do).
+    let restored = dir.path().join("r");
+    let e = Vault::restore(
+        &backup,
+        dir.path().join("x"),
+        &root(),
+        &[ledger.clone()],
+        false,
+        options.clone(),
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WrongKey, "{e}");
+    Vault::restore(
+        &backup,
+        &restored,
+        &root_key,
+        &[ledger.clone()],
+        false,
+        options.clone(),
+    )
+    .unwrap();
+    let w = Vault::open_with(&restored, &root_key, None, options.clone()).unwrap();
+    assert_eq!(
+        w.get(&r, "billing").unwrap().data.as_slice(),
+        b"in the backup"
+    );
+    drop(w);
+
+    // Rotated away from, the old root key still does not retire: the
+    // backups need it.
+    let next = RootKey::create_in_token(&hsm.uri("root-backups-2")).unwrap();
+    v.rotate_root_key(&next, &mut |_, _| {}).unwrap();
+    drop(v);
+    let e = Vault::retire_root_key(&root_key, &[vault.as_path()]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("backup"), "{e}");
+    assert_eq!(hsm.objects_labelled("root-backups"), 1);
+
+    // The window ends (the day's end plus 14 days): the expiry run
+    // destroys the day key in the token.
+    let v = Vault::open_with(&vault, &next, None, options.clone()).unwrap();
+    now.store(info.window_ends_at + 1, std::sync::atomic::Ordering::SeqCst);
+    let report = v
+        .expire(now.load(std::sync::atomic::Ordering::SeqCst))
+        .unwrap();
+    assert_eq!(report.backup_keys_destroyed, 1, "{report:?}");
+    assert_eq!(hsm.objects_labelled(&label), 0);
+    drop(v);
+    // Now even a clock set back into the window cannot open the backup.
+    let (early, _) = common::clocked(start + 60);
+    let e = Vault::restore(
+        &backup,
+        dir.path().join("late"),
+        &root_key,
+        &[ledger.clone()],
+        false,
+        early,
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Expired, "{e}");
+    assert!(e.to_string().contains("no longer in the token"), "{e}");
+    // The retirement may be forced (the backups become unrestorable).
+    Vault::retire_root_key_with(&root_key, &[vault.as_path()], true).unwrap();
+    assert_eq!(hsm.objects_labelled("root-backups"), 0);
+}
