@@ -336,8 +336,10 @@ impl Engine {
             token_day_key: token_day_key.clone(),
             day_key_destroyed: false,
         };
-        self.store
-            .insert(&Key::Backup(backup_id).encode(), &codec::encode(&record)?)?;
+        self.store.insert(
+            &Key::Backup(backup_id).encode(),
+            &self.encode_state(&Key::Backup(backup_id), &record)?,
+        )?;
         self.make_durable()?;
         let image = self.keys.custody.image()?;
         let ledger = self.ledger.head();
@@ -442,7 +444,8 @@ impl Engine {
         let mut done: Vec<String> = Vec::new();
         let entries: Vec<_> = self.scan(Prefix::Backups).collect::<Result<_>>()?;
         for (k, v) in entries {
-            let mut record: BackupRecord = codec::decode(&v, "backup record")?;
+            let key = Key::decode(&k)?;
+            let mut record: BackupRecord = self.decode_state(&key, &v, "backup record")?;
             if now < record.window_ends_at || record.day_key_destroyed {
                 continue;
             }
@@ -457,7 +460,7 @@ impl Engine {
                         done.push(label.clone());
                     }
                     record.day_key_destroyed = true;
-                    self.store.insert(&k, &codec::encode(&record)?)?;
+                    self.store.insert(&k, &self.encode_state(&key, &record)?)?;
                 }
                 _ if record.root_key_check == check => readable += 1,
                 _ => {}

@@ -323,7 +323,14 @@ fn backup_needs(vault: &Path, root: &crate::crypto::RootSecrets) -> Result<Optio
     let now = crate::options::system_clock()();
     for item in store.scan(&Prefix::Backups.encode(), &Prefix::Backups.encode()) {
         let (k, v) = item?;
-        let record: crate::layout::BackupRecord = codec::decode(&v, "backup record")?;
+        // Its MAC is the engine's to check (the state key is a vault
+        // secret): read here as it claims to be. Whoever could forge one
+        // could only let a key retire early, making backups unrestorable.
+        let body = match codec::is_authenticated(&v) {
+            true => v.get(33..).unwrap_or_default(),
+            false => &v[..],
+        };
+        let record: crate::layout::BackupRecord = codec::decode(body, "backup record")?;
         if now < record.window_ends_at
             && !record.day_key_destroyed
             && made_under(&record.root_key_check)

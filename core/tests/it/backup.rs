@@ -191,7 +191,7 @@ fn a_restore_brings_back_what_was_kept_and_nothing_erased_after_the_backup() {
         &story.backup,
         &target,
         &root(),
-        &[story.old_ledger.clone()],
+        std::slice::from_ref(&story.old_ledger),
         false,
         options.clone(),
     )
@@ -266,7 +266,7 @@ fn a_restore_brings_back_what_was_kept_and_nothing_erased_after_the_backup() {
         &story.backup,
         &target,
         &root(),
-        &[story.ledger.clone()],
+        std::slice::from_ref(&story.ledger),
         false,
         options.clone(),
     )
@@ -288,7 +288,7 @@ fn a_restore_brings_back_what_was_kept_and_nothing_erased_after_the_backup() {
         &story.backup,
         base.path().join("late"),
         &root(),
-        &[story.ledger.clone()],
+        std::slice::from_ref(&story.ledger),
         false,
         options.clone(),
     )
@@ -320,7 +320,7 @@ fn a_backup_refuses_the_wrong_key_flipped_bytes_and_a_cut_file() {
             file,
             base.path().join(to),
             key,
-            &[ledger.clone()],
+            std::slice::from_ref(&ledger),
             false,
             VaultOptions::default(),
         )
@@ -584,7 +584,7 @@ fn kill_9_during_a_backup_leaves_the_vault_whole_and_no_half_backup() {
                 &dest,
                 &to,
                 &root(),
-                &[ledger.clone()],
+                std::slice::from_ref(&ledger),
                 true,
                 VaultOptions::default(),
             )

@@ -853,7 +853,7 @@ fn a_backup_s_day_key_dies_in_the_token_when_its_window_ends() {
         &backup,
         dir.path().join("x"),
         &root(),
-        &[ledger.clone()],
+        std::slice::from_ref(&ledger),
         false,
         options.clone(),
     )
@@ -863,7 +863,7 @@ fn a_backup_s_day_key_dies_in_the_token_when_its_window_ends() {
         &backup,
         &restored,
         &root_key,
-        &[ledger.clone()],
+        std::slice::from_ref(&ledger),
         false,
         options.clone(),
     )
@@ -901,7 +901,7 @@ fn a_backup_s_day_key_dies_in_the_token_when_its_window_ends() {
         &backup,
         dir.path().join("late"),
         &root_key,
-        &[ledger.clone()],
+        std::slice::from_ref(&ledger),
         false,
         early,
     )
