@@ -369,6 +369,10 @@ enum Command {
         /// The largest request body, in bytes.
         #[arg(long, default_value_t = 16 << 20)]
         max_body: usize,
+        /// Export the erasure ledger to FILE continuously (within a second
+        /// of each erasure, and at shutdown): put it off the machine.
+        #[arg(long, value_name = "FILE")]
+        ledger_export: Option<PathBuf>,
     },
     /// Run the whole story on ./shredvault-demo and print what it did.
     Demo,
@@ -1134,6 +1138,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             clients,
             max_connections,
             max_body,
+            ledger_export,
         } => {
             let tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => Some(shredvault_server::TlsFiles {
@@ -1151,6 +1156,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                 tls,
                 &clients,
                 (max_connections, max_body),
+                ledger_export,
             )
         }
         Command::Bench {
@@ -1546,6 +1552,7 @@ fn remote(url: &str, token_file: Option<&Path>, command: Command) -> Result<(), 
 
 /// `serve`: the vault opened privileged (each call is narrowed to its
 /// client's grant), served until SIGTERM or SIGINT, then closed.
+#[allow(clippy::too_many_arguments)]
 fn serve(
     vault: &Path,
     key_file: KeySource,
@@ -1554,6 +1561,7 @@ fn serve(
     tls: Option<shredvault_server::TlsFiles>,
     clients: &Path,
     (max_connections, max_body): (usize, usize),
+    ledger_export: Option<PathBuf>,
 ) -> Result<(), Error> {
     use shredvault_server::{Clients, Listen, ServeOptions};
     let listen = listen
@@ -1566,6 +1574,7 @@ fn serve(
     options.max_connections = max_connections;
     options.max_body = max_body;
     options.tls = tls;
+    options.ledger_export = ledger_export;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

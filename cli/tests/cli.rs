@@ -882,12 +882,17 @@ impl Drop for Server {
 }
 
 fn start_server(vault: &str, socket: &Path, clients: &Path) -> Server {
+    start_server_with(vault, socket, clients, &[])
+}
+
+fn start_server_with(vault: &str, socket: &Path, clients: &Path, more: &[&str]) -> Server {
     let server = Server(
         Command::new(env!("CARGO_BIN_EXE_shredvault"))
             .args(["serve", vault, "--listen"])
             .arg(format!("unix:{}", socket.display()))
             .arg("--clients")
             .arg(clients)
+            .args(more)
             .env("SHREDVAULT_ROOT_KEY", KEY_HEX)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -1085,7 +1090,15 @@ fn disaster_recovery_from_a_backup_and_the_ledger() {
     )
     .unwrap();
     let url = format!("unix://{}", socket.display());
-    let server = start_server(&vault, &socket, &clients);
+    // The ledger exported continuously by the server, off the machine.
+    std::fs::create_dir_all(dir.path().join("offsite")).unwrap();
+    let continuous = dir.path().join("offsite").join("continuous.jsonl");
+    let server = start_server_with(
+        &vault,
+        &socket,
+        &clients,
+        &["--ledger-export", continuous.to_str().unwrap()],
+    );
     let c = shredvault_client::Client::connect(&url, None).unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1121,11 +1134,11 @@ fn disaster_recovery_from_a_backup_and_the_ledger() {
 
     // The backup, through the server, while four clients keep writing.
     let backup = dir.path().join("offsite").join("vault.svb");
-    std::fs::create_dir_all(backup.parent().unwrap()).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    let going = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writers: Vec<_> = (0..4)
         .map(|t| {
-            let (url, stop) = (url.clone(), Arc::clone(&stop));
+            let (url, stop, going) = (url.clone(), Arc::clone(&stop), Arc::clone(&going));
             std::thread::spawn(move || {
                 let c = shredvault_client::Client::connect(&url, None).unwrap();
                 let s = c.create_subject(&[]).unwrap();
@@ -1135,6 +1148,9 @@ fn disaster_recovery_from_a_backup_and_the_ledger() {
                     let data = format!("load-{t}-{n}");
                     let r = c.put(&s, "account", data.as_bytes()).unwrap();
                     acked.push((r, data, std::time::Instant::now()));
+                    if n == 2 {
+                        going.fetch_add(1, Ordering::SeqCst);
+                    }
                     std::thread::sleep(std::time::Duration::from_millis(2));
                     n += 1;
                 }
@@ -1142,7 +1158,11 @@ fn disaster_recovery_from_a_backup_and_the_ledger() {
             })
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    // Under load: once every writer has puts acknowledged.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while going.load(Ordering::SeqCst) < 4 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let backup_started = std::time::Instant::now();
     let info = ok(&sv_with(
         &["--url", &url, "backup", backup.to_str().unwrap()],
@@ -1173,6 +1193,19 @@ fn disaster_recovery_from_a_backup_and_the_ledger() {
         None,
     ));
     let public_key = c.receipt_public_key().unwrap();
+    // The continuous export catches up within a second or two.
+    let entries = |f: &Path| -> u64 {
+        let out = sv(&["ledger", "verify", f.to_str().unwrap()]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .map(|v| v["entries"].as_u64().unwrap_or(0))
+            .unwrap_or(0)
+    };
+    let wanted = entries(&ledger);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while entries(&continuous) < wanted && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(entries(&continuous), wanted);
 
     // The machine is lost.
     drop(c);
@@ -1186,12 +1219,14 @@ fn disaster_recovery_from_a_backup_and_the_ledger() {
         "InvalidArgument",
     );
     assert!(err.contains("--no-ledger"), "{err}");
+    // The continuously exported ledger is the one the machine's loss
+    // leaves; it is enough.
     let report: serde_json::Value = serde_json::from_str(&ok(&sv(&[
         "restore",
         backup.to_str().unwrap(),
         &restored,
         "--ledger",
-        l,
+        continuous.to_str().unwrap(),
     ])))
     .unwrap();
     assert!(report["re_erased_subjects"]

@@ -237,6 +237,12 @@ const PARITY: &[(&str, At, At, At)] = &[
         Is("ledger export"),
     ),
     (
+        "ledger_entries",
+        Absent("a server's continuous export asks it (`serve --ledger-export`)"),
+        Absent("a server's continuous export asks it (`serve --ledger-export`)"),
+        Absent("`serve --ledger-export FILE` exports continuously"),
+    ),
+    (
         "ledger_since",
         Absent("the server's half of a served export (sv_ledger_export calls it)"),
         Absent("the server's half of a served export (export_ledger calls it)"),

@@ -286,15 +286,31 @@ impl Client {
     /// a record that fails to read is an `Err` item, as with `Vault::scan`.
     pub fn scan(&self, category: &str, purpose: &str) -> Result<RemoteScan> {
         let query: String = query_string(&[("category", category), ("purpose", purpose)]);
-        let runtime = std::sync::Arc::clone(&self.runtime);
-        let body = runtime.block_on(async {
+        let (_, body) = self.streamed(Method::GET, &format!("/v1/scan?{query}"))?;
+        Ok(RemoteScan {
+            runtime: std::sync::Arc::clone(&self.runtime),
+            body: Some(body),
+            buf: Vec::new(),
+            timeout: self.timeout,
+        })
+    }
+
+    /// A request whose answer is streamed, on a connection of its own: the
+    /// answer's headers and body once its status says success (an error's
+    /// JSON body is read and returned as the error).
+    fn streamed(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> Result<(hyper::HeaderMap, hyper::body::Incoming)> {
+        self.runtime.block_on(async {
             let mut send = self.dial().await?;
             send.ready().await.map_err(|e| {
                 Error::new(ErrorKind::Io, format!("the connection to the server: {e}"))
             })?;
             let mut req = Request::builder()
-                .method(Method::GET)
-                .uri(format!("/v1/scan?{query}"))
+                .method(method)
+                .uri(path)
                 .header("host", "shredvault");
             if let Some(t) = &self.token {
                 req = req.header("authorization", format!("Bearer {}", t.as_str()));
@@ -322,13 +338,8 @@ impl Client {
                     Error::new(ErrorKind::Io, format!("the server answered {status}"))
                 }));
             }
-            Ok(response.into_body())
-        })?;
-        Ok(RemoteScan {
-            runtime,
-            body: Some(body),
-            buf: Vec::new(),
-            timeout: self.timeout,
+            let (parts, body) = response.into_parts();
+            Ok((parts.headers, body))
         })
     }
 
@@ -589,21 +600,70 @@ impl Client {
     }
 
     /// A backup of the served vault, written here to `dest` (a new file;
-    /// written whole: a temporary file, fsynced, renamed).
+    /// written whole: `dest.partial`, fsynced, renamed). Streamed: the
+    /// server's answer says the file's length, and a stream cut short is
+    /// `Io` (the partial file is removed), never a short backup.
     pub fn backup(&self, dest: &std::path::Path) -> Result<BackupInfo> {
+        use std::io::Write;
         if dest.exists() || dest.is_symlink() {
             return Err(invalid(format!(
                 "{} exists: a backup is written to a new file",
                 dest.display()
             )));
         }
-        let v = self.call(Method::POST, "/v1/backup", None)?;
-        let info: BackupInfo = typed(v["info"].clone(), "backup")?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(Self::field(&v, "backup")?)
-            .map_err(|_| Error::new(ErrorKind::Io, "the server's backup is not base64"))?;
-        write_new_file(dest, &bytes)?;
-        Ok(info)
+        let (headers, mut body) = self.streamed(Method::POST, "/v1/backup")?;
+        let info: BackupInfo = headers
+            .get("x-shredvault-backup")
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| serde_json::from_str(h).ok())
+            .ok_or_else(|| {
+                Error::new(ErrorKind::Io, "the server's backup lacks its description")
+            })?;
+        let partial = partial_path(dest);
+        let io =
+            |what: &str, e: std::io::Error| Error::io(format!("{what} {}", partial.display()), e);
+        let mut file = std::fs::File::create(&partial).map_err(|e| io("creating", e))?;
+        let copied = (|| -> Result<u64> {
+            let mut n = 0u64;
+            loop {
+                let frame = self
+                    .runtime
+                    .block_on(async { tokio::time::timeout(self.timeout, body.frame()).await })
+                    .map_err(|_| {
+                        Error::new(ErrorKind::Io, "the server stopped sending the backup")
+                    })?;
+                match frame {
+                    None => return Ok(n),
+                    Some(Err(e)) => {
+                        return Err(Error::new(
+                            ErrorKind::Io,
+                            format!("the connection to the server: {e}"),
+                        ))
+                    }
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            file.write_all(&data).map_err(|e| io("writing", e))?;
+                            n += data.len() as u64;
+                        }
+                    }
+                }
+            }
+        })();
+        let finished = copied.and_then(|n| {
+            if n != info.bytes {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!("the server sent {n} bytes of a {}-byte backup", info.bytes),
+                ));
+            }
+            file.sync_all().map_err(|e| io("syncing", e))?;
+            std::fs::rename(&partial, dest).map_err(|e| io("renaming", e))?;
+            sync_parent(dest)
+        });
+        if finished.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        finished.map(|()| info)
     }
 
     /// Appends the served vault's erasure ledger to the file at `path`
@@ -645,28 +705,24 @@ impl Client {
     }
 }
 
-/// Writes `bytes` to `dest` whole: `dest.partial`, fsynced, renamed, the
-/// directory fsynced.
-fn write_new_file(dest: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
+/// `dest.partial`, beside `dest`.
+fn partial_path(dest: &std::path::Path) -> std::path::PathBuf {
     let name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "backup".into());
-    let partial = dest.with_file_name(format!("{name}.partial"));
-    let io = |what: &str, e: std::io::Error| Error::io(format!("{what} {}", dest.display()), e);
-    let mut file = std::fs::File::create(&partial).map_err(|e| io("creating", e))?;
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .map_err(|e| io("writing", e))?;
-    std::fs::rename(&partial, dest).map_err(|e| io("renaming to", e))?;
-    let dir = match dest.parent() {
+    dest.with_file_name(format!("{name}.partial"))
+}
+
+/// Fsyncs the directory holding `path` (a file renamed into it).
+fn sync_parent(path: &std::path::Path) -> Result<()> {
+    let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => std::path::Path::new("."),
     };
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| io("syncing the directory of", e))
+        .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
 }
 
 /// A server's JSON answer as the vault's own type.

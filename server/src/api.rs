@@ -476,11 +476,12 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/backup",
         operation: "backup",
         class: Class::Admin,
-        summary: "A backup of the vault, taken at one point while it serves: `info` (what it is, \
-                  until when it restores) and `backup`, the file, base64. Writers wait meanwhile.",
+        summary: "A backup of the vault, taken at one point while it serves (writers wait \
+                  meanwhile): the file, streamed, with its length; what it is and until when it \
+                  restores in the `x-shredvault-backup` header (JSON).",
         request: None,
         status: 200,
-        response: "Object",
+        response: "BackupFile",
         purpose: false,
     },
     Route {
@@ -1132,12 +1133,16 @@ async fn receipt_public_key(
     Ok(Json(json!({ "public_key": key })))
 }
 
-/// A backup made on the server, into a private file in the vault's
-/// directory, read back and removed: the answer holds the whole file
-/// (base64), so a backup through a server is held in memory once.
-async fn backup(State(app): State<Arc<App>>, Extension(client): Extension<Arc<Client>>) -> Ok200 {
+/// A backup made on the server into a private file in the vault's
+/// directory, which is unlinked at once (no other process ever opens it)
+/// and streamed to the client from the open file, with its length (a cut
+/// stream is an error for the client, never a short backup).
+async fn backup(
+    State(app): State<Arc<App>>,
+    Extension(client): Extension<Arc<Client>>,
+) -> Result<Response, ApiError> {
     grant(&app, &client, "backup", None, None).await?;
-    let (info, bytes) = call(&app, &client, |v| {
+    let (info, file) = call(&app, &client, |v| {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = v
@@ -1145,18 +1150,44 @@ async fn backup(State(app): State<Arc<App>>, Extension(client): Extension<Arc<Cl
             .join(format!("served-backup-{}-{n}", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let made = v.backup(&path).and_then(|info| {
-            std::fs::read(&path)
-                .map(|bytes| (info, bytes))
+            std::fs::File::open(&path)
+                .map(|file| (info, file))
                 .map_err(|e| Error::io(format!("reading {}", path.display()), e))
         });
         let _ = std::fs::remove_file(&path);
         made
     })
     .await?;
-    Ok(Json(json!({
-        "info": serde_json::to_value(info).unwrap_or(Value::Null),
-        "backup": base64::engine::general_purpose::STANDARD.encode(bytes),
-    })))
+    let header = serde_json::to_string(&info).unwrap_or_default();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut file = file;
+        loop {
+            let mut buf = vec![0u8; 1 << 20];
+            match std::io::Read::read(&mut file, &mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                        return; // the client went away
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Response::builder()
+        .header("content-type", "application/octet-stream")
+        .header("content-length", info.bytes)
+        .header("x-shredvault-backup", header)
+        .body(axum::body::Body::from_stream(stream))
+        .map_err(|e| ApiError(Error::new(ErrorKind::Internal, format!("a response: {e}"))))
 }
 
 async fn ledger(

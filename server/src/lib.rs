@@ -123,6 +123,11 @@ pub struct ServeOptions {
     pub header_timeout: Duration,
     /// Needed by `Listen::Tcp`.
     pub tls: Option<TlsFiles>,
+    /// A file the erasure ledger is exported to continuously (within a
+    /// second of each new entry, and once more at shutdown): see
+    /// `Vault::export_ledger`. Put it off the machine (a mount of another
+    /// one): a restore needs it.
+    pub ledger_export: Option<std::path::PathBuf>,
 }
 
 impl ServeOptions {
@@ -134,6 +139,7 @@ impl ServeOptions {
             max_connections: 256,
             header_timeout: Duration::from_secs(10),
             tls: None,
+            ledger_export: None,
         }
     }
 }
@@ -224,6 +230,20 @@ pub async fn serve(
     let clients = Arc::new(options.clients.clone());
     let limit = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let exporter = options.ledger_export.clone().map(|file| {
+        let (app, mut stop) = (Arc::clone(&app), stop_rx.clone());
+        tokio::spawn(async move {
+            let mut exported = None;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => break,
+                }
+                export_ledger(&app, &file, &mut exported).await;
+            }
+            export_ledger(&app, &file, &mut exported).await;
+        })
+    });
     let mut accepting = JoinSet::new();
     let connections = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
     for listener in listeners {
@@ -303,6 +323,9 @@ pub async fn serve(
     while accepting.join_next().await.is_some() {}
     let mut conns = std::mem::take(&mut *connections.lock().await);
     while conns.join_next().await.is_some() {}
+    if let Some(exporter) = exporter {
+        let _ = exporter.await;
+    }
     drop(router);
     Arc::try_unwrap(app)
         .ok()
@@ -313,6 +336,32 @@ pub async fn serve(
                 "the vault is not the server's to return (a call holds it, or a compaction lost it)",
             )
         })
+}
+
+/// Appends the ledger's new entries to `file` if it grew since the last
+/// export (`exported`); a failure is logged and tried again next time.
+async fn export_ledger(app: &Arc<api::App>, file: &std::path::Path, exported: &mut Option<u64>) {
+    let app2 = Arc::clone(app);
+    let file2 = file.to_path_buf();
+    let last = *exported;
+    let done = tokio::task::spawn_blocking(move || {
+        app2.with(|v| {
+            let now = v.ledger_entries();
+            if Some(now) == last {
+                return Ok(now);
+            }
+            v.export_ledger(&file2).map(|_| now)
+        })?
+    })
+    .await;
+    match done {
+        Ok(Ok(n)) => *exported = Some(n),
+        Ok(Err(e)) => eprintln!(
+            "shredvault: exporting the erasure ledger to {}: {e}",
+            file.display()
+        ),
+        Err(e) => eprintln!("shredvault: exporting the erasure ledger: {e}"),
+    }
 }
 
 /// Serves one connection until it closes or the server stops.

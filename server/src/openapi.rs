@@ -101,6 +101,10 @@ fn schemas() -> Value {
             "type": "string",
             "description": "NDJSON: one Record object a line, or {\"error\": {\"kind\", \"message\"}} for a record that failed to read."
         },
+        "BackupFile": {
+            "type": "string", "format": "binary",
+            "description": "The backup file (its format: core/src/vault/backup.rs). The `x-shredvault-backup` header holds what it is (JSON: id, vault, created_at, window_ends_at, store_entries, ledger_entries, bytes, token_day_key)."
+        },
         "OpenRequest": {
             "type": "object", "additionalProperties": false, "required": ["kind", "received"],
             "properties": {
@@ -202,10 +206,10 @@ pub fn document() -> Value {
             "description": "An error: its kind says which.",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
         });
-        let media = if r.response == "ScanLines" {
-            "application/x-ndjson"
-        } else {
-            "application/json"
+        let media = match r.response {
+            "ScanLines" => "application/x-ndjson",
+            "BackupFile" => "application/octet-stream",
+            _ => "application/json",
         };
         let mut op = json!({
             "operationId": r.operation,

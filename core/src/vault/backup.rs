@@ -82,9 +82,11 @@
 //!    over;
 //! 3. the store is written from the frames and made durable; then the
 //!    keystore (made whole: a temporary file and a rename) and the marks;
-//! 4. the vault is opened (the repair pass runs), the ledger's newer entries
-//!    are copied into its ledger verbatim (the chain continues: the next
-//!    export appends to the same file), then each is re-applied: a day's key
+//!    The ledger's newer entries are copied into the store's ledger
+//!    verbatim (the chain continues: the next export appends to the same
+//!    file);
+//! 4. the vault is opened (the repair pass runs), then each newer ledger
+//!    entry is re-applied (writing no entry of its own): a day's key
 //!    destroyed, a subject erased, a record deleted (its subject rotated);
 //!    a rectified record is reported (its new value is lost with the
 //!    writes after the backup). A durable point;
@@ -910,6 +912,17 @@ fn restore(
                 "{name}: frames follow its end frame"
             )));
         }
+        // The newer ledger entries go in verbatim (their chain was checked
+        // with the file, and continues the backup's own), before the vault
+        // opens: nothing it does at open (the purge) can write an entry
+        // that the copy would then not follow.
+        if let Some(chosen) = &chosen {
+            let mut batch = Batch::default();
+            for e in &chosen.file.entries[header.ledger_entries as usize..] {
+                batch.insert(Key::Ledger(e.seq).encode(), codec::encode(&e.line)?);
+            }
+            store.apply(batch)?;
+        }
         store.sync(&|| Ok(()))?;
         drop(store);
         custody::write_image(&dir.join("keys"), vault_id, &image, header.store_mark)?;
@@ -943,8 +956,8 @@ fn restore(
 }
 
 impl Engine {
-    /// Copies a newer ledger's entries in and re-applies each, as one
-    /// audited operation, durable.
+    /// Re-applies a newer ledger's entries (already copied into the store),
+    /// as one audited operation, durable.
     fn reapply_ledger(
         &self,
         backup: &str,
@@ -959,8 +972,6 @@ impl Engine {
                 )
                 .into(),
             );
-            self.ledger_adopt(entries)?;
-            self.make_durable()?;
             let _paused = self.ledger.pause_here();
             for e in entries {
                 self.reapply(e, report)?;

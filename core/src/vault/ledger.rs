@@ -241,31 +241,6 @@ impl Engine {
         Ok(out)
     }
 
-    /// Copies entries another copy of this vault wrote (a restore's newer
-    /// ledger) into the store verbatim, continuing the chain. Each must
-    /// follow the head.
-    pub(super) fn ledger_adopt(&self, entries: &[LedgerLine]) -> Result<()> {
-        let mut head = lock(&self.ledger.head);
-        let mut batch = Batch::default();
-        let mut next = *head;
-        for e in entries {
-            if e.seq != next.next_seq || e.prev != next.prev {
-                return Err(Error::corrupt(format!(
-                    "ledger entry {} does not follow the vault's ledger (at {})",
-                    e.seq, next.next_seq
-                )));
-            }
-            batch.insert(Key::Ledger(e.seq).encode(), codec::encode(&e.line)?);
-            next = Head {
-                next_seq: e.seq + 1,
-                prev: e.hash,
-            };
-        }
-        self.store.apply(batch)?;
-        *head = next;
-        Ok(())
-    }
-
     /// A signed mark for the ledger as it stands (see the module doc).
     fn ledger_mark(&self, head: Head) -> Result<String> {
         let value = json!({
@@ -305,6 +280,11 @@ pub struct LedgerPiece {
 }
 
 impl Vault {
+    /// How many entries the erasure ledger holds (durable or about to be).
+    pub fn ledger_entries(&self) -> u64 {
+        self.engine.ledger.head().next_seq
+    }
+
     /// The ledger's entries from `from` on (those made durable: the call
     /// makes a durable point first) and a signed mark: see
     /// [`append_ledger`].
@@ -466,7 +446,6 @@ pub fn append_ledger(path: &Path, piece: &LedgerPiece) -> Result<LedgerExport> {
 #[derive(Debug, Clone)]
 pub(crate) struct LedgerLine {
     pub seq: u64,
-    pub prev: [u8; 32],
     pub hash: [u8; 32],
     /// The canonical line.
     pub line: String,
@@ -557,7 +536,6 @@ impl LedgerFile {
                     let line = canonical(&value)?;
                     file.entries.push(LedgerLine {
                         seq,
-                        prev,
                         hash: line_hash(&line),
                         line,
                         value,
