@@ -652,7 +652,7 @@ fn a_backup_streams_to_the_client_and_restores() {
     let v = Vault::open(&restored, &root(), None).unwrap();
     assert_eq!(v.records(&subject).unwrap().len(), records.len());
     assert_eq!(
-        &v.get(&records[777], "billing").unwrap().data[..],
+        &v.get(&records[477], "billing").unwrap().data[..],
         &blob[..]
     );
 }
