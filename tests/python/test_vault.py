@@ -169,7 +169,13 @@ def test_retention_consent_hold_and_expiry(vault):
 
     vault.set_legal_hold(s, True)
     counts = vault.expire(datetime.datetime(2034, 7, 2, tzinfo=UTC), force=True)
-    assert counts == {"days_destroyed": 1, "records_expired": 0, "records_spared_by_hold": 1}
+    assert counts == {
+        "days_destroyed": 1,
+        "records_expired": 0,
+        "records_spared_by_hold": 1,
+        "backup_keys_destroyed": 0,
+        "backups_readable_past_window": 0,
+    }
     assert vault.get(cert, "certificate_validation").data == b"cert"
     vault.set_legal_hold(s, False)
     with pytest.raises(sv.ExpiredError):
