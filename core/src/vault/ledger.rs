@@ -117,6 +117,10 @@ pub(super) struct Ledger {
     /// The thread of a restore re-applying entries it copied in verbatim:
     /// its changes write no entries of their own (other threads' do).
     paused: Mutex<Option<std::thread::ThreadId>>,
+    /// Whether `paused` is set: checked first, so that an ordinary write
+    /// never asks for its thread's handle (which a C caller's thread would
+    /// then keep allocated).
+    pausing: std::sync::atomic::AtomicBool,
 }
 
 /// Resumes the ledger when dropped (see [`Ledger::pause_here`]).
@@ -125,6 +129,9 @@ pub(super) struct Paused<'a>(&'a Ledger);
 impl Drop for Paused<'_> {
     fn drop(&mut self) {
         *lock(&self.0.paused) = None;
+        self.0
+            .pausing
+            .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -148,6 +155,7 @@ impl Ledger {
         Ok(Ledger {
             head: Mutex::new(head),
             paused: Mutex::new(None),
+            pausing: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -158,11 +166,14 @@ impl Ledger {
     /// Pauses the ledger for the calling thread until the guard drops.
     pub fn pause_here(&self) -> Paused<'_> {
         *lock(&self.paused) = Some(std::thread::current().id());
+        self.pausing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         Paused(self)
     }
 
     fn paused(&self) -> bool {
-        *lock(&self.paused) == Some(std::thread::current().id())
+        self.pausing.load(std::sync::atomic::Ordering::SeqCst)
+            && *lock(&self.paused) == Some(std::thread::current().id())
     }
 }
 
