@@ -983,6 +983,9 @@ impl Engine {
     fn reapply(&self, e: &LedgerLine, report: &mut RestoreReport) -> Result<()> {
         let v = &e.value;
         let bad = |what: &str| Error::corrupt(format!("ledger entry {}: {what}", e.seq));
+        // Days: as the expiry run did (legal holds spared first, by the
+        // holds the restored vault knows).
+        let mut ended = Vec::new();
         for day in v["days"].as_array().into_iter().flatten() {
             let day = day.as_i64().ok_or_else(|| bad("a day is not a number"))?;
             let entry: Option<DayEntry> = match self.store.get(&Key::Day(day).encode())? {
@@ -990,24 +993,23 @@ impl Engine {
                 None => None,
             };
             match entry {
-                Some(entry) if !entry.destroyed => {
-                    self.keys.destroy_day_keys(&[(day, entry.key)])?;
-                    let mut batch = Batch::default();
-                    batch.insert(
-                        Key::Day(day).encode(),
-                        self.encode_state(
-                            &Key::Day(day),
-                            &DayEntry {
-                                key: entry.key,
-                                destroyed: true,
-                            },
-                        )?,
-                    );
-                    self.store.apply(batch)?;
-                    report.re_expired_days.push(day);
-                }
+                Some(entry) if !entry.destroyed => ended.push((day, entry.key)),
                 _ => report.already_gone += 1,
             }
+        }
+        if !ended.is_empty() {
+            let _guard = lock(&self.locks.expire);
+            let mut entry = self.draft(Op::Expire);
+            entry.detail = Some(format!("re-applied from ledger entry {}", e.seq).into());
+            let days: Vec<i64> = ended.iter().map(|(d, _)| *d).collect();
+            let result = self.expire_these(ended, &entry);
+            entry.outcome = match &result {
+                Ok(_) => "ok",
+                Err(err) => err.kind().name(),
+            };
+            self.audit.append(&entry, self.actor().as_deref())?;
+            result?;
+            report.re_expired_days.extend(days);
         }
         if v["erasure_requested"].as_bool() == Some(true) {
             let subject = v["subject"]

@@ -154,6 +154,18 @@ impl Engine {
                 ended.push((day, entry.key));
             }
         }
+        self.expire_these(ended, entry)
+    }
+
+    /// Destroys the keys of the days `ended` (live ones), sparing the
+    /// records of subjects under legal hold first: an expiry run's work,
+    /// and a restore's re-application of one (the caller holds the expire
+    /// lock).
+    pub(super) fn expire_these(
+        &self,
+        ended: Vec<(i64, KeyRef)>,
+        entry: &Draft<'_>,
+    ) -> Result<ExpireReport> {
         let mut report = ExpireReport::default();
         if ended.is_empty() {
             return Ok(report);

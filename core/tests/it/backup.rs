@@ -59,6 +59,11 @@ fn disaster(base: &Path, options: &VaultOptions, now: &std::sync::atomic::Atomic
     let v = Vault::open_with(&dir, &root(), Some(example_policy()), options.clone()).unwrap();
     let bob = v.create_subject(&[("email", "bob@example.com")]).unwrap();
     let bob_usage = v.put(&bob, "usage_log", b"bob-usage-SECRET").unwrap();
+    // Under legal hold: the expiry run after the backup spares it, and so
+    // does the restore's re-application of that run.
+    let hank = v.create_subject(&[]).unwrap();
+    let hank_usage = v.put(&hank, "usage_log", b"hank-usage-held").unwrap();
+    v.set_legal_hold(&hank, true).unwrap();
     now.store(ts("2026-01-10T12:00:00Z"), Ordering::SeqCst);
     let alice = v.create_subject(&[("email", "alice@example.com")]).unwrap();
     let alice_account = v.put(&alice, "account", b"alice-account-SECRET").unwrap();
@@ -123,6 +128,7 @@ fn disaster(base: &Path, options: &VaultOptions, now: &std::sync::atomic::Atomic
     let report = v.expire(now.load(Ordering::SeqCst)).unwrap();
     assert!(report.records_expired >= 1, "{report:?}");
     assert!(gone(readable(&v, &bob_usage, "security")));
+    assert_eq!(report.records_spared_by_hold, 1, "{report:?}");
     let ledger = base.join("ledger.jsonl");
     let export = v.export_ledger(&ledger).unwrap();
     assert!(export.entries >= 6, "{export:?}");
@@ -142,6 +148,7 @@ fn disaster(base: &Path, options: &VaultOptions, now: &std::sync::atomic::Atomic
                 b"carol-account-SECRET".to_vec(),
             ),
             (erin_kept, "account_admin", b"erin-kept-SECRET".to_vec()),
+            (hank_usage, "security", b"hank-usage-held".to_vec()),
         ],
         erased_after: vec![
             (dave_usage, "security"),
