@@ -144,7 +144,7 @@ pub(super) fn open_dir(
             ),
         ));
     }
-    crate::fsmode::create_private_dir(root_dir)?;
+    crate::fsmode::create_private_dir_durably(root_dir)?;
     let custody = SlotFileCustody::open(&keys_dir, root, crypto::random_array()?)?;
     let store = SledStore::open(root_dir)?;
     let vault = Engine::start(
