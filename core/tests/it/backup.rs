@@ -638,7 +638,8 @@ fn kill_9_during_a_restore_leaves_a_vault_nobody_reads_until_it_is_run_again() {
                 assert!(v.subject_state(&victim).is_err());
                 continue;
             }
-            Err(e) if !to.exists() => panic!("{e}"),
+            // Killed before it made anything, or part way: no open reads it
+            // (no vault there yet, or the marker).
             Err(e) => {
                 cut += 1;
                 assert!(
