@@ -22,7 +22,7 @@
 //!                the root key's public name, a check value of the backup
 //!                key, the token day key's label (if any), the ledger's
 //!                length and head, the audit log's next number, the store's
-//!                durable-point mark, the receipt public key, the entry count
+//!                durable-point mark, the receipt public key
 //! ```
 //!
 //! The header is in clear (ids, times, counts: no personal data) and bound
@@ -146,7 +146,6 @@ struct Header {
     audit_next: u64,
     store_mark: u64,
     receipt_public_key: String,
-    store_entries: u64,
 }
 
 /// One sealed frame.
@@ -346,13 +345,6 @@ impl Engine {
         let image = self.keys.custody.image()?;
         let ledger = self.ledger.head();
         let skip = |k: &[u8]| matches!(Key::decode(k), Ok(Key::JournalMark | Key::JournalReplay));
-        let mut store_entries = 0u64;
-        for item in self.store.scan(&[], &[]) {
-            let (k, _) = item?;
-            if !skip(&k) {
-                store_entries += 1;
-            }
-        }
         let store_mark = match self.store.get(&Key::StoreMark.encode())? {
             Some(b) => codec::decode::<u64>(&b, "store mark")?,
             None => 0,
@@ -371,7 +363,6 @@ impl Engine {
             audit_next: self.audit.next_seq(),
             store_mark,
             receipt_public_key: crate::receipt::public_key_hex(&self.receipt_key)?,
-            store_entries,
         };
         let partial = dest.with_file_name(format!(
             "{}.partial",
@@ -379,7 +370,7 @@ impl Engine {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "backup".into())
         ));
-        let written = (|| -> Result<u64> {
+        let written = (|| -> Result<(u64, u64)> {
             let file = crate::fsmode::create_private_file(&partial)?;
             let mut w = Writer::new(file, &header, &key, &partial)?;
             w.frame(&Frame::Custody {
@@ -402,18 +393,13 @@ impl Engine {
                     bytes = 0;
                 }
             }
-            if count != store_entries {
-                return Err(Error::internal(
-                    "the store changed while writers were held: no backup was written",
-                ));
-            }
             if !chunk.is_empty() {
                 w.frame(&Frame::Entries(chunk))?;
             }
             w.frame(&Frame::End { entries: count })?;
-            w.finish()
+            Ok((w.finish()?, count))
         })();
-        let bytes = match written {
+        let (bytes, store_entries) = match written {
             Ok(bytes) => bytes,
             Err(e) => {
                 let _ = std::fs::remove_file(&partial);
@@ -890,7 +876,7 @@ fn restore(
                     store.apply(batch)?;
                 }
                 Some(Frame::End { entries }) => {
-                    if entries != count || count != header.store_entries {
+                    if entries != count {
                         return Err(Error::corrupt(format!(
                             "{name}: its end says {entries} entries, and {count} were read"
                         )));
