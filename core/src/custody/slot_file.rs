@@ -124,17 +124,33 @@ pub(super) fn take_lock(dir: &Path) -> Result<File> {
         .write(true)
         .open(&lock_path)
         .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
-    match lock.try_lock() {
-        Ok(()) => Ok(lock),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
-            ErrorKind::Locked,
-            format!(
-                "the vault at {} is open in another process or handle",
-                dir.parent().unwrap_or(dir).display()
-            ),
-        )),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(Error::io(format!("locking {}", lock_path.display()), e))
+    // Tried again for a moment before `Locked`: a lock is held by every
+    // descriptor of its open file, and a process this one forks holds a
+    // copy of each until it execs (closed on exec). A handle closed while
+    // another thread spawns a child may so hold the lock a little longer
+    // than the handle lived; without the retry an open right after a close
+    // failed now and then (CI saw it).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(lock),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::new(
+                    ErrorKind::Locked,
+                    format!(
+                        "the vault at {} is open in another process or handle",
+                        dir.parent().unwrap_or(dir).display()
+                    ),
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io(format!("locking {}", lock_path.display()), e))
+            }
         }
     }
 }
