@@ -14,8 +14,7 @@
 //! audit on). In-process figures beside them: durable puts from 1 and 16
 //! threads, gets from one thread.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -25,6 +24,7 @@ use hyper::Method;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use shredvault::postgres::Throwaway;
 use shredvault::{Error, ErrorKind, Policy, RecordId, RootKey, SubjectId, Vault, VaultOptions};
 
 const VALUE: usize = 1024;
@@ -66,186 +66,10 @@ where
     Ok(done as f64 / start.elapsed().as_secs_f64())
 }
 
-/// A throw-away PostgreSQL cluster.
-struct Pg {
-    bin: PathBuf,
-    data: PathBuf,
-    socket: PathBuf,
-    as_postgres: bool,
-}
-
-impl Pg {
-    fn command(&self, tool: &str) -> Command {
-        if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(self.bin.join(tool));
-            c
-        } else {
-            Command::new(self.bin.join(tool))
-        }
-    }
-
-    fn run(&self, tool: &str, args: &[&str]) -> Result<String, String> {
-        let out = self
-            .command(tool)
-            .args(args)
-            .output()
-            .map_err(|e| format!("{tool}: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "{tool} {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).to_string())
-    }
-
-    /// Starts one in `dir`, or says why not.
-    fn start(dir: &Path) -> Result<Pg, String> {
-        let bin = pg_bindir().ok_or("no PostgreSQL binaries (initdb, pg_ctl, pgbench) found")?;
-        let as_postgres = is_root();
-        let base = dir.join("pg");
-        std::fs::create_dir_all(&base).map_err(|e| e.to_string())?;
-        if as_postgres {
-            // initdb refuses to run as root: the cluster is postgres's.
-            let ok = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&base)
-                .status()
-                .map_err(|e| e.to_string())?
-                .success();
-            let ok = ok
-                && Command::new("chmod")
-                    .arg("755")
-                    .arg(dir)
-                    .status()
-                    .map_err(|e| e.to_string())?
-                    .success();
-            if !ok {
-                return Err("could not give the cluster's directory to postgres".into());
-            }
-        }
-        let pg = Pg {
-            bin,
-            data: base.join("data"),
-            socket: base.clone(),
-            as_postgres,
-        };
-        let data = pg.data.display().to_string();
-        pg.run(
-            "initdb",
-            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
-        )?;
-        let opts = format!(
-            "-k {} -c listen_addresses='' -c fsync=on -c synchronous_commit=on -c max_connections=64",
-            pg.socket.display()
-        );
-        let log = base.join("log").display().to_string();
-        pg.run(
-            "pg_ctl",
-            &["-D", &data, "-o", &opts, "-l", &log, "-w", "start"],
-        )?;
-        Ok(pg)
-    }
-
-    fn psql(&self, sql: &str) -> Result<String, String> {
-        let out = Command::new(self.bin.join("psql"))
-            .args([
-                "-h",
-                &self.socket.display().to_string(),
-                "-U",
-                "postgres",
-                "-q",
-                "-c",
-                sql,
-            ])
-            .output()
-            .map_err(|e| format!("psql: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "psql: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).to_string())
-    }
-
-    /// pgbench's transactions per second for `script`.
-    fn pgbench(&self, script: &Path, clients: usize, secs: u64) -> Result<f64, String> {
-        let out = Command::new(self.bin.join("pgbench"))
-            .args([
-                "-n",
-                "-h",
-                &self.socket.display().to_string(),
-                "-U",
-                "postgres",
-            ])
-            .args([
-                "-c",
-                &clients.to_string(),
-                "-j",
-                &clients.min(2).to_string(),
-            ])
-            .args(["-T", &secs.to_string(), "-f", &script.display().to_string()])
-            .arg("postgres")
-            .output()
-            .map_err(|e| format!("pgbench: {e}"))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix("tps = ")
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .and_then(|n| n.parse::<f64>().ok())
-            })
-            .ok_or_else(|| {
-                format!(
-                    "pgbench gave no rate: {} {}",
-                    text.trim(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )
-            })
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        let data = self.data.display().to_string();
-        let _ = self.run("pg_ctl", &["-D", &data, "-m", "immediate", "stop"]);
-    }
-}
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
-}
-
-fn pg_bindir() -> Option<PathBuf> {
-    let has = |dir: &Path| {
-        ["initdb", "pg_ctl", "pgbench", "psql"]
-            .iter()
-            .all(|t| dir.join(t).exists())
-    };
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if has(&dir) {
-            return Some(dir);
-        }
-    }
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .flatten()
-        .map(|e| e.path().join("bin"))
-        .filter(|d| has(d))
-        .collect();
-    found.sort();
-    found.pop()
-}
-
 /// The PostgreSQL figures: (insert/s from 1 and 16 clients, select/s
 /// from 1 and 16), or why there are none.
 fn postgres(dir: &Path, secs: u64) -> Result<[f64; 4], String> {
-    let pg = Pg::start(dir)?;
+    let pg = Throwaway::start(dir)?;
     let rows = 20_000;
     pg.psql("CREATE TABLE kv (id bigserial PRIMARY KEY, v bytea NOT NULL)")?;
     pg.psql(&format!(

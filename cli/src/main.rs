@@ -116,6 +116,14 @@ enum Command {
         /// sensitive, not extractable).
         #[arg(long, requires = "root_key")]
         create_key: bool,
+        /// Keep the records in this PostgreSQL database (postgres://... or
+        /// "host=... dbname=..."; one vault per schema, chosen with
+        /// options=-csearch_path=...) instead of VAULT/data. VAULT keeps
+        /// the keys and remembers the database (VAULT/store, 0600): every
+        /// command finds it there. A password is best left out of it and
+        /// given in PGPASSWORD.
+        #[arg(long, value_name = "CONNINFO")]
+        store: Option<String>,
     },
     /// Create or find data subjects.
     #[command(subcommand)]
@@ -373,6 +381,10 @@ enum Command {
         /// of each erasure, and at shutdown): put it off the machine.
         #[arg(long, value_name = "FILE")]
         ledger_export: Option<PathBuf>,
+        /// The PostgreSQL database the vault keeps its records in (see
+        /// `init --store`): checked against the one VAULT names.
+        #[arg(long, value_name = "CONNINFO")]
+        store: Option<String>,
     },
     /// Run the whole story on ./shredvault-demo and print what it did.
     Demo,
@@ -605,6 +617,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             vault,
             policy,
             create_key,
+            store,
         } => {
             if vault.join("keys").join("keystore").exists() {
                 return Err(Error::new(
@@ -621,7 +634,11 @@ fn run(cli: Cli) -> Result<(), Error> {
                 }
                 _ => root_key(key_file)?,
             };
-            let v = Vault::open(&vault, &root, Some(policy))?;
+            let options = shredvault::VaultOptions {
+                store,
+                ..Default::default()
+            };
+            let v = Vault::open_with(&vault, &root, Some(policy), options)?;
             eprintln!("created vault {} at {}", v.vault_id(), vault.display());
             v.close()
         }
@@ -1139,6 +1156,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             max_connections,
             max_body,
             ledger_export,
+            store,
         } => {
             let tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => Some(shredvault_server::TlsFiles {
@@ -1157,6 +1175,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                 &clients,
                 (max_connections, max_body),
                 ledger_export,
+                store,
             )
         }
         Command::Bench {
@@ -1562,6 +1581,7 @@ fn serve(
     clients: &Path,
     (max_connections, max_body): (usize, usize),
     ledger_export: Option<PathBuf>,
+    store: Option<String>,
 ) -> Result<(), Error> {
     use shredvault_server::{Clients, Listen, ServeOptions};
     let listen = listen
@@ -1569,7 +1589,7 @@ fn serve(
         .map(|l| Listen::parse(l))
         .collect::<Result<Vec<_>, _>>()?;
     let clients = Clients::load(clients)?;
-    let v = open(vault, key_file, actor, true)?;
+    let v = open_in(vault, key_file, actor, true, store)?;
     let mut options = ServeOptions::new(listen.clone(), clients);
     options.max_connections = max_connections;
     options.max_body = max_body;
@@ -1620,6 +1640,17 @@ fn io_error(path: &Path, e: std::io::Error) -> Error {
 /// Opens an existing vault (never creates one: that is `init`'s job), and
 /// prints what the open warns of on stderr.
 fn open(vault: &Path, key_file: KeySource, actor: &str, privileged: bool) -> Result<Vault, Error> {
+    open_in(vault, key_file, actor, privileged, None)
+}
+
+/// [`open`], naming the vault's store (checked against the one it has).
+fn open_in(
+    vault: &Path,
+    key_file: KeySource,
+    actor: &str,
+    privileged: bool,
+    store: Option<String>,
+) -> Result<Vault, Error> {
     if !vault.join("keys").join("keystore").exists() {
         return Err(Error::new(
             ErrorKind::NotFound,
@@ -1632,6 +1663,7 @@ fn open(vault: &Path, key_file: KeySource, actor: &str, privileged: bool) -> Res
     let options = shredvault::VaultOptions {
         actor: Some(actor.to_string()),
         privileged,
+        store,
         ..Default::default()
     };
     let v = Vault::open_with(vault, &root_key(key_file)?, None, options)?;

@@ -48,6 +48,12 @@ pub mod json;
 mod layout;
 mod options;
 pub mod policy;
+/// PostgreSQL (feature `postgres`): a throw-away cluster from the installed
+/// binaries, for tests and `shredvault bench`.
+#[cfg(feature = "postgres")]
+pub mod postgres {
+    pub use crate::store::postgres::throwaway::{for_tests, fresh_schema, schema_of, Throwaway};
+}
 mod receipt;
 pub mod retention;
 mod store;

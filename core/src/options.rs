@@ -60,6 +60,12 @@ pub struct VaultOptions {
     /// and any the policy marks `privileged = true`), and read the
     /// identifiers and state of restricted subjects.
     pub privileged: bool,
+    /// Where the records live. `None`: in the vault directory's `data/`
+    /// (sled, the embedded default). `Some(conninfo)`: in that PostgreSQL
+    /// database (`postgres://...` or `host=... dbname=...`; feature
+    /// `postgres`), one vault per schema; the vault directory then holds
+    /// the keys (`keys/`) only. See `store::postgres`.
+    pub store: Option<String>,
 }
 
 impl std::fmt::Debug for VaultOptions {
@@ -69,6 +75,7 @@ impl std::fmt::Debug for VaultOptions {
             .field("clock", &self.clock.as_ref().map(|_| "custom"))
             .field("actor", &self.actor)
             .field("privileged", &self.privileged)
+            .field("store", &self.store.as_ref().map(|_| "postgres"))
             .finish()
     }
 }

@@ -13,10 +13,14 @@ use crate::error::Result;
 
 #[cfg(any(test, feature = "fuzzing"))]
 mod memory;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 pub(crate) mod sled_store;
 
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use self::memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub(crate) use self::postgres::PgStore;
 pub(crate) use self::sled_store::SledStore;
 
 /// A stored value, borrowed from the store where it can be (a sled read
@@ -27,13 +31,19 @@ pub(crate) struct Value(Repr);
 #[derive(Clone)]
 enum Repr {
     Sled(sled_store::SledValue),
-    /// Bytes a store holds as an `Arc` (the memory store).
-    #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+    /// Bytes a store holds as an `Arc` (the memory and PostgreSQL stores).
+    #[cfg_attr(
+        not(any(test, feature = "fuzzing", feature = "postgres")),
+        allow(dead_code)
+    )]
     Shared(Arc<[u8]>),
 }
 
 impl Value {
-    #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(test, feature = "fuzzing", feature = "postgres")),
+        allow(dead_code)
+    )]
     pub fn from_shared(bytes: Arc<[u8]>) -> Value {
         Value(Repr::Shared(bytes))
     }

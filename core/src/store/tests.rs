@@ -272,3 +272,42 @@ fn reopen_sled(path: &std::path::Path) -> SledStore {
         }
     }
 }
+
+#[cfg(feature = "postgres")]
+#[test]
+fn the_postgres_store_keeps_the_contract() {
+    use super::PgStore;
+    use crate::postgres::{for_tests, fresh_schema};
+    let Some(pg) = for_tests() else { return };
+    contract(&|| {
+        let url = fresh_schema(pg, "contract");
+        Box::new(move || Arc::new(PgStore::open(&url).unwrap()) as Arc<dyn Store>)
+    });
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn a_postgres_store_is_one_process_s_and_its_errors_are_clean() {
+    use super::PgStore;
+    use crate::error::ErrorKind;
+    use crate::postgres::{for_tests, fresh_schema};
+    let Some(pg) = for_tests() else { return };
+    let url = fresh_schema(pg, "locked");
+    let first = PgStore::open(&url).unwrap();
+    let e = PgStore::open(&url).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Locked, "{e}");
+    drop(first);
+    let again = PgStore::open(&url).unwrap();
+    // Another schema is another vault: no lock shared.
+    let other = PgStore::open(&fresh_schema(pg, "locked")).unwrap();
+    drop((again, other));
+    // Nothing listening: Io, naming the database but never a password.
+    let e = PgStore::open("host=/nonexistent-dir user=sv password=hunter2 dbname=v")
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    let e = PgStore::open("postgres://sv:hunter2@/v?host=/nonexistent-dir").unwrap_err();
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    let e = PgStore::open("not a connection string =").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+}

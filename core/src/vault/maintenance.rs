@@ -23,7 +23,6 @@ use crate::layout::{
 };
 use crate::policy::Policy;
 use crate::store::sled_store::compact;
-use crate::store::Store;
 use crate::types::{CompactReport, Stats};
 
 use super::audited::{Commit, Op};
@@ -167,6 +166,13 @@ impl Vault {
         // Holds the vault's lock (no handle can open meanwhile) and checks
         // the root key.
         let custody = SlotFileCustody::open(&keys_dir, root, crypto::random_array()?)?;
+        if vault_dir.join("store").exists() {
+            // Records in PostgreSQL: its VACUUM, as a served vault's
+            // compaction runs it.
+            let report = super::open::existing_store(vault_dir)?.compact_live();
+            drop(custody);
+            return report;
+        }
         let data_dir = vault_dir.join("data");
         let check_meta = |meta: Option<&[u8]>| -> Result<()> {
             let Some(bytes) = meta else {
@@ -222,7 +228,7 @@ impl Vault {
             ));
         }
         let custody = SlotFileCustody::open(&keys_dir, root, crypto::random_array()?)?;
-        let store = crate::store::SledStore::open(vault_dir)?;
+        let store = super::open::existing_store(vault_dir)?;
         let stored = match store.get(&Key::StoreMark.encode())? {
             Some(bytes) => codec::decode::<u64>(&bytes, "store mark")?,
             None => 0,
@@ -316,10 +322,10 @@ impl Engine {
 /// keys are `root`: a key the restore of that backup needs.
 fn backup_needs(vault: &Path, root: &crate::crypto::RootSecrets) -> Result<Option<String>> {
     let made_under = crate::custody::key_check_test(&vault.join("keys"), root)?;
-    if !vault.join("data").join("db").exists() {
+    if !vault.join("data").join("db").exists() && !vault.join("store").exists() {
         return Ok(None);
     }
-    let store = crate::store::SledStore::open(vault)?;
+    let store = super::open::existing_store(vault)?;
     let now = crate::options::system_clock()();
     for item in store.scan(&Prefix::Backups.encode(), &Prefix::Backups.encode()) {
         let (k, v) = item?;

@@ -145,11 +145,12 @@ pub(super) fn open_dir(
         ));
     }
     crate::fsmode::create_private_dir_durably(root_dir)?;
+    let store_at = store_location(root_dir, options.store.as_deref(), exists)?;
     let custody = SlotFileCustody::open(&keys_dir, root, crypto::random_array()?)?;
-    let store = SledStore::open(root_dir)?;
+    let store = open_store(root_dir, store_at.as_deref())?;
     let vault = Engine::start(
         root_dir.to_path_buf(),
-        Arc::new(store),
+        store,
         Box::new(custody),
         policy,
         options,
@@ -157,6 +158,70 @@ pub(super) fn open_dir(
     *super::lock(&vault.engine.root_name) = Some(root.public_name());
     *super::lock(&vault.engine.token) = root.token_uri().cloned();
     Ok(vault)
+}
+
+/// The file in a vault directory naming the database its records live in
+/// (absent: `data/`, sled).
+const STORE_FILE: &str = "store";
+
+/// Where the vault at `root_dir` keeps its records: `None` for `data/`,
+/// else the connection string its `store` file holds. A vault made with
+/// `store` given writes that file (0600, durably) before its keys exist,
+/// so every later open, by any tool, finds its records without being told;
+/// an open naming another store than the vault's is refused.
+fn store_location(root_dir: &Path, wanted: Option<&str>, exists: bool) -> Result<Option<String>> {
+    let path = root_dir.join(STORE_FILE);
+    let recorded = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(text.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    match (recorded, wanted) {
+        (Some(have), Some(want)) if have != want.trim() => Err(Error::invalid(format!(
+            "the vault at {} keeps its records in another database than the one given (see {})",
+            root_dir.display(),
+            path.display()
+        ))),
+        (Some(have), _) => Ok(Some(have)),
+        (None, None) => Ok(None),
+        (None, Some(_)) if exists => Err(Error::invalid(format!(
+            "the vault at {} keeps its records in its data/ directory, not in a database",
+            root_dir.display()
+        ))),
+        (None, Some(want)) => {
+            use std::io::Write;
+            let want = want.trim().to_string();
+            let tmp = root_dir.join("store.new");
+            let mut f = crate::fsmode::create_private_file(&tmp)?;
+            f.write_all(want.as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+            std::fs::rename(&tmp, &path)
+                .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+            crate::fsmode::sync_parent(&path)?;
+            Ok(Some(want))
+        }
+    }
+}
+
+/// The store of the existing vault at `root_dir` (its `store` file's, or
+/// `data/`), for tools that work on a closed vault.
+pub(super) fn existing_store(root_dir: &Path) -> Result<Arc<dyn Store>> {
+    open_store(root_dir, store_location(root_dir, None, true)?.as_deref())
+}
+
+/// The store at `location` (see [`store_location`]): sled in
+/// `root_dir/data`, or PostgreSQL.
+fn open_store(root_dir: &Path, location: Option<&str>) -> Result<Arc<dyn Store>> {
+    match location {
+        None => Ok(Arc::new(SledStore::open(root_dir)?)),
+        #[cfg(feature = "postgres")]
+        Some(url) => Ok(Arc::new(crate::store::PgStore::open(url)?)),
+        #[cfg(not(feature = "postgres"))]
+        Some(_) => Err(Error::invalid(
+            "this vault keeps its records in PostgreSQL, and this build has no PostgreSQL store (the `postgres` feature)",
+        )),
+    }
 }
 
 /// An actor label is 1 to 64 letters, digits or `_.:-`: never personal data.

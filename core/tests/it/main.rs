@@ -14,6 +14,7 @@ mod hardening;
 mod hsm;
 mod journal;
 mod policy_rows;
+mod postgres;
 mod powerloss;
 mod races;
 mod retention;

@@ -1,0 +1,540 @@
+//! [`PgStore`]: the store in a PostgreSQL database (feature `postgres`),
+//! for a vault whose records live in PostgreSQL rather than in `data/`
+//! (`VaultOptions::store`, `serve --store postgres://...`).
+//!
+//! # Layout
+//!
+//! One table in the connection's schema (`search_path`; one vault per
+//! schema):
+//!
+//! ```sql
+//! CREATE TABLE shredvault_entries (k bytea PRIMARY KEY, v bytea NOT NULL)
+//! ```
+//!
+//! holding exactly the keys and values the sled store holds (`layout`):
+//! ciphertext, ids and names, never key material (the keys stay in the
+//! custody, `keys/` or the token). `bytea` compares as the store contract
+//! orders keys (byte by byte, shorter first on a common prefix), so the
+//! primary key's index serves point reads, ordered scans and `last`.
+//!
+//! # The contract, statement by statement
+//!
+//! - **Single writes** are one statement each, committed on their own;
+//!   `insert_new` is `INSERT ... ON CONFLICT DO NOTHING` (the row count says
+//!   who won: the unique index decides between racing callers).
+//! - **Batches** are one transaction: readers under READ COMMITTED see all
+//!   of it or none of it, and a crash keeps all or none.
+//! - **Scans** read pages of [`PAGE`] rows by key range, each page one
+//!   statement starting just past the last key returned: in order, not a
+//!   snapshot (what the contract allows), and an entry nobody touched is
+//!   never skipped.
+//! - **The durable point is a commit**: every connection runs with
+//!   `synchronous_commit = on`, so a write is durable when its statement
+//!   returns. `sync` and `persist` have nothing left to flush: they run
+//!   `seal` (its writes commit as they are made) and return. Commits replay
+//!   from the WAL in commit order, which is the contract's prefix rule.
+//!   `recover` has nothing to hand back.
+//! - **One process**: the store holds a session advisory lock, keyed by
+//!   the schema, on a connection of its own for its whole life; a second
+//!   process opening the same schema gets `Locked`, as with sled's file
+//!   lock. (A vault caches state in its process, the audit chain's head
+//!   among it; several nodes on one database need that state shared first:
+//!   issue 19's cluster, not built yet.)
+//! - **Errors**: a server or connection failure is `Io`; PostgreSQL's
+//!   `data_corrupted` and `index_corrupted` are `Corrupt`. Messages carry
+//!   no stored bytes.
+//!
+//! # Threads
+//!
+//! The connections' I/O runs on a small tokio runtime the store owns; the
+//! calls block their caller on the client's futures (which need no runtime
+//! of their own), so the store works the same from a plain thread, from a
+//! server's blocking pool or from a test.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use tokio_postgres::{Client, NoTls, Statement};
+
+use super::{Batch, Entries, Entry, Recovered, Store, Value};
+use crate::crypto::SecretKey;
+use crate::error::{Error, ErrorKind, Result};
+
+pub mod throwaway;
+
+/// Rows a scan reads per statement.
+const PAGE: i64 = 256;
+
+/// Idle connections kept for reuse.
+const IDLE: usize = 32;
+
+const TABLE: &str = "shredvault_entries";
+
+/// The statements every connection prepares once.
+struct Prepared {
+    get: Statement,
+    upsert: Statement,
+    insert_new: Statement,
+    remove: Statement,
+    page: Statement,
+    page_open: Statement,
+    last: Statement,
+    last_open: Statement,
+}
+
+struct Conn {
+    client: Client,
+    st: Prepared,
+}
+
+struct Inner {
+    config: tokio_postgres::Config,
+    /// Taken only by `drop`, which shuts it down without waiting (a
+    /// runtime may not be dropped on a thread that runs async code).
+    runtime: Option<tokio::runtime::Runtime>,
+    idle: Mutex<Vec<Conn>>,
+    /// The connection holding the advisory lock (never used for anything
+    /// else; dropped with the store, which releases the lock).
+    lock: Client,
+    /// What the store names in messages: the URL without its password.
+    name: String,
+}
+
+/// The store over PostgreSQL. See the module doc.
+#[derive(Clone)]
+pub(crate) struct PgStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("database", &self.inner.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A `postgres://` URL or `key=value` connection string, for messages:
+/// its password left out.
+fn describe(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((auth, host)) = rest.split_once('@') {
+            let user = auth.split(':').next().unwrap_or("");
+            return format!("{scheme}://{user}@{host}");
+        }
+        return url.to_string();
+    }
+    url.split_whitespace()
+        .filter(|kv| !kv.starts_with("password="))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn pg_error(name: &str, doing: &str, e: tokio_postgres::Error) -> Error {
+    use tokio_postgres::error::SqlState;
+    let kind = match e.code() {
+        Some(c) if *c == SqlState::DATA_CORRUPTED || *c == SqlState::INDEX_CORRUPTED => {
+            ErrorKind::Corrupt
+        }
+        _ => ErrorKind::Io,
+    };
+    // A server error's own text (never our values: they travel as
+    // parameters and PostgreSQL does not echo them in these statements).
+    let why = match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    };
+    Error::new(kind, format!("PostgreSQL {name}: {doing}: {why}"))
+}
+
+/// The smallest key above every key starting with `prefix`; `None` when
+/// there is none (an empty prefix, or all 0xff).
+fn upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut upper = prefix.to_vec();
+    while let Some(last) = upper.pop() {
+        if last < 0xff {
+            upper.push(last + 1);
+            return Some(upper);
+        }
+    }
+    None
+}
+
+impl PgStore {
+    /// Connects to the database `url` names (`postgres://...` or
+    /// `host=... dbname=...`; `PGPASSWORD` when it gives no password), creates the table if it is missing and takes
+    /// the schema's lock (`Locked` if another process holds it).
+    pub fn open(url: &str) -> Result<PgStore> {
+        let name = describe(url);
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+            Error::invalid(format!("{name} is not a PostgreSQL connection string: {e}"))
+        })?;
+        // As libpq does: a password left out of the string comes from the
+        // environment (the vault's `store` file then holds none).
+        if config.get_password().is_none() {
+            if let Some(pw) = std::env::var_os("PGPASSWORD") {
+                config.password(std::os::unix::ffi::OsStrExt::as_bytes(pw.as_os_str()));
+            }
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("shredvault-pg")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting the PostgreSQL client's runtime", e))?;
+        let lock = match lock_schema(&runtime, &config, &name) {
+            Ok(c) => c,
+            Err(e) => {
+                runtime.shutdown_background();
+                return Err(e);
+            }
+        };
+        Ok(PgStore {
+            inner: Arc::new(Inner {
+                config,
+                runtime: Some(runtime),
+                idle: Mutex::new(Vec::new()),
+                lock,
+                name,
+            }),
+        })
+    }
+}
+
+/// A connection holding the schema's lock, the table made if missing.
+fn lock_schema(
+    runtime: &tokio::runtime::Runtime,
+    config: &tokio_postgres::Config,
+    name: &str,
+) -> Result<Client> {
+    let lock = connect(runtime, config, name)?;
+    // The lock first: two processes making the table at once could race.
+    // Tried for a moment: a process killed while it held the lock keeps it
+    // until its server process sees the connection gone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let row = block(lock.query_one(
+            "SELECT pg_try_advisory_lock(hashtext('shredvault'), hashtext(current_schema()))",
+            &[],
+        ))
+        .map_err(|e| pg_error(name, "taking the vault's lock", e))?;
+        if row.get::<_, bool>(0) {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::new(
+                ErrorKind::Locked,
+                format!("the vault in {name} is open in another process"),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    block(lock.batch_execute(&format!(
+        "SET synchronous_commit = on;
+         CREATE TABLE IF NOT EXISTS {TABLE} (k bytea PRIMARY KEY, v bytea NOT NULL)"
+    )))
+    .map_err(|e| pg_error(name, "creating the vault's table", e))?;
+    Ok(lock)
+}
+
+/// Runs one of the client's futures to its end on this thread (the
+/// connection's I/O runs on the store's runtime).
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    futures_executor::block_on(f)
+}
+
+fn connect(
+    runtime: &tokio::runtime::Runtime,
+    config: &tokio_postgres::Config,
+    name: &str,
+) -> Result<Client> {
+    let config = config.clone();
+    let joined = block(runtime.spawn(async move {
+        let (client, connection) = config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            // Ends when the client is dropped or the server goes away; the
+            // client's next call then fails with `Io`.
+            let _ = connection.await;
+        });
+        Ok::<_, tokio_postgres::Error>(client)
+    }))
+    .map_err(|e| Error::new(ErrorKind::Io, format!("PostgreSQL {name}: {e}")))?;
+    joined.map_err(|e| pg_error(name, "connecting", e))
+}
+
+impl Inner {
+    fn fresh(&self) -> Result<Conn> {
+        let runtime = self.runtime.as_ref().expect("taken only by drop");
+        let client = connect(runtime, &self.config, &self.name)?;
+        let err = |e| pg_error(&self.name, "preparing statements", e);
+        block(client.batch_execute("SET synchronous_commit = on")).map_err(err)?;
+        let prep = |sql: &str| block(client.prepare(sql)).map_err(err);
+        let st = Prepared {
+            get: prep(&format!("SELECT v FROM {TABLE} WHERE k = $1"))?,
+            upsert: prep(&format!(
+                "INSERT INTO {TABLE} (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v"
+            ))?,
+            insert_new: prep(&format!(
+                "INSERT INTO {TABLE} (k, v) VALUES ($1, $2) ON CONFLICT (k) DO NOTHING"
+            ))?,
+            remove: prep(&format!("DELETE FROM {TABLE} WHERE k = $1"))?,
+            page: prep(&format!(
+                "SELECT k, v FROM {TABLE} WHERE k >= $1 AND k < $2 ORDER BY k LIMIT $3"
+            ))?,
+            page_open: prep(&format!(
+                "SELECT k, v FROM {TABLE} WHERE k >= $1 ORDER BY k LIMIT $2"
+            ))?,
+            last: prep(&format!(
+                "SELECT k, v FROM {TABLE} WHERE k >= $1 AND k < $2 ORDER BY k DESC LIMIT 1"
+            ))?,
+            last_open: prep(&format!(
+                "SELECT k, v FROM {TABLE} WHERE k >= $1 ORDER BY k DESC LIMIT 1"
+            ))?,
+        };
+        Ok(Conn { client, st })
+    }
+
+    /// Runs `f` on a connection of the pool (a new one if none is idle);
+    /// the connection goes back unless it broke.
+    fn with<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
+        let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut conn = match taken {
+            Some(c) if !c.client.is_closed() => c,
+            _ => self.fresh()?,
+        };
+        let out = f(&mut conn);
+        if !conn.client.is_closed() {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < IDLE {
+                idle.push(conn);
+            }
+        }
+        out
+    }
+
+    fn err(&self, doing: &'static str) -> impl Fn(tokio_postgres::Error) -> Error + '_ {
+        move |e| pg_error(&self.name, doing, e)
+    }
+
+    /// Up to [`PAGE`] entries from `from` (inclusive), below `upper`.
+    fn page(&self, from: &[u8], upper: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.with(|c| {
+            let rows = match upper {
+                Some(u) => block(c.client.query(&c.st.page, &[&from, &u, &PAGE])),
+                None => block(c.client.query(&c.st.page_open, &[&from, &PAGE])),
+            }
+            .map_err(self.err("scanning"))?;
+            Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Released before the store is gone, so an open right after this
+        // one's drop finds the schema free (closing the connection would
+        // release it too, but only once the server notices).
+        let _ = block(self.lock.batch_execute("SELECT pg_advisory_unlock_all()"));
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn value(bytes: Vec<u8>) -> Value {
+    Value::from_shared(Arc::from(bytes))
+}
+
+/// A scan: pages read as it goes. See the module doc.
+struct Scan {
+    inner: Arc<Inner>,
+    /// The next page starts here (inclusive); `None` once the range is
+    /// read.
+    from: Option<Vec<u8>>,
+    upper: Option<Vec<u8>>,
+    buffered: VecDeque<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Iterator for Scan {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        if self.buffered.is_empty() {
+            let from = self.from.take()?;
+            match self.inner.page(&from, self.upper.as_deref()) {
+                Ok(rows) => {
+                    if rows.len() as i64 == PAGE {
+                        // Just past the last key: the smallest key above it.
+                        let mut next = rows[rows.len() - 1].0.clone();
+                        next.push(0);
+                        self.from = Some(next);
+                    }
+                    self.buffered = rows.into();
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        let (k, v) = self.buffered.pop_front()?;
+        Some(Ok((value(k), value(v))))
+    }
+}
+
+impl Store for PgStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Value>> {
+        let inner = &self.inner;
+        inner.with(|c| {
+            let row = block(c.client.query_opt(&c.st.get, &[&key])).map_err(inner.err("reading"))?;
+            Ok(row.map(|r| value(r.get(0))))
+        })
+    }
+
+    fn insert(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let inner = &self.inner;
+        inner.with(|c| {
+            block(c.client.execute(&c.st.upsert, &[&key, &value])).map_err(inner.err("writing"))?;
+            Ok(())
+        })
+    }
+
+    fn insert_new(&self, key: &[u8], value: &[u8]) -> Result<bool> {
+        let inner = &self.inner;
+        inner.with(|c| {
+            let n = block(c.client.execute(&c.st.insert_new, &[&key, &value]))
+                .map_err(inner.err("writing"))?;
+            Ok(n == 1)
+        })
+    }
+
+    fn remove(&self, key: &[u8]) -> Result<()> {
+        let inner = &self.inner;
+        inner.with(|c| {
+            block(c.client.execute(&c.st.remove, &[&key])).map_err(inner.err("removing"))?;
+            Ok(())
+        })
+    }
+
+    fn apply(&self, batch: Batch) -> Result<()> {
+        let inner = &self.inner;
+        let writes = batch.into_writes();
+        if writes.is_empty() {
+            return Ok(());
+        }
+        inner.with(|c| {
+            let err = inner.err("applying a batch");
+            let tx = block(c.client.transaction()).map_err(&err)?;
+            for (k, v) in &writes {
+                match v {
+                    Some(v) => block(tx.execute(&c.st.upsert, &[k, v])),
+                    None => block(tx.execute(&c.st.remove, &[k])),
+                }
+                .map_err(&err)?;
+            }
+            block(tx.commit()).map_err(&err)
+        })
+    }
+
+    fn scan(&self, prefix: &[u8], from: &[u8]) -> Entries {
+        debug_assert!(from.starts_with(prefix));
+        Box::new(Scan {
+            inner: self.inner.clone(),
+            from: Some(from.to_vec()),
+            upper: upper_bound(prefix),
+            buffered: VecDeque::new(),
+        })
+    }
+
+    fn last(&self, prefix: &[u8]) -> Result<Option<Entry>> {
+        let inner = &self.inner;
+        let upper = upper_bound(prefix);
+        inner.with(|c| {
+            let row = match &upper {
+                Some(u) => block(c.client.query_opt(&c.st.last, &[&prefix, u])),
+                None => block(c.client.query_opt(&c.st.last_open, &[&prefix])),
+            }
+            .map_err(inner.err("reading the last entry"))?;
+            Ok(row.map(|r| (value(r.get(0)), value(r.get(1)))))
+        })
+    }
+
+    fn sync(&self, seal: &dyn Fn() -> Result<()>) -> Result<()> {
+        // Every write so far is committed, so durable; seal's writes commit
+        // as they are made.
+        seal()
+    }
+
+    fn persist(
+        &self,
+        _inserts: &[(&[u8], &[u8])],
+        _note: &[u8],
+        seal: &dyn Fn() -> Result<()>,
+    ) -> Result<()> {
+        // The inserts are committed already; the note (the put's audit
+        // entry) is written by seal, which commits it before this returns.
+        seal()
+    }
+
+    fn recover(&self, _key: SecretKey) -> Result<Recovered> {
+        Ok(Recovered::default())
+    }
+
+    fn size_on_disk(&self) -> u64 {
+        let inner = &self.inner;
+        inner
+            .with(|c| {
+                let row = block(c.client.query_one(
+                    &format!("SELECT pg_total_relation_size('{TABLE}')::bigint"),
+                    &[],
+                ))
+                .map_err(inner.err("measuring the table"))?;
+                Ok(row.get::<_, i64>(0).max(0) as u64)
+            })
+            .unwrap_or(0)
+    }
+
+    fn compact_live(&self) -> Result<crate::types::CompactReport> {
+        // VACUUM removes dead rows (a removed value's old versions) while
+        // reads and writes go on; it returns space to the table, not to
+        // the operating system (VACUUM FULL would, but locks the table for
+        // its whole run).
+        let before = self.size_on_disk();
+        let inner = &self.inner;
+        let entries = inner.with(|c| {
+            block(c.client.batch_execute(&format!("VACUUM {TABLE}")))
+                .map_err(inner.err("vacuuming"))?;
+            let row = block(c.client.query_one(&format!("SELECT count(*) FROM {TABLE}"), &[]))
+                .map_err(inner.err("counting"))?;
+            Ok(row.get::<_, i64>(0).max(0) as u64)
+        })?;
+        Ok(crate::types::CompactReport {
+            bytes_before: before,
+            bytes_after: self.size_on_disk(),
+            entries,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upper_bounds() {
+        assert_eq!(upper_bound(b"R"), Some(b"S".to_vec()));
+        assert_eq!(upper_bound(b"R\xff"), Some(b"S".to_vec()));
+        assert_eq!(upper_bound(b"R\x01\xff\xff"), Some(b"R\x02".to_vec()));
+        assert_eq!(upper_bound(b"\xff\xff"), None);
+        assert_eq!(upper_bound(b""), None);
+    }
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(
+            describe("postgres://sv:secret@db.example/vault"),
+            "postgres://sv@db.example/vault"
+        );
+        assert_eq!(
+            describe("host=/tmp user=sv password=secret dbname=v"),
+            "host=/tmp user=sv dbname=v"
+        );
+    }
+}

@@ -1,0 +1,310 @@
+//! A throw-away PostgreSQL cluster made from the installed binaries, for
+//! tests and `shredvault bench`: `initdb` and `pg_ctl` (as the `postgres`
+//! user when run as root: initdb refuses root), listening on a Unix socket
+//! in a directory of the caller's only (no TCP), fsync and synchronous
+//! commit on. Stopped (immediately) when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A throw-away PostgreSQL cluster.
+pub struct Throwaway {
+    bin: PathBuf,
+    data: PathBuf,
+    socket: PathBuf,
+    as_postgres: bool,
+}
+
+impl Throwaway {
+    fn command(&self, tool: &str) -> Command {
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join(tool));
+            c
+        } else {
+            Command::new(self.bin.join(tool))
+        }
+    }
+
+    pub fn run(&self, tool: &str, args: &[&str]) -> Result<String, String> {
+        let out = self
+            .command(tool)
+            .args(args)
+            .output()
+            .map_err(|e| format!("{tool}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{tool} {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
+    /// Starts one in `dir`, or says why not.
+    pub fn start(dir: &Path) -> Result<Throwaway, String> {
+        let bin = pg_bindir().ok_or("no PostgreSQL binaries (initdb, pg_ctl, pgbench) found")?;
+        let as_postgres = is_root();
+        let base = dir.join("pg");
+        std::fs::create_dir_all(&base).map_err(|e| e.to_string())?;
+        if as_postgres {
+            // initdb refuses to run as root: the cluster is postgres's.
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&base)
+                .status()
+                .map_err(|e| e.to_string())?
+                .success();
+            let ok = ok
+                && Command::new("chmod")
+                    .arg("755")
+                    .arg(dir)
+                    .status()
+                    .map_err(|e| e.to_string())?
+                    .success();
+            if !ok {
+                return Err("could not give the cluster's directory to postgres".into());
+            }
+        }
+        let pg = Throwaway {
+            bin,
+            data: base.join("data"),
+            socket: base.clone(),
+            as_postgres,
+        };
+        let data = pg.data.display().to_string();
+        pg.run(
+            "initdb",
+            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
+        )?;
+        let opts = format!(
+            "-k {} -c listen_addresses='' -c fsync=on -c synchronous_commit=on -c max_connections=200",
+            pg.socket.display()
+        );
+        let log = base.join("log").display().to_string();
+        pg.run(
+            "pg_ctl",
+            &["-D", &data, "-o", &opts, "-l", &log, "-w", "start"],
+        )?;
+        Ok(pg)
+    }
+
+    pub fn psql(&self, sql: &str) -> Result<String, String> {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                &self.socket.display().to_string(),
+                "-U",
+                "postgres",
+                "-q",
+                "-c",
+                sql,
+            ])
+            .output()
+            .map_err(|e| format!("psql: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "psql: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
+    /// pgbench's transactions per second for `script`.
+    pub fn pgbench(&self, script: &Path, clients: usize, secs: u64) -> Result<f64, String> {
+        let out = Command::new(self.bin.join("pgbench"))
+            .args([
+                "-n",
+                "-h",
+                &self.socket.display().to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args([
+                "-c",
+                &clients.to_string(),
+                "-j",
+                &clients.min(2).to_string(),
+            ])
+            .args(["-T", &secs.to_string(), "-f", &script.display().to_string()])
+            .arg("postgres")
+            .output()
+            .map_err(|e| format!("pgbench: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("tps = ")
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|n| n.parse::<f64>().ok())
+            })
+            .ok_or_else(|| {
+                format!(
+                    "pgbench gave no rate: {} {}",
+                    text.trim(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )
+            })
+    }
+}
+
+impl Drop for Throwaway {
+    fn drop(&mut self) {
+        let data = self.data.display().to_string();
+        let _ = self.run("pg_ctl", &["-D", &data, "-m", "immediate", "stop"]);
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+fn pg_bindir() -> Option<PathBuf> {
+    let has = |dir: &Path| {
+        ["initdb", "pg_ctl", "pgbench", "psql"]
+            .iter()
+            .all(|t| dir.join(t).exists())
+    };
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if has(&dir) {
+            return Some(dir);
+        }
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|d| has(d))
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+
+impl Throwaway {
+    /// A connection string for the cluster's `postgres` database.
+    pub fn url(&self) -> String {
+        self.url_for("postgres")
+    }
+
+    /// A connection string for database `db`.
+    pub fn url_for(&self, db: &str) -> String {
+        format!(
+            "host={} user=postgres dbname={db}",
+            self.socket.display()
+        )
+    }
+
+    /// Runs the SQL in `file` with psql (stops at the first error).
+    pub fn psql_file(&self, file: &Path) -> Result<String, String> {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-h", &self.socket.display().to_string(), "-U", "postgres"])
+            .args(["-q", "-v", "ON_ERROR_STOP=1", "-f"])
+            .arg(file)
+            .output()
+            .map_err(|e| format!("psql: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "psql: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
+    /// `pg_dump` of `schema` (plain SQL) into `file`.
+    pub fn dump(&self, schema: &str, file: &Path) -> Result<(), String> {
+        let out = Command::new(self.bin.join("pg_dump"))
+            .args(["-h", &self.socket.display().to_string(), "-U", "postgres"])
+            .args(["-n", schema, "-f"])
+            .arg(file)
+            .arg("postgres")
+            .output()
+            .map_err(|e| format!("pg_dump: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "pg_dump: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The directory the installed binaries are in (pg_dump, ...).
+    pub fn bindir(&self) -> &Path {
+        &self.bin
+    }
+
+    /// The cluster's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    /// The directory of its Unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket
+    }
+}
+
+/// One cluster for a test process, started at the first call in a
+/// temporary directory and stopped (and its directory removed) when the
+/// process exits. `None`, said on stderr, when the binaries are missing,
+/// unless `SV_REQUIRE_POSTGRES` is set (the test script sets it): then a
+/// missing or failing PostgreSQL fails the test.
+#[doc(hidden)]
+pub fn for_tests() -> Option<&'static Throwaway> {
+    static PG: std::sync::OnceLock<Option<Throwaway>> = std::sync::OnceLock::new();
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    extern "C" fn stop() {
+        if let Some(Some(pg)) = PG.get() {
+            let data = pg.data.display().to_string();
+            let _ = pg.run("pg_ctl", &["-D", &data, "-m", "immediate", "stop"]);
+        }
+        if let Some(dir) = DIR.get() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    PG.get_or_init(|| {
+        let required = std::env::var_os("SV_REQUIRE_POSTGRES").is_some();
+        if pg_bindir().is_none() && !required {
+            eprintln!("PostgreSQL is not installed: the PostgreSQL tests are not run");
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("shredvault-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a directory for the test cluster");
+        let _ = DIR.set(dir.clone());
+        // SAFETY: `stop` is a plain function that touches only the statics
+        // above; registering it has no other effect.
+        unsafe { libc::atexit(stop) };
+        match Throwaway::start(&dir) {
+            Ok(pg) => Some(pg),
+            Err(why) => panic!("a throw-away PostgreSQL did not start: {why}"),
+        }
+    })
+    .as_ref()
+}
+
+/// The schema a [`fresh_schema`] connection string names.
+#[doc(hidden)]
+pub fn schema_of(url: &str) -> &str {
+    url.rsplit("search_path=")
+        .next()
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or("")
+}
+
+/// A fresh schema in the test cluster and a connection string whose
+/// `search_path` is that schema: a store of its own.
+#[doc(hidden)]
+pub fn fresh_schema(pg: &Throwaway, label: &str) -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let schema = format!("{label}_{}_{n}", std::process::id());
+    pg.psql(&format!("CREATE SCHEMA {schema}"))
+        .expect("a schema in the test cluster");
+    format!("{} options='-c search_path={schema}'", pg.url())
+}
