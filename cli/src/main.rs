@@ -348,6 +348,12 @@ enum Command {
         /// With --server: seconds per figure.
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
+        /// With --server: the vault keeps its records in PostgreSQL:
+        /// `postgres` for a schema in the bench's own cluster (the one
+        /// pgbench drives, so both figures come from one PostgreSQL), or a
+        /// connection string (an empty schema of a database of yours).
+        #[arg(long, value_name = "CONNINFO", requires = "server")]
+        store: Option<String>,
     },
     /// Serve the vault to many processes over HTTP/JSON (the clients and
     /// their grants in --clients); runs until SIGTERM or SIGINT, then
@@ -1182,8 +1188,9 @@ fn run(cli: Cli) -> Result<(), Error> {
             json,
             server: true,
             seconds,
+            store,
             ..
-        } => bench_server::run(json, seconds.clamp(0.5, 600.0)),
+        } => bench_server::run(json, seconds.clamp(0.5, 600.0), store.as_deref()),
         Command::Bench { json, records, .. } => bench::run(bench::Options {
             records,
             json,

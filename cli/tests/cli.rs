@@ -1301,3 +1301,117 @@ fn disaster_recovery_from_a_backup_and_the_ledger() {
     let summary = ok(&sv(&["ledger", "verify", l, "--public-key", &public_key]));
     assert!(summary.contains("\"entries\""), "{summary}");
 }
+
+/// A vault whose records live in PostgreSQL, as an operator runs it: made
+/// with `init --store`, then every command finds the database through the
+/// vault directory; a backup of it restores (into a directory vault) with
+/// the erasures made since re-applied; `serve --store` naming another
+/// database is refused; `bench --server --store postgres` measures the
+/// served vault on the same PostgreSQL pgbench drives.
+#[test]
+fn an_operator_keeps_the_records_in_postgres() {
+    let Some(pg) = shredvault::postgres::for_tests() else {
+        return;
+    };
+    let url = shredvault::postgres::fresh_schema(pg, "cli");
+    let dir = tempfile::tempdir().unwrap();
+    let vault = dir.path().join("v").display().to_string();
+    ok(&sv(&[
+        "init",
+        &vault,
+        "--policy",
+        &policy(),
+        "--store",
+        &url,
+    ]));
+    assert!(!dir.path().join("v").join("data").exists());
+    let alice = ok(&sv(&[
+        "subject",
+        "create",
+        &vault,
+        "--identifier",
+        "email=alice.pgcli@example.com",
+    ]));
+    let bob = ok(&sv(&["subject", "create", &vault]));
+    let a = ok(&sv(&[
+        "put",
+        &vault,
+        &alice,
+        "usage_log",
+        "--data",
+        "alice's",
+    ]));
+    let b = ok(&sv(&["put", &vault, &bob, "account", "--data", "bob's"]));
+    assert_eq!(
+        ok(&sv(&["get", &vault, &b, "--purpose", "billing"])),
+        "bob's"
+    );
+    let backup = dir.path().join("v.backup");
+    ok(&sv(&["backup", &vault, backup.to_str().unwrap()]));
+    // After the backup: alice erased; the ledger exported.
+    ok(&sv(&["erase", &vault, &alice]));
+    fails(&sv(&["get", &vault, &a, "--purpose", "security"]), "Erased");
+    let ledger = dir.path().join("ledger.jsonl");
+    ok(&sv(&["ledger", "export", &vault, ledger.to_str().unwrap()]));
+    ok(&sv(&["audit", "verify", &vault]));
+    let restored = dir.path().join("restored").display().to_string();
+    ok(&sv(&[
+        "restore",
+        backup.to_str().unwrap(),
+        &restored,
+        "--ledger",
+        ledger.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        ok(&sv(&["get", &restored, &b, "--purpose", "billing"])),
+        "bob's"
+    );
+    fails(
+        &sv(&["get", &restored, &a, "--purpose", "security"]),
+        "Erased",
+    );
+    // serve checks the database it is given against the vault's.
+    let other = shredvault::postgres::fresh_schema(pg, "cli");
+    let clients = dir.path().join("clients.toml");
+    std::fs::write(
+        &clients,
+        "[clients.ops]\nunix_uid = 0\noperations = [\"read\"]\npurposes = [\"*\"]\ncategories = [\"*\"]\n",
+    )
+    .unwrap();
+    let socket = format!("unix:{}", dir.path().join("s.sock").display());
+    fails(
+        &sv(&[
+            "serve",
+            &vault,
+            "--listen",
+            &socket,
+            "--clients",
+            clients.to_str().unwrap(),
+            "--store",
+            &other,
+        ]),
+        "InvalidArgument",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_shredvault"))
+        .args([
+            "bench",
+            "--server",
+            "--store",
+            "postgres",
+            "--seconds",
+            "0.3",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["store"], "postgres", "{v}");
+    for key in ["server_get_vs_pg_select", "server_put_durable_vs_pg_insert"] {
+        assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {v}");
+    }
+}

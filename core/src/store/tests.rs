@@ -302,8 +302,7 @@ fn a_postgres_store_is_one_process_s_and_its_errors_are_clean() {
     let other = PgStore::open(&fresh_schema(pg, "locked")).unwrap();
     drop((again, other));
     // Nothing listening: Io, naming the database but never a password.
-    let e = PgStore::open("host=/nonexistent-dir user=sv password=hunter2 dbname=v")
-        .unwrap_err();
+    let e = PgStore::open("host=/nonexistent-dir user=sv password=hunter2 dbname=v").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Io, "{e}");
     assert!(!e.to_string().contains("hunter2"), "{e}");
     let e = PgStore::open("postgres://sv:hunter2@/v?host=/nonexistent-dir").unwrap_err();

@@ -39,7 +39,9 @@ fn a_vault_keeps_its_records_in_postgres_and_its_directory_remembers_where() {
     let alice = v
         .create_subject(&[("email", "alice.pg@example.com")])
         .unwrap();
-    let bob = v.create_subject(&[("email", "bob.pg@example.com")]).unwrap();
+    let bob = v
+        .create_subject(&[("email", "bob.pg@example.com")])
+        .unwrap();
     let a = v.put(&alice, "account", b"alice's account").unwrap();
     let b = v.put(&bob, "account", b"bob's account").unwrap();
     let b2 = v.put(&bob, "account", b"bob's second").unwrap();
@@ -61,7 +63,7 @@ fn a_vault_keeps_its_records_in_postgres_and_its_directory_remembers_where() {
     );
     assert_eq!(
         v.find_subject("email", "bob.pg@example.com").unwrap(),
-        Some(bob.clone())
+        Some(bob)
     );
     // The account is kept for its retention period (restricted), the
     // identifiers go at once.
@@ -70,17 +72,15 @@ fn a_vault_keeps_its_records_in_postgres_and_its_directory_remembers_where() {
         v.get(&a, "account_admin").unwrap_err().kind(),
         ErrorKind::Restricted
     );
-    assert_eq!(v.find_subject("email", "alice.pg@example.com").unwrap(), None);
+    assert_eq!(
+        v.find_subject("email", "alice.pg@example.com").unwrap(),
+        None
+    );
     v.verify_audit().unwrap();
     // Naming another store than the vault's is refused; so is a second
     // handle.
-    let e = Vault::open_with(
-        dir.path(),
-        &root(),
-        None,
-        on(&fresh_schema(pg, "other")),
-    )
-    .unwrap_err();
+    let e =
+        Vault::open_with(dir.path(), &root(), None, on(&fresh_schema(pg, "other"))).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
     assert_eq!(
         Vault::open(dir.path(), &root(), None).unwrap_err().kind(),
@@ -92,8 +92,14 @@ fn a_vault_keeps_its_records_in_postgres_and_its_directory_remembers_where() {
         v.get(&a, "account_admin").unwrap_err().kind(),
         ErrorKind::Restricted
     );
-    assert_eq!(v.find_subject("email", "alice.pg@example.com").unwrap(), None);
-    assert_eq!(&v.get(&b, "account_admin").unwrap().data[..], b"bob's account");
+    assert_eq!(
+        v.find_subject("email", "alice.pg@example.com").unwrap(),
+        None
+    );
+    assert_eq!(
+        &v.get(&b, "account_admin").unwrap().data[..],
+        b"bob's account"
+    );
     v.verify_audit().unwrap();
     // Offline compaction of a PostgreSQL vault is its VACUUM.
     drop(v);
@@ -116,13 +122,11 @@ fn two_vaults_never_share_one_schema() {
     let s = v.create_subject(&[]).unwrap();
     let r = v.put(&s, "account", b"the first vault's").unwrap();
     // While the first is open: the schema's lock.
-    let e = Vault::open_with(second.path(), &root(), Some(example_policy()), on(&url))
-        .unwrap_err();
+    let e = Vault::open_with(second.path(), &root(), Some(example_policy()), on(&url)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Locked, "{e}");
     drop(v);
     // Closed: the stored metadata names another vault.
-    let e = Vault::open_with(second.path(), &root(), Some(example_policy()), on(&url))
-        .unwrap_err();
+    let e = Vault::open_with(second.path(), &root(), Some(example_policy()), on(&url)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
     let v = Vault::open(first.path(), &root(), None).unwrap();
     assert_eq!(
@@ -141,7 +145,9 @@ fn no_plaintext_in_postgres_files_or_dumps_and_an_old_dump_brings_no_erased_subj
     let marker = b"PG-PLAINTEXT-MARKER-51c2e8";
     let email = "pg.marker.51c2e8@example.com";
     let alice = v.create_subject(&[("email", email)]).unwrap();
-    let bob = v.create_subject(&[("email", "pg.bob.51c2e8@example.com")]).unwrap();
+    let bob = v
+        .create_subject(&[("email", "pg.bob.51c2e8@example.com")])
+        .unwrap();
     let mut records = Vec::new();
     for i in 0..40 {
         let mut data = marker.to_vec();

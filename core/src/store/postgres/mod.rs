@@ -383,7 +383,8 @@ impl Store for PgStore {
     fn get(&self, key: &[u8]) -> Result<Option<Value>> {
         let inner = &self.inner;
         inner.with(|c| {
-            let row = block(c.client.query_opt(&c.st.get, &[&key])).map_err(inner.err("reading"))?;
+            let row =
+                block(c.client.query_opt(&c.st.get, &[&key])).map_err(inner.err("reading"))?;
             Ok(row.map(|r| value(r.get(0))))
         })
     }
@@ -501,8 +502,11 @@ impl Store for PgStore {
         let entries = inner.with(|c| {
             block(c.client.batch_execute(&format!("VACUUM {TABLE}")))
                 .map_err(inner.err("vacuuming"))?;
-            let row = block(c.client.query_one(&format!("SELECT count(*) FROM {TABLE}"), &[]))
-                .map_err(inner.err("counting"))?;
+            let row = block(
+                c.client
+                    .query_one(&format!("SELECT count(*) FROM {TABLE}"), &[]),
+            )
+            .map_err(inner.err("counting"))?;
             Ok(row.get::<_, i64>(0).max(0) as u64)
         })?;
         Ok(crate::types::CompactReport {

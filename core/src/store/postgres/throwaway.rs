@@ -183,7 +183,6 @@ fn pg_bindir() -> Option<PathBuf> {
     found.pop()
 }
 
-
 impl Throwaway {
     /// A connection string for the cluster's `postgres` database.
     pub fn url(&self) -> String {
@@ -192,10 +191,7 @@ impl Throwaway {
 
     /// A connection string for database `db`.
     pub fn url_for(&self, db: &str) -> String {
-        format!(
-            "host={} user=postgres dbname={db}",
-            self.socket.display()
-        )
+        format!("host={} user=postgres dbname={db}", self.socket.display())
     }
 
     /// Runs the SQL in `file` with psql (stops at the first error).
