@@ -28,12 +28,18 @@
 //!   statement starting just past the last key returned: in order, not a
 //!   snapshot (what the contract allows), and an entry nobody touched is
 //!   never skipped.
-//! - **The durable point is a commit**: every connection runs with
-//!   `synchronous_commit = on`, so a write is durable when its statement
-//!   returns. `sync` and `persist` have nothing left to flush: they run
-//!   `seal` (its writes commit as they are made) and return. Commits replay
-//!   from the WAL in commit order, which is the contract's prefix rule.
-//!   `recover` has nothing to hand back.
+//! - **The durable point is a synchronous commit.** Writes commit with
+//!   `synchronous_commit = off`: visible to every reader at once, durable
+//!   once the WAL is flushed past them. `sync` and `persist` run `seal`
+//!   (the vault's audit entries), then commit one small write with
+//!   `synchronous_commit = on` (a row per server process in
+//!   `shredvault_sync`): PostgreSQL flushes the WAL up to that commit,
+//!   which covers every commit made before it, on any connection. So a put
+//!   costs one WAL flush, shared by the puts flushing at the same moment
+//!   (PostgreSQL's group commit), not one per statement. This is the
+//!   contract's durability rule (nothing is promised durable before
+//!   `sync`/`persist`); commits replay from the WAL in commit order, which
+//!   is its prefix rule. `recover` has nothing to hand back.
 //! - **One process**: the store holds a session advisory lock, keyed by
 //!   the schema, on a connection of its own for its whole life; a second
 //!   process opening the same schema gets `Locked`, as with sled's file
@@ -69,6 +75,9 @@ const PAGE: i64 = 256;
 const IDLE: usize = 32;
 
 const TABLE: &str = "shredvault_entries";
+
+/// The durable points' rows (see the module doc).
+const SYNC_TABLE: &str = "shredvault_sync";
 
 /// The statements every connection prepares once.
 struct Prepared {
@@ -231,7 +240,8 @@ fn lock_schema(
     }
     block(lock.batch_execute(&format!(
         "SET synchronous_commit = on;
-         CREATE TABLE IF NOT EXISTS {TABLE} (k bytea PRIMARY KEY, v bytea NOT NULL)"
+         CREATE TABLE IF NOT EXISTS {TABLE} (k bytea PRIMARY KEY, v bytea NOT NULL);
+         CREATE TABLE IF NOT EXISTS {SYNC_TABLE} (pid integer PRIMARY KEY, n bigint NOT NULL)"
     )))
     .map_err(|e| pg_error(name, "creating the vault's table", e))?;
     Ok(lock)
@@ -267,7 +277,7 @@ impl Inner {
         let runtime = self.runtime.as_ref().expect("taken only by drop");
         let client = connect(runtime, &self.config, &self.name)?;
         let err = |e| pg_error(&self.name, "preparing statements", e);
-        block(client.batch_execute("SET synchronous_commit = on")).map_err(err)?;
+        block(client.batch_execute("SET synchronous_commit = off")).map_err(err)?;
         let prep = |sql: &str| block(client.prepare(sql)).map_err(err);
         let st = Prepared {
             get: prep(&format!("SELECT v FROM {TABLE} WHERE k = $1"))?,
@@ -310,6 +320,24 @@ impl Inner {
             }
         }
         out
+    }
+
+    /// The durable point: a synchronous commit after every commit made so
+    /// far (see the module doc).
+    fn flush(&self) -> Result<()> {
+        self.with(|c| {
+            block(c.client.batch_execute(&format!(
+                "BEGIN; SET LOCAL synchronous_commit = on;
+                 INSERT INTO {SYNC_TABLE} (pid, n) VALUES (pg_backend_pid(), 1)
+                 ON CONFLICT (pid) DO UPDATE SET n = {SYNC_TABLE}.n + 1;
+                 COMMIT"
+            )))
+            .map_err(|e| {
+                // Not left in an aborted transaction for the next user.
+                let _ = block(c.client.batch_execute("ROLLBACK"));
+                self.err("making writes durable")(e)
+            })
+        })
     }
 
     fn err(&self, doing: &'static str) -> impl Fn(tokio_postgres::Error) -> Error + '_ {
@@ -458,9 +486,8 @@ impl Store for PgStore {
     }
 
     fn sync(&self, seal: &dyn Fn() -> Result<()>) -> Result<()> {
-        // Every write so far is committed, so durable; seal's writes commit
-        // as they are made.
-        seal()
+        seal()?;
+        self.inner.flush()
     }
 
     fn persist(
@@ -469,9 +496,10 @@ impl Store for PgStore {
         _note: &[u8],
         seal: &dyn Fn() -> Result<()>,
     ) -> Result<()> {
-        // The inserts are committed already; the note (the put's audit
-        // entry) is written by seal, which commits it before this returns.
-        seal()
+        // The inserts are committed already; seal commits the note (the
+        // put's audit entry); the flush makes both durable.
+        seal()?;
+        self.inner.flush()
     }
 
     fn recover(&self, _key: SecretKey) -> Result<Recovered> {

@@ -77,15 +77,7 @@ impl Throwaway {
             "initdb",
             &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
         )?;
-        let opts = format!(
-            "-k {} -c listen_addresses='' -c fsync=on -c synchronous_commit=on -c max_connections=200",
-            pg.socket.display()
-        );
-        let log = base.join("log").display().to_string();
-        pg.run(
-            "pg_ctl",
-            &["-D", &data, "-o", &opts, "-l", &log, "-w", "start"],
-        )?;
+        pg.pg_start()?;
         Ok(pg)
     }
 
@@ -192,6 +184,30 @@ impl Throwaway {
     /// A connection string for database `db`.
     pub fn url_for(&self, db: &str) -> String {
         format!("host={} user=postgres dbname={db}", self.socket.display())
+    }
+
+    fn pg_start(&self) -> Result<(), String> {
+        let opts = format!(
+            "-k {} -c listen_addresses='' -c fsync=on -c synchronous_commit=on -c max_connections=200",
+            self.socket.display()
+        );
+        let data = self.data.display().to_string();
+        let log = self.socket.join("log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &["-D", &data, "-o", &opts, "-l", &log, "-w", "start"],
+        )?;
+        Ok(())
+    }
+
+    /// A crash of the server: stopped at once (`pg_ctl stop -m immediate`:
+    /// no checkpoint, shared memory and the WAL not yet written are lost,
+    /// as in a power cut of PostgreSQL alone), then started again (it
+    /// replays its WAL).
+    pub fn crash_and_restart(&self) -> Result<(), String> {
+        let data = self.data.display().to_string();
+        self.run("pg_ctl", &["-D", &data, "-m", "immediate", "stop"])?;
+        self.pg_start()
     }
 
     /// Runs the SQL in `file` with psql (stops at the first error).
