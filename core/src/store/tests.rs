@@ -116,7 +116,10 @@ fn batches_are_atomic_and_isolated(open: Opener) {
     // At least 2,000 batches, and on until the reader has read beside them
     // a while (on a loaded machine it may start late).
     let mut v = 0u64;
-    while v < 2_000 || (seen_by_writer.load(Ordering::Relaxed) < 1_000 && v < 10_000_000) {
+    // (A reader that failed ends the loop: its panic is the test's.)
+    while !reader.is_finished()
+        && (v < 2_000 || (seen_by_writer.load(Ordering::Relaxed) < 1_000 && v < 10_000_000))
+    {
         v += 1;
         let mut batch = Batch::default();
         batch.insert(b"A", v.to_be_bytes().to_vec());
@@ -230,6 +233,57 @@ fn a_live_compaction_keeps_every_write(open: &dyn Fn() -> Arc<dyn Store>) {
     assert!(s.get(&5u32.to_be_bytes()).unwrap().is_some());
 }
 
+/// Writers raising counters while readers read them: no read returns a
+/// value older than one a read had already returned (a store's cache must
+/// never hand back what a write replaced), and a removal is seen by every
+/// read that starts after it returned.
+fn reads_never_go_back(open: Opener) {
+    let s = open();
+    const KEYS: u32 = 4;
+    let done = AtomicBool::new(false);
+    let seen: Vec<std::sync::atomic::AtomicU64> = (0..KEYS)
+        .map(|_| std::sync::atomic::AtomicU64::new(0))
+        .collect();
+    std::thread::scope(|scope| {
+        for w in 0..KEYS {
+            let (s, done) = (&s, &done);
+            scope.spawn(move || {
+                let mut n = 1u64;
+                while !done.load(Ordering::SeqCst) {
+                    s.insert(&w.to_be_bytes(), &n.to_be_bytes()).unwrap();
+                    n += 1;
+                }
+            });
+        }
+        for _ in 0..3 {
+            let (s, done, seen) = (&s, &done, &seen);
+            scope.spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    for k in 0..KEYS {
+                        // What some read returned before this one began.
+                        let floor = seen[k as usize].load(Ordering::SeqCst);
+                        let Some(v) = s.get(&k.to_be_bytes()).unwrap() else {
+                            continue;
+                        };
+                        let v = u64::from_be_bytes(v[..].try_into().unwrap());
+                        if v < floor {
+                            done.store(true, Ordering::SeqCst);
+                            panic!("key {k}: read {v} after {floor}");
+                        }
+                        seen[k as usize].fetch_max(v, Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        done.store(true, Ordering::SeqCst);
+    });
+    for k in 0..KEYS {
+        s.remove(&k.to_be_bytes()).unwrap();
+        assert!(s.get(&k.to_be_bytes()).unwrap().is_none());
+    }
+}
+
 /// Gives a fresh store's opener (which reopens that same store).
 type Fresh<'a> = &'a dyn Fn() -> Box<dyn Fn() -> Arc<dyn Store>>;
 
@@ -240,6 +294,7 @@ fn contract(fresh: Fresh) {
     insert_new_has_one_winner(&*fresh());
     synced_and_persisted_writes_outlive_the_handle(&*fresh());
     a_live_compaction_keeps_every_write(&*fresh());
+    reads_never_go_back(&*fresh());
 }
 
 #[test]

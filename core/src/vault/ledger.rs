@@ -305,8 +305,8 @@ impl Vault {
             engine.make_durable()?;
             let head = engine.ledger.head();
             if from > head.next_seq {
-                return Err(Error::corrupt(format!(
-                    "the ledger file holds {from} entries and this vault's ledger {}: it is not this vault's ledger (or the vault was restored from a backup older than it: export to a new file)",
+                return Err(Error::invalid(format!(
+                    "the ledger holds {} entries: {from} is past its end",
                     head.next_seq
                 )));
             }
@@ -327,7 +327,16 @@ impl Vault {
     pub fn export_ledger(&self, path: impl AsRef<Path>) -> Result<LedgerExport> {
         let path = path.as_ref();
         let have = ledger_file_entries(path)?;
-        let piece = self.ledger_since(have.saturating_sub(1))?;
+        let piece = self.ledger_since(have.saturating_sub(1)).map_err(|e| {
+            if e.kind() == ErrorKind::InvalidArgument {
+                Error::corrupt(format!(
+                    "{} holds {have} entries, more than this vault's ledger: it is not this vault's ledger (or the vault was restored from a backup older than it: export to a new file)",
+                    path.display()
+                ))
+            } else {
+                e
+            }
+        })?;
         append_ledger(path, &piece)
     }
 }

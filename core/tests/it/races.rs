@@ -13,10 +13,26 @@ use shredvault::{Durability, ErrorKind, RecordId, SubjectId, Vault, VaultOptions
 
 #[test]
 fn erasure_is_final_under_concurrent_reads_writes_and_expiry() {
+    races(None);
+}
+
+/// The same on a vault whose records live in PostgreSQL: its store keeps
+/// a cache of point reads, which must never hand back what an erasure
+/// removed.
+#[test]
+fn erasure_is_final_under_concurrent_reads_writes_and_expiry_on_postgres() {
+    let Some(pg) = shredvault::postgres::for_tests() else {
+        return;
+    };
+    races(Some(shredvault::postgres::fresh_schema(pg, "races")));
+}
+
+fn races(store: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
     let opts = VaultOptions {
         durability: Durability::Batched,
         privileged: true,
+        store,
         ..Default::default()
     };
     let v = Arc::new(Vault::open_with(dir.path(), &root(), Some(example_policy()), opts).unwrap());

@@ -66,6 +66,7 @@ use super::{Batch, Entries, Entry, Recovered, Store, Value};
 use crate::crypto::SecretKey;
 use crate::error::{Error, ErrorKind, Result};
 
+mod cache;
 pub mod throwaway;
 
 /// Rows a scan reads per statement.
@@ -102,6 +103,9 @@ struct Inner {
     /// runtime may not be dropped on a thread that runs async code).
     runtime: Option<tokio::runtime::Runtime>,
     idle: Mutex<Vec<Conn>>,
+    /// Point reads kept in this process (see `cache`: coherent because
+    /// the schema is this process's alone).
+    cache: cache::Cache,
     /// The connection holding the advisory lock (never used for anything
     /// else; dropped with the store, which releases the lock).
     lock: Client,
@@ -203,6 +207,7 @@ impl PgStore {
                 config,
                 runtime: Some(runtime),
                 idle: Mutex::new(Vec::new()),
+                cache: cache::Cache::default(),
                 lock,
                 name,
             }),
@@ -322,6 +327,18 @@ impl Inner {
         out
     }
 
+    /// Runs the write `f` of `keys` between the cache's two marks (see
+    /// `cache`).
+    fn writing<'k, T, K>(&self, keys: K, f: impl FnOnce() -> Result<T>) -> Result<T>
+    where
+        K: IntoIterator<Item = &'k [u8]> + Clone,
+    {
+        self.cache.begin_write(keys.clone());
+        let out = f();
+        self.cache.end_write(keys);
+        out
+    }
+
     /// The durable point: a synchronous commit after every commit made so
     /// far (see the module doc).
     fn flush(&self) -> Result<()> {
@@ -410,35 +427,49 @@ impl Iterator for Scan {
 impl Store for PgStore {
     fn get(&self, key: &[u8]) -> Result<Option<Value>> {
         let inner = &self.inner;
-        inner.with(|c| {
-            let row =
-                block(c.client.query_opt(&c.st.get, &[&key])).map_err(inner.err("reading"))?;
-            Ok(row.map(|r| value(r.get(0))))
-        })
+        let missed = match inner.cache.get(key) {
+            Ok(v) => return Ok(Some(Value::from_shared(v))),
+            Err(missed) => missed,
+        };
+        let row = inner.with(|c| {
+            block(c.client.query_opt(&c.st.get, &[&key])).map_err(inner.err("reading"))
+        })?;
+        Ok(row.map(|r| {
+            let v: Arc<[u8]> = Arc::from(r.get::<_, Vec<u8>>(0));
+            inner.cache.fill(key, &v, missed);
+            Value::from_shared(v)
+        }))
     }
 
     fn insert(&self, key: &[u8], value: &[u8]) -> Result<()> {
         let inner = &self.inner;
-        inner.with(|c| {
-            block(c.client.execute(&c.st.upsert, &[&key, &value])).map_err(inner.err("writing"))?;
-            Ok(())
+        inner.writing([key], || {
+            inner.with(|c| {
+                block(c.client.execute(&c.st.upsert, &[&key, &value]))
+                    .map_err(inner.err("writing"))?;
+                Ok(())
+            })
         })
     }
 
     fn insert_new(&self, key: &[u8], value: &[u8]) -> Result<bool> {
         let inner = &self.inner;
-        inner.with(|c| {
-            let n = block(c.client.execute(&c.st.insert_new, &[&key, &value]))
-                .map_err(inner.err("writing"))?;
-            Ok(n == 1)
+        inner.writing([key], || {
+            inner.with(|c| {
+                let n = block(c.client.execute(&c.st.insert_new, &[&key, &value]))
+                    .map_err(inner.err("writing"))?;
+                Ok(n == 1)
+            })
         })
     }
 
     fn remove(&self, key: &[u8]) -> Result<()> {
         let inner = &self.inner;
-        inner.with(|c| {
-            block(c.client.execute(&c.st.remove, &[&key])).map_err(inner.err("removing"))?;
-            Ok(())
+        inner.writing([key], || {
+            inner.with(|c| {
+                block(c.client.execute(&c.st.remove, &[&key])).map_err(inner.err("removing"))?;
+                Ok(())
+            })
         })
     }
 
@@ -448,17 +479,19 @@ impl Store for PgStore {
         if writes.is_empty() {
             return Ok(());
         }
-        inner.with(|c| {
-            let err = inner.err("applying a batch");
-            let tx = block(c.client.transaction()).map_err(&err)?;
-            for (k, v) in &writes {
-                match v {
-                    Some(v) => block(tx.execute(&c.st.upsert, &[k, v])),
-                    None => block(tx.execute(&c.st.remove, &[k])),
+        inner.writing(writes.iter().map(|(k, _)| k.as_slice()), || {
+            inner.with(|c| {
+                let err = inner.err("applying a batch");
+                let tx = block(c.client.transaction()).map_err(&err)?;
+                for (k, v) in &writes {
+                    match v {
+                        Some(v) => block(tx.execute(&c.st.upsert, &[k, v])),
+                        None => block(tx.execute(&c.st.remove, &[k])),
+                    }
+                    .map_err(&err)?;
                 }
-                .map_err(&err)?;
-            }
-            block(tx.commit()).map_err(&err)
+                block(tx.commit()).map_err(&err)
+            })
         })
     }
 
