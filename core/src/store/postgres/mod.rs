@@ -30,16 +30,26 @@
 //!   never skipped.
 //! - **The durable point is a synchronous commit.** Writes commit with
 //!   `synchronous_commit = off`: visible to every reader at once, durable
-//!   once the WAL is flushed past them. `sync` and `persist` run `seal`
-//!   (the vault's audit entries), then commit one small write with
-//!   `synchronous_commit = on` (a row per server process in
-//!   `shredvault_sync`): PostgreSQL flushes the WAL up to that commit,
-//!   which covers every commit made before it, on any connection. So a put
-//!   costs one WAL flush, shared by the puts flushing at the same moment
-//!   (PostgreSQL's group commit), not one per statement. This is the
-//!   contract's durability rule (nothing is promised durable before
-//!   `sync`/`persist`); commits replay from the WAL in commit order, which
-//!   is its prefix rule. `recover` has nothing to hand back.
+//!   once the WAL is flushed past them. A synchronous commit flushes the
+//!   WAL up to itself, which covers every commit made before it, on any
+//!   connection: so each durable point is one synchronous commit, shared by
+//!   the writers flushing at the same moment (PostgreSQL's group commit).
+//!   Commits replay from the WAL in commit order: the contract's prefix
+//!   rule.
+//!   - `sync` runs `seal` (the vault's buffered audit entries), then one
+//!     synchronous transaction that also empties the journal below.
+//!   - `persist` (a put in `Immediate` mode) does not wait for the audit
+//!     log: its inserts are committed already, and its note (the put's
+//!     audit entry) goes into the journal table
+//!     `shredvault_journal (id bigserial, note bytea, mac bytea)` in one
+//!     synchronous transaction: one round trip, one shared flush, nothing
+//!     serialized between puts. `recover` hands back the journal's notes
+//!     (each authenticated: HMAC-SHA256 under the key `recover` is given),
+//!     and the vault re-applies the audit entries its chain lacks
+//!     (`vault::durability`); the inserts need no replay (the journal row's
+//!     flush made them durable). Every [`TRIM_EVERY`] persists, and at every
+//!     `sync`, the audit entries are sealed into the chain and the journal
+//!     rows they cover deleted.
 //! - **One process**: the store holds a session advisory lock, keyed by
 //!   the schema, on a connection of its own for its whole life; a second
 //!   process opening the same schema gets `Locked`, as with sled's file
@@ -80,6 +90,12 @@ const TABLE: &str = "shredvault_entries";
 /// The durable points' rows (see the module doc).
 const SYNC_TABLE: &str = "shredvault_sync";
 
+/// The persisted puts' notes (see the module doc).
+const JOURNAL: &str = "shredvault_journal";
+
+/// Persists between two trims of the journal.
+const TRIM_EVERY: u64 = 512;
+
 /// The statements every connection prepares once.
 struct Prepared {
     get: Statement,
@@ -106,6 +122,11 @@ struct Inner {
     /// Point reads kept in this process (see `cache`: coherent because
     /// the schema is this process's alone).
     cache: cache::Cache,
+    /// Authenticates the journal's notes: given by `recover`, which the
+    /// vault calls before any `persist`.
+    journal_key: Mutex<Option<SecretKey>>,
+    /// Persists since the journal was last trimmed.
+    persists: std::sync::atomic::AtomicU64,
     /// The connection holding the advisory lock (never used for anything
     /// else; dropped with the store, which releases the lock).
     lock: Client,
@@ -208,6 +229,8 @@ impl PgStore {
                 runtime: Some(runtime),
                 idle: Mutex::new(Vec::new()),
                 cache: cache::Cache::default(),
+                journal_key: Mutex::new(None),
+                persists: std::sync::atomic::AtomicU64::new(0),
                 lock,
                 name,
             }),
@@ -246,7 +269,8 @@ fn lock_schema(
     block(lock.batch_execute(&format!(
         "SET synchronous_commit = on;
          CREATE TABLE IF NOT EXISTS {TABLE} (k bytea PRIMARY KEY, v bytea NOT NULL);
-         CREATE TABLE IF NOT EXISTS {SYNC_TABLE} (pid integer PRIMARY KEY, n bigint NOT NULL)"
+         CREATE TABLE IF NOT EXISTS {SYNC_TABLE} (pid integer PRIMARY KEY, n bigint NOT NULL);
+         CREATE TABLE IF NOT EXISTS {JOURNAL} (id bigserial PRIMARY KEY, note bytea NOT NULL, mac bytea NOT NULL)"
     )))
     .map_err(|e| pg_error(name, "creating the vault's table", e))?;
     Ok(lock)
@@ -339,12 +363,26 @@ impl Inner {
         out
     }
 
+    /// The journal's last row id (0 when empty).
+    fn journal_end(&self) -> Result<i64> {
+        self.with(|c| {
+            let row = block(c.client.query_one(
+                &format!("SELECT coalesce(max(id), 0)::bigint FROM {JOURNAL}"),
+                &[],
+            ))
+            .map_err(self.err("reading the journal"))?;
+            Ok(row.get(0))
+        })
+    }
+
     /// The durable point: a synchronous commit after every commit made so
-    /// far (see the module doc).
-    fn flush(&self) -> Result<()> {
+    /// far (see the module doc), which also deletes the journal's rows up
+    /// to `upto`.
+    fn flush(&self, upto: i64) -> Result<()> {
         self.with(|c| {
             block(c.client.batch_execute(&format!(
                 "BEGIN; SET LOCAL synchronous_commit = on;
+                 DELETE FROM {JOURNAL} WHERE id <= {upto};
                  INSERT INTO {SYNC_TABLE} (pid, n) VALUES (pg_backend_pid(), 1)
                  ON CONFLICT (pid) DO UPDATE SET n = {SYNC_TABLE}.n + 1;
                  COMMIT"
@@ -519,24 +557,81 @@ impl Store for PgStore {
     }
 
     fn sync(&self, seal: &dyn Fn() -> Result<()>) -> Result<()> {
+        let inner = &self.inner;
+        // Rows up to here hold entries the vault buffered before it wrote
+        // them (it appends a put's entry, then persists it): seal writes
+        // them into the chain, so the rows can go.
+        let upto = inner.journal_end()?;
         seal()?;
-        self.inner.flush()
+        inner.flush(upto)
     }
 
     fn persist(
         &self,
         _inserts: &[(&[u8], &[u8])],
-        _note: &[u8],
+        note: &[u8],
         seal: &dyn Fn() -> Result<()>,
     ) -> Result<()> {
-        // The inserts are committed already; seal commits the note (the
-        // put's audit entry); the flush makes both durable.
-        seal()?;
-        self.inner.flush()
+        let inner = &self.inner;
+        let mac = {
+            let key = inner.journal_key.lock().unwrap_or_else(|e| e.into_inner());
+            let key = key.as_ref().ok_or_else(|| {
+                Error::internal("a put was persisted before the store's recovery")
+            })?;
+            crate::crypto::mac(key, &[b"shredvault pg journal v1", note])
+        };
+        // One round trip: the values as hex literals (only hex digits).
+        inner.with(|c| {
+            block(c.client.batch_execute(&format!(
+                "BEGIN; SET LOCAL synchronous_commit = on;
+                 INSERT INTO {JOURNAL} (note, mac) VALUES ('\\x{}', '\\x{}');
+                 COMMIT",
+                hex::encode(note),
+                hex::encode(mac)
+            )))
+            .map_err(|e| {
+                let _ = block(c.client.batch_execute("ROLLBACK"));
+                inner.err("journaling a put")(e)
+            })
+        })?;
+        let n = inner
+            .persists
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % TRIM_EVERY == TRIM_EVERY - 1 {
+            self.sync(seal)?;
+        }
+        Ok(())
     }
 
-    fn recover(&self, _key: SecretKey) -> Result<Recovered> {
-        Ok(Recovered::default())
+    fn recover(&self, key: SecretKey) -> Result<Recovered> {
+        let inner = &self.inner;
+        let rows = inner.with(|c| {
+            block(c.client.query(
+                &format!("SELECT id, note, mac FROM {JOURNAL} ORDER BY id"),
+                &[],
+            ))
+            .map_err(inner.err("reading the journal"))
+        })?;
+        let mut calls = Vec::with_capacity(rows.len());
+        let mut mark = 0u64;
+        for row in rows {
+            let id: i64 = row.get(0);
+            let note: Vec<u8> = row.get(1);
+            let mac: Vec<u8> = row.get(2);
+            if !crate::crypto::mac_matches(&key, &[b"shredvault pg journal v1", &note], &mac) {
+                return Err(Error::corrupt(format!(
+                    "PostgreSQL {}: journal row {id} does not authenticate (altered, or another vault's)",
+                    inner.name
+                )));
+            }
+            mark = id.max(0) as u64;
+            calls.push(crate::store::RecoveredCall {
+                inserts: Vec::new(),
+                note,
+            });
+        }
+        *inner.journal_key.lock().unwrap_or_else(|e| e.into_inner()) = Some(key);
+        Ok(Recovered { mark, calls })
     }
 
     fn size_on_disk(&self) -> u64 {
