@@ -1041,13 +1041,11 @@ fn the_demo_runs() {
     assert!(text.contains("Done."), "{text}");
 }
 
-/// `bench --server` runs end to end (short figures: the real run is an
-/// operator's, see docs/performance.md) and reports every figure, with
-/// PostgreSQL measured or the reason it was skipped.
-#[test]
-fn bench_server_reports_every_figure() {
+/// A bench run with `args` (`--json` among them): its JSON, once it exited
+/// cleanly.
+fn bench_json(args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_shredvault"))
-        .args(["bench", "--server", "--seconds", "0.5", "--json"])
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -1055,7 +1053,15 @@ fn bench_server_reports_every_figure() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `bench --server` runs end to end (short figures: the real run is an
+/// operator's, see docs/performance.md) and reports every figure, with
+/// PostgreSQL measured or the reason it was skipped.
+#[test]
+fn bench_server_reports_every_figure() {
+    let v = bench_json(&["bench", "--server", "--seconds", "0.5", "--json"]);
     for key in ["durable_put_16_vs_1", "server_get_vs_inprocess"] {
         assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {v}");
     }
@@ -1392,24 +1398,15 @@ fn an_operator_keeps_the_records_in_postgres() {
         ]),
         "InvalidArgument",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_shredvault"))
-        .args([
-            "bench",
-            "--server",
-            "--store",
-            "postgres",
-            "--seconds",
-            "0.3",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = bench_json(&[
+        "bench",
+        "--server",
+        "--store",
+        "postgres",
+        "--seconds",
+        "0.3",
+        "--json",
+    ]);
     assert_eq!(v["store"], "postgres", "{v}");
     for key in ["server_get_vs_pg_select", "server_put_durable_vs_pg_insert"] {
         assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {v}");

@@ -403,13 +403,7 @@ fn kill_rounds(dir: &std::path::Path, rounds: u64) {
         // An acknowledged put is durable with its audit entry (a put in
         // `Immediate` mode is durable through the put journal: its frame
         // holds the entry).
-        let put_ids: Vec<RecordId> = v
-            .audit_entries(None)
-            .unwrap()
-            .into_iter()
-            .filter(|e| e.op == "put" && e.outcome == "ok")
-            .filter_map(|e| e.record)
-            .collect();
+        let put_ids = logged_puts(&v);
         let logged: std::collections::HashSet<RecordId> = put_ids.iter().copied().collect();
         let logged_twice = put_ids.len() - logged.len();
         assert_eq!(logged_twice, 0, "round {round}: a put logged twice");

@@ -33,6 +33,23 @@ const MODULES: &[&str] = &[
     "/usr/local/lib/softhsm/libsofthsm2.so",
 ];
 
+/// A SoftHSM2 token directory in `dir` and the configuration naming it:
+/// (the directory, the configuration file).
+fn token_dir(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let tokens = dir.join("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    (tokens, conf)
+}
+
 /// A SoftHSM2 token for this test process, in a temporary directory.
 struct Hsm {
     _dir: tempfile::TempDir,
@@ -64,17 +81,7 @@ fn hsm() -> Option<&'static Hsm> {
             });
         }
         let dir = tempfile::tempdir().unwrap();
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir(&tokens).unwrap();
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .unwrap();
+        let (_, conf) = token_dir(dir.path());
         std::env::set_var("SOFTHSM2_CONF", &conf);
         let status = Command::new("softhsm2-util")
             .args(["--init-token", "--free", "--label", "shredvault"])
@@ -679,17 +686,7 @@ fn a_token_gone_before_a_rotation_leaves_the_vault_as_it_was() {
     // process sees: this process's SoftHSM2, shared by the tests running
     // beside this one, never lists a token whose files are then taken away.
     let own = tempfile::tempdir().unwrap();
-    let tokens = own.path().join("tokens");
-    std::fs::create_dir(&tokens).unwrap();
-    let conf = own.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
+    let (tokens, conf) = token_dir(own.path());
     let status = Command::new("softhsm2-util")
         .args(["--init-token", "--free", "--label", "removable"])
         .args(["--pin", "1234", "--so-pin", "5678"])

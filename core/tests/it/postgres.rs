@@ -241,13 +241,7 @@ fn a_postgres_crash_loses_no_acknowledged_put() {
         );
     }
     v.verify_audit().unwrap();
-    let logged: std::collections::HashSet<_> = v
-        .audit_entries(None)
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.op == "put" && e.outcome == "ok")
-        .filter_map(|e| e.record)
-        .collect();
+    let logged: std::collections::HashSet<_> = logged_puts(&v).into_iter().collect();
     for (r, _) in &acknowledged {
         assert!(
             logged.contains(r),

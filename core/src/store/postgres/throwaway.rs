@@ -27,18 +27,21 @@ impl Throwaway {
     }
 
     pub fn run(&self, tool: &str, args: &[&str]) -> Result<String, String> {
-        let out = self
-            .command(tool)
-            .args(args)
-            .output()
-            .map_err(|e| format!("{tool}: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "{tool} {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+        output(&format!("{tool} {args:?}"), self.command(tool).args(args))
+    }
+
+    /// A client tool (psql, pg_dump, pgbench) pointed at the cluster's
+    /// socket as the `postgres` user.
+    fn client(&self, tool: &str) -> Command {
+        let mut c = Command::new(self.bin.join(tool));
+        c.arg("-h").arg(&self.socket).args(["-U", "postgres"]);
+        c
+    }
+
+    /// Stops the server at once (no checkpoint).
+    fn stop_now(&self) -> Result<String, String> {
+        let data = self.data.display().to_string();
+        self.run("pg_ctl", &["-D", &data, "-m", "immediate", "stop"])
     }
 
     /// Starts one in `dir`, or says why not.
@@ -82,37 +85,14 @@ impl Throwaway {
     }
 
     pub fn psql(&self, sql: &str) -> Result<String, String> {
-        let out = Command::new(self.bin.join("psql"))
-            .args([
-                "-h",
-                &self.socket.display().to_string(),
-                "-U",
-                "postgres",
-                "-q",
-                "-c",
-                sql,
-            ])
-            .output()
-            .map_err(|e| format!("psql: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "psql: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+        output("psql", self.client("psql").args(["-q", "-c", sql]))
     }
 
     /// pgbench's transactions per second for `script`.
     pub fn pgbench(&self, script: &Path, clients: usize, secs: u64) -> Result<f64, String> {
-        let out = Command::new(self.bin.join("pgbench"))
-            .args([
-                "-n",
-                "-h",
-                &self.socket.display().to_string(),
-                "-U",
-                "postgres",
-            ])
+        let out = self
+            .client("pgbench")
+            .arg("-n")
             .args([
                 "-c",
                 &clients.to_string(),
@@ -142,9 +122,20 @@ impl Throwaway {
 
 impl Drop for Throwaway {
     fn drop(&mut self) {
-        let data = self.data.display().to_string();
-        let _ = self.run("pg_ctl", &["-D", &data, "-m", "immediate", "stop"]);
+        let _ = self.stop_now();
     }
+}
+
+/// Runs `cmd`; its stdout, or why it failed (`label`: what to call it).
+fn output(label: &str, cmd: &mut Command) -> Result<String, String> {
+    let out = cmd.output().map_err(|e| format!("{label}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
 }
 
 fn is_root() -> bool {
@@ -205,43 +196,26 @@ impl Throwaway {
     /// as in a power cut of PostgreSQL alone), then started again (it
     /// replays its WAL).
     pub fn crash_and_restart(&self) -> Result<(), String> {
-        let data = self.data.display().to_string();
-        self.run("pg_ctl", &["-D", &data, "-m", "immediate", "stop"])?;
+        self.stop_now()?;
         self.pg_start()
     }
 
     /// Runs the SQL in `file` with psql (stops at the first error).
     pub fn psql_file(&self, file: &Path) -> Result<String, String> {
-        let out = Command::new(self.bin.join("psql"))
-            .args(["-h", &self.socket.display().to_string(), "-U", "postgres"])
-            .args(["-q", "-v", "ON_ERROR_STOP=1", "-f"])
-            .arg(file)
-            .output()
-            .map_err(|e| format!("psql: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "psql: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+        let mut cmd = self.client("psql");
+        output(
+            "psql",
+            cmd.args(["-q", "-v", "ON_ERROR_STOP=1", "-f"]).arg(file),
+        )
     }
 
     /// `pg_dump` of `schema` (plain SQL) into `file`.
     pub fn dump(&self, schema: &str, file: &Path) -> Result<(), String> {
-        let out = Command::new(self.bin.join("pg_dump"))
-            .args(["-h", &self.socket.display().to_string(), "-U", "postgres"])
-            .args(["-n", schema, "-f"])
-            .arg(file)
-            .arg("postgres")
-            .output()
-            .map_err(|e| format!("pg_dump: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "pg_dump: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
+        let mut cmd = self.client("pg_dump");
+        output(
+            "pg_dump",
+            cmd.args(["-n", schema, "-f"]).arg(file).arg("postgres"),
+        )?;
         Ok(())
     }
 
@@ -272,8 +246,7 @@ pub fn for_tests() -> Option<&'static Throwaway> {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     extern "C" fn stop() {
         if let Some(Some(pg)) = PG.get() {
-            let data = pg.data.display().to_string();
-            let _ = pg.run("pg_ctl", &["-D", &data, "-m", "immediate", "stop"]);
+            let _ = pg.stop_now();
         }
         if let Some(dir) = DIR.get() {
             let _ = std::fs::remove_dir_all(dir);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use shredvault::{Policy, RootKey, Vault, VaultOptions};
+use shredvault::{Policy, RecordId, RootKey, Vault, VaultOptions};
 
 pub fn example_policy_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../example-policy.toml")
@@ -126,4 +126,15 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
+}
+
+/// The records of the successful puts the audit log holds, in its order
+/// (a put logged twice is there twice).
+pub fn logged_puts(v: &Vault) -> Vec<RecordId> {
+    v.audit_entries(None)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.op == "put" && e.outcome == "ok")
+        .filter_map(|e| e.record)
+        .collect()
 }
