@@ -69,6 +69,15 @@ pub struct ErasureReceipt {
     pub subject_key_destroyed: bool,
     /// The sequence number of the erasure's audit entry.
     pub audit_seq: u64,
+    /// For a vault whose keys are in PostgreSQL: when the erasure is
+    /// complete (Unix seconds), the end of the key epoch it was made in.
+    /// It is effective at once, on every node (`erased_at`); until
+    /// `complete_by`, a copy of the database from before the erasure
+    /// (a dump, a replica, a PITR backup) still holds its key under an
+    /// epoch key the token keeps. Absent for a vault whose keys are in
+    /// its directory or a token, where destruction is complete at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub complete_by: Option<i64>,
     /// The vault's receipt-signing key (Ed25519), hex.
     pub public_key: String,
     /// Ed25519 over the receipt's canonical JSON without this field, hex
@@ -151,6 +160,12 @@ pub struct ExpireReport {
     /// (a root key given as bytes): rotate the root key to make them inert.
     #[serde(default)]
     pub backups_readable_past_window: u64,
+    /// Key epochs ended (0 or 1), for a vault whose keys are in
+    /// PostgreSQL: its keys re-wrapped under a new epoch key and the old
+    /// one destroyed in the token, which completes the erasures made
+    /// during the epoch (their `complete_by`).
+    #[serde(default)]
+    pub key_epochs_ended: u64,
 }
 
 /// One entry of the consent ledger.

@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{RootKey, SecretKey};
 use crate::error::{Error, Result};
 
+#[cfg(feature = "postgres")]
+mod epochs;
 mod marks;
 pub(crate) mod pkcs11;
 pub(crate) mod pkcs11_uri;
@@ -30,6 +32,8 @@ pub(crate) const VAULT_FORMAT_CLEAR: u8 = 1;
 pub(crate) const VAULT_FORMAT_SEALED: u8 = 2;
 mod slot_rotation;
 
+#[cfg(feature = "postgres")]
+pub(crate) use epochs::EpochCustody;
 pub(crate) use slot_file::SlotFileCustody;
 #[cfg(feature = "fuzzing")]
 pub(crate) use slot_format::fuzz_parse_slot;
@@ -212,6 +216,59 @@ pub(crate) trait KeyCustody: Send + Sync {
     /// key in force (and `day_key`, a key from a token: see
     /// `vault::backup`).
     fn backup_key(&self, backup_id: &[u8; 16], day_key: Option<&SecretKey>) -> SecretKey;
+
+    /// The key epoch in force, for a custody whose keys are wrapped under
+    /// epoch keys destroyed each epoch (`epochs`); `None` for one whose
+    /// destruction is complete at once.
+    fn epoch(&self) -> Option<Epoch> {
+        None
+    }
+
+    /// Re-wraps every live key under a new epoch key and destroys the old
+    /// one (`epochs` has the crash order); `now` is when the new epoch
+    /// begins. `false`: this custody has no epochs.
+    fn rotate_epoch(&self, now: i64) -> Result<bool> {
+        let _ = now;
+        Ok(false)
+    }
+}
+
+/// A key epoch: see [`KeyCustody::epoch`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Epoch {
+    pub number: u64,
+    /// When it began (Unix seconds).
+    pub begun_at: i64,
+}
+
+/// What every custody derives from its keys, given a way to load a key of
+/// a kind: the one place [`Derivation`] is mapped to `domains`.
+pub(crate) fn derive_with(
+    vault_id: &[u8; 16],
+    key: KeyRef,
+    derivation: Derivation,
+    load: &dyn Fn(KeyRef, KeyKind) -> Result<SecretKey, KeyError>,
+) -> Result<SecretKey, KeyError> {
+    use crate::domains;
+    match derivation {
+        Derivation::Record { day } => {
+            let subject = load(key, KeyKind::Subject)?;
+            let day_key = match day {
+                Some(day) => Some(load(day, KeyKind::Retention)?),
+                None => None,
+            };
+            Ok(domains::record_key(&subject, day_key.as_ref(), vault_id))
+        }
+        Derivation::Identifiers => Ok(domains::identifiers_key(
+            &load(key, KeyKind::Subject)?,
+            vault_id,
+        )),
+        Derivation::Facts => Ok(domains::facts_key(&load(key, KeyKind::Subject)?, vault_id)),
+        Derivation::RequestReason => {
+            Ok(domains::reason_key(&load(key, KeyKind::Subject)?, vault_id))
+        }
+        Derivation::Secret => load(key, KeyKind::Vault),
+    }
 }
 
 /// A custody's state in a backup: the keystore file as it is at rest, and

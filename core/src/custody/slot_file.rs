@@ -479,33 +479,9 @@ impl KeyCustody for SlotFileCustody {
     }
 
     fn derive(&self, key: KeyRef, derivation: Derivation) -> Result<SecretKey, KeyError> {
-        match derivation {
-            Derivation::Record { day } => {
-                let subject = self.load_kind(key, KeyKind::Subject)?;
-                let day_key = match day {
-                    Some(day) => Some(self.load_kind(day, KeyKind::Retention)?),
-                    None => None,
-                };
-                Ok(domains::record_key(
-                    &subject,
-                    day_key.as_ref(),
-                    &self.vault_id,
-                ))
-            }
-            Derivation::Identifiers => Ok(domains::identifiers_key(
-                &self.load_kind(key, KeyKind::Subject)?,
-                &self.vault_id,
-            )),
-            Derivation::Facts => Ok(domains::facts_key(
-                &self.load_kind(key, KeyKind::Subject)?,
-                &self.vault_id,
-            )),
-            Derivation::RequestReason => Ok(domains::reason_key(
-                &self.load_kind(key, KeyKind::Subject)?,
-                &self.vault_id,
-            )),
-            Derivation::Secret => self.load_kind(key, KeyKind::Vault),
-        }
+        super::derive_with(&self.vault_id, key, derivation, &|k, kind| {
+            self.load_kind(k, kind)
+        })
     }
 
     fn blind_mac(&self, kind: &str, value: &str) -> [u8; 32] {

@@ -254,6 +254,10 @@ pub struct VaultSettings {
     /// `"14d"`): past it, a backup's key is destroyed (a root key in a
     /// token) or refused (see `vault::backup`).
     pub backup_window_days: u32,
+    /// How long a key epoch lasts (`key_epoch`, default `"1d"`), for a
+    /// vault whose keys are in PostgreSQL (`custody::epochs`): an erasure
+    /// is complete, in every copy of the database, once its epoch ends.
+    pub key_epoch_days: u32,
 }
 
 impl Default for VaultSettings {
@@ -261,6 +265,7 @@ impl Default for VaultSettings {
         VaultSettings {
             blind_index_rotation_days: 7,
             backup_window_days: 14,
+            key_epoch_days: 1,
         }
     }
 }
@@ -272,6 +277,10 @@ impl VaultSettings {
 
     pub fn backup_window_seconds(&self) -> i64 {
         i64::from(self.backup_window_days) * 86_400
+    }
+
+    pub fn key_epoch_seconds(&self) -> i64 {
+        i64::from(self.key_epoch_days) * 86_400
     }
 }
 

@@ -37,6 +37,8 @@ struct RawVault {
     blind_index_rotation: Option<Spanned<String>>,
     #[serde(default)]
     backup_window: Option<Spanned<String>>,
+    #[serde(default)]
+    key_epoch: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -321,6 +323,9 @@ impl Policy {
             if let Some(span) = raw_vault.backup_window {
                 vault.backup_window_days =
                     days_setting(&ctx, &span, "vault.backup_window", "a backup window")?;
+            }
+            if let Some(span) = raw_vault.key_epoch {
+                vault.key_epoch_days = days_setting(&ctx, &span, "vault.key_epoch", "a key epoch")?;
             }
         }
         Ok(Policy {

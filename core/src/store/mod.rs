@@ -20,7 +20,7 @@ pub(crate) mod sled_store;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use self::memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub(crate) use self::postgres::PgStore;
+pub(crate) use self::postgres::{KeyRow, KeyTable, PgStore};
 pub(crate) use self::sled_store::SledStore;
 
 /// A stored value, borrowed from the store where it can be (a sled read

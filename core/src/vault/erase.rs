@@ -119,6 +119,11 @@ impl Engine {
             identifiers_removed: 0,
             subject_key_destroyed: false,
             audit_seq: 0,
+            complete_by: self
+                .keys
+                .custody
+                .epoch()
+                .map(|e| self.epoch_ends_at(e.begun_at)),
             public_key: String::new(),
             signature: String::new(),
         };

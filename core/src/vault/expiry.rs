@@ -83,14 +83,16 @@ impl Vault {
             let mut r = engine.expire(now, &call.entry)?;
             (r.backup_keys_destroyed, r.backups_readable_past_window) =
                 engine.expire_backups(now)?;
+            r.key_epochs_ended = engine.end_key_epoch_if_due(now)?;
             call.entry.detail = Some(
                 format!(
-                    "now {now} days {} records {} spared {} backup keys {} backups readable past window {}",
+                    "now {now} days {} records {} spared {} backup keys {} backups readable past window {} key epochs ended {}",
                     r.days_destroyed,
                     r.records_expired,
                     r.records_spared_by_hold,
                     r.backup_keys_destroyed,
-                    r.backups_readable_past_window
+                    r.backups_readable_past_window,
+                    r.key_epochs_ended
                 )
                 .into(),
             );
@@ -116,6 +118,25 @@ impl Vault {
 }
 
 impl Engine {
+    /// Ends the key epoch if it is due by `now` (a custody with epochs:
+    /// `custody::epochs`): every key re-wrapped under a new epoch key, the
+    /// old one destroyed in the token, which completes every erasure made
+    /// during the epoch. Returns the epochs ended (0 or 1).
+    fn end_key_epoch_if_due(&self, now: i64) -> Result<u64> {
+        let Some(epoch) = self.keys.custody.epoch() else {
+            return Ok(0);
+        };
+        if now < self.epoch_ends_at(epoch.begun_at) {
+            return Ok(0);
+        }
+        Ok(u64::from(self.keys.custody.rotate_epoch(now)?))
+    }
+
+    /// When an epoch begun at `begun_at` ends.
+    pub(super) fn epoch_ends_at(&self, begun_at: i64) -> i64 {
+        begun_at.saturating_add(self.policy().vault().key_epoch_seconds())
+    }
+
     fn expire(&self, now: i64, entry: &Draft<'_>) -> Result<ExpireReport> {
         let _guard = lock(&self.locks.expire);
         let report = self.expire_days(now, entry)?;

@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use crate::codec;
 use crate::crypto::{self, RootKey};
-use crate::custody::{KeyCustody, SlotFileCustody};
 use crate::decide::Fate;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{
@@ -157,22 +156,17 @@ impl Vault {
     pub fn compact(path: impl AsRef<Path>, root: &RootKey) -> Result<CompactReport> {
         let vault_dir = path.as_ref();
         let keys_dir = vault_dir.join("keys");
-        if !SlotFileCustody::exists(&keys_dir) {
-            return Err(Error::new(
-                ErrorKind::NotFound,
-                format!("there is no vault at {}", vault_dir.display()),
-            ));
-        }
         // Holds the vault's lock (no handle can open meanwhile) and checks
         // the root key.
-        let custody = SlotFileCustody::open(&keys_dir, root, crypto::random_array()?)?;
+        let (custody, store) = super::open::existing_parts(vault_dir, root)?;
         if vault_dir.join("store").exists() {
             // Records in PostgreSQL: its VACUUM, as a served vault's
             // compaction runs it.
-            let report = super::open::existing_store(vault_dir)?.compact_live();
+            let report = store.compact_live();
             drop(custody);
             return report;
         }
+        drop(store);
         let data_dir = vault_dir.join("data");
         let check_meta = |meta: Option<&[u8]>| -> Result<()> {
             let Some(bytes) = meta else {
@@ -219,16 +213,7 @@ impl Vault {
     /// after the copy was made is lost for good. The vault must be closed.
     /// Returns the durable point the copy stops at.
     pub fn accept_stale_data(path: impl AsRef<Path>, root: &RootKey) -> Result<u64> {
-        let vault_dir = path.as_ref();
-        let keys_dir = vault_dir.join("keys");
-        if !SlotFileCustody::exists(&keys_dir) {
-            return Err(Error::new(
-                ErrorKind::NotFound,
-                format!("there is no vault at {}", vault_dir.display()),
-            ));
-        }
-        let custody = SlotFileCustody::open(&keys_dir, root, crypto::random_array()?)?;
-        let store = super::open::existing_store(vault_dir)?;
+        let (custody, store) = super::open::existing_parts(path.as_ref(), root)?;
         let stored = match store.get(&Key::StoreMark.encode())? {
             Some(bytes) => codec::decode::<u64>(&bytes, "store mark")?,
             None => 0,

@@ -117,8 +117,7 @@ pub(super) fn open_dir(
     if mode != Mode::Restore {
         super::backup::check_not_restoring(root_dir)?;
     }
-    let keys_dir = root_dir.join("keys");
-    let exists = SlotFileCustody::exists(&keys_dir);
+    let exists = vault_exists(root_dir);
     match mode {
         Mode::Create if exists => {
             return Err(Error::invalid(format!(
@@ -146,15 +145,12 @@ pub(super) fn open_dir(
     }
     crate::fsmode::create_private_dir_durably(root_dir)?;
     let store_at = store_location(root_dir, options.store.as_deref(), exists)?;
-    let custody = SlotFileCustody::open(&keys_dir, root, crypto::random_array()?)?;
-    let store = open_store(root_dir, store_at.as_deref())?;
-    let vault = Engine::start(
-        root_dir.to_path_buf(),
-        store,
-        Box::new(custody),
-        policy,
-        options,
-    )?;
+    let now = options
+        .clock
+        .clone()
+        .unwrap_or_else(crate::options::system_clock)();
+    let (custody, store) = open_parts(root_dir, root, store_at.as_deref(), !exists, now)?;
+    let vault = Engine::start(root_dir.to_path_buf(), store, custody, policy, options)?;
     *super::lock(&vault.engine.root_name) = Some(root.public_name());
     *super::lock(&vault.engine.token) = root.token_uri().cloned();
     Ok(vault)
@@ -204,10 +200,86 @@ fn store_location(root_dir: &Path, wanted: Option<&str>, exists: bool) -> Result
     }
 }
 
+/// The file in a vault directory whose keys are in PostgreSQL, under
+/// epoch keys in a token (`custody::epochs`): the node's marks.
+const EPOCH_MARKS: &str = "marks";
+
+/// Whether `root_dir` holds a vault: a keystore in `keys/`, or the marks
+/// of a vault whose keys are in its database.
+pub(super) fn vault_exists(root_dir: &Path) -> bool {
+    SlotFileCustody::exists(&root_dir.join("keys")) || root_dir.join(EPOCH_MARKS).exists()
+}
+
+/// The custody and the store of the vault at `root_dir`, opened in order,
+/// the vault's lock first: for a directory's keystore, its lock file; for
+/// keys in PostgreSQL (`custody::epochs`: a vault made with a store and a
+/// root key in a token), the store's advisory lock. `create`: a custody
+/// may be made (a new vault; with keys in PostgreSQL, a new node's
+/// directory joins the vault its database holds).
+pub(super) fn open_parts(
+    root_dir: &Path,
+    root: &RootKey,
+    store_at: Option<&str>,
+    create: bool,
+    now: i64,
+) -> Result<(Box<dyn KeyCustody>, Arc<dyn Store>)> {
+    let keys_dir = root_dir.join("keys");
+    let epochs = match (store_at, create) {
+        (None, _) => false,
+        (Some(_), true) => root.is_in_token(),
+        (Some(_), false) => !SlotFileCustody::exists(&keys_dir),
+    };
+    if !epochs {
+        let custody = SlotFileCustody::open(&keys_dir, root, crypto::random_array()?)?;
+        let store = open_store(root_dir, store_at)?;
+        return Ok((Box::new(custody), store));
+    }
+    #[cfg(feature = "postgres")]
+    {
+        let url = store_at.expect("a store was given");
+        let store = crate::store::PgStore::open(url)?;
+        let custody = crate::custody::EpochCustody::open(
+            &store,
+            root_dir,
+            root,
+            crypto::random_array()?,
+            create,
+            now,
+        )?;
+        Ok((Box::new(custody), Arc::new(store)))
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+        let _ = now;
+        Err(Error::invalid(
+            "this vault keeps its records in PostgreSQL, and this build has no PostgreSQL store (the `postgres` feature)",
+        ))
+    }
+}
+
 /// The store of the existing vault at `root_dir` (its `store` file's, or
 /// `data/`), for tools that work on a closed vault.
 pub(super) fn existing_store(root_dir: &Path) -> Result<Arc<dyn Store>> {
+    // (A vault whose keys are in its database is opened whole: see
+    // `existing_parts`.)
     open_store(root_dir, store_location(root_dir, None, true)?.as_deref())
+}
+
+/// The custody and store of the existing vault at `root_dir`, for tools
+/// that work on a closed vault (`NotFound` if there is none).
+pub(super) fn existing_parts(
+    root_dir: &Path,
+    root: &RootKey,
+) -> Result<(Box<dyn KeyCustody>, Arc<dyn Store>)> {
+    if !vault_exists(root_dir) {
+        return Err(Error::not_found(format!(
+            "there is no vault at {}",
+            root_dir.display()
+        )));
+    }
+    let store_at = store_location(root_dir, None, true)?;
+    let now = crate::options::system_clock()();
+    open_parts(root_dir, root, store_at.as_deref(), false, now)
 }
 
 /// The store at `location` (see [`store_location`]): sled in

@@ -51,13 +51,13 @@ fn token_dir(dir: &std::path::Path) -> (PathBuf, PathBuf) {
 }
 
 /// A SoftHSM2 token for this test process, in a temporary directory.
-struct Hsm {
+pub(crate) struct Hsm {
     _dir: tempfile::TempDir,
     module: PathBuf,
     pin_file: PathBuf,
 }
 
-fn hsm() -> Option<&'static Hsm> {
+pub(crate) fn hsm() -> Option<&'static Hsm> {
     static HSM: OnceLock<Option<Hsm>> = OnceLock::new();
     HSM.get_or_init(|| {
         let module = std::env::var_os("SV_SOFTHSM_MODULE")
@@ -102,7 +102,7 @@ fn hsm() -> Option<&'static Hsm> {
 }
 
 impl Hsm {
-    fn uri(&self, object: &str) -> String {
+    pub(crate) fn uri(&self, object: &str) -> String {
         format!(
             "pkcs11:token=shredvault;object={object}?module-path={}&pin-source=file:{}",
             self.module.display(),
@@ -166,7 +166,7 @@ impl Hsm {
         }
     }
 
-    fn objects_labelled(&self, label: &str) -> usize {
+    pub(crate) fn objects_labelled(&self, label: &str) -> usize {
         self.session()
             .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
             .unwrap()

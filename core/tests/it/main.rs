@@ -9,6 +9,7 @@ mod common;
 mod compact;
 mod counts;
 mod crash;
+mod epochs;
 mod fixture;
 mod hardening;
 mod hsm;

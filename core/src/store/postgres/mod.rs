@@ -77,6 +77,8 @@ use crate::crypto::SecretKey;
 use crate::error::{Error, ErrorKind, Result};
 
 mod cache;
+mod key_table;
+pub(crate) use key_table::{KeyRow, KeyTable};
 pub mod throwaway;
 
 /// Rows a scan reads per statement.

@@ -200,6 +200,48 @@ impl Throwaway {
         self.pg_start()
     }
 
+    /// A copy of this cluster's data directory, taken while it runs (as a
+    /// file-level backup or a disk snapshot would be: a checkpoint first,
+    /// then the files), into `dir`; later [`start_copy`](Self::start_copy)
+    /// starts it as a cluster of its own.
+    pub fn copy_data(&self, dir: &Path) -> Result<PathBuf, String> {
+        self.psql("CHECKPOINT")?;
+        let to = dir.join("pg");
+        std::fs::create_dir_all(&to).map_err(|e| e.to_string())?;
+        if self.as_postgres {
+            // Its socket and log go beside the copy: postgres's directory.
+            output(
+                "chown",
+                Command::new("chown").arg("postgres:postgres").arg(&to),
+            )?;
+            output("chmod", Command::new("chmod").arg("755").arg(dir))?;
+        }
+        output(
+            "cp",
+            Command::new("cp")
+                .arg("-a")
+                .arg(&self.data)
+                .arg(to.join("data")),
+        )?;
+        Ok(to.join("data"))
+    }
+
+    /// Starts the copy [`copy_data`](Self::copy_data) made (its WAL is
+    /// replayed, as after a crash); its socket is beside it.
+    pub fn start_copy(data: &Path) -> Result<Throwaway, String> {
+        let bin = pg_bindir().ok_or("no PostgreSQL binaries found")?;
+        let socket = data.parent().ok_or("a data directory has a parent")?;
+        let _ = std::fs::remove_file(data.join("postmaster.pid"));
+        let pg = Throwaway {
+            bin,
+            data: data.to_path_buf(),
+            socket: socket.to_path_buf(),
+            as_postgres: is_root(),
+        };
+        pg.pg_start()?;
+        Ok(pg)
+    }
+
     /// Runs the SQL in `file` with psql (stops at the first error).
     pub fn psql_file(&self, file: &Path) -> Result<String, String> {
         let mut cmd = self.client("psql");

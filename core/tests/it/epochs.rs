@@ -1,0 +1,244 @@
+//! Keys in PostgreSQL under epoch keys in the token (issue 19,
+//! `custody::epochs`): a vault made with a store and a root key in a token
+//! keeps no key in its directory; an erasure's receipt says when it is
+//! complete; a `pg_dump` and a copy of the data directory taken before the
+//! erasure give the erased subject back until the epoch ends (shown, so
+//! the check after it can fail), and nothing at all after one epoch
+//! rotation, with the token as it is then.
+//!
+//! Needs PostgreSQL and SoftHSM2 (both required by the test script).
+
+use crate::common;
+use crate::hsm::hsm;
+
+use common::*;
+use shredvault::postgres::{for_tests, fresh_schema, schema_of, Throwaway};
+use shredvault::{ErrorKind, RootKey, Vault, VaultOptions};
+
+fn on(url: &str) -> VaultOptions {
+    VaultOptions {
+        store: Some(url.to_string()),
+        ..Default::default()
+    }
+}
+
+/// Restores the plain `dump` of schema `from` as schema `to` (a schema of
+/// its own beside the live one).
+fn restore_as(pg: &Throwaway, dump: &std::path::Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(dump).unwrap();
+    assert!(text.contains(from));
+    let copy = dump.with_extension(format!("{to}.sql"));
+    std::fs::write(&copy, text.replace(from, to)).unwrap();
+    pg.psql_file(&copy).unwrap();
+}
+
+/// The URL `url` with its schema replaced by `schema`.
+fn with_schema(url: &str, schema: &str) -> String {
+    url.replace(schema_of(url), schema)
+}
+
+/// A work directory the cluster's user (postgres, when the tests run as
+/// root) can write too.
+fn shared_dir() -> tempfile::TempDir {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        work.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    work
+}
+
+#[test]
+fn after_one_epoch_no_copy_of_the_database_gives_an_erased_subject_back() {
+    let (Some(pg), Some(hsm)) = (for_tests(), hsm()) else {
+        return;
+    };
+    let url = fresh_schema(pg, "epochs");
+    let schema = schema_of(&url).to_string();
+    let root_uri = hsm.uri("epochs-root");
+    let root = RootKey::create_in_token(&root_uri).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let v = Vault::open_with(dir.path(), &root, Some(example_policy()), on(&url)).unwrap();
+    let alice = v
+        .create_subject(&[("email", "alice.epochs@example.com")])
+        .unwrap();
+    let bob = v
+        .create_subject(&[("email", "bob.epochs@example.com")])
+        .unwrap();
+    let a = v.put(&alice, "usage_log", b"alice, erased later").unwrap();
+    let b = v.put(&bob, "account", b"bob stays").unwrap();
+    v.close().unwrap();
+    // The directory names the database and holds no key.
+    assert!(!dir.path().join("keys").exists());
+    assert!(!dir.path().join("data").exists());
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for name in &names {
+        assert!(
+            ["store", "marks"].contains(&name.as_str()),
+            "unexpected {name} in the vault directory"
+        );
+    }
+    // Opened again, by any tool, from the directory alone.
+    let v = Vault::open(dir.path(), &root, None).unwrap();
+    assert_eq!(
+        &v.get(&a, "security").unwrap().data[..],
+        b"alice, erased later"
+    );
+
+    // Copies from before the erasure: a dump and the data directory.
+    let work = shared_dir();
+    let dump = work.path().join("before.sql");
+    pg.dump(&schema, &dump).unwrap();
+    let data_copy = pg.copy_data(work.path()).unwrap();
+
+    let receipt = v.erase_subject(&alice).unwrap();
+    let complete_by = receipt
+        .complete_by
+        .expect("a receipt of a vault with key epochs");
+    assert!(complete_by > receipt.erased_at);
+    assert!(complete_by <= receipt.erased_at + 86_400);
+    assert!(receipt.to_json().contains("\"complete_by\""));
+    shredvault::verify_receipt(&receipt.to_json(), Some(&v.receipt_public_key().unwrap())).unwrap();
+    assert_eq!(v.get(&a, "security").unwrap_err().kind(), ErrorKind::Erased);
+
+    // Within the epoch the erasure is effective but not complete: the old
+    // dump, restored beside the vault and joined by a new directory, still
+    // yields the subject (what `complete_by` warns of; shown so that the
+    // check after the epoch can fail).
+    let early = format!("{schema}_early");
+    restore_as(pg, &dump, &schema, &early);
+    let early_dir = tempfile::tempdir().unwrap();
+    let old = Vault::open_with(
+        early_dir.path(),
+        &root,
+        Some(example_policy()),
+        on(&with_schema(&url, &early)),
+    )
+    .unwrap();
+    assert_eq!(
+        &old.get(&a, "security").unwrap().data[..],
+        b"alice, erased later"
+    );
+    old.close().unwrap();
+
+    // The epoch ends: an expiry run at its end re-wraps every key under a
+    // new epoch key and destroys the old one in the token.
+    let report = v.expire_with(complete_by, true).unwrap();
+    assert_eq!(report.key_epochs_ended, 1);
+    assert_eq!(&v.get(&b, "account_admin").unwrap().data[..], b"bob stays");
+    // A second run in the new epoch ends nothing.
+    assert_eq!(
+        v.expire_with(complete_by + 60, true)
+            .unwrap()
+            .key_epochs_ended,
+        0
+    );
+    let epoch_1 = format!("epochs-root.epoch.{}.1", &receipt.vault[..16]);
+    assert_eq!(
+        hsm.objects_labelled(&epoch_1),
+        0,
+        "epoch 1's key is destroyed"
+    );
+    v.close().unwrap();
+
+    // Now the same copies give nothing: the dump restored afresh...
+    let late = format!("{schema}_late");
+    restore_as(pg, &dump, &schema, &late);
+    let late_dir = tempfile::tempdir().unwrap();
+    let err = Vault::open_with(
+        late_dir.path(),
+        &root,
+        Some(example_policy()),
+        on(&with_schema(&url, &late)),
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WrongKey, "{err}");
+    assert!(err.message().contains("epoch 1"), "{err}");
+    // ...the one restored before, reopened...
+    let err = Vault::open(early_dir.path(), &root, None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WrongKey, "{err}");
+    // ...and the data directory's copy, started as a cluster of its own.
+    let copy = Throwaway::start_copy(&data_copy).unwrap();
+    let copy_url = format!(
+        "host={} user=postgres dbname=postgres options=-csearch_path={schema}",
+        copy.socket_dir().display()
+    );
+    let copy_dir = tempfile::tempdir().unwrap();
+    let err = Vault::open_with(
+        copy_dir.path(),
+        &root,
+        Some(example_policy()),
+        on(&copy_url),
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WrongKey, "{err}");
+    drop(copy);
+
+    // The live vault goes on in the new epoch, its audit chain whole.
+    let v = Vault::open(dir.path(), &root, None).unwrap();
+    assert_eq!(&v.get(&b, "account_admin").unwrap().data[..], b"bob stays");
+    assert_eq!(v.get(&a, "security").unwrap_err().kind(), ErrorKind::Erased);
+    let c = v.put(&bob, "account", b"written in epoch 2").unwrap();
+    v.close().unwrap();
+    let v = Vault::open(dir.path(), &root, None).unwrap();
+    assert_eq!(
+        &v.get(&c, "account_admin").unwrap().data[..],
+        b"written in epoch 2"
+    );
+    v.verify_audit().unwrap();
+}
+
+#[test]
+fn keys_in_postgres_need_a_token_root_key_and_the_vault_s_own() {
+    let (Some(pg), Some(hsm)) = (for_tests(), hsm()) else {
+        return;
+    };
+    let url = fresh_schema(pg, "epochwrong");
+    let root = RootKey::create_in_token(&hsm.uri("epochs-wrong-a")).unwrap();
+    let other = RootKey::create_in_token(&hsm.uri("epochs-wrong-b")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let v = Vault::open_with(dir.path(), &root, Some(example_policy()), on(&url)).unwrap();
+    let s = v.create_subject(&[]).unwrap();
+    let r = v.put(&s, "account", b"kept").unwrap();
+    v.close().unwrap();
+    // Another token key: WrongKey, from the directory or a new one.
+    let err = Vault::open(dir.path(), &other, None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WrongKey, "{err}");
+    let joined = tempfile::tempdir().unwrap();
+    let err =
+        Vault::open_with(joined.path(), &other, Some(example_policy()), on(&url)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WrongKey, "{err}");
+    // The header altered in the database (its epoch, say): refused, and
+    // nothing in the token is destroyed on its account.
+    let schema = schema_of(&url);
+    pg.psql(&format!(
+        "UPDATE {schema}.shredvault_custody SET header = set_byte(header, 40, get_byte(header, 40) # 1)"
+    ))
+    .unwrap();
+    let err = Vault::open(dir.path(), &root, None).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::WrongKey | ErrorKind::Corrupt),
+        "{err}"
+    );
+    pg.psql(&format!(
+        "UPDATE {schema}.shredvault_custody SET header = set_byte(header, 40, get_byte(header, 40) # 1)"
+    ))
+    .unwrap();
+    let v = Vault::open(dir.path(), &root, None).unwrap();
+    assert_eq!(&v.get(&r, "account_admin").unwrap().data[..], b"kept");
+    // A key row altered: that key is Corrupt, never another's material.
+    v.close().unwrap();
+    pg.psql(&format!(
+        "UPDATE {schema}.shredvault_keys SET wrapped = set_byte(wrapped, 20, get_byte(wrapped, 20) # 1)"
+    ))
+    .unwrap();
+    let err = match Vault::open(dir.path(), &root, None) {
+        Err(e) => e,
+        Ok(v) => v.get(&r, "account_admin").unwrap_err(),
+    };
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+}
