@@ -230,6 +230,20 @@ fn keys_in_postgres_need_a_token_root_key_and_the_vault_s_own() {
     .unwrap();
     let v = Vault::open(dir.path(), &root, None).unwrap();
     assert_eq!(&v.get(&r, "account_admin").unwrap().data[..], b"kept");
+    // A backup of it restores into a vault directory (its keys re-wrapped
+    // under the root key's KEK in the backup's keystore image), and a root
+    // rotation is refused (epochs re-wrap the keys instead).
+    let work = tempfile::tempdir().unwrap();
+    let backup = work.path().join("backup.svb");
+    v.backup(&backup).unwrap();
+    let restored = work.path().join("restored");
+    Vault::restore(&backup, &restored, &root, &[], true, VaultOptions::default()).unwrap();
+    let copy = Vault::open(&restored, &root, None).unwrap();
+    assert_eq!(&copy.get(&r, "account_admin").unwrap().data[..], b"kept");
+    copy.verify_audit().unwrap();
+    copy.close().unwrap();
+    let err = v.rotate_root_key(&other, &mut |_, _| {}).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
     // A key row altered: that key is Corrupt, never another's material.
     v.close().unwrap();
     pg.psql(&format!(
