@@ -104,6 +104,15 @@ impl Vault {
         Ok(report)
     }
 
+    /// The vault's id (hex) and its key epoch, for a vault whose keys are
+    /// in PostgreSQL (feature `testing`: the tests look for the epoch keys
+    /// in the token).
+    #[cfg(feature = "testing")]
+    pub fn key_epoch_for_tests(&self) -> Option<(String, u64)> {
+        let e = self.engine.keys.custody.epoch()?;
+        Some((hex::encode(self.engine.vault_id), e.number))
+    }
+
     /// Purges what expiry runs left behind, now, in the calling thread:
     /// every record of a destroyed day becomes a husk (`Expired`), its
     /// index entries go, and a subject that asked for erasure and has

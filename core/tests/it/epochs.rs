@@ -237,7 +237,15 @@ fn keys_in_postgres_need_a_token_root_key_and_the_vault_s_own() {
     let backup = work.path().join("backup.svb");
     v.backup(&backup).unwrap();
     let restored = work.path().join("restored");
-    Vault::restore(&backup, &restored, &root, &[], true, VaultOptions::default()).unwrap();
+    Vault::restore(
+        &backup,
+        &restored,
+        &root,
+        &[],
+        true,
+        VaultOptions::default(),
+    )
+    .unwrap();
     let copy = Vault::open(&restored, &root, None).unwrap();
     assert_eq!(&copy.get(&r, "account_admin").unwrap().data[..], b"kept");
     copy.verify_audit().unwrap();
@@ -255,4 +263,109 @@ fn keys_in_postgres_need_a_token_root_key_and_the_vault_s_own() {
         Ok(v) => v.get(&r, "account_admin").unwrap_err(),
     };
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+}
+
+#[test]
+fn epoch_child_entry() {
+    let Ok(dir) = std::env::var("SV_EPOCH_CHILD") else {
+        return;
+    };
+    let hsm = hsm().unwrap();
+    let root = RootKey::from_uri(&hsm.uri("epochs-kill")).unwrap();
+    let v = Vault::open(&dir, &root, None).unwrap();
+    // Logged in for the process's life before the kill can come (see
+    // `hsm::rotation_to_token_child_entry`: SoftHSM2 rewrites its token
+    // file at each login).
+    let _logged_in = hsm.session();
+    let begun: i64 = std::env::var("SV_EPOCH_T0").unwrap().parse().unwrap();
+    println!("START");
+    for k in 1..=40i64 {
+        let report = v.expire_with(begun + k * 86_400 + k, true).unwrap();
+        assert_eq!(report.key_epochs_ended, 1);
+    }
+    println!("DONE");
+}
+
+/// kill -9 while epochs end, one after another: the vault opens every
+/// time with every record readable and its audit chain whole, and the
+/// token holds no epoch key older than the one in force (a rotation
+/// killed after its commit is finished at the next open).
+#[test]
+fn kill_9_while_epochs_end_leaves_one_epoch_and_every_key() {
+    let (Some(pg), Some(hsm)) = (for_tests(), hsm()) else {
+        return;
+    };
+    let url = fresh_schema(pg, "epochkill");
+    let root = RootKey::create_in_token(&hsm.uri("epochs-kill")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let v = Vault::open_with(dir.path(), &root, Some(example_policy()), on(&url)).unwrap();
+    let mut records = Vec::new();
+    for i in 0..60 {
+        let s = v.create_subject(&[]).unwrap();
+        let data = format!("record {i}");
+        records.push((v.put(&s, "account", data.as_bytes()).unwrap(), data));
+    }
+    let (vault, _) = v.key_epoch_for_tests().unwrap();
+    v.close().unwrap();
+    let label = |n: u64| format!("epochs-kill.epoch.{}.{n}", &vault[..16]);
+    let rounds: u64 = std::env::var("SV_CRASH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse::<u64>().ok())
+        .map(|r| r.div_ceil(10))
+        .unwrap_or(5);
+    let mut t0 = 1_900_000_000i64;
+    let mut last_epoch = 1;
+    for round in 0..rounds {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "epochs::epoch_child_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("SV_EPOCH_CHILD", dir.path())
+            .env("SV_EPOCH_T0", t0.to_string())
+            .env("SV_HSM_CHILD_DIR", hsm.pin_file.parent().unwrap())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("START") {
+            line.clear();
+            assert!(
+                std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+                "round {round}: the child ended before its rotations"
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20 + (round * 37) % 200));
+        let _ = child.kill();
+        child.wait().unwrap();
+        let v =
+            Vault::open(dir.path(), &root, None).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let (_, epoch) = v.key_epoch_for_tests().unwrap();
+        assert!(epoch >= last_epoch, "round {round}: epoch went back");
+        for (r, data) in &records {
+            assert_eq!(
+                v.get(r, "billing").unwrap().data.as_slice(),
+                data.as_bytes(),
+                "round {round}"
+            );
+        }
+        v.verify_audit().unwrap();
+        for n in 1..epoch {
+            assert_eq!(
+                hsm.objects_labelled(&label(n)),
+                0,
+                "round {round}: epoch {n}'s key outlived its epoch (now {epoch})"
+            );
+        }
+        assert_eq!(hsm.objects_labelled(&label(epoch)), 1, "round {round}");
+        eprintln!("round {round}: epoch {epoch}");
+        last_epoch = epoch;
+        t0 += 100 * 86_400;
+        v.close().unwrap();
+    }
+    assert!(last_epoch > 1, "no round got as far as ending an epoch");
 }

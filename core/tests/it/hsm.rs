@@ -54,7 +54,7 @@ fn token_dir(dir: &std::path::Path) -> (PathBuf, PathBuf) {
 pub(crate) struct Hsm {
     _dir: tempfile::TempDir,
     module: PathBuf,
-    pin_file: PathBuf,
+    pub(crate) pin_file: PathBuf,
 }
 
 pub(crate) fn hsm() -> Option<&'static Hsm> {
@@ -112,7 +112,7 @@ impl Hsm {
 
     /// The test's own session on the token (the module is shared with the
     /// vault in this process: initialized once).
-    fn session(&self) -> Session {
+    pub(crate) fn session(&self) -> Session {
         static P11: OnceLock<Pkcs11> = OnceLock::new();
         let p11 = P11.get_or_init(|| {
             let p = Pkcs11::new(&self.module).unwrap();
