@@ -391,6 +391,20 @@ enum Command {
         /// `init --store`): checked against the one VAULT names.
         #[arg(long, value_name = "CONNINFO")]
         store: Option<String>,
+        /// Serve as a node of a cluster (a vault whose records and keys
+        /// are in PostgreSQL): where the other nodes reach this one when
+        /// it is the active node, unix:///abs/path.sock or
+        /// https://host:port. A node that cannot take the vault forwards
+        /// its calls to the active node, and takes over when it dies.
+        #[arg(long, value_name = "URL")]
+        advertise: Option<String>,
+        /// The cluster's node token (the same file on every node): lets a
+        /// standby vouch for clients it knows by Unix uid or certificate.
+        #[arg(long, value_name = "F", requires = "advertise")]
+        cluster_token_file: Option<PathBuf>,
+        /// The CA an https:// active node's certificate is checked against.
+        #[arg(long, value_name = "F", requires = "advertise")]
+        cluster_ca: Option<PathBuf>,
     },
     /// Run the whole story on ./shredvault-demo and print what it did.
     Demo,
@@ -625,7 +639,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             create_key,
             store,
         } => {
-            if vault.join("keys").join("keystore").exists() {
+            if Vault::exists(&vault) {
                 return Err(Error::new(
                     ErrorKind::InvalidArgument,
                     format!("{} is already a vault", vault.display()),
@@ -1163,6 +1177,9 @@ fn run(cli: Cli) -> Result<(), Error> {
             max_body,
             ledger_export,
             store,
+            advertise,
+            cluster_token_file,
+            cluster_ca,
         } => {
             let tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => Some(shredvault_server::TlsFiles {
@@ -1182,6 +1199,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                 (max_connections, max_body),
                 ledger_export,
                 store,
+                advertise.map(|a| (a, cluster_token_file, cluster_ca)),
             )
         }
         Command::Bench {
@@ -1577,7 +1595,9 @@ fn remote(url: &str, token_file: Option<&Path>, command: Command) -> Result<(), 
 }
 
 /// `serve`: the vault opened privileged (each call is narrowed to its
-/// client's grant), served until SIGTERM or SIGINT, then closed.
+/// client's grant), served until SIGTERM or SIGINT, then closed. With
+/// `cluster` (--advertise, the node token file, the cluster CA): as a node
+/// of a cluster (see the server's `cluster` module).
 #[allow(clippy::too_many_arguments)]
 fn serve(
     vault: &Path,
@@ -1589,37 +1609,84 @@ fn serve(
     (max_connections, max_body): (usize, usize),
     ledger_export: Option<PathBuf>,
     store: Option<String>,
+    cluster: Option<(String, Option<PathBuf>, Option<PathBuf>)>,
 ) -> Result<(), Error> {
-    use shredvault_server::{Clients, Listen, ServeOptions};
+    use shredvault_server::{Clients, ClusterOptions, Listen, ServeOptions};
     let listen = listen
         .iter()
         .map(|l| Listen::parse(l))
         .collect::<Result<Vec<_>, _>>()?;
     let clients = Clients::load(clients)?;
-    let v = open_in(vault, key_file, actor, true, store)?;
     let mut options = ServeOptions::new(listen.clone(), clients);
     options.max_connections = max_connections;
     options.max_body = max_body;
     options.tls = tls;
     options.ledger_export = ledger_export;
+    let cluster = match cluster {
+        None => None,
+        Some((advertise, token_file, cluster_ca)) => {
+            let Some((url, true)) = shredvault::postgres::vault_store(vault)? else {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "{} is not a vault whose records and keys are in PostgreSQL (init --store ... --root-key pkcs11:...): only such a vault is served by a cluster",
+                        vault.display()
+                    ),
+                ));
+            };
+            if let Some(given) = &store {
+                if given.trim() != url {
+                    return Err(Error::new(
+                        ErrorKind::InvalidArgument,
+                        format!(
+                            "the vault at {} keeps its records in another database than --store names",
+                            vault.display()
+                        ),
+                    ));
+                }
+            }
+            let node_token = match token_file {
+                Some(f) => Some(Zeroizing::new(
+                    std::fs::read_to_string(&f).map_err(|e| io_error(&f, e))?,
+                )),
+                None => None,
+            };
+            Some(ClusterOptions {
+                advertise,
+                store: url,
+                node_token,
+                cluster_ca,
+            })
+        }
+    };
+    if !Vault::exists(vault) {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "no vault at {} (create one with `shredvault init`)",
+                vault.display()
+            ),
+        ));
+    }
+    let root = root_key(key_file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the server's runtime", e))?;
-    let v = runtime.block_on(async move {
-        let stop = async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
-                return std::future::pending().await;
-            };
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+    let stop = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return std::future::pending().await;
         };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    };
+    let serving = || {
         for l in &listen {
             match l {
                 Listen::Unix(path) => {
@@ -1634,10 +1701,37 @@ fn serve(
                 }
             }
         }
-        shredvault_server::serve(v, options, stop).await
-    })?;
-    eprintln!("shredvault: stopped; closing the vault");
-    v.close()
+    };
+    let v = match cluster {
+        None => {
+            let v = open_with_root(vault, &root, actor, true, store)?;
+            serving();
+            Some(runtime.block_on(shredvault_server::serve(v, options, stop))?)
+        }
+        Some(cluster) => {
+            serving();
+            eprintln!(
+                "shredvault: a node of a cluster, advertised as {}; a standby until it holds the vault",
+                cluster.advertise
+            );
+            let (vault, actor) = (vault.to_path_buf(), actor.to_string());
+            let open: std::sync::Arc<dyn Fn() -> Result<Vault, Error> + Send + Sync> =
+                std::sync::Arc::new(move || open_with_root(&vault, &root, &actor, true, None));
+            runtime.block_on(shredvault_server::serve_cluster(
+                open, cluster, options, stop,
+            ))?
+        }
+    };
+    match v {
+        Some(v) => {
+            eprintln!("shredvault: stopped; closing the vault");
+            v.close()
+        }
+        None => {
+            eprintln!("shredvault: stopped (a standby: no vault to close)");
+            Ok(())
+        }
+    }
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> Error {
@@ -1658,7 +1752,7 @@ fn open_in(
     privileged: bool,
     store: Option<String>,
 ) -> Result<Vault, Error> {
-    if !vault.join("keys").join("keystore").exists() {
+    if !Vault::exists(vault) {
         return Err(Error::new(
             ErrorKind::NotFound,
             format!(
@@ -1667,13 +1761,24 @@ fn open_in(
             ),
         ));
     }
+    open_with_root(vault, &root_key(key_file)?, actor, privileged, store)
+}
+
+/// [`open_in`] with the root key in hand.
+fn open_with_root(
+    vault: &Path,
+    root: &RootKey,
+    actor: &str,
+    privileged: bool,
+    store: Option<String>,
+) -> Result<Vault, Error> {
     let options = shredvault::VaultOptions {
         actor: Some(actor.to_string()),
         privileged,
         store,
         ..Default::default()
     };
-    let v = Vault::open_with(vault, &root_key(key_file)?, None, options)?;
+    let v = Vault::open_with(vault, root, None, options)?;
     for warning in v.warnings() {
         eprintln!("shredvault: warning: {warning}");
     }

@@ -7,76 +7,10 @@
 //! Without SoftHSM2 this says so and passes, unless `SV_REQUIRE_SOFTHSM=1`
 //! (the test script sets it after installing SoftHSM2).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
 
 mod common;
-use common::{copy_dir, fails, ok};
-
-const MODULES: &[&str] = &[
-    "/usr/lib/softhsm/libsofthsm2.so",
-    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-    "/usr/lib64/softhsm/libsofthsm2.so",
-];
-
-struct Token {
-    dir: tempfile::TempDir,
-    module: PathBuf,
-}
-
-impl Token {
-    fn new() -> Option<Token> {
-        let module = MODULES.iter().map(PathBuf::from).find(|p| p.exists());
-        let Some(module) = module else {
-            assert!(
-                std::env::var_os("SV_REQUIRE_SOFTHSM").is_none(),
-                "SV_REQUIRE_SOFTHSM is set but SoftHSM2 is not installed"
-            );
-            eprintln!("SoftHSM2 is not installed: not run");
-            return None;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("tokens")).unwrap();
-        std::fs::write(
-            dir.path().join("softhsm2.conf"),
-            format!(
-                "directories.tokendir = {}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n",
-                dir.path().display()
-            ),
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("pin"), "1234\n").unwrap();
-        let status = Command::new("softhsm2-util")
-            .args(["--init-token", "--free", "--label", "ops"])
-            .args(["--pin", "1234", "--so-pin", "5678"])
-            .env("SOFTHSM2_CONF", dir.path().join("softhsm2.conf"))
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        Some(Token { dir, module })
-    }
-
-    fn uri(&self, object: &str) -> String {
-        format!(
-            "pkcs11:token=ops;object={object}?module-path={}&pin-source=file:{}/pin",
-            self.module.display(),
-            self.dir.path().display()
-        )
-    }
-
-    fn sv(&self, args: &[&str], env_key: Option<&str>) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shredvault"));
-        cmd.args(args)
-            .env("SOFTHSM2_CONF", self.dir.path().join("softhsm2.conf"))
-            .env_remove("SHREDVAULT_ROOT_KEY")
-            .stdin(Stdio::null());
-        if let Some(k) = env_key {
-            cmd.env("SHREDVAULT_ROOT_KEY", k);
-        }
-        cmd.output().unwrap()
-    }
-}
+use common::{copy_dir, fails, ok, Token};
 
 #[test]
 fn an_operator_keeps_the_root_key_in_a_token_and_retires_it() {

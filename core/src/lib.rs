@@ -49,10 +49,26 @@ mod layout;
 mod options;
 pub mod policy;
 /// PostgreSQL (feature `postgres`): a throw-away cluster from the installed
-/// binaries, for tests and `shredvault bench`.
+/// binaries, for tests and `shredvault bench`; the cluster nodes' table.
 #[cfg(feature = "postgres")]
 pub mod postgres {
     pub use crate::store::postgres::throwaway::{for_tests, fresh_schema, schema_of, Throwaway};
+    pub use crate::store::postgres::NodeTable;
+
+    /// The database the vault at `dir` keeps its records in (its `store`
+    /// file), if any, and whether its keys are there too (a vault made
+    /// with a store and a root key in a token: no `keys/` directory).
+    pub fn vault_store(dir: &std::path::Path) -> crate::Result<Option<(String, bool)>> {
+        let path = dir.join("store");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some((
+                text.trim().to_string(),
+                !dir.join("keys").join("keystore").exists(),
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(crate::Error::io(format!("reading {}", path.display()), e)),
+        }
+    }
 }
 mod receipt;
 pub mod retention;

@@ -223,6 +223,11 @@ impl Clients {
         Ok(Clients { list })
     }
 
+    /// The client called `name`.
+    pub fn named(&self, name: &str) -> Option<&Client> {
+        self.list.iter().find(|c| c.name == name)
+    }
+
     /// The client a connection and its request prove to be, if any (see
     /// the module doc for the order).
     pub fn authenticate(

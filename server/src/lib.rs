@@ -38,6 +38,7 @@
 
 pub mod api;
 pub mod clients;
+pub mod cluster;
 pub mod openapi;
 mod tls;
 
@@ -56,9 +57,10 @@ use shredvault::{Error, ErrorKind, Result, Vault};
 use tokio::net::UnixListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
-use tower::ServiceExt;
 
 pub use clients::{Class, Client, Clients};
+pub use cluster::ClusterOptions;
+use cluster::Node;
 
 /// Where the server listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,6 +202,44 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<Vault> {
+    let node = Arc::new(Node::single(vault));
+    run(Arc::clone(&node), options, None, shutdown).await?;
+    node.into_vault()?
+        .ok_or_else(|| Error::new(ErrorKind::Internal, "the server lost its vault"))
+}
+
+/// Serves the vault `open` opens as a node of a cluster (see [`cluster`]):
+/// a standby forwarding to the active node until it can open the vault
+/// itself, then the active node. Returns the vault if this node was active
+/// when `shutdown` completed (for the caller to close).
+pub async fn serve_cluster(
+    open: Arc<dyn Fn() -> Result<Vault> + Send + Sync>,
+    cluster_options: ClusterOptions,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<Option<Vault>> {
+    cluster_options.check()?;
+    let node = Arc::new(Node::standby(&cluster_options, options.tls.as_ref())?);
+    run(
+        Arc::clone(&node),
+        options,
+        Some((cluster_options, open)),
+        shutdown,
+    )
+    .await?;
+    node.into_vault()
+}
+
+/// What a cluster node runs beside its listeners.
+type ClusterRun = (ClusterOptions, Arc<dyn Fn() -> Result<Vault> + Send + Sync>);
+
+/// Serves `node` on the options' listeners until `shutdown` completes.
+async fn run(
+    node: Arc<Node>,
+    options: ServeOptions,
+    cluster_run: Option<ClusterRun>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
     if options.listen.is_empty() {
         return Err(Error::new(
             ErrorKind::InvalidArgument,
@@ -225,13 +265,19 @@ pub async fn serve(
             }
         }
     }
-    let app = Arc::new(api::App::new(vault, SCAN_STALL));
-    let router = api::router(Arc::clone(&app));
     let clients = Arc::new(options.clients.clone());
     let limit = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let member = cluster_run.map(|(cluster, open)| {
+        tokio::spawn(cluster::run(
+            Arc::clone(&node),
+            cluster,
+            open,
+            stop_rx.clone(),
+        ))
+    });
     let exporter = options.ledger_export.clone().map(|file| {
-        let (app, mut stop) = (Arc::clone(&app), stop_rx.clone());
+        let (node, mut stop) = (Arc::clone(&node), stop_rx.clone());
         tokio::spawn(async move {
             let mut exported = None;
             loop {
@@ -239,15 +285,19 @@ pub async fn serve(
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = stop.changed() => break,
                 }
+                if let Some(app) = node.app() {
+                    export_ledger(&app, &file, &mut exported).await;
+                }
+            }
+            if let Some(app) = node.app() {
                 export_ledger(&app, &file, &mut exported).await;
             }
-            export_ledger(&app, &file, &mut exported).await;
         })
     });
     let mut accepting = JoinSet::new();
     let connections = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
     for listener in listeners {
-        let router = router.clone();
+        let node = Arc::clone(&node);
         let clients = Arc::clone(&clients);
         let limit = Arc::clone(&limit);
         let mut stop = stop_rx.clone();
@@ -259,8 +309,8 @@ pub async fn serve(
                     p = Arc::clone(&limit).acquire_owned() => p.expect("never closed"),
                     _ = stop.changed() => break,
                 };
-                let (router, clients, opts, stop2) = (
-                    router.clone(),
+                let (node, clients, opts, stop2) = (
+                    Arc::clone(&node),
                     Arc::clone(&clients),
                     opts.clone(),
                     stop.clone(),
@@ -281,7 +331,7 @@ pub async fn serve(
                             tls_subject: None,
                         };
                         connections.lock().await.spawn(async move {
-                            connection(stream, peer, router, clients, opts, stop2).await;
+                            connection(stream, peer, node, clients, opts, stop2).await;
                             drop(permit);
                         });
                     }
@@ -305,7 +355,7 @@ pub async fn serve(
                                     uid: None,
                                     tls_subject: tls::peer_subject(stream.get_ref().1),
                                 };
-                                connection(stream, peer, router, clients, opts, stop2).await;
+                                connection(stream, peer, node, clients, opts, stop2).await;
                             }
                             drop(permit);
                         });
@@ -326,16 +376,10 @@ pub async fn serve(
     if let Some(exporter) = exporter {
         let _ = exporter.await;
     }
-    drop(router);
-    Arc::try_unwrap(app)
-        .ok()
-        .and_then(api::App::into_vault)
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Internal,
-                "the vault is not the server's to return (a call holds it, or a compaction lost it)",
-            )
-        })
+    if let Some(member) = member {
+        let _ = member.await;
+    }
+    Ok(())
 }
 
 /// Appends the ledger's new entries to `file` if it grew since the last
@@ -368,7 +412,7 @@ async fn export_ledger(app: &Arc<api::App>, file: &std::path::Path, exported: &m
 async fn connection<S>(
     stream: S,
     peer: Peer,
-    router: axum::Router,
+    node: Arc<Node>,
     clients: Arc<Clients>,
     opts: ServeOptions,
     mut stop: watch::Receiver<bool>,
@@ -377,24 +421,20 @@ async fn connection<S>(
 {
     let max_body = opts.max_body;
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let router = router.clone();
+        let node = Arc::clone(&node);
         let clients = Arc::clone(&clients);
         let peer = peer.clone();
         async move {
-            let response = match authenticate(&clients, &req, &peer) {
+            let response = match authenticate(&clients, &req, &peer, &node) {
                 Err(why) => unauthenticated(why),
-                Ok(client) => {
+                Ok((client, by_bearer)) => {
                     if too_big(&req, max_body) {
                         too_big_response(max_body)
                     } else {
-                        let (mut parts, body) = req.into_parts();
-                        parts.extensions.insert(Arc::new(client));
+                        let (parts, body) = req.into_parts();
                         let body = Body::new(http_body_util::Limited::new(body, max_body));
-                        let req = Request::from_parts(parts, body);
-                        match router.oneshot(req).await {
-                            Ok(r) => r,
-                            Err(never) => match never {},
-                        }
+                        node.dispatch(Request::from_parts(parts, body), client, by_bearer)
+                            .await
                     }
                 }
             };
@@ -435,12 +475,31 @@ fn too_big_response(max: usize) -> axum::response::Response {
     (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response()
 }
 
-/// The client a request proves to be, or why not (a `Forbidden`, 401).
+/// The client a request proves to be, and whether by a bearer token, or
+/// why not (a `Forbidden`, 401). A cluster's standby may vouch for a
+/// client with the node token (see [`cluster`]).
 fn authenticate(
     clients: &Clients,
     req: &Request<Incoming>,
     peer: &Peer,
-) -> std::result::Result<Client, &'static str> {
+    node: &Node,
+) -> std::result::Result<(Client, bool), &'static str> {
+    if let Some(token) = req.headers().get(cluster::NODE_TOKEN) {
+        let vouched = token.to_str().ok().is_some_and(|t| node.is_node_token(t));
+        if !vouched {
+            return Err("the node token is not this cluster's");
+        }
+        let name = req
+            .headers()
+            .get(cluster::FORWARDED_CLIENT)
+            .and_then(|v| v.to_str().ok())
+            .ok_or("a node's call names no client")?;
+        return clients
+            .named(name)
+            .cloned()
+            .map(|c| (c, false))
+            .ok_or("the client a node vouches for is not in this node's client list");
+    }
     let bearer = match req.headers().get(header::AUTHORIZATION) {
         None => None,
         Some(v) => match v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) {
@@ -449,7 +508,7 @@ fn authenticate(
         },
     };
     match clients.authenticate(bearer, peer.tls_subject.as_deref(), peer.uid) {
-        Some(c) => Ok(c.clone()),
+        Some(c) => Ok((c.clone(), bearer.is_some())),
         None => Err(if bearer.is_some() {
             "the token is no client's"
         } else {

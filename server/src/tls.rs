@@ -66,3 +66,35 @@ pub(crate) fn peer_subject(conn: &rustls::ServerConnection) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     Some(parsed.subject().to_string())
 }
+
+/// The connector a standby reaches an `https://` active node with: its
+/// certificate checked against `ca`, and this node's own certificate
+/// presented (`own`) for an active node that asks for one.
+pub(crate) fn connector(
+    ca: &std::path::Path,
+    own: Option<&TlsFiles>,
+) -> Result<tokio_rustls::TlsConnector> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs(ca)? {
+        roots
+            .add(cert)
+            .map_err(|e| invalid(format!("{}: {e}", ca.display())))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(format!("TLS: {e}")))?
+        .with_root_certificates(roots);
+    let mut config = match own {
+        Some(files) => {
+            let key = PrivateKeyDer::from_pem_file(&files.key)
+                .map_err(|e| invalid(format!("{}: {e}", files.key.display())))?;
+            builder
+                .with_client_auth_cert(certs(&files.cert)?, key)
+                .map_err(|e| invalid(format!("the TLS certificate and key: {e}")))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}

@@ -1,9 +1,10 @@
+#![allow(dead_code)]
 //! What the command-line tests share: reading a command's outcome the way
 //! an operator does (ids on stdout, one-line reasons on stderr), and
 //! copying a vault directory (a backup, as an operator would take one).
 
-use std::path::Path;
-use std::process::Output;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 /// The command succeeded: its stdout, trimmed.
 pub fn ok(out: &Output) -> String {
@@ -38,5 +39,80 @@ pub fn copy_dir(from: &Path, to: &Path) {
         } else {
             std::fs::copy(entry.path(), target).unwrap();
         }
+    }
+}
+
+#[allow(dead_code)]
+const MODULES: &[&str] = &[
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib64/softhsm/libsofthsm2.so",
+];
+
+/// A SoftHSM2 token of the test's own (label `ops`, PIN 1234), in a
+/// temporary directory, and commands run against it.
+#[allow(dead_code)]
+pub struct Token {
+    dir: tempfile::TempDir,
+    module: PathBuf,
+}
+
+#[allow(dead_code)]
+impl Token {
+    pub fn new() -> Option<Token> {
+        let module = MODULES.iter().map(PathBuf::from).find(|p| p.exists());
+        let Some(module) = module else {
+            assert!(
+                std::env::var_os("SV_REQUIRE_SOFTHSM").is_none(),
+                "SV_REQUIRE_SOFTHSM is set but SoftHSM2 is not installed"
+            );
+            eprintln!("SoftHSM2 is not installed: not run");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tokens")).unwrap();
+        std::fs::write(
+            dir.path().join("softhsm2.conf"),
+            format!(
+                "directories.tokendir = {}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("pin"), "1234\n").unwrap();
+        let status = Command::new("softhsm2-util")
+            .args(["--init-token", "--free", "--label", "ops"])
+            .args(["--pin", "1234", "--so-pin", "5678"])
+            .env("SOFTHSM2_CONF", dir.path().join("softhsm2.conf"))
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        Some(Token { dir, module })
+    }
+
+    /// The SoftHSM2 configuration naming the token's directory.
+    pub fn conf(&self) -> PathBuf {
+        self.dir.path().join("softhsm2.conf")
+    }
+
+    pub fn uri(&self, object: &str) -> String {
+        format!(
+            "pkcs11:token=ops;object={object}?module-path={}&pin-source=file:{}/pin",
+            self.module.display(),
+            self.dir.path().display()
+        )
+    }
+
+    pub fn sv(&self, args: &[&str], env_key: Option<&str>) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shredvault"));
+        cmd.args(args)
+            .env("SOFTHSM2_CONF", self.dir.path().join("softhsm2.conf"))
+            .env_remove("SHREDVAULT_ROOT_KEY")
+            .stdin(Stdio::null());
+        if let Some(k) = env_key {
+            cmd.env("SHREDVAULT_ROOT_KEY", k);
+        }
+        cmd.output().unwrap()
     }
 }

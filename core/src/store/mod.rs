@@ -221,6 +221,14 @@ pub(crate) trait Store: Send + Sync {
     /// back after it, and what was durable stays durable. `Locked` when an
     /// iterator stays open too long for the swap (nothing changed then).
     fn compact_live(&self) -> Result<crate::types::CompactReport>;
+
+    /// Whether this handle still holds the store's lock (one process per
+    /// store). A lock that can be lost while the handle lives (a
+    /// database's session lock, gone with its connection) reports `false`
+    /// from then on: the holder must stop writing.
+    fn still_locked(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

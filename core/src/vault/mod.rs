@@ -263,6 +263,14 @@ impl Engine {
 }
 
 impl Vault {
+    /// Whether this handle still holds its store's lock: always, but for a
+    /// vault in PostgreSQL whose lock went with its connection (the
+    /// database restarted, the session was ended). A server whose vault
+    /// lost its lock must stop serving it: another node may hold it now.
+    pub fn still_locked(&self) -> bool {
+        self.engine.store.still_locked()
+    }
+
     /// The vault's directory.
     pub fn path(&self) -> &Path {
         &self.engine.root

@@ -92,6 +92,12 @@ impl Vault {
         open_dir(path.as_ref(), root, Some(policy), options, Mode::Create)
     }
 
+    /// Whether `path` holds a vault: its keys in `keys/`, or (a vault whose
+    /// keys are in its database) the directory a node keeps.
+    pub fn exists(path: impl AsRef<Path>) -> bool {
+        vault_exists(path.as_ref())
+    }
+
     /// Opens the vault at `path` with its stored policy; `NotFound` if there
     /// is none.
     pub fn open_existing(

@@ -79,6 +79,8 @@ use crate::error::{Error, ErrorKind, Result};
 mod cache;
 mod key_table;
 pub(crate) use key_table::{KeyRow, KeyTable};
+mod nodes;
+pub use nodes::NodeTable;
 pub mod throwaway;
 
 /// Rows a scan reads per statement.
@@ -202,16 +204,7 @@ impl PgStore {
     /// the schema's lock (`Locked` if another process holds it).
     pub fn open(url: &str) -> Result<PgStore> {
         let name = describe(url);
-        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
-            Error::invalid(format!("{name} is not a PostgreSQL connection string: {e}"))
-        })?;
-        // As libpq does: a password left out of the string comes from the
-        // environment (the vault's `store` file then holds none).
-        if config.get_password().is_none() {
-            if let Some(pw) = std::env::var_os("PGPASSWORD") {
-                config.password(std::os::unix::ffi::OsStrExt::as_bytes(pw.as_os_str()));
-            }
-        }
+        let config = config_of(url, &name)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("shredvault-pg")
@@ -238,6 +231,21 @@ impl PgStore {
             }),
         })
     }
+}
+
+/// The client configuration `url` gives (`name`: the URL for messages).
+fn config_of(url: &str, name: &str) -> Result<tokio_postgres::Config> {
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+        Error::invalid(format!("{name} is not a PostgreSQL connection string: {e}"))
+    })?;
+    // As libpq does: a password left out of the string comes from the
+    // environment (the vault's `store` file then holds none).
+    if config.get_password().is_none() {
+        if let Some(pw) = std::env::var_os("PGPASSWORD") {
+            config.password(std::os::unix::ffi::OsStrExt::as_bytes(pw.as_os_str()));
+        }
+    }
+    Ok(config)
 }
 
 /// A connection holding the schema's lock, the table made if missing.
@@ -465,6 +473,10 @@ impl Iterator for Scan {
 }
 
 impl Store for PgStore {
+    fn still_locked(&self) -> bool {
+        !self.inner.lock.is_closed()
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Value>> {
         let inner = &self.inner;
         let missed = match inner.cache.get(key) {
