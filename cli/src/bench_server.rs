@@ -13,6 +13,12 @@
 //! readers doing gets for a purpose (purpose checks, decryption and the
 //! audit on). In-process figures beside them: durable puts from 1 and 16
 //! threads, gets from one thread.
+//!
+//! With the records in PostgreSQL the vault is served by two nodes of a
+//! cluster (`shredvault_server::cluster`: one active, one standby that
+//! forwards), both in this process on sockets of their own, the clients
+//! spread over both; the root key is then in a token (`--root-key`, or a
+//! throw-away SoftHSM2 token made here), as a cluster's keys need.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -94,7 +100,75 @@ fn postgres(pg: &Throwaway, dir: &Path, secs: u64) -> Result<[f64; 4], String> {
     ])
 }
 
-pub fn run(json_out: bool, secs: f64, store: Option<&str>) -> Result<(), Error> {
+/// The SoftHSM2 modules looked for.
+const SOFTHSM: &[&str] = &[
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib64/softhsm/libsofthsm2.so",
+    "/usr/local/lib/softhsm/libsofthsm2.so",
+];
+
+/// A root key for a cluster: the object `uri` names (made if missing), or
+/// one in a throw-away SoftHSM2 token in `dir`; or why there is none.
+fn cluster_root(dir: &Path, uri: Option<&str>) -> Result<RootKey, String> {
+    if let Some(uri) = uri {
+        return match RootKey::create_in_token(uri) {
+            Ok(k) => Ok(k),
+            Err(e) if e.kind() == ErrorKind::InvalidArgument => {
+                RootKey::from_uri(uri).map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+    }
+    let module = SOFTHSM
+        .iter()
+        .find(|m| Path::new(m).exists())
+        .ok_or("SoftHSM2 is not installed and no --root-key pkcs11:... was given")?;
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens).map_err(|e| e.to_string())?;
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let pin = dir.join("pin");
+    std::fs::write(&pin, "1234\n").map_err(|e| e.to_string())?;
+    let made = std::process::Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", "bench"])
+        .args(["--pin", "1234", "--so-pin", "5678"])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .map_err(|e| format!("softhsm2-util: {e}"))?;
+    if !made.status.success() {
+        return Err(format!(
+            "softhsm2-util: {}",
+            String::from_utf8_lossy(&made.stderr).trim()
+        ));
+    }
+    // This process's token library reads the configuration at its first
+    // use, which is below.
+    std::env::set_var("SOFTHSM2_CONF", &conf);
+    RootKey::create_in_token(&format!(
+        "pkcs11:token=bench;object=bench-root?module-path={module}&pin-source=file:{}",
+        pin.display()
+    ))
+    .map_err(|e| e.to_string())
+}
+
+pub fn run(
+    json_out: bool,
+    secs: f64,
+    store: Option<&str>,
+    root_uri: Option<&str>,
+    nodes: usize,
+) -> Result<(), Error> {
+    if !(1..=2).contains(&nodes) {
+        return Err(Error::new(ErrorKind::InvalidArgument, "--nodes is 1 or 2"));
+    }
     let dir = tempfile::tempdir().map_err(io("a temporary directory"))?;
     let say = |what: &str| {
         if !json_out {
@@ -125,6 +199,19 @@ pub fn run(json_out: bool, secs: f64, store: Option<&str>) -> Result<(), Error> 
         Some(url) => Some(url.to_string()),
     };
     let store_name = if store.is_some() { "postgres" } else { "sled" };
+    // Records in PostgreSQL: two nodes, if a token root key can be had.
+    let root = match &store {
+        None => Ok(RootKey::generate()?),
+        Some(_) => cluster_root(dir.path(), root_uri),
+    };
+    let (root, nodes) = match root {
+        Ok(r) if store.is_some() => (r, nodes),
+        Ok(r) => (r, 1),
+        Err(why) => {
+            say(&format!("one node only: {why}"));
+            (RootKey::generate()?, 1)
+        }
+    };
 
     // ---- in-process: durable puts from 1 and 16 threads.
     say("in-process durable puts");
@@ -132,19 +219,14 @@ pub fn run(json_out: bool, secs: f64, store: Option<&str>) -> Result<(), Error> 
         include_str!("../../example-policy.toml"),
         "example-policy.toml",
     )?;
-    let root = RootKey::generate()?;
     let path = dir.path().join("vault");
-    let v = Vault::open_with(
-        &path,
-        &root,
-        Some(policy),
-        VaultOptions {
-            privileged: true,
-            actor: Some("bench".into()),
-            store,
-            ..VaultOptions::default()
-        },
-    )?;
+    let options = VaultOptions {
+        privileged: true,
+        actor: Some("bench".into()),
+        store: store.clone(),
+        ..VaultOptions::default()
+    };
+    let v = Vault::open_with(&path, &root, Some(policy), options.clone())?;
     let data: Vec<Vec<u8>> = (0..64).map(value).collect();
     let put_1 = {
         let s = v.create_subject(&[])?;
@@ -169,9 +251,15 @@ pub fn run(json_out: bool, secs: f64, store: Option<&str>) -> Result<(), Error> 
         Ok(n)
     })?;
 
-    // ---- served: 16 clients.
-    say("served durable puts and gets, 16 clients");
-    let socket = dir.path().join("sv.sock");
+    // ---- served: 16 clients (over two nodes with the records in
+    // PostgreSQL).
+    say(&format!(
+        "served durable puts and gets, 16 clients, {nodes} node{}",
+        if nodes == 1 { "" } else { "s" }
+    ));
+    let sockets: Vec<std::path::PathBuf> = (0..nodes)
+        .map(|i| dir.path().join(format!("sv{i}.sock")))
+        .collect();
     let token = "bench-token";
     let digest = hex::encode(ring::digest::digest(
         &ring::digest::SHA256,
@@ -180,20 +268,81 @@ pub fn run(json_out: bool, secs: f64, store: Option<&str>) -> Result<(), Error> 
     let clients = shredvault_server::Clients::parse(&format!(
         "[clients.bench]\ntoken_sha256 = \"{digest}\"\noperations = [\"read\", \"write\"]\npurposes = [\"*\"]\ncategories = [\"*\"]\n"
     ))?;
-    let options = shredvault_server::ServeOptions::new(
-        vec![shredvault_server::Listen::Unix(socket.clone())],
-        clients,
-    );
+    let serve_options = |socket: &Path| {
+        shredvault_server::ServeOptions::new(
+            vec![shredvault_server::Listen::Unix(socket.to_path_buf())],
+            clients.clone(),
+        )
+    };
     let runtime = tokio::runtime::Runtime::new().map_err(io("starting the server"))?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = runtime.spawn(shredvault_server::serve(v, options, async {
-        let _ = stop_rx.await;
-    }));
-    for _ in 0..500 {
-        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
-            break;
+    let wait_for = |socket: &Path| {
+        for _ in 0..500 {
+            if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
-        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stops = Vec::new();
+    let mut servers = Vec::new();
+    if nodes == 1 {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        stops.push(stop_tx);
+        let serving = shredvault_server::serve(v, serve_options(&sockets[0]), async {
+            let _ = stop_rx.await;
+        });
+        servers.push(runtime.spawn(async move { serving.await.map(Some) }));
+        wait_for(&sockets[0]);
+    } else {
+        // The first node takes the vault (closed here first), the second
+        // stays a standby and forwards.
+        v.close()?;
+        let url = store.clone().expect("two nodes only on PostgreSQL");
+        let nodes_table = shredvault::postgres::NodeTable::connect(&url)?;
+        for (i, socket) in sockets.iter().enumerate() {
+            let (path, root, options) = (path.clone(), root.clone(), options.clone());
+            let open: Arc<dyn Fn() -> Result<Vault, Error> + Send + Sync> = Arc::new(move || {
+                Vault::open_with(
+                    &path,
+                    &root,
+                    None,
+                    VaultOptions {
+                        store: None,
+                        ..options.clone()
+                    },
+                )
+            });
+            let advertise = format!("unix://{}", socket.display());
+            let cluster = shredvault_server::ClusterOptions {
+                advertise: advertise.clone(),
+                store: url.clone(),
+                node_token: None,
+                cluster_ca: None,
+            };
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            stops.push(stop_tx);
+            let serving =
+                shredvault_server::serve_cluster(open, cluster, serve_options(socket), async {
+                    let _ = stop_rx.await;
+                });
+            servers.push(runtime.spawn(serving));
+            wait_for(socket);
+            if i == 0 {
+                // Active before the second node starts.
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while nodes_table.active()?.as_deref() != Some(advertise.as_str()) {
+                    if Instant::now() > deadline {
+                        return Err(Error::new(
+                            ErrorKind::Internal,
+                            "the bench's first node did not become active",
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+        // The standby knows where to forward once it has read the table.
+        std::thread::sleep(Duration::from_millis(1500));
     }
     // The clients: 16 connections driven from 2 threads, as pgbench -j 2
     // drives its 16 (each connection one request after another).
@@ -208,7 +357,7 @@ pub fn run(json_out: bool, secs: f64, store: Option<&str>) -> Result<(), Error> 
             Bytes::from(json!({"category": "account", "data": b64}).to_string())
         })
         .collect();
-    let (served_put, answers) = drive(&socket, token, secs, true, move |t, n| {
+    let (served_put, answers) = drive(&sockets, token, secs, true, move |t, n| {
         (
             Method::POST,
             paths[t].clone(),
@@ -225,7 +374,7 @@ pub fn run(json_out: bool, secs: f64, store: Option<&str>) -> Result<(), Error> 
     }
     let ids = Arc::new(ids);
     let get_ids = Arc::clone(&ids);
-    let (served_get, _) = drive(&socket, token, secs, false, move |t, n| {
+    let (served_get, _) = drive(&sockets, token, secs, false, move |t, n| {
         let r = &get_ids[(t * 7919 + n * 104_729) % get_ids.len()];
         (
             Method::GET,
@@ -238,10 +387,17 @@ pub fn run(json_out: bool, secs: f64, store: Option<&str>) -> Result<(), Error> 
         let i = next.fetch_add(7919, Ordering::Relaxed);
         &ids[i % ids.len()]
     };
-    let _ = stop_tx.send(());
-    let v = runtime
-        .block_on(server)
-        .map_err(|e| Error::new(ErrorKind::Internal, format!("the server: {e}")))??;
+    for stop in stops {
+        let _ = stop.send(());
+    }
+    let mut v = None;
+    for server in servers {
+        let node = runtime
+            .block_on(server)
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("the server: {e}")))??;
+        v = v.or(node);
+    }
+    let v = v.ok_or_else(|| Error::new(ErrorKind::Internal, "no node held the vault"))?;
 
     // ---- in-process gets, one thread.
     say("in-process gets");
@@ -260,6 +416,7 @@ pub fn run(json_out: bool, secs: f64, store: Option<&str>) -> Result<(), Error> 
     let out = json!({
         "value_bytes": VALUE,
         "clients": CLIENTS,
+        "nodes": nodes,
         "store": store_name,
         "seconds_per_figure": secs,
         "server_get_vs_pg_select": ratio(served_get, pg_fig.map(|p| p[3])),
@@ -296,9 +453,10 @@ fn print_table(out: &Value) {
     let show = |x: Option<f64>| x.map_or("skipped".to_string(), |x| format!("{x:.0}/s"));
     let ratio = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.2}"));
     println!(
-        "shredvault bench --server: {} clients, 1 KiB values, records in {}",
+        "shredvault bench --server: {} clients, 1 KiB values, records in {}, {} node(s)",
         CLIENTS,
-        out["store"].as_str().unwrap_or("sled")
+        out["store"].as_str().unwrap_or("sled"),
+        out["nodes"].as_u64().unwrap_or(1)
     );
     println!();
     println!(
@@ -346,11 +504,11 @@ fn print_table(out: &Value) {
     }
 }
 
-/// Requests from `CLIENTS` connections to the server's socket, driven by
-/// two threads, for `secs`: the answers per second (every answer must be
+/// Requests from `CLIENTS` connections to the servers' sockets (spread
+/// over them in turn), driven by two threads, for `secs`: the answers per second (every answer must be
 /// a success), and, when `keep`, the answers' bodies.
 fn drive(
-    socket: &Path,
+    sockets: &[std::path::PathBuf],
     token: &str,
     secs: f64,
     keep: bool,
@@ -369,7 +527,7 @@ fn drive(
         let mut tasks = Vec::new();
         for t in 0..CLIENTS {
             let (request, stop, auth) = (Arc::clone(&request), Arc::clone(&stop), auth.clone());
-            let socket = socket.to_path_buf();
+            let socket = sockets[t % sockets.len()].clone();
             tasks.push(tokio::spawn(async move {
                 let stream = tokio::net::UnixStream::connect(&socket)
                     .await

@@ -352,8 +352,15 @@ enum Command {
         /// `postgres` for a schema in the bench's own cluster (the one
         /// pgbench drives, so both figures come from one PostgreSQL), or a
         /// connection string (an empty schema of a database of yours).
+        /// Served by two nodes (a cluster: the keys in PostgreSQL under
+        /// epoch keys in a token: --root-key URI, else a throw-away
+        /// SoftHSM2 token when SoftHSM2 is installed; one node otherwise).
         #[arg(long, value_name = "CONNINFO", requires = "server")]
         store: Option<String>,
+        /// With --store: serve by this many nodes (1 or 2; 2 needs a
+        /// root key in a token).
+        #[arg(long, default_value_t = 2, requires = "store")]
+        nodes: usize,
     },
     /// Serve the vault to many processes over HTTP/JSON (the clients and
     /// their grants in --clients); runs until SIGTERM or SIGINT, then
@@ -1207,8 +1214,15 @@ fn run(cli: Cli) -> Result<(), Error> {
             server: true,
             seconds,
             store,
+            nodes,
             ..
-        } => bench_server::run(json, seconds.clamp(0.5, 600.0), store.as_deref()),
+        } => bench_server::run(
+            json,
+            seconds.clamp(0.5, 600.0),
+            store.as_deref(),
+            key_file.uri,
+            nodes,
+        ),
         Command::Bench { json, records, .. } => bench::run(bench::Options {
             records,
             json,

@@ -448,6 +448,16 @@ pub(crate) async fn run(
     };
     loop {
         if node.app().is_none() {
+            // Where to forward meanwhile first (the attempt below waits
+            // for the lock).
+            let table2 = Arc::clone(&table);
+            let active = tokio::task::spawn_blocking(move || {
+                table2.lock().unwrap_or_else(|p| p.into_inner()).active()
+            })
+            .await;
+            if let Ok(Ok(url)) = active {
+                node.set_active(url.filter(|u| *u != cluster.advertise));
+            }
             let open = Arc::clone(&open);
             match tokio::task::spawn_blocking(move || open()).await {
                 Ok(Ok(vault)) => {
@@ -480,14 +490,6 @@ pub(crate) async fn run(
                 Ok(Err(e)) => {
                     if e.kind() != ErrorKind::Locked {
                         eprintln!("shredvault: opening the vault: {e}; trying again");
-                    }
-                    let table = Arc::clone(&table);
-                    let active = tokio::task::spawn_blocking(move || {
-                        table.lock().unwrap_or_else(|p| p.into_inner()).active()
-                    })
-                    .await;
-                    if let Ok(Ok(url)) = active {
-                        node.set_active(url.filter(|u| *u != cluster.advertise));
                     }
                 }
                 Err(e) => eprintln!("shredvault: opening the vault: {e}"),

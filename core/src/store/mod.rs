@@ -206,6 +206,32 @@ pub(crate) trait Store: Send + Sync {
         seal: &dyn Fn() -> Result<()>,
     ) -> Result<()>;
 
+    /// Whether [`persist_new`](Store::persist_new) writes a new entry with
+    /// its note in one step, cheaper than `insert_new` then `persist` (the
+    /// PostgreSQL store: one transaction, one round trip, instead of two).
+    fn joins_new_with_persist(&self) -> bool {
+        false
+    }
+
+    /// Stores `value` at `key` only if nothing is stored there, durably
+    /// together with `note`, as [`insert_new`](Store::insert_new) then
+    /// [`persist`](Store::persist) would: `false`, and nothing written, if
+    /// something was there. Until it returns, readers may not see the
+    /// entry.
+    fn persist_new(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        note: &[u8],
+        seal: &dyn Fn() -> Result<()>,
+    ) -> Result<bool> {
+        if !self.insert_new(key, value)? {
+            return Ok(false);
+        }
+        self.persist(&[(key, value)], note, seal)?;
+        Ok(true)
+    }
+
     /// Called once after open, before any [`persist`](Store::persist): the
     /// persisted calls the store may lack, past its mark (`key`
     /// authenticates them). The vault re-applies what still stands, then

@@ -174,6 +174,25 @@ fn synced_and_persisted_writes_outlive_the_handle(open: Opener) {
         .iter()
         .any(|c| c.note == b"note" && c.inserts == [(b"persisted".to_vec(), b"2".to_vec())]);
     assert!(kept || handed_back);
+    // A new entry written with its note in one step: durable, or handed
+    // back; never written over what is there.
+    assert!(s
+        .persist_new(b"joined", b"3", b"note 2", &|| Ok(()))
+        .unwrap());
+    assert!(!s
+        .persist_new(b"joined", b"4", b"note 3", &|| Ok(()))
+        .unwrap());
+    assert_eq!(&*s.get(b"joined").unwrap().unwrap(), b"3");
+    drop(s);
+    let s = open();
+    let recovered = s.recover(SecretKey::from_array([1; 32])).unwrap();
+    let kept = s.get(b"joined").unwrap().is_some_and(|v| &*v == b"3");
+    let handed_back = recovered
+        .calls
+        .iter()
+        .any(|c| c.note == b"note 2" && c.inserts == [(b"joined".to_vec(), b"3".to_vec())]);
+    assert!(kept || handed_back);
+    assert!(!recovered.calls.iter().any(|c| c.note == b"note 3"));
 }
 
 /// A live compaction keeps every write made before it and while it runs

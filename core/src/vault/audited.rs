@@ -132,12 +132,21 @@ pub(super) enum Commit {
 pub(super) struct Call<'a> {
     pub entry: Draft<'a>,
     persisted: Vec<(KeyBytes, Vec<u8>)>,
+    /// A put's new entry the body left for the commit to write, with the
+    /// audit entry, in one step (`Store::persist_new`).
+    new_entry: Option<(KeyBytes, Vec<u8>)>,
 }
 
 impl Call<'_> {
     /// An insert the body made that a put's commit makes durable.
     pub fn persist(&mut self, key: KeyBytes, value: Vec<u8>) {
         self.persisted.push((key, value));
+    }
+
+    /// A new entry the body did not write: the put's commit writes it, if
+    /// nothing is stored at `key`, durably with the audit entry.
+    pub fn persist_new(&mut self, key: KeyBytes, value: Vec<u8>) {
+        self.new_entry = Some((key, value));
     }
 }
 
@@ -163,6 +172,7 @@ impl Engine {
         let mut call = Call {
             entry: Draft::new(op.name(), self.now()),
             persisted: Vec::new(),
+            new_entry: None,
         };
         let result = match (commit, self.refuse_writes.get()) {
             (Commit::Mode | Commit::Always, Some(why)) => Err(crate::error::Error::corrupt(
@@ -177,14 +187,29 @@ impl Engine {
         if result.is_ok()
             && commit == Commit::Mode
             && self.durability == Durability::Immediate
-            && !call.persisted.is_empty()
+            && !(call.persisted.is_empty() && call.new_entry.is_none())
         {
             // A put: its inserts and its entry, durable together.
             let mut note = Vec::new();
             let seq =
                 self.audit
                     .append_keeping(&call.entry, self.actor().as_deref(), Some(&mut note))?;
-            if let Err(e) = self.persist(&call.persisted, &note) {
+            let persisted = match &call.new_entry {
+                None => self.persist(&call.persisted, &note),
+                Some((key, value)) => self
+                    .store
+                    .persist_new(key, value, &note, &|| self.audit.write())
+                    .and_then(|written| match written {
+                        true => Ok(()),
+                        // Another put took the id between the body's
+                        // choice and now (see `Vault::put`): nothing was
+                        // written; the caller puts again.
+                        false => Err(crate::error::Error::internal(
+                            "the record id was taken by another put meanwhile: put again",
+                        )),
+                    }),
+            };
+            if let Err(e) = persisted {
                 let subject = call.entry.subject;
                 return Err(self.undo_put(op, subject, &call.persisted, seq, e));
             }

@@ -82,6 +82,19 @@ impl Vault {
                 let entry = RecordEntry::Live(record);
                 let bytes = codec::encode(&entry)?;
                 let key = Key::Record(id).encode();
+                if journaled && day.is_none() && engine.store.joins_new_with_persist() {
+                    // Written by the commit with the audit entry, in one
+                    // step (one round trip to PostgreSQL instead of two).
+                    // A clash found then fails the put, which is acked
+                    // only after: the id is this subject's next, so only
+                    // another subject sharing its id's first 11 bytes
+                    // could take it.
+                    call.persist_new(key, bytes);
+                    if (seqs.next - 1).saturating_sub(seqs.counted) >= COUNTS_EVERY {
+                        let _ = engine.store_counts(subject, &mut seqs);
+                    }
+                    return Ok(id);
+                }
                 let inserted = engine.store.insert_new(&key, &bytes)?;
                 let RecordEntry::Live(back) = entry else {
                     unreachable!("built as Live above")

@@ -117,12 +117,25 @@ struct Conn {
     st: Prepared,
 }
 
+/// A connection committing synchronously, and its two statements.
+struct SyncConn {
+    client: Client,
+    /// The entry if its key is free, and its journal row only then.
+    put_journaled: Statement,
+    /// A journal row.
+    journal: Statement,
+}
+
 struct Inner {
     config: tokio_postgres::Config,
     /// Taken only by `drop`, which shuts it down without waiting (a
     /// runtime may not be dropped on a thread that runs async code).
     runtime: Option<tokio::runtime::Runtime>,
     idle: Mutex<Vec<Conn>>,
+    /// Connections whose commits are synchronous (`synchronous_commit =
+    /// on` for the session), for the journaled puts: each one statement,
+    /// prepared, in its own implicit transaction.
+    idle_sync: Mutex<Vec<SyncConn>>,
     /// Point reads kept in this process (see `cache`: coherent because
     /// the schema is this process's alone).
     cache: cache::Cache,
@@ -223,6 +236,7 @@ impl PgStore {
                 config,
                 runtime: Some(runtime),
                 idle: Mutex::new(Vec::new()),
+                idle_sync: Mutex::new(Vec::new()),
                 cache: cache::Cache::default(),
                 journal_key: Mutex::new(None),
                 persists: std::sync::atomic::AtomicU64::new(0),
@@ -343,6 +357,49 @@ impl Inner {
         Ok(Conn { client, st })
     }
 
+    fn fresh_sync(&self) -> Result<SyncConn> {
+        let runtime = self.runtime.as_ref().expect("taken only by drop");
+        let client = connect(runtime, &self.config, &self.name)?;
+        let err = |e| pg_error(&self.name, "preparing statements", e);
+        block(client.batch_execute("SET synchronous_commit = on")).map_err(err)?;
+        let put_journaled = block(client.prepare(&format!(
+            "WITH new AS (INSERT INTO {TABLE} (k, v) VALUES ($1, $2)
+                          ON CONFLICT (k) DO NOTHING RETURNING 1)
+             INSERT INTO {JOURNAL} (note, mac) SELECT $3, $4 FROM new"
+        )))
+        .map_err(err)?;
+        let journal = block(client.prepare(&format!(
+            "INSERT INTO {JOURNAL} (note, mac) VALUES ($1, $2)"
+        )))
+        .map_err(err)?;
+        Ok(SyncConn {
+            client,
+            put_journaled,
+            journal,
+        })
+    }
+
+    /// [`with`](Self::with) on a connection committing synchronously.
+    fn with_sync<T>(&self, f: impl FnOnce(&mut SyncConn) -> Result<T>) -> Result<T> {
+        let taken = self
+            .idle_sync
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        let mut conn = match taken {
+            Some(c) if !c.client.is_closed() => c,
+            _ => self.fresh_sync()?,
+        };
+        let out = f(&mut conn);
+        if !conn.client.is_closed() {
+            let mut idle = self.idle_sync.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < IDLE {
+                idle.push(conn);
+            }
+        }
+        out
+    }
+
     /// Runs `f` on a connection of the pool (a new one if none is idle);
     /// the connection goes back unless it broke.
     fn with<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
@@ -371,6 +428,18 @@ impl Inner {
         let out = f();
         self.cache.end_write(keys);
         out
+    }
+
+    /// The MAC of a journal row's note.
+    fn journal_mac(&self, note: &[u8]) -> Result<[u8; 32]> {
+        let key = self.journal_key.lock().unwrap_or_else(|e| e.into_inner());
+        let key = key
+            .as_ref()
+            .ok_or_else(|| Error::internal("a put was persisted before the store's recovery"))?;
+        Ok(crate::crypto::mac(
+            key,
+            &[b"shredvault pg journal v1", note],
+        ))
     }
 
     /// The journal's last row id (0 when empty).
@@ -469,6 +538,21 @@ impl Iterator for Scan {
         }
         let (k, v) = self.buffered.pop_front()?;
         Some(Ok((value(k), value(v))))
+    }
+}
+
+impl PgStore {
+    /// After a journaled put: every [`TRIM_EVERY`] of them, a durable
+    /// point that empties the journal.
+    fn after_persist(&self, seal: &dyn Fn() -> Result<()>) -> Result<()> {
+        let n = self
+            .inner
+            .persists
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % TRIM_EVERY == TRIM_EVERY - 1 {
+            self.sync(seal)?;
+        }
+        Ok(())
     }
 }
 
@@ -587,34 +671,45 @@ impl Store for PgStore {
         seal: &dyn Fn() -> Result<()>,
     ) -> Result<()> {
         let inner = &self.inner;
-        let mac = {
-            let key = inner.journal_key.lock().unwrap_or_else(|e| e.into_inner());
-            let key = key.as_ref().ok_or_else(|| {
-                Error::internal("a put was persisted before the store's recovery")
-            })?;
-            crate::crypto::mac(key, &[b"shredvault pg journal v1", note])
-        };
-        // One round trip: the values as hex literals (only hex digits).
-        inner.with(|c| {
-            block(c.client.batch_execute(&format!(
-                "BEGIN; SET LOCAL synchronous_commit = on;
-                 INSERT INTO {JOURNAL} (note, mac) VALUES ('\\x{}', '\\x{}');
-                 COMMIT",
-                hex::encode(note),
-                hex::encode(mac)
-            )))
-            .map_err(|e| {
-                let _ = block(c.client.batch_execute("ROLLBACK"));
-                inner.err("journaling a put")(e)
+        let mac = inner.journal_mac(note)?;
+        // One statement, one round trip, committed synchronously.
+        inner.with_sync(|c| {
+            block(c.client.execute(&c.journal, &[&note, &&mac[..]]))
+                .map_err(inner.err("journaling a put"))
+        })?;
+        self.after_persist(seal)
+    }
+
+    fn joins_new_with_persist(&self) -> bool {
+        true
+    }
+
+    fn persist_new(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        note: &[u8],
+        seal: &dyn Fn() -> Result<()>,
+    ) -> Result<bool> {
+        let inner = &self.inner;
+        let mac = inner.journal_mac(note)?;
+        // One statement, one round trip, one WAL flush (its implicit
+        // transaction commits synchronously): the entry if its key is
+        // free, and the journal row only if the entry went in.
+        let rows = inner.writing([key], || {
+            inner.with_sync(|c| {
+                block(
+                    c.client
+                        .execute(&c.put_journaled, &[&key, &value, &note, &&mac[..]]),
+                )
+                .map_err(inner.err("writing and journaling a put"))
             })
         })?;
-        let n = inner
-            .persists
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if n % TRIM_EVERY == TRIM_EVERY - 1 {
-            self.sync(seal)?;
+        if rows == 0 {
+            return Ok(false);
         }
-        Ok(())
+        self.after_persist(seal)?;
+        Ok(true)
     }
 
     fn recover(&self, key: SecretKey) -> Result<Recovered> {
