@@ -75,6 +75,9 @@
 //!   meanwhile finds each row's epoch in the row, and this process keeps
 //!   both KEKs until 3.
 //!
+//! Creation, destruction and a backup's image wait while a rotation runs
+//! (one lock over the rows this process knows); reads do not.
+//!
 //! Nothing here ever destroys the epoch key the header names as current:
 //! `retiring` must be older than the epoch, and the header is
 //! authenticated.
@@ -571,24 +574,30 @@ impl KeyCustody for EpochCustody {
             0,
         ));
         keystore.resize((len + 1) * SLOT_SIZE, 0);
-        for (&index, &(kind, key_id)) in &state.keys {
-            let key = self
-                .load_kind(KeyRef { index, key_id }, kind)
-                .map_err(|e| match e {
-                    KeyError::Destroyed(_) => Error::internal(format!(
-                        "key row {index} vanished while the vault was being backed up"
-                    )),
-                    KeyError::Corrupt(m) => Error::corrupt(m),
-                    KeyError::Other(e) => e,
-                })?;
-            let raw = slot_bytes(
-                &self.root.kek,
-                &self.vault_id,
-                index,
-                kind,
-                key_id,
-                key.expose(),
+        // The rows read in one statement (not one round trip a key), each
+        // unwrapped under its epoch's KEK and wrapped again under the root's.
+        let keks = self.keks.read().unwrap_or_else(|p| p.into_inner());
+        for row in self.table.all()? {
+            let index = index_of(row.idx)?;
+            let Some(&(kind, key_id)) = state.keys.get(&index) else {
+                continue;
+            };
+            if key_id != key_id_of(&row) {
+                continue;
+            }
+            let kek = keks.get(row.epoch as u64).ok_or_else(|| {
+                Error::corrupt(format!(
+                    "key row {index} is wrapped under epoch {}, not the current one",
+                    row.epoch
+                ))
+            })?;
+            let key = crypto::open(
+                kek,
+                &domains::slot_aad(&self.vault_id, index, kind as u8, key_id),
+                &row.wrapped,
+                &format!("key row {index}"),
             )?;
+            let raw = slot_bytes(&self.root.kek, &self.vault_id, index, kind, key_id, &key)?;
             let at = (index as usize + 1) * SLOT_SIZE;
             keystore[at..at + SLOT_SIZE].copy_from_slice(&raw);
         }
