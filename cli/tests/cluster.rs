@@ -159,10 +159,11 @@ fn two_nodes_one_killed_under_load_lose_nothing_and_erase_everywhere() {
         std::fs::copy(entry.path(), second.join(entry.file_name())).unwrap();
     }
     let clients = work.path().join("clients.toml");
+    let uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap());
     std::fs::write(
         &clients,
         format!(
-            "[clients.app]\ntoken_sha256 = \"{}\"\noperations = [\"read\", \"write\", \"erase\", \"admin\"]\npurposes = [\"*\"]\ncategories = [\"*\"]\n",
+            "[clients.app]\ntoken_sha256 = \"{}\"\noperations = [\"read\", \"write\", \"erase\", \"admin\"]\npurposes = [\"*\"]\ncategories = [\"*\"]\n\n[clients.ops]\nunix_uid = {uid}\noperations = [\"read\"]\npurposes = [\"*\"]\ncategories = [\"*\"]\n",
             sha256_hex(TOKEN)
         ),
     )
@@ -313,6 +314,37 @@ fn two_nodes_one_killed_under_load_lose_nothing_and_erase_everywhere() {
     for w in workers {
         w.join().unwrap();
     }
+
+    // A client known by its Unix uid, through the standby: vouched for
+    // with the node token, served by the active node.
+    let standby = 1 - active();
+    let ops = Client::connect(&urls[standby], None).unwrap();
+    retried("a uid client through the standby", || ops.stats());
+    // Only the node token vouches: a wrong one is refused by either node
+    // (the right one is the cluster's secret, as the nodes' file).
+    let forged = |socket: &Path, token: &str| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+        write!(
+            s,
+            "GET /v1/stats HTTP/1.1\r\nHost: x\r\nx-shredvault-node-token: {token}\r\nx-shredvault-forwarded-client: app\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.lines().next().unwrap_or_default().to_string()
+    };
+    let active_socket = &nodes[active()].socket;
+    for n in &nodes {
+        assert!(
+            forged(&n.socket, "not the node token").contains(" 401 "),
+            "a wrong node token"
+        );
+    }
+    assert!(
+        forged(active_socket, "a node token of this cluster's own").contains(" 200 "),
+        "the right node token"
+    );
 
     let seen = seen.lock().unwrap();
     assert!(seen.epochs_ended > 0, "no key epoch ended under load");

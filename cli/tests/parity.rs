@@ -44,6 +44,18 @@ const PARITY: &[(&str, At, At, At)] = &[
         Absent("Vault(path) without a policy refuses a missing vault"),
         Absent("every command but init opens an existing vault only"),
     ),
+    (
+        "exists",
+        Absent("sv_open with a NULL policy says NotFound for a missing vault"),
+        Absent("Vault(path) without a policy raises NotFoundError for a missing vault"),
+        Absent("every command says NotFound (exit 3) for a missing vault"),
+    ),
+    (
+        "still_locked",
+        Absent("a server's check on its vault in PostgreSQL: an embedded handle holds its lock for its life"),
+        Absent("a server's check on its vault in PostgreSQL: an embedded handle holds its lock for its life"),
+        Absent("serve checks it every second and stops when the lock is lost"),
+    ),
     ("compact", Is("sv_compact"), Is("compact"), Is("compact")),
     (
         "compact_live",

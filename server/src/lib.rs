@@ -31,6 +31,12 @@
 //! and their subjects matched by `tls_subject` (a bearer token still wins
 //! when one is sent). The handshake is bounded by `header_timeout`.
 //!
+//! # Several nodes
+//!
+//! [`serve_cluster`] serves a vault in PostgreSQL as one node of several:
+//! the node holding the vault serves it, the others forward to it and take
+//! over when it dies (see [`cluster`]).
+//!
 //! # Not yet
 //!
 //! Scan, policy replacement, root-key rotation and compaction: see the

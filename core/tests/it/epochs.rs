@@ -265,49 +265,133 @@ fn keys_in_postgres_need_a_token_root_key_and_the_vault_s_own() {
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
 }
 
+/// The child processes of the kill test, on a token of their own (see
+/// there): `SV_EPOCH_MODE` `setup` (the vault and its records), `rotate`
+/// (epochs ended in a loop until killed) or `check` (the vault opens with
+/// every record, and no older epoch key is in the token).
 #[test]
 fn epoch_child_entry() {
     let Ok(dir) = std::env::var("SV_EPOCH_CHILD") else {
         return;
     };
+    let dir = std::path::PathBuf::from(dir);
     let hsm = hsm().unwrap();
-    let root = RootKey::from_uri(&hsm.uri("epochs-kill")).unwrap();
-    let v = Vault::open(&dir, &root, None).unwrap();
-    // Logged in for the process's life before the kill can come (see
-    // `hsm::rotation_to_token_child_entry`: SoftHSM2 rewrites its token
-    // file at each login).
-    let _logged_in = hsm.session();
-    let begun: i64 = std::env::var("SV_EPOCH_T0").unwrap().parse().unwrap();
-    println!("START");
-    for k in 1..=40i64 {
-        let report = v.expire_with(begun + k * 86_400 + k, true).unwrap();
-        assert_eq!(report.key_epochs_ended, 1);
+    let url = std::env::var("SV_EPOCH_STORE").unwrap();
+    let vault = dir.join("vault");
+    let records = dir.join("records");
+    match std::env::var("SV_EPOCH_MODE").unwrap().as_str() {
+        "setup" => {
+            let root = RootKey::create_in_token(&hsm.uri("epochs-kill")).unwrap();
+            let v = Vault::open_with(&vault, &root, Some(example_policy()), on(&url)).unwrap();
+            let mut list = String::new();
+            for i in 0..60 {
+                let s = v.create_subject(&[]).unwrap();
+                let r = v
+                    .put(&s, "account", format!("record {i}").as_bytes())
+                    .unwrap();
+                list.push_str(&format!("{r} record {i}\n"));
+            }
+            std::fs::write(&records, list).unwrap();
+            v.close().unwrap();
+            println!("SETUP OK");
+        }
+        "rotate" => {
+            let root = RootKey::from_uri(&hsm.uri("epochs-kill")).unwrap();
+            let v = Vault::open(&vault, &root, None).unwrap();
+            // Logged in for the process's life before the kill can come
+            // (see `hsm::rotation_to_token_child_entry`: SoftHSM2 rewrites
+            // its token file at each login).
+            let _logged_in = hsm.session();
+            let begun: i64 = std::env::var("SV_EPOCH_T0").unwrap().parse().unwrap();
+            println!("START");
+            for k in 1..=40i64 {
+                let report = v.expire_with(begun + k * 86_400 + k, true).unwrap();
+                assert_eq!(report.key_epochs_ended, 1);
+            }
+            println!("DONE");
+        }
+        "check" => {
+            let root = RootKey::from_uri(&hsm.uri("epochs-kill")).unwrap();
+            let v = Vault::open(&vault, &root, None).unwrap();
+            for line in std::fs::read_to_string(&records).unwrap().lines() {
+                let (r, data) = line.split_once(' ').unwrap();
+                let r = shredvault::RecordId::parse(r).unwrap();
+                assert_eq!(
+                    v.get(&r, "billing").unwrap().data.as_slice(),
+                    data.as_bytes()
+                );
+            }
+            v.verify_audit().unwrap();
+            let (id, epoch) = v.key_epoch_for_tests().unwrap();
+            let label = |n: u64| format!("epochs-kill.epoch.{}.{n}", &id[..16]);
+            for n in 1..epoch {
+                assert_eq!(
+                    hsm.objects_labelled(&label(n)),
+                    0,
+                    "epoch {n}'s key outlived its epoch (now {epoch})"
+                );
+            }
+            assert_eq!(hsm.objects_labelled(&label(epoch)), 1);
+            v.close().unwrap();
+            println!("CHECK OK epoch {epoch}");
+        }
+        other => panic!("{other}"),
     }
-    println!("DONE");
 }
 
 /// kill -9 while epochs end, one after another: the vault opens every
 /// time with every record readable and its audit chain whole, and the
 /// token holds no epoch key older than the one in force (a rotation
-/// killed after its commit is finished at the next open).
+/// killed after its commit is finished at the next open). The children
+/// use a SoftHSM2 token of their own: a process killed while SoftHSM2
+/// writes a token's files may damage them, and the tests running beside
+/// this one use this process's token.
 #[test]
 fn kill_9_while_epochs_end_leaves_one_epoch_and_every_key() {
-    let (Some(pg), Some(hsm)) = (for_tests(), hsm()) else {
+    let (Some(pg), Some(_)) = (for_tests(), hsm()) else {
         return;
     };
     let url = fresh_schema(pg, "epochkill");
-    let root = RootKey::create_in_token(&hsm.uri("epochs-kill")).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let v = Vault::open_with(dir.path(), &root, Some(example_policy()), on(&url)).unwrap();
-    let mut records = Vec::new();
-    for i in 0..60 {
-        let s = v.create_subject(&[]).unwrap();
-        let data = format!("record {i}");
-        records.push((v.put(&s, "account", data.as_bytes()).unwrap(), data));
-    }
-    let (vault, _) = v.key_epoch_for_tests().unwrap();
-    v.close().unwrap();
-    let label = |n: u64| format!("epochs-kill.epoch.{}.{n}", &vault[..16]);
+    let own = tempfile::tempdir().unwrap();
+    let (_, conf) = crate::hsm::token_dir(own.path());
+    let made = std::process::Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", "shredvault"])
+        .args(["--pin", "1234", "--so-pin", "5678"])
+        .env("SOFTHSM2_CONF", &conf)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::write(own.path().join("pin"), "1234\n").unwrap();
+    let child = |mode: &str, t0: i64| {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "--exact",
+            "epochs::epoch_child_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SV_EPOCH_CHILD", own.path())
+        .env("SV_EPOCH_MODE", mode)
+        .env("SV_EPOCH_STORE", &url)
+        .env("SV_EPOCH_T0", t0.to_string())
+        .env("SOFTHSM2_CONF", &conf)
+        .env("SV_HSM_CHILD_DIR", own.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        cmd
+    };
+    let run = |mode: &str, want: &str| -> String {
+        let out = child(mode, 0).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success() && text.contains(want),
+            "{mode}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    run("setup", "SETUP OK");
     let rounds: u64 = std::env::var("SV_CRASH_ROUNDS")
         .ok()
         .and_then(|r| r.parse::<u64>().ok())
@@ -316,21 +400,11 @@ fn kill_9_while_epochs_end_leaves_one_epoch_and_every_key() {
     let mut t0 = 1_900_000_000i64;
     let mut last_epoch = 1;
     for round in 0..rounds {
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "epochs::epoch_child_entry",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("SV_EPOCH_CHILD", dir.path())
-            .env("SV_EPOCH_T0", t0.to_string())
-            .env("SV_HSM_CHILD_DIR", hsm.pin_file.parent().unwrap())
-            .stdout(std::process::Stdio::piped())
+        let mut rotating = child("rotate", t0)
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut out = std::io::BufReader::new(rotating.stdout.take().unwrap());
         let mut line = String::new();
         while !line.contains("START") {
             line.clear();
@@ -340,32 +414,19 @@ fn kill_9_while_epochs_end_leaves_one_epoch_and_every_key() {
             );
         }
         std::thread::sleep(std::time::Duration::from_millis(20 + (round * 37) % 200));
-        let _ = child.kill();
-        child.wait().unwrap();
-        let v =
-            Vault::open(dir.path(), &root, None).unwrap_or_else(|e| panic!("round {round}: {e}"));
-        let (_, epoch) = v.key_epoch_for_tests().unwrap();
+        let _ = rotating.kill();
+        rotating.wait().unwrap();
+        let text = run("check", "CHECK OK");
+        let epoch: u64 = text
+            .split("CHECK OK epoch ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
         assert!(epoch >= last_epoch, "round {round}: epoch went back");
-        for (r, data) in &records {
-            assert_eq!(
-                v.get(r, "billing").unwrap().data.as_slice(),
-                data.as_bytes(),
-                "round {round}"
-            );
-        }
-        v.verify_audit().unwrap();
-        for n in 1..epoch {
-            assert_eq!(
-                hsm.objects_labelled(&label(n)),
-                0,
-                "round {round}: epoch {n}'s key outlived its epoch (now {epoch})"
-            );
-        }
-        assert_eq!(hsm.objects_labelled(&label(epoch)), 1, "round {round}");
         eprintln!("round {round}: epoch {epoch}");
         last_epoch = epoch;
         t0 += 100 * 86_400;
-        v.close().unwrap();
     }
     assert!(last_epoch > 1, "no round got as far as ending an epoch");
 }

@@ -35,7 +35,7 @@ const MODULES: &[&str] = &[
 
 /// A SoftHSM2 token directory in `dir` and the configuration naming it:
 /// (the directory, the configuration file).
-fn token_dir(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+pub(crate) fn token_dir(dir: &std::path::Path) -> (PathBuf, PathBuf) {
     let tokens = dir.join("tokens");
     std::fs::create_dir(&tokens).unwrap();
     let conf = dir.join("softhsm2.conf");
