@@ -175,6 +175,7 @@ def test_retention_consent_hold_and_expiry(vault):
         "records_spared_by_hold": 1,
         "backup_keys_destroyed": 0,
         "backups_readable_past_window": 0,
+        "key_epochs_ended": 0,
     }
     assert vault.get(cert, "certificate_validation").data == b"cert"
     vault.set_legal_hold(s, False)

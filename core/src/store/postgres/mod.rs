@@ -12,8 +12,10 @@
 //! ```
 //!
 //! holding exactly the keys and values the sled store holds (`layout`):
-//! ciphertext, ids and names, never key material (the keys stay in the
-//! custody, `keys/` or the token). `bytea` compares as the store contract
+//! ciphertext, ids and names, never key material. The keys stay in the
+//! custody: `keys/`, or, for a vault whose root key is in a token, rows of
+//! their own in the same schema wrapped under epoch keys in the token
+//! (`key_table`, `custody::epochs`). `bytea` compares as the store contract
 //! orders keys (byte by byte, shorter first on a common prefix), so the
 //! primary key's index serves point reads, ordered scans and `last`.
 //!
@@ -38,12 +40,16 @@
 //!   rule.
 //!   - `sync` runs `seal` (the vault's buffered audit entries), then one
 //!     synchronous transaction that also empties the journal below.
-//!   - `persist` (a put in `Immediate` mode) does not wait for the audit
-//!     log: its inserts are committed already, and its note (the put's
-//!     audit entry) goes into the journal table
-//!     `shredvault_journal (id bigserial, note bytea, mac bytea)` in one
-//!     synchronous transaction: one round trip, one shared flush, nothing
-//!     serialized between puts. `recover` hands back the journal's notes
+//!   - `persist_new` (a put in `Immediate` mode: the engine leaves its
+//!     new record to it) does not wait for the audit log: one prepared
+//!     statement, on a connection whose commits are synchronous, inserts
+//!     the record if its key is free and, only then, its note (the put's
+//!     audit entry) into the journal table
+//!     `shredvault_journal (id bigserial, note bytea, mac bytea)`, for
+//!     every put that arrived while the previous such statement ran
+//!     (`group`: the store's group commit): one round trip, one
+//!     transaction and one flush for the lot. `persist` (inserts already
+//!     made) writes the journal row alone. `recover` hands back the journal's notes
 //!     (each authenticated: HMAC-SHA256 under the key `recover` is given),
 //!     and the vault re-applies the audit entries its chain lacks
 //!     (`vault::durability`); the inserts need no replay (the journal row's
@@ -54,8 +60,9 @@
 //!   the schema, on a connection of its own for its whole life; a second
 //!   process opening the same schema gets `Locked`, as with sled's file
 //!   lock. (A vault caches state in its process, the audit chain's head
-//!   among it; several nodes on one database need that state shared first:
-//!   issue 19's cluster, not built yet.)
+//!   among it: several `serve` nodes on one database are one active node
+//!   holding this lock and standbys forwarding to it, `nodes` and the
+//!   server's `cluster`.)
 //! - **Errors**: a server or connection failure is `Io`; PostgreSQL's
 //!   `data_corrupted` and `index_corrupted` are `Corrupt`. Messages carry
 //!   no stored bytes.
@@ -77,6 +84,7 @@ use crate::crypto::SecretKey;
 use crate::error::{Error, ErrorKind, Result};
 
 mod cache;
+mod group;
 mod key_table;
 pub(crate) use key_table::{KeyRow, KeyTable};
 mod nodes;
@@ -120,8 +128,9 @@ struct Conn {
 /// A connection committing synchronously, and its two statements.
 struct SyncConn {
     client: Client,
-    /// The entry if its key is free, and its journal row only then.
-    put_journaled: Statement,
+    /// A batch of puts: each entry whose key is free, and its journal row
+    /// only then; returns the keys written.
+    put_batch: Statement,
     /// A journal row.
     journal: Statement,
 }
@@ -136,6 +145,8 @@ struct Inner {
     /// on` for the session), for the journaled puts: each one statement,
     /// prepared, in its own implicit transaction.
     idle_sync: Mutex<Vec<SyncConn>>,
+    /// Journaled puts waiting to be written together (`group`).
+    group: group::Group,
     /// Point reads kept in this process (see `cache`: coherent because
     /// the schema is this process's alone).
     cache: cache::Cache,
@@ -237,6 +248,7 @@ impl PgStore {
                 runtime: Some(runtime),
                 idle: Mutex::new(Vec::new()),
                 idle_sync: Mutex::new(Vec::new()),
+                group: group::Group::default(),
                 cache: cache::Cache::default(),
                 journal_key: Mutex::new(None),
                 persists: std::sync::atomic::AtomicU64::new(0),
@@ -362,10 +374,15 @@ impl Inner {
         let client = connect(runtime, &self.config, &self.name)?;
         let err = |e| pg_error(&self.name, "preparing statements", e);
         block(client.batch_execute("SET synchronous_commit = on")).map_err(err)?;
-        let put_journaled = block(client.prepare(&format!(
-            "WITH new AS (INSERT INTO {TABLE} (k, v) VALUES ($1, $2)
-                          ON CONFLICT (k) DO NOTHING RETURNING 1)
-             INSERT INTO {JOURNAL} (note, mac) SELECT $3, $4 FROM new"
+        let put_batch = block(client.prepare(&format!(
+            "WITH t AS (SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[])
+                          WITH ORDINALITY AS t(k, v, note, mac, ord)),
+             new AS (INSERT INTO {TABLE} (k, v) SELECT k, v FROM t
+                     ON CONFLICT (k) DO NOTHING RETURNING k),
+             j AS (INSERT INTO {JOURNAL} (note, mac)
+                   SELECT t.note, t.mac FROM t JOIN new ON new.k = t.k ORDER BY t.ord
+                   RETURNING 1)
+             SELECT k FROM new"
         )))
         .map_err(err)?;
         let journal = block(client.prepare(&format!(
@@ -374,8 +391,24 @@ impl Inner {
         .map_err(err)?;
         Ok(SyncConn {
             client,
-            put_journaled,
+            put_batch,
             journal,
+        })
+    }
+
+    /// Writes a batch of journaled puts (see `group`); the keys written.
+    fn write_puts(&self, batch: &[group::Pending]) -> Result<Vec<Vec<u8>>> {
+        let keys: Vec<&[u8]> = batch.iter().map(|p| p.key.as_slice()).collect();
+        let values: Vec<&[u8]> = batch.iter().map(|p| p.value.as_slice()).collect();
+        let notes: Vec<&[u8]> = batch.iter().map(|p| p.note.as_slice()).collect();
+        let macs: Vec<&[u8]> = batch.iter().map(|p| &p.mac[..]).collect();
+        self.with_sync(|c| {
+            let rows = block(
+                c.client
+                    .query(&c.put_batch, &[&keys, &values, &notes, &macs]),
+            )
+            .map_err(self.err("writing and journaling puts"))?;
+            Ok(rows.into_iter().map(|r| r.get(0)).collect())
         })
     }
 
@@ -693,19 +726,15 @@ impl Store for PgStore {
     ) -> Result<bool> {
         let inner = &self.inner;
         let mac = inner.journal_mac(note)?;
-        // One statement, one round trip, one WAL flush (its implicit
-        // transaction commits synchronously): the entry if its key is
-        // free, and the journal row only if the entry went in.
-        let rows = inner.writing([key], || {
-            inner.with_sync(|c| {
-                block(
-                    c.client
-                        .execute(&c.put_journaled, &[&key, &value, &note, &&mac[..]]),
-                )
-                .map_err(inner.err("writing and journaling a put"))
-            })
+        // With the puts arriving meanwhile (`group`): one statement, one
+        // round trip, one transaction committed synchronously.
+        let written = inner.writing([key], || {
+            inner.group.put(
+                (key.to_vec(), value.to_vec(), note.to_vec(), mac),
+                &|batch| inner.write_puts(batch),
+            )
         })?;
-        if rows == 0 {
+        if !written {
             return Ok(false);
         }
         self.after_persist(seal)?;
