@@ -107,7 +107,20 @@ impl Group {
             let batch: Vec<Pending> = state.queue.drain(..take).collect();
             state.leading = true;
             drop(state);
-            let outcomes = write_batch(&batch, write);
+            // A panic in the write must not leave the others waiting for
+            // a batch nobody writes: its puts fail, the next leads.
+            let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                write_batch(&batch, write)
+            }))
+            .unwrap_or_else(|_| {
+                batch
+                    .iter()
+                    .map(|p| {
+                        let why = "writing a batch of puts panicked".to_string();
+                        (p.ticket, Err((ErrorKind::Internal, why)))
+                    })
+                    .collect()
+            });
             state = self.lock();
             state.leading = false;
             state.outcomes.extend(outcomes);
@@ -197,6 +210,22 @@ mod tests {
             batches.load(Ordering::Relaxed) < 8 * 200,
             "no batch held two puts"
         );
+    }
+
+    #[test]
+    fn a_panicking_batch_fails_its_puts_and_leaves_nobody_waiting() {
+        let group = Group::default();
+        let boom = |_: &[Pending]| -> Result<Vec<Vec<u8>>> { panic!("boom") };
+        let err = group
+            .put((b"k".to_vec(), vec![], vec![], [0; 32]), &boom)
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Internal);
+        let ok = |b: &[Pending]| -> Result<Vec<Vec<u8>>> {
+            Ok(b.iter().map(|p| p.key.clone()).collect())
+        };
+        assert!(group
+            .put((b"k".to_vec(), vec![], vec![], [0; 32]), &ok)
+            .unwrap());
     }
 
     #[test]
