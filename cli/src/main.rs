@@ -1673,15 +1673,7 @@ fn serve(
             })
         }
     };
-    if !Vault::exists(vault) {
-        return Err(Error::new(
-            ErrorKind::NotFound,
-            format!(
-                "no vault at {} (create one with `shredvault init`)",
-                vault.display()
-            ),
-        ));
-    }
+    require_vault(vault)?;
     let root = root_key(key_file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -1766,16 +1758,22 @@ fn open_in(
     privileged: bool,
     store: Option<String>,
 ) -> Result<Vault, Error> {
-    if !Vault::exists(vault) {
-        return Err(Error::new(
-            ErrorKind::NotFound,
-            format!(
-                "no vault at {} (create one with `shredvault init`)",
-                vault.display()
-            ),
-        ));
-    }
+    require_vault(vault)?;
     open_with_root(vault, &root_key(key_file)?, actor, privileged, store)
+}
+
+/// `NotFound` unless `vault` holds a vault (only `init` makes one).
+fn require_vault(vault: &Path) -> Result<(), Error> {
+    if Vault::exists(vault) {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::NotFound,
+        format!(
+            "no vault at {} (create one with `shredvault init`)",
+            vault.display()
+        ),
+    ))
 }
 
 /// [`open_in`] with the root key in hand.

@@ -157,6 +157,31 @@ impl Keks {
     fn get(&self, epoch: u64) -> Option<&SecretKey> {
         self.keks.iter().find(|(e, _)| *e == epoch).map(|(_, k)| k)
     }
+
+    /// The key `row` holds, unwrapped under its epoch's KEK, with its
+    /// index and kind (`Corrupt` if it does not open): the one place a
+    /// row is read (a derivation, an epoch's end, a backup's image).
+    fn unwrap(&self, vault_id: &[u8; 16], row: &KeyRow) -> Result<(u32, KeyKind, SecretKey)> {
+        let index = index_of(row.idx)?;
+        let what = format!("key row {index}");
+        let kind = KeyKind::from_byte(row.kind as u8)
+            .ok_or_else(|| Error::corrupt(format!("{what} has an unknown kind")))?;
+        let kek = self.get(row.epoch as u64).ok_or_else(|| {
+            Error::corrupt(format!(
+                "{what} is wrapped under epoch {}, whose key this process does not hold (the current epoch is {})",
+                row.epoch, self.current
+            ))
+        })?;
+        let bytes = crypto::open(
+            kek,
+            &domains::slot_aad(vault_id, index, kind as u8, key_id_of(row)),
+            &row.wrapped,
+            &what,
+        )?;
+        let key = SecretKey::from_slice(&bytes)
+            .map_err(|_| Error::corrupt(format!("{what} holds a key of the wrong length")))?;
+        Ok((index, kind, key))
+    }
 }
 
 /// Kept under one lock: what rows exist (this process is the schema's
@@ -377,25 +402,10 @@ impl EpochCustody {
         if key_id_of(&row) != key.key_id {
             return Err(KeyError::Destroyed(key));
         }
-        let what = format!("key row {}", key.index);
-        let kind = KeyKind::from_byte(row.kind as u8)
-            .ok_or_else(|| KeyError::Corrupt(format!("{what} has an unknown kind")))?;
         let keks = self.keks.read().unwrap_or_else(|p| p.into_inner());
-        let kek = keks.get(row.epoch as u64).ok_or_else(|| {
-            KeyError::Corrupt(format!(
-                "{what} is wrapped under epoch {}, whose key this process does not hold (the current epoch is {})",
-                row.epoch, keks.current
-            ))
-        })?;
-        let bytes = crypto::open(
-            kek,
-            &domains::slot_aad(&self.vault_id, key.index, kind as u8, key.key_id),
-            &row.wrapped,
-            &what,
-        )
-        .map_err(|e| KeyError::Corrupt(e.message().to_string()))?;
-        let key = SecretKey::from_slice(&bytes)
-            .map_err(|_| KeyError::Corrupt(format!("{what} holds a key of the wrong length")))?;
+        let (_, kind, key) = keks
+            .unwrap(&self.vault_id, &row)
+            .map_err(|e| KeyError::Corrupt(e.message().to_string()))?;
         Ok((kind, key))
     }
 
@@ -548,16 +558,15 @@ impl KeyCustody for EpochCustody {
     }
 
     fn note_store_mark(&self, mark: u64) -> Result<()> {
-        self.marks
-            .update(false, |v| v.store_mark = v.store_mark.max(mark))
+        self.marks.note_store_mark(mark)
     }
 
     fn reset_store_mark(&self, mark: u64) -> Result<()> {
-        self.marks.update(true, |v| v.store_mark = mark)
+        self.marks.reset_store_mark(mark)
     }
 
     fn set_vault_format(&self, format: u8) -> Result<()> {
-        self.marks.update(true, |v| v.vault_format = format)
+        self.marks.set_vault_format(format)
     }
 
     fn image(&self) -> Result<CustodyImage> {
@@ -579,25 +588,18 @@ impl KeyCustody for EpochCustody {
         let keks = self.keks.read().unwrap_or_else(|p| p.into_inner());
         for row in self.table.all()? {
             let index = index_of(row.idx)?;
-            let Some(&(kind, key_id)) = state.keys.get(&index) else {
-                continue;
-            };
-            if key_id != key_id_of(&row) {
+            if state.keys.get(&index).map(|&(_, id)| id) != Some(key_id_of(&row)) {
                 continue;
             }
-            let kek = keks.get(row.epoch as u64).ok_or_else(|| {
-                Error::corrupt(format!(
-                    "key row {index} is wrapped under epoch {}, not the current one",
-                    row.epoch
-                ))
-            })?;
-            let key = crypto::open(
-                kek,
-                &domains::slot_aad(&self.vault_id, index, kind as u8, key_id),
-                &row.wrapped,
-                &format!("key row {index}"),
+            let (index, kind, key) = keks.unwrap(&self.vault_id, &row)?;
+            let raw = slot_bytes(
+                &self.root.kek,
+                &self.vault_id,
+                index,
+                kind,
+                key_id_of(&row),
+                key.expose(),
             )?;
-            let raw = slot_bytes(&self.root.kek, &self.vault_id, index, kind, key_id, &key)?;
             let at = (index as usize + 1) * SLOT_SIZE;
             keystore[at..at + SLOT_SIZE].copy_from_slice(&raw);
         }
@@ -640,23 +642,8 @@ impl KeyCustody for EpochCustody {
         {
             let keks = self.keks.read().unwrap_or_else(|p| p.into_inner());
             let rewrap = |row: &KeyRow| -> Result<Vec<u8>> {
-                let index = index_of(row.idx)?;
-                let kind = KeyKind::from_byte(row.kind as u8).ok_or_else(|| {
-                    Error::corrupt(format!("key row {} has an unknown kind", row.idx))
-                })?;
-                let kek = keks.get(row.epoch as u64).ok_or_else(|| {
-                    Error::corrupt(format!(
-                        "key row {} is wrapped under epoch {}, not the current one",
-                        row.idx, row.epoch
-                    ))
-                })?;
-                let key = crypto::open(
-                    kek,
-                    &domains::slot_aad(&self.vault_id, index, kind as u8, key_id_of(row)),
-                    &row.wrapped,
-                    &format!("key row {}", row.idx),
-                )?;
-                self.wrap(&new_kek, index, kind, key_id_of(row), &key)
+                let (index, kind, key) = keks.unwrap(&self.vault_id, row)?;
+                self.wrap(&new_kek, index, kind, key_id_of(row), key.expose())
             };
             self.table
                 .rewrap_all(new as i64, &header.to_bytes(&self.root)?, &rewrap)?;

@@ -153,6 +153,23 @@ impl Marks {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).1
     }
 
+    /// Notes that the store durably reached `mark` (the mark only rises;
+    /// the note is not fsynced).
+    pub fn note_store_mark(&self, mark: u64) -> Result<()> {
+        self.update(false, |v| v.store_mark = v.store_mark.max(mark))
+    }
+
+    /// An operator accepting an older store: the mark becomes `mark`,
+    /// durably.
+    pub fn reset_store_mark(&self, mark: u64) -> Result<()> {
+        self.update(true, |v| v.store_mark = mark)
+    }
+
+    /// Records the vault format, durably.
+    pub fn set_vault_format(&self, format: u8) -> Result<()> {
+        self.update(true, |v| v.vault_format = format)
+    }
+
     /// Writes `change(values)` as the next record; fsyncs when `durable`.
     pub fn update(&self, durable: bool, change: impl FnOnce(&mut MarkValues)) -> Result<()> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());

@@ -571,16 +571,15 @@ impl KeyCustody for SlotFileCustody {
     }
 
     fn note_store_mark(&self, mark: u64) -> Result<()> {
-        self.marks
-            .update(false, |v| v.store_mark = v.store_mark.max(mark))
+        self.marks.note_store_mark(mark)
     }
 
     fn reset_store_mark(&self, mark: u64) -> Result<()> {
-        self.marks.update(true, |v| v.store_mark = mark)
+        self.marks.reset_store_mark(mark)
     }
 
     fn set_vault_format(&self, format: u8) -> Result<()> {
-        self.marks.update(true, |v| v.vault_format = format)
+        self.marks.set_vault_format(format)
     }
 
     fn image(&self) -> Result<super::CustodyImage> {

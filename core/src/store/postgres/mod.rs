@@ -88,14 +88,12 @@ mod group;
 mod key_table;
 pub(crate) use key_table::{KeyRow, KeyTable};
 mod nodes;
+mod pool;
 pub use nodes::NodeTable;
 pub mod throwaway;
 
 /// Rows a scan reads per statement.
 const PAGE: i64 = 256;
-
-/// Idle connections kept for reuse.
-const IDLE: usize = 32;
 
 const TABLE: &str = "shredvault_entries";
 
@@ -125,6 +123,18 @@ struct Conn {
     st: Prepared,
 }
 
+impl pool::Connection for Conn {
+    fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+}
+
+impl pool::Connection for SyncConn {
+    fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+}
+
 /// A connection committing synchronously, and its two statements.
 struct SyncConn {
     client: Client,
@@ -140,11 +150,11 @@ struct Inner {
     /// Taken only by `drop`, which shuts it down without waiting (a
     /// runtime may not be dropped on a thread that runs async code).
     runtime: Option<tokio::runtime::Runtime>,
-    idle: Mutex<Vec<Conn>>,
+    idle: pool::Pool<Conn>,
     /// Connections whose commits are synchronous (`synchronous_commit =
     /// on` for the session), for the journaled puts: each one statement,
     /// prepared, in its own implicit transaction.
-    idle_sync: Mutex<Vec<SyncConn>>,
+    idle_sync: pool::Pool<SyncConn>,
     /// Journaled puts waiting to be written together (`group`).
     group: group::Group,
     /// Point reads kept in this process (see `cache`: coherent because
@@ -246,8 +256,8 @@ impl PgStore {
             inner: Arc::new(Inner {
                 config,
                 runtime: Some(runtime),
-                idle: Mutex::new(Vec::new()),
-                idle_sync: Mutex::new(Vec::new()),
+                idle: pool::Pool::default(),
+                idle_sync: pool::Pool::default(),
                 group: group::Group::default(),
                 cache: cache::Cache::default(),
                 journal_key: Mutex::new(None),
@@ -414,41 +424,13 @@ impl Inner {
 
     /// [`with`](Self::with) on a connection committing synchronously.
     fn with_sync<T>(&self, f: impl FnOnce(&mut SyncConn) -> Result<T>) -> Result<T> {
-        let taken = self
-            .idle_sync
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop();
-        let mut conn = match taken {
-            Some(c) if !c.client.is_closed() => c,
-            _ => self.fresh_sync()?,
-        };
-        let out = f(&mut conn);
-        if !conn.client.is_closed() {
-            let mut idle = self.idle_sync.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() < IDLE {
-                idle.push(conn);
-            }
-        }
-        out
+        self.idle_sync.with(|| self.fresh_sync(), f)
     }
 
     /// Runs `f` on a connection of the pool (a new one if none is idle);
     /// the connection goes back unless it broke.
     fn with<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
-        let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut conn = match taken {
-            Some(c) if !c.client.is_closed() => c,
-            _ => self.fresh()?,
-        };
-        let out = f(&mut conn);
-        if !conn.client.is_closed() {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() < IDLE {
-                idle.push(conn);
-            }
-        }
-        out
+        self.idle.with(|| self.fresh(), f)
     }
 
     /// Runs the write `f` of `keys` between the cache's two marks (see
