@@ -56,6 +56,12 @@ const PARITY: &[(&str, At, At, At)] = &[
         Absent("a server's check on its vault in PostgreSQL: an embedded handle holds its lock for its life"),
         Absent("serve checks it every second and stops when the lock is lost"),
     ),
+    (
+        "reads_may_wait",
+        Absent("a server's choice of thread for a read: an embedded caller's reads run on its own thread"),
+        Absent("a server's choice of thread for a read: an embedded caller's reads run on its own thread"),
+        Absent("serve asks it once, for where to run reads"),
+    ),
     ("compact", Is("sv_compact"), Is("compact"), Is("compact")),
     (
         "compact_live",

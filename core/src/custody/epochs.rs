@@ -78,11 +78,25 @@
 //! Creation, destruction and a backup's image wait while a rotation runs
 //! (one lock over the rows this process knows); reads do not.
 //!
+//! # Keys read once
+//!
+//! A derivation needs its key unwrapped, and a put or a subject read
+//! derives (the subject's facts are sealed under a key of its own): a row
+//! read from the database each time cost a round trip per put, the put's
+//! largest cost after its commit. So the keys this process unwrapped are
+//! kept in memory (`Unwrapped`, at most [`UNWRAPPED_MAX`], zeroized when
+//! dropped), as the vault already keeps the record keys derived from
+//! them. A destruction deletes the rows first and then drops their keys
+//! from memory, and a key read while any destruction ran is not kept (a
+//! generation number says so): once `destroy` returns, no derivation
+//! finds the key, in the database or here. An epoch's end changes no key,
+//! only how its row is wrapped.
+//!
 //! Nothing here ever destroys the epoch key the header names as current:
 //! `retiring` must be older than the epoch, and the header is
 //! authenticated.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, RwLock};
 
@@ -184,6 +198,68 @@ impl Keks {
     }
 }
 
+/// The most unwrapped keys kept in memory (see the module doc); past it
+/// the lot is dropped and read again as needed.
+const UNWRAPPED_MAX: usize = 1 << 16;
+
+/// Keys this process unwrapped, by index (see the module doc).
+#[derive(Default)]
+struct Unwrapped {
+    inner: Mutex<UnwrappedInner>,
+}
+
+#[derive(Default)]
+struct UnwrappedInner {
+    keys: HashMap<u32, (u64, KeyKind, SecretKey)>,
+    /// Bumped by every destruction: a key read before it is not kept.
+    generation: u64,
+}
+
+impl Unwrapped {
+    fn lock(&self) -> MutexGuard<'_, UnwrappedInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The key at `key`, if kept.
+    fn get(&self, key: KeyRef) -> Option<(KeyKind, SecretKey)> {
+        let inner = self.lock();
+        match inner.keys.get(&key.index) {
+            Some((id, kind, k)) if *id == key.key_id => Some((*kind, k.clone())),
+            _ => None,
+        }
+    }
+
+    /// The generation to pass to [`keep`](Self::keep), taken before the
+    /// row is read.
+    fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Keeps a key read from its row, unless a destruction ran since
+    /// `generation`.
+    fn keep(&self, generation: u64, key: KeyRef, kind: KeyKind, secret: &SecretKey) {
+        let mut inner = self.lock();
+        if inner.generation != generation {
+            return;
+        }
+        if inner.keys.len() >= UNWRAPPED_MAX {
+            inner.keys.clear();
+        }
+        inner
+            .keys
+            .insert(key.index, (key.key_id, kind, secret.clone()));
+    }
+
+    /// Drops the keys at `indexes` (their rows deleted just before).
+    fn forget(&self, indexes: impl IntoIterator<Item = u32>) {
+        let mut inner = self.lock();
+        inner.generation += 1;
+        for index in indexes {
+            inner.keys.remove(&index);
+        }
+    }
+}
+
 /// Kept under one lock: what rows exist (this process is the schema's
 /// only writer: the store's advisory lock), and the header.
 struct State {
@@ -203,6 +279,7 @@ pub(crate) struct EpochCustody {
     marks: Marks,
     state: Mutex<State>,
     keks: RwLock<Keks>,
+    unwrapped: Unwrapped,
 }
 
 impl std::fmt::Debug for EpochCustody {
@@ -349,6 +426,7 @@ impl EpochCustody {
             uri,
             root: secrets,
             marks,
+            unwrapped: Unwrapped::default(),
         };
         custody.finish_retiring()?;
         Ok(custody)
@@ -392,8 +470,30 @@ impl EpochCustody {
         Ok(())
     }
 
-    /// The key at `key`, unwrapped, with its kind.
+    /// After `table.delete(asked)`: the rows it deleted leave `state`, and
+    /// every key asked for leaves memory whatever the outcome (a delete
+    /// that failed late may have committed).
+    fn after_delete(
+        &self,
+        state: &mut State,
+        asked: &[(i64, Option<i64>)],
+        deleted: Result<Vec<i64>>,
+    ) -> Result<()> {
+        self.unwrapped
+            .forget(asked.iter().filter_map(|(i, _)| u32::try_from(*i).ok()));
+        for idx in deleted? {
+            state.keys.remove(&index_of(idx)?);
+        }
+        Ok(())
+    }
+
+    /// The key at `key`, unwrapped, with its kind: kept in memory once
+    /// read (see the module doc).
     fn load(&self, key: KeyRef) -> Result<(KeyKind, SecretKey), KeyError> {
+        if let Some(found) = self.unwrapped.get(key) {
+            return Ok(found);
+        }
+        let generation = self.unwrapped.generation();
         let row = self
             .table
             .get(i64::from(key.index))
@@ -403,10 +503,11 @@ impl EpochCustody {
             return Err(KeyError::Destroyed(key));
         }
         let keks = self.keks.read().unwrap_or_else(|p| p.into_inner());
-        let (_, kind, key) = keks
+        let (_, kind, secret) = keks
             .unwrap(&self.vault_id, &row)
             .map_err(|e| KeyError::Corrupt(e.message().to_string()))?;
-        Ok((kind, key))
+        self.unwrapped.keep(generation, key, kind, &secret);
+        Ok((kind, secret))
     }
 
     fn load_kind(&self, key: KeyRef, kind: KeyKind) -> Result<SecretKey, KeyError> {
@@ -486,10 +587,8 @@ impl KeyCustody for EpochCustody {
             .iter()
             .map(|k| (i64::from(k.index), Some(k.key_id as i64)))
             .collect();
-        for idx in self.table.delete(&refs)? {
-            state.keys.remove(&index_of(idx)?);
-        }
-        Ok(())
+        let deleted = self.table.delete(&refs);
+        self.after_delete(&mut state, &refs, deleted)
     }
 
     fn derive(&self, key: KeyRef, derivation: Derivation) -> Result<SecretKey, KeyError> {
@@ -526,10 +625,8 @@ impl KeyCustody for EpochCustody {
     fn destroy_slots(&self, indexes: &[u32]) -> Result<()> {
         let mut state = self.lock_state();
         let refs: Vec<(i64, Option<i64>)> = indexes.iter().map(|&i| (i64::from(i), None)).collect();
-        for idx in self.table.delete(&refs)? {
-            state.keys.remove(&index_of(idx)?);
-        }
-        Ok(())
+        let deleted = self.table.delete(&refs);
+        self.after_delete(&mut state, &refs, deleted)
     }
 
     /// (live rows, indexes handed out and destroyed since: never reused).
@@ -658,5 +755,69 @@ impl KeyCustody for EpochCustody {
         // 3 and 4.
         self.finish_retiring()?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(index: u32, key_id: u64) -> KeyRef {
+        KeyRef { index, key_id }
+    }
+
+    fn key(byte: u8) -> SecretKey {
+        SecretKey::from_array([byte; 32])
+    }
+
+    #[test]
+    fn a_kept_key_is_found_by_its_index_and_id_only() {
+        let kept = Unwrapped::default();
+        let g = kept.generation();
+        kept.keep(g, at(7, 70), KeyKind::Subject, &key(1));
+        let (kind, found) = kept.get(at(7, 70)).unwrap();
+        assert_eq!(kind, KeyKind::Subject);
+        assert_eq!(found, key(1));
+        // Another key id at the same index (a stale reference) finds nothing.
+        assert!(kept.get(at(7, 71)).is_none());
+        assert!(kept.get(at(8, 70)).is_none());
+    }
+
+    #[test]
+    fn a_destroyed_key_is_forgotten_and_one_read_across_a_destruction_is_not_kept() {
+        let kept = Unwrapped::default();
+        let g = kept.generation();
+        kept.keep(g, at(1, 10), KeyKind::Subject, &key(1));
+        kept.keep(g, at(2, 20), KeyKind::Retention, &key(2));
+        // A read of index 3 begins; a destruction of index 1 runs meanwhile.
+        let before = kept.generation();
+        kept.forget([1]);
+        assert!(kept.get(at(1, 10)).is_none(), "a destroyed key stays found");
+        assert!(
+            kept.get(at(2, 20)).is_some(),
+            "a key not destroyed was dropped"
+        );
+        kept.keep(before, at(3, 30), KeyKind::Subject, &key(3));
+        assert!(
+            kept.get(at(3, 30)).is_none(),
+            "a key read while a destruction ran is kept"
+        );
+        // A read begun after it is kept.
+        let after = kept.generation();
+        kept.keep(after, at(3, 30), KeyKind::Subject, &key(3));
+        assert!(kept.get(at(3, 30)).is_some());
+    }
+
+    #[test]
+    fn past_its_bound_the_memory_empties_rather_than_grows() {
+        let kept = Unwrapped::default();
+        let g = kept.generation();
+        for i in 0..UNWRAPPED_MAX as u32 {
+            kept.keep(g, at(i, 1), KeyKind::Subject, &key(0));
+        }
+        assert_eq!(kept.lock().keys.len(), UNWRAPPED_MAX);
+        kept.keep(g, at(u32::MAX, 1), KeyKind::Subject, &key(0));
+        assert_eq!(kept.lock().keys.len(), 1);
+        assert!(kept.get(at(u32::MAX, 1)).is_some());
     }
 }

@@ -255,6 +255,13 @@ pub(crate) trait Store: Send + Sync {
     fn still_locked(&self) -> bool {
         true
     }
+
+    /// Whether a read may wait on another machine (a database server's
+    /// answer), rather than only on this one's memory and disk: a server
+    /// then keeps its reads off its async threads.
+    fn reads_may_wait(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -271,6 +271,14 @@ impl Vault {
         self.engine.store.still_locked()
     }
 
+    /// Whether a read may wait on another machine: a vault in PostgreSQL
+    /// (a read its cache does not answer is a round trip to the database).
+    /// A server runs such reads off its async threads; a vault in a
+    /// directory reads from memory or the local disk.
+    pub fn reads_may_wait(&self) -> bool {
+        self.engine.store.reads_may_wait()
+    }
+
     /// The vault's directory.
     pub fn path(&self) -> &Path {
         &self.engine.root

@@ -14,9 +14,14 @@
 //!
 //! A put takes a ticket and queues itself. If no batch is being written,
 //! it leads: it takes every queued put (up to [`MAX_BATCH`]), writes them,
-//! and posts each ticket's outcome; else it waits for the outcome of its
-//! ticket, and leads the next batch itself if none is being written when
-//! it wakes. A put returns only once its own batch is committed (or
+//! and posts each ticket's outcome; else it sleeps until woken, then takes
+//! its outcome if posted, or leads the next batch itself if none is being
+//! written. A leader wakes exactly the puts of its batch and the first
+//! put still queued (the next leader): each wake-up is a context switch,
+//! and on a small machine those, more than the statements, were what a
+//! put cost (waking every waiter at each batch's end woke about three
+//! times as many threads as had anything to do; measured with `perf` under
+//! `bench --server`). A put returns only once its own batch is committed (or
 //! failed): what it acknowledges is durable, as before. A batch that fails
 //! fails each of its puts with the batch's error (none of them is
 //! acknowledged; whether the commit reached the disk is unknown, as for any
@@ -27,7 +32,7 @@
 //! a key already taken (`false`), as it would be after the first.
 
 use std::collections::HashMap;
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -36,7 +41,7 @@ pub(super) const MAX_BATCH: usize = 256;
 
 /// Writes a batch in one transaction committed synchronously; the keys
 /// that went in.
-pub(super) type WriteBatch<'a> = dyn Fn(&[Pending]) -> Result<Vec<Vec<u8>>> + 'a;
+pub(super) type WriteBatch<'a> = dyn Fn(&[&Pending]) -> Result<Vec<Vec<u8>>> + 'a;
 
 /// What became of one put: written (`true`), its key taken (`false`), or
 /// its batch's error.
@@ -49,6 +54,8 @@ pub(super) struct Pending {
     pub value: Vec<u8>,
     pub note: Vec<u8>,
     pub mac: [u8; 32],
+    /// The thread waiting for it.
+    waiter: std::thread::Thread,
 }
 
 #[derive(Default)]
@@ -66,7 +73,6 @@ struct State {
 #[derive(Default)]
 pub(super) struct Group {
     state: Mutex<State>,
-    posted: Condvar,
 }
 
 impl Group {
@@ -92,13 +98,19 @@ impl Group {
             value,
             note,
             mac,
+            waiter: std::thread::current(),
         });
         loop {
             if let Some(outcome) = state.outcomes.remove(&ticket) {
                 return outcome.map_err(|(kind, message)| Error::new(kind, message));
             }
             if state.leading {
-                state = self.posted.wait(state).unwrap_or_else(|p| p.into_inner());
+                // Woken by the leader of the batch that has it, or to lead
+                // the next; an unpark that comes before the park is kept,
+                // and a spurious wake-up only loops.
+                drop(state);
+                std::thread::park();
+                state = self.lock();
                 continue;
             }
             // Lead a batch: every queued put, ours among them (or already
@@ -124,7 +136,15 @@ impl Group {
             state = self.lock();
             state.leading = false;
             state.outcomes.extend(outcomes);
-            self.posted.notify_all();
+            let next = state.queue.first().map(|p| p.waiter.clone());
+            drop(state);
+            let me = std::thread::current().id();
+            for waiter in batch.iter().map(|p| &p.waiter).chain(next.as_ref()) {
+                if waiter.id() != me {
+                    waiter.unpark();
+                }
+            }
+            state = self.lock();
         }
     }
 }
@@ -135,16 +155,6 @@ fn write_batch(batch: &[Pending], write: &WriteBatch<'_>) -> Vec<(u64, Outcome)>
     let (first, again): (Vec<&Pending>, Vec<&Pending>) =
         batch.iter().partition(|p| seen.insert(p.key.as_slice()));
     let mut out: Vec<_> = again.iter().map(|p| (p.ticket, Ok(false))).collect();
-    let first: Vec<Pending> = first
-        .into_iter()
-        .map(|p| Pending {
-            ticket: p.ticket,
-            key: p.key.clone(),
-            value: p.value.clone(),
-            note: p.note.clone(),
-            mac: p.mac,
-        })
-        .collect();
     match write(&first) {
         Ok(written) => {
             let written: std::collections::HashSet<&[u8]> =
@@ -185,7 +195,7 @@ mod tests {
                         // Thread 7 asks for thread 0's keys: each is taken.
                         let owner = if t == 7 { 0 } else { t };
                         let key = [&[owner][..], &i.to_be_bytes()[..]].concat();
-                        let write = |batch: &[Pending]| -> Result<Vec<Vec<u8>>> {
+                        let write = |batch: &[&Pending]| -> Result<Vec<Vec<u8>>> {
                             batches.fetch_add(1, Ordering::Relaxed);
                             std::thread::sleep(std::time::Duration::from_micros(200));
                             let mut taken = taken.lock().unwrap();
@@ -215,12 +225,12 @@ mod tests {
     #[test]
     fn a_panicking_batch_fails_its_puts_and_leaves_nobody_waiting() {
         let group = Group::default();
-        let boom = |_: &[Pending]| -> Result<Vec<Vec<u8>>> { panic!("boom") };
+        let boom = |_: &[&Pending]| -> Result<Vec<Vec<u8>>> { panic!("boom") };
         let err = group
             .put((b"k".to_vec(), vec![], vec![], [0; 32]), &boom)
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Internal);
-        let ok = |b: &[Pending]| -> Result<Vec<Vec<u8>>> {
+        let ok = |b: &[&Pending]| -> Result<Vec<Vec<u8>>> {
             Ok(b.iter().map(|p| p.key.clone()).collect())
         };
         assert!(group
@@ -231,14 +241,14 @@ mod tests {
     #[test]
     fn a_failed_batch_fails_its_puts_and_the_next_one_goes_on() {
         let group = Group::default();
-        let fail = |_: &[Pending]| -> Result<Vec<Vec<u8>>> {
+        let fail = |_: &[&Pending]| -> Result<Vec<Vec<u8>>> {
             Err(Error::io("down", std::io::Error::other("x")))
         };
         let err = group
             .put((b"k".to_vec(), vec![], vec![], [0; 32]), &fail)
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Io);
-        let ok = |b: &[Pending]| -> Result<Vec<Vec<u8>>> {
+        let ok = |b: &[&Pending]| -> Result<Vec<Vec<u8>>> {
             Ok(b.iter().map(|p| p.key.clone()).collect())
         };
         assert!(group

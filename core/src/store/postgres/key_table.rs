@@ -14,7 +14,8 @@
 //! Every write here is a synchronous commit: durable before it returns, as
 //! the custody's contract asks of creation and destruction.
 
-use super::{block, PgStore};
+use super::conn::Local;
+use super::PgStore;
 use crate::error::Result;
 
 const KEYS: &str = "shredvault_keys";
@@ -48,8 +49,8 @@ impl KeyTable {
         let table = KeyTable {
             store: store.clone(),
         };
-        table.run("creating the key tables", |c| {
-            block(c.batch_execute(&format!(
+        table.run("creating the key tables", |c, rt| {
+            rt.run(c.batch_execute(&format!(
                 "CREATE TABLE IF NOT EXISTS {KEYS} (idx bigint PRIMARY KEY, kind smallint NOT NULL,
                      key_id bigint NOT NULL, epoch bigint NOT NULL, wrapped bytea NOT NULL);
                  CREATE SEQUENCE IF NOT EXISTS {SEQUENCE} MINVALUE 0 START 0;
@@ -68,10 +69,13 @@ impl KeyTable {
     fn run<T>(
         &self,
         doing: &'static str,
-        f: impl FnOnce(&mut tokio_postgres::Client) -> std::result::Result<T, tokio_postgres::Error>,
+        f: impl FnOnce(
+            &mut tokio_postgres::Client,
+            &Local,
+        ) -> std::result::Result<T, tokio_postgres::Error>,
     ) -> Result<T> {
         let inner = &self.store.inner;
-        inner.with(|c| f(&mut c.client).map_err(inner.err(doing)))
+        inner.with(|c| f(&mut c.client, &c.rt).map_err(inner.err(doing)))
     }
 
     /// Runs `f` in one transaction committed synchronously (rolled back on
@@ -81,21 +85,22 @@ impl KeyTable {
         doing: &'static str,
         f: impl FnOnce(
             &tokio_postgres::Transaction<'_>,
+            &Local,
         ) -> std::result::Result<T, tokio_postgres::Error>,
     ) -> Result<T> {
-        self.run(doing, |c| {
-            let tx = block(c.transaction())?;
-            block(tx.batch_execute("SET LOCAL synchronous_commit = on"))?;
-            let out = f(&tx)?;
-            block(tx.commit())?;
+        self.run(doing, |c, rt| {
+            let tx = rt.run(c.transaction())?;
+            rt.run(tx.batch_execute("SET LOCAL synchronous_commit = on"))?;
+            let out = f(&tx, rt)?;
+            rt.run(tx.commit())?;
             Ok(out)
         })
     }
 
     /// The custody header, if the schema holds one.
     pub fn header(&self) -> Result<Option<Vec<u8>>> {
-        self.run("reading the custody header", |c| {
-            let row = block(c.query_opt(&format!("SELECT header FROM {HEADER}"), &[]))?;
+        self.run("reading the custody header", |c, rt| {
+            let row = rt.run(c.query_opt(&format!("SELECT header FROM {HEADER}"), &[]))?;
             Ok(row.map(|r| r.get(0)))
         })
     }
@@ -103,8 +108,8 @@ impl KeyTable {
     /// Writes the header if there is none; `false` if there was one (a
     /// racing creator's, which the caller reads back).
     pub fn create_header(&self, header: &[u8]) -> Result<bool> {
-        self.durably("writing the custody header", |tx| {
-            let n = block(tx.execute(
+        self.durably("writing the custody header", |tx, rt| {
+            let n = rt.run(tx.execute(
                 &format!(
                     "INSERT INTO {HEADER} (one, header) VALUES (true, $1) ON CONFLICT DO NOTHING"
                 ),
@@ -116,16 +121,17 @@ impl KeyTable {
 
     /// Replaces the header, durably.
     pub fn set_header(&self, header: &[u8]) -> Result<()> {
-        self.durably("writing the custody header", |tx| {
-            block(tx.execute(&format!("UPDATE {HEADER} SET header = $1"), &[&header])).map(|_| ())
+        self.durably("writing the custody header", |tx, rt| {
+            rt.run(tx.execute(&format!("UPDATE {HEADER} SET header = $1"), &[&header]))
+                .map(|_| ())
         })
     }
 
     /// `count` fresh row indexes (never handed out before).
     pub fn next_indexes(&self, count: usize) -> Result<Vec<i64>> {
         let count = count as i64;
-        self.run("drawing key indexes", |c| {
-            let rows = block(c.query(
+        self.run("drawing key indexes", |c, rt| {
+            let rows = rt.run(c.query(
                 &format!("SELECT nextval('{SEQUENCE}') FROM generate_series(1, $1::bigint)"),
                 &[&count],
             ))?;
@@ -136,8 +142,8 @@ impl KeyTable {
     /// How many indexes the sequence has handed out (every row's index
     /// is below it).
     pub fn index_bound(&self) -> Result<i64> {
-        self.run("reading the key sequence", |c| {
-            let row = block(c.query_one(
+        self.run("reading the key sequence", |c, rt| {
+            let row = rt.run(c.query_one(
                 &format!(
                     "SELECT CASE WHEN is_called THEN last_value + 1 ELSE 0 END FROM {SEQUENCE}"
                 ),
@@ -149,10 +155,10 @@ impl KeyTable {
 
     /// Inserts `rows`, durably, in one transaction.
     pub fn insert(&self, rows: &[KeyRow]) -> Result<()> {
-        self.durably("writing keys", |tx| {
+        self.durably("writing keys", |tx, rt| {
             for chunk in rows.chunks(CHUNK) {
                 let (idx, kind, key_id, epoch, wrapped) = columns(chunk);
-                block(tx.execute(
+                rt.run(tx.execute(
                     &format!(
                         "INSERT INTO {KEYS} (idx, kind, key_id, epoch, wrapped)
                          SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::bigint[], $5::bytea[])"
@@ -167,12 +173,12 @@ impl KeyTable {
     /// Deletes the rows `(idx, key_id)` names (`key_id` `None`: whatever
     /// the index holds), durably; returns the indexes deleted.
     pub fn delete(&self, refs: &[(i64, Option<i64>)]) -> Result<Vec<i64>> {
-        self.durably("destroying keys", |tx| {
+        self.durably("destroying keys", |tx, rt| {
             let mut gone = Vec::new();
             for chunk in refs.chunks(CHUNK) {
                 let idx: Vec<i64> = chunk.iter().map(|r| r.0).collect();
                 let id: Vec<Option<i64>> = chunk.iter().map(|r| r.1).collect();
-                let rows = block(tx.query(
+                let rows = rt.run(tx.query(
                     &format!(
                         "DELETE FROM {KEYS} k USING unnest($1::bigint[], $2::bigint[]) AS d(idx, key_id)
                          WHERE k.idx = d.idx AND (d.key_id IS NULL OR k.key_id = d.key_id)
@@ -188,8 +194,8 @@ impl KeyTable {
 
     /// The row at `idx`, if any.
     pub fn get(&self, idx: i64) -> Result<Option<KeyRow>> {
-        self.run("reading a key", |c| {
-            let row = block(c.query_opt(
+        self.run("reading a key", |c, rt| {
+            let row = rt.run(c.query_opt(
                 &format!("SELECT idx, kind, key_id, epoch, wrapped FROM {KEYS} WHERE idx = $1"),
                 &[&idx],
             ))?;
@@ -199,8 +205,8 @@ impl KeyTable {
 
     /// Every row, in index order.
     pub fn all(&self) -> Result<Vec<KeyRow>> {
-        self.run("reading the keys", |c| {
-            let rows = block(c.query(
+        self.run("reading the keys", |c, rt| {
+            let rows = rt.run(c.query(
                 &format!("SELECT idx, kind, key_id, epoch, wrapped FROM {KEYS} ORDER BY idx"),
                 &[],
             ))?;
@@ -218,10 +224,10 @@ impl KeyTable {
         header: &[u8],
         rewrap: &dyn Fn(&KeyRow) -> Result<Vec<u8>>,
     ) -> Result<u64> {
-        self.run("re-wrapping the keys", |c| {
-            let tx = block(c.transaction())?;
-            block(tx.batch_execute("SET LOCAL synchronous_commit = on"))?;
-            let rows = block(tx.query(
+        self.run("re-wrapping the keys", |c, rt| {
+            let tx = rt.run(c.transaction())?;
+            rt.run(tx.batch_execute("SET LOCAL synchronous_commit = on"))?;
+            let rows = rt.run(tx.query(
                 &format!(
                     "SELECT idx, kind, key_id, epoch, wrapped FROM {KEYS} ORDER BY idx FOR UPDATE"
                 ),
@@ -239,7 +245,7 @@ impl KeyTable {
             let idx: Vec<i64> = rows.iter().map(|r| r.idx).collect();
             let mut done = 0u64;
             for (idx, wrapped) in idx.chunks(CHUNK).zip(wrapped.chunks(CHUNK)) {
-                done += block(tx.execute(
+                done += rt.run(tx.execute(
                     &format!(
                         "UPDATE {KEYS} k SET epoch = $1, wrapped = u.w
                          FROM unnest($2::bigint[], $3::bytea[]) AS u(idx, w) WHERE k.idx = u.idx"
@@ -247,16 +253,16 @@ impl KeyTable {
                     &[&epoch, &idx, &wrapped],
                 ))?;
             }
-            block(tx.execute(&format!("UPDATE {HEADER} SET header = $1"), &[&header]))?;
-            block(tx.commit())?;
+            rt.run(tx.execute(&format!("UPDATE {HEADER} SET header = $1"), &[&header]))?;
+            rt.run(tx.commit())?;
             Ok(Ok(done))
         })?
     }
 
     /// Bytes the key table takes in the database.
     pub fn size(&self) -> u64 {
-        self.run("sizing the keys", |c| {
-            let row = block(c.query_one(
+        self.run("sizing the keys", |c, rt| {
+            let row = rt.run(c.query_one(
                 &format!("SELECT pg_total_relation_size('{KEYS}')::bigint"),
                 &[],
             ))?;

@@ -69,21 +69,26 @@
 //!
 //! # Threads
 //!
-//! The connections' I/O runs on a small tokio runtime the store owns; the
-//! calls block their caller on the client's futures (which need no runtime
-//! of their own), so the store works the same from a plain thread, from a
-//! server's blocking pool or from a test.
+//! Every statement runs on the thread that calls the store, its
+//! connection's I/O with it (`conn`: each pooled connection owns a
+//! current-thread runtime), so the store works the same from a plain
+//! thread, from a server's blocking pool or from a test, and a statement
+//! wakes no other thread. Only the connection holding the schema's lock
+//! runs on a runtime thread of the store's, to notice by itself when the
+//! server ends it.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::Client;
 
 use super::{Batch, Entries, Entry, Recovered, Store, Value};
 use crate::crypto::SecretKey;
 use crate::error::{Error, ErrorKind, Result};
 
 mod cache;
+mod conn;
+use conn::{block, config_of, lock_schema, Conn, SyncConn};
 mod group;
 mod key_table;
 pub(crate) use key_table::{KeyRow, KeyTable};
@@ -105,45 +110,6 @@ const JOURNAL: &str = "shredvault_journal";
 
 /// Persists between two trims of the journal.
 const TRIM_EVERY: u64 = 512;
-
-/// The statements every connection prepares once.
-struct Prepared {
-    get: Statement,
-    upsert: Statement,
-    insert_new: Statement,
-    remove: Statement,
-    page: Statement,
-    page_open: Statement,
-    last: Statement,
-    last_open: Statement,
-}
-
-struct Conn {
-    client: Client,
-    st: Prepared,
-}
-
-impl pool::Connection for Conn {
-    fn is_closed(&self) -> bool {
-        self.client.is_closed()
-    }
-}
-
-impl pool::Connection for SyncConn {
-    fn is_closed(&self) -> bool {
-        self.client.is_closed()
-    }
-}
-
-/// A connection committing synchronously, and its two statements.
-struct SyncConn {
-    client: Client,
-    /// A batch of puts: each entry whose key is free, and its journal row
-    /// only then; returns the keys written.
-    put_batch: Statement,
-    /// A journal row.
-    journal: Statement,
-}
 
 struct Inner {
     config: tokio_postgres::Config,
@@ -269,179 +235,49 @@ impl PgStore {
     }
 }
 
-/// The client configuration `url` gives (`name`: the URL for messages).
-fn config_of(url: &str, name: &str) -> Result<tokio_postgres::Config> {
-    let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
-        Error::invalid(format!("{name} is not a PostgreSQL connection string: {e}"))
-    })?;
-    // As libpq does: a password left out of the string comes from the
-    // environment (the vault's `store` file then holds none).
-    if config.get_password().is_none() {
-        if let Some(pw) = std::env::var_os("PGPASSWORD") {
-            config.password(std::os::unix::ffi::OsStrExt::as_bytes(pw.as_os_str()));
-        }
-    }
-    Ok(config)
-}
-
-/// A connection holding the schema's lock, the table made if missing.
-fn lock_schema(
-    runtime: &tokio::runtime::Runtime,
-    config: &tokio_postgres::Config,
-    name: &str,
-) -> Result<Client> {
-    let lock = connect(runtime, config, name)?;
-    // The lock first: two processes making the table at once could race.
-    // Tried for a moment: a process killed while it held the lock keeps it
-    // until its server process sees the connection gone.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    loop {
-        let row = block(lock.query_one(
-            "SELECT pg_try_advisory_lock(hashtext('shredvault'), hashtext(current_schema()))",
-            &[],
-        ))
-        .map_err(|e| pg_error(name, "taking the vault's lock", e))?;
-        if row.get::<_, bool>(0) {
-            break;
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(Error::new(
-                ErrorKind::Locked,
-                format!("the vault in {name} is open in another process"),
-            ));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    block(lock.batch_execute(&format!(
-        "SET synchronous_commit = on;
-         CREATE TABLE IF NOT EXISTS {TABLE} (k bytea PRIMARY KEY, v bytea NOT NULL);
-         CREATE TABLE IF NOT EXISTS {SYNC_TABLE} (pid integer PRIMARY KEY, n bigint NOT NULL);
-         CREATE TABLE IF NOT EXISTS {JOURNAL} (id bigserial PRIMARY KEY, note bytea NOT NULL, mac bytea NOT NULL)"
-    )))
-    .map_err(|e| pg_error(name, "creating the vault's table", e))?;
-    Ok(lock)
-}
-
-/// Runs one of the client's futures to its end on this thread (the
-/// connection's I/O runs on the store's runtime).
-fn block<F: std::future::Future>(f: F) -> F::Output {
-    futures_executor::block_on(f)
-}
-
-fn connect(
-    runtime: &tokio::runtime::Runtime,
-    config: &tokio_postgres::Config,
-    name: &str,
-) -> Result<Client> {
-    let config = config.clone();
-    let joined = block(runtime.spawn(async move {
-        let (client, connection) = config.connect(NoTls).await?;
-        tokio::spawn(async move {
-            // Ends when the client is dropped or the server goes away; the
-            // client's next call then fails with `Io`.
-            let _ = connection.await;
-        });
-        Ok::<_, tokio_postgres::Error>(client)
-    }))
-    .map_err(|e| Error::new(ErrorKind::Io, format!("PostgreSQL {name}: {e}")))?;
-    joined.map_err(|e| pg_error(name, "connecting", e))
-}
-
 impl Inner {
-    fn fresh(&self) -> Result<Conn> {
-        let runtime = self.runtime.as_ref().expect("taken only by drop");
-        let client = connect(runtime, &self.config, &self.name)?;
-        let err = |e| pg_error(&self.name, "preparing statements", e);
-        block(client.batch_execute("SET synchronous_commit = off")).map_err(err)?;
-        let prep = |sql: &str| block(client.prepare(sql)).map_err(err);
-        let st = Prepared {
-            get: prep(&format!("SELECT v FROM {TABLE} WHERE k = $1"))?,
-            upsert: prep(&format!(
-                "INSERT INTO {TABLE} (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v"
-            ))?,
-            insert_new: prep(&format!(
-                "INSERT INTO {TABLE} (k, v) VALUES ($1, $2) ON CONFLICT (k) DO NOTHING"
-            ))?,
-            remove: prep(&format!("DELETE FROM {TABLE} WHERE k = $1"))?,
-            page: prep(&format!(
-                "SELECT k, v FROM {TABLE} WHERE k >= $1 AND k < $2 ORDER BY k LIMIT $3"
-            ))?,
-            page_open: prep(&format!(
-                "SELECT k, v FROM {TABLE} WHERE k >= $1 ORDER BY k LIMIT $2"
-            ))?,
-            last: prep(&format!(
-                "SELECT k, v FROM {TABLE} WHERE k >= $1 AND k < $2 ORDER BY k DESC LIMIT 1"
-            ))?,
-            last_open: prep(&format!(
-                "SELECT k, v FROM {TABLE} WHERE k >= $1 ORDER BY k DESC LIMIT 1"
-            ))?,
-        };
-        Ok(Conn { client, st })
-    }
-
-    fn fresh_sync(&self) -> Result<SyncConn> {
-        let runtime = self.runtime.as_ref().expect("taken only by drop");
-        let client = connect(runtime, &self.config, &self.name)?;
-        let err = |e| pg_error(&self.name, "preparing statements", e);
-        block(client.batch_execute("SET synchronous_commit = on")).map_err(err)?;
-        let put_batch = block(client.prepare(&format!(
-            "WITH t AS (SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[])
-                          WITH ORDINALITY AS t(k, v, note, mac, ord)),
-             new AS (INSERT INTO {TABLE} (k, v) SELECT k, v FROM t
-                     ON CONFLICT (k) DO NOTHING RETURNING k),
-             j AS (INSERT INTO {JOURNAL} (note, mac)
-                   SELECT t.note, t.mac FROM t JOIN new ON new.k = t.k ORDER BY t.ord
-                   RETURNING 1)
-             SELECT k FROM new"
-        )))
-        .map_err(err)?;
-        let journal = block(client.prepare(&format!(
-            "INSERT INTO {JOURNAL} (note, mac) VALUES ($1, $2)"
-        )))
-        .map_err(err)?;
-        Ok(SyncConn {
-            client,
-            put_batch,
-            journal,
-        })
-    }
-
     /// Writes a batch of journaled puts (see `group`); the keys written.
-    fn write_puts(&self, batch: &[group::Pending]) -> Result<Vec<Vec<u8>>> {
+    fn write_puts(&self, batch: &[&group::Pending]) -> Result<Vec<Vec<u8>>> {
         let keys: Vec<&[u8]> = batch.iter().map(|p| p.key.as_slice()).collect();
         let values: Vec<&[u8]> = batch.iter().map(|p| p.value.as_slice()).collect();
         let notes: Vec<&[u8]> = batch.iter().map(|p| p.note.as_slice()).collect();
         let macs: Vec<&[u8]> = batch.iter().map(|p| &p.mac[..]).collect();
         self.with_sync(|c| {
-            let rows = block(
-                c.client
-                    .query(&c.put_batch, &[&keys, &values, &notes, &macs]),
-            )
-            .map_err(self.err("writing and journaling puts"))?;
+            let rows =
+                c.rt.run(
+                    c.client
+                        .query(&c.put_batch, &[&keys, &values, &notes, &macs]),
+                )
+                .map_err(self.err("writing and journaling puts"))?;
             Ok(rows.into_iter().map(|r| r.get(0)).collect())
         })
     }
 
     /// [`with`](Self::with) on a connection committing synchronously.
     fn with_sync<T>(&self, f: impl FnOnce(&mut SyncConn) -> Result<T>) -> Result<T> {
-        self.idle_sync.with(|| self.fresh_sync(), f)
+        self.idle_sync
+            .with(|| SyncConn::open(&self.config, &self.name), f)
     }
 
     /// Runs `f` on a connection of the pool (a new one if none is idle);
     /// the connection goes back unless it broke.
     fn with<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
-        self.idle.with(|| self.fresh(), f)
+        self.idle.with(|| Conn::open(&self.config, &self.name), f)
     }
 
-    /// Runs the write `f` of `keys` between the cache's two marks (see
-    /// `cache`).
-    fn writing<'k, T, K>(&self, keys: K, f: impl FnOnce() -> Result<T>) -> Result<T>
-    where
-        K: IntoIterator<Item = &'k [u8]> + Clone,
-    {
-        self.cache.begin_write(keys.clone());
+    /// Runs the write `f` of `writes` between the cache's two marks (see
+    /// `cache`); `took` says whether what `f` returned means the values
+    /// given are now the table's (kept then, for the reads that follow).
+    fn writing<T>(
+        &self,
+        writes: &[cache::Write<'_>],
+        f: impl FnOnce() -> Result<T>,
+        took: impl FnOnce(&T) -> bool,
+    ) -> Result<T> {
+        let begun = self.cache.begin_write(writes);
         let out = f();
-        self.cache.end_write(keys);
+        self.cache
+            .end_write(writes, begun, out.as_ref().is_ok_and(took));
         out
     }
 
@@ -460,11 +296,12 @@ impl Inner {
     /// The journal's last row id (0 when empty).
     fn journal_end(&self) -> Result<i64> {
         self.with(|c| {
-            let row = block(c.client.query_one(
-                &format!("SELECT coalesce(max(id), 0)::bigint FROM {JOURNAL}"),
-                &[],
-            ))
-            .map_err(self.err("reading the journal"))?;
+            let row =
+                c.rt.run(c.client.query_one(
+                    &format!("SELECT coalesce(max(id), 0)::bigint FROM {JOURNAL}"),
+                    &[],
+                ))
+                .map_err(self.err("reading the journal"))?;
             Ok(row.get(0))
         })
     }
@@ -474,7 +311,7 @@ impl Inner {
     /// to `upto`.
     fn flush(&self, upto: i64) -> Result<()> {
         self.with(|c| {
-            block(c.client.batch_execute(&format!(
+            c.rt.run(c.client.batch_execute(&format!(
                 "BEGIN; SET LOCAL synchronous_commit = on;
                  DELETE FROM {JOURNAL} WHERE id <= {upto};
                  INSERT INTO {SYNC_TABLE} (pid, n) VALUES (pg_backend_pid(), 1)
@@ -483,7 +320,7 @@ impl Inner {
             )))
             .map_err(|e| {
                 // Not left in an aborted transaction for the next user.
-                let _ = block(c.client.batch_execute("ROLLBACK"));
+                let _ = c.rt.run(c.client.batch_execute("ROLLBACK"));
                 self.err("making writes durable")(e)
             })
         })
@@ -497,8 +334,8 @@ impl Inner {
     fn page(&self, from: &[u8], upper: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.with(|c| {
             let rows = match upper {
-                Some(u) => block(c.client.query(&c.st.page, &[&from, &u, &PAGE])),
-                None => block(c.client.query(&c.st.page_open, &[&from, &PAGE])),
+                Some(u) => c.rt.run(c.client.query(&c.st.page, &[&from, &u, &PAGE])),
+                None => c.rt.run(c.client.query(&c.st.page_open, &[&from, &PAGE])),
             }
             .map_err(self.err("scanning"))?;
             Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
@@ -576,6 +413,11 @@ impl Store for PgStore {
         !self.inner.lock.is_closed()
     }
 
+    fn reads_may_wait(&self) -> bool {
+        // A read the cache does not answer is a round trip to the server.
+        true
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Value>> {
         let inner = &self.inner;
         let missed = match inner.cache.get(key) {
@@ -583,7 +425,8 @@ impl Store for PgStore {
             Err(missed) => missed,
         };
         let row = inner.with(|c| {
-            block(c.client.query_opt(&c.st.get, &[&key])).map_err(inner.err("reading"))
+            c.rt.run(c.client.query_opt(&c.st.get, &[&key]))
+                .map_err(inner.err("reading"))
         })?;
         Ok(row.map(|r| {
             let v: Arc<[u8]> = Arc::from(r.get::<_, Vec<u8>>(0));
@@ -594,34 +437,48 @@ impl Store for PgStore {
 
     fn insert(&self, key: &[u8], value: &[u8]) -> Result<()> {
         let inner = &self.inner;
-        inner.writing([key], || {
-            inner.with(|c| {
-                block(c.client.execute(&c.st.upsert, &[&key, &value]))
-                    .map_err(inner.err("writing"))?;
-                Ok(())
-            })
-        })
+        inner.writing(
+            &[(key, Some(value))],
+            || {
+                inner.with(|c| {
+                    c.rt.run(c.client.execute(&c.st.upsert, &[&key, &value]))
+                        .map_err(inner.err("writing"))?;
+                    Ok(())
+                })
+            },
+            |_| true,
+        )
     }
 
     fn insert_new(&self, key: &[u8], value: &[u8]) -> Result<bool> {
         let inner = &self.inner;
-        inner.writing([key], || {
-            inner.with(|c| {
-                let n = block(c.client.execute(&c.st.insert_new, &[&key, &value]))
-                    .map_err(inner.err("writing"))?;
-                Ok(n == 1)
-            })
-        })
+        inner.writing(
+            &[(key, Some(value))],
+            || {
+                inner.with(|c| {
+                    let n =
+                        c.rt.run(c.client.execute(&c.st.insert_new, &[&key, &value]))
+                            .map_err(inner.err("writing"))?;
+                    Ok(n == 1)
+                })
+            },
+            |&written| written,
+        )
     }
 
     fn remove(&self, key: &[u8]) -> Result<()> {
         let inner = &self.inner;
-        inner.writing([key], || {
-            inner.with(|c| {
-                block(c.client.execute(&c.st.remove, &[&key])).map_err(inner.err("removing"))?;
-                Ok(())
-            })
-        })
+        inner.writing(
+            &[(key, None)],
+            || {
+                inner.with(|c| {
+                    c.rt.run(c.client.execute(&c.st.remove, &[&key]))
+                        .map_err(inner.err("removing"))?;
+                    Ok(())
+                })
+            },
+            |_| false,
+        )
     }
 
     fn apply(&self, batch: Batch) -> Result<()> {
@@ -630,20 +487,28 @@ impl Store for PgStore {
         if writes.is_empty() {
             return Ok(());
         }
-        inner.writing(writes.iter().map(|(k, _)| k.as_slice()), || {
-            inner.with(|c| {
-                let err = inner.err("applying a batch");
-                let tx = block(c.client.transaction()).map_err(&err)?;
-                for (k, v) in &writes {
-                    match v {
-                        Some(v) => block(tx.execute(&c.st.upsert, &[k, v])),
-                        None => block(tx.execute(&c.st.remove, &[k])),
+        let marks: Vec<cache::Write<'_>> = writes
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_deref()))
+            .collect();
+        inner.writing(
+            &marks,
+            || {
+                inner.with(|c| {
+                    let err = inner.err("applying a batch");
+                    let tx = c.rt.run(c.client.transaction()).map_err(&err)?;
+                    for (k, v) in &writes {
+                        match v {
+                            Some(v) => c.rt.run(tx.execute(&c.st.upsert, &[k, v])),
+                            None => c.rt.run(tx.execute(&c.st.remove, &[k])),
+                        }
+                        .map_err(&err)?;
                     }
-                    .map_err(&err)?;
-                }
-                block(tx.commit()).map_err(&err)
-            })
-        })
+                    c.rt.run(tx.commit()).map_err(&err)
+                })
+            },
+            |_| true,
+        )
     }
 
     fn scan(&self, prefix: &[u8], from: &[u8]) -> Entries {
@@ -661,8 +526,8 @@ impl Store for PgStore {
         let upper = upper_bound(prefix);
         inner.with(|c| {
             let row = match &upper {
-                Some(u) => block(c.client.query_opt(&c.st.last, &[&prefix, u])),
-                None => block(c.client.query_opt(&c.st.last_open, &[&prefix])),
+                Some(u) => c.rt.run(c.client.query_opt(&c.st.last, &[&prefix, u])),
+                None => c.rt.run(c.client.query_opt(&c.st.last_open, &[&prefix])),
             }
             .map_err(inner.err("reading the last entry"))?;
             Ok(row.map(|r| (value(r.get(0)), value(r.get(1)))))
@@ -689,7 +554,7 @@ impl Store for PgStore {
         let mac = inner.journal_mac(note)?;
         // One statement, one round trip, committed synchronously.
         inner.with_sync(|c| {
-            block(c.client.execute(&c.journal, &[&note, &&mac[..]]))
+            c.rt.run(c.client.execute(&c.journal, &[&note, &&mac[..]]))
                 .map_err(inner.err("journaling a put"))
         })?;
         self.after_persist(seal)
@@ -710,12 +575,16 @@ impl Store for PgStore {
         let mac = inner.journal_mac(note)?;
         // With the puts arriving meanwhile (`group`): one statement, one
         // round trip, one transaction committed synchronously.
-        let written = inner.writing([key], || {
-            inner.group.put(
-                (key.to_vec(), value.to_vec(), note.to_vec(), mac),
-                &|batch| inner.write_puts(batch),
-            )
-        })?;
+        let written = inner.writing(
+            &[(key, Some(value))],
+            || {
+                inner.group.put(
+                    (key.to_vec(), value.to_vec(), note.to_vec(), mac),
+                    &|batch| inner.write_puts(batch),
+                )
+            },
+            |&written| written,
+        )?;
         if !written {
             return Ok(false);
         }
@@ -726,7 +595,7 @@ impl Store for PgStore {
     fn recover(&self, key: SecretKey) -> Result<Recovered> {
         let inner = &self.inner;
         let rows = inner.with(|c| {
-            block(c.client.query(
+            c.rt.run(c.client.query(
                 &format!("SELECT id, note, mac FROM {JOURNAL} ORDER BY id"),
                 &[],
             ))
@@ -758,11 +627,12 @@ impl Store for PgStore {
         let inner = &self.inner;
         inner
             .with(|c| {
-                let row = block(c.client.query_one(
-                    &format!("SELECT pg_total_relation_size('{TABLE}')::bigint"),
-                    &[],
-                ))
-                .map_err(inner.err("measuring the table"))?;
+                let row =
+                    c.rt.run(c.client.query_one(
+                        &format!("SELECT pg_total_relation_size('{TABLE}')::bigint"),
+                        &[],
+                    ))
+                    .map_err(inner.err("measuring the table"))?;
                 Ok(row.get::<_, i64>(0).max(0) as u64)
             })
             .unwrap_or(0)
@@ -776,13 +646,14 @@ impl Store for PgStore {
         let before = self.size_on_disk();
         let inner = &self.inner;
         let entries = inner.with(|c| {
-            block(c.client.batch_execute(&format!("VACUUM {TABLE}")))
+            c.rt.run(c.client.batch_execute(&format!("VACUUM {TABLE}")))
                 .map_err(inner.err("vacuuming"))?;
-            let row = block(
-                c.client
-                    .query_one(&format!("SELECT count(*) FROM {TABLE}"), &[]),
-            )
-            .map_err(inner.err("counting"))?;
+            let row =
+                c.rt.run(
+                    c.client
+                        .query_one(&format!("SELECT count(*) FROM {TABLE}"), &[]),
+                )
+                .map_err(inner.err("counting"))?;
             Ok(row.get::<_, i64>(0).max(0) as u64)
         })?;
         Ok(crate::types::CompactReport {

@@ -15,7 +15,8 @@
 
 use tokio_postgres::Client;
 
-use super::{block, connect, describe, pg_error};
+use super::conn::{block, config_of, connect};
+use super::{describe, pg_error};
 use crate::error::{Error, Result};
 
 const NODES: &str = "shredvault_nodes";
@@ -39,7 +40,7 @@ impl NodeTable {
     /// Connects to the database `url` names (the vault's `store`).
     pub fn connect(url: &str) -> Result<NodeTable> {
         let name = describe(url);
-        let config = super::config_of(url, &name)?;
+        let config = config_of(url, &name)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
