@@ -102,13 +102,9 @@ impl Cache {
     /// a write of `key` is in flight or ended since.
     pub fn fill(&self, key: &[u8], value: &Arc<[u8]>, missed: Missed) {
         let mut state = self.state();
-        let raced = missed.0 < state.floor
-            || state.in_flight.contains_key(key)
-            || state.ended.get(key).is_some_and(|&end| end >= missed.0);
-        if raced {
-            return;
+        if state.untouched_since(key, missed.0, 0) {
+            state.keep(key, value.clone());
         }
-        state.keep(key, value.clone());
     }
 
     /// Before a write: see the module doc. What it returns goes to
@@ -132,12 +128,11 @@ impl Cache {
     /// may be the newer).
     pub fn end_write(&self, writes: &[Write<'_>], begun: Begun, took: bool) {
         let mut state = self.state();
-        if took && begun.0 >= state.floor {
+        if took {
             for (key, value) in writes {
                 let Some(value) = value else { continue };
-                let alone = state.in_flight.get(*key) == Some(&1)
-                    && state.ended.get(*key).is_none_or(|&end| end < begun.0);
-                if alone {
+                // This write is the one in flight.
+                if state.untouched_since(key, begun.0, 1) {
                     state.keep(key, Arc::from(*value));
                 }
             }
@@ -161,6 +156,15 @@ impl Cache {
 }
 
 impl State {
+    /// Whether no write of `key` but `own` (0 or 1) writes now in flight
+    /// began or ended since `generation`, as far as `ended` still knows
+    /// (the floor): the one rule of reads and writes alike.
+    fn untouched_since(&self, key: &[u8], generation: u64, own: usize) -> bool {
+        generation >= self.floor
+            && self.in_flight.get(key).copied().unwrap_or(0) == own
+            && self.ended.get(key).is_none_or(|&end| end < generation)
+    }
+
     /// Keeps `value` at `key`, within the budget.
     fn keep(&mut self, key: &[u8], value: Arc<[u8]>) {
         if self.bytes + value.len() > BUDGET {

@@ -100,17 +100,23 @@ pub(super) fn connect(
     name: &str,
 ) -> Result<Client> {
     let config = config.clone();
-    let joined = block(runtime.spawn(async move {
-        let (client, connection) = config.connect(NoTls).await?;
-        tokio::spawn(async move {
-            // Ends when the client is dropped or the server goes away; the
-            // client's next call then fails with `Io`.
-            let _ = connection.await;
-        });
-        Ok::<_, tokio_postgres::Error>(client)
-    }))
-    .map_err(|e| Error::new(ErrorKind::Io, format!("PostgreSQL {name}: {e}")))?;
+    let joined = block(runtime.spawn(async move { client_of(&config).await }))
+        .map_err(|e| Error::new(ErrorKind::Io, format!("PostgreSQL {name}: {e}")))?;
     joined.map_err(|e| pg_error(name, "connecting", e))
+}
+
+/// Connects, and spawns the connection on the runtime this runs on.
+async fn client_of(
+    config: &tokio_postgres::Config,
+) -> std::result::Result<Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        // Polled as long as its runtime runs (a pooled connection's: while
+        // a statement runs); ends when the client is dropped or the server
+        // goes away, and the client's next call then fails with `Io`.
+        let _ = connection.await;
+    });
+    Ok(client)
 }
 
 /// The runtime of one pooled connection, driven by whichever thread uses
@@ -122,8 +128,13 @@ pub(super) struct Local {
 }
 
 impl Local {
-    /// A client and the runtime its connection runs on.
-    fn connect(config: &tokio_postgres::Config, name: &str) -> Result<(Client, Local)> {
+    /// A client, the runtime its connection runs on, its session's
+    /// commits synchronous or not (`synchronous_commit`).
+    fn connect(
+        config: &tokio_postgres::Config,
+        name: &str,
+        synchronous_commit: bool,
+    ) -> Result<(Client, Local)> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -132,16 +143,16 @@ impl Local {
             runtime: Some(runtime),
         };
         let client = local
-            .run(async {
-                let (client, connection) = config.connect(NoTls).await?;
-                tokio::spawn(async move {
-                    // Polled whenever this runtime runs a statement; ends
-                    // when the client is dropped or the server goes away.
-                    let _ = connection.await;
-                });
-                Ok::<_, tokio_postgres::Error>(client)
-            })
+            .run(client_of(config))
             .map_err(|e| pg_error(name, "connecting", e))?;
+        let set = if synchronous_commit {
+            "SET synchronous_commit = on"
+        } else {
+            "SET synchronous_commit = off"
+        };
+        local
+            .run(client.batch_execute(set))
+            .map_err(|e| pg_error(name, "preparing statements", e))?;
         Ok((client, local))
     }
 
@@ -185,10 +196,8 @@ pub(super) struct Conn {
 
 impl Conn {
     pub fn open(config: &tokio_postgres::Config, name: &str) -> Result<Conn> {
-        let (client, rt) = Local::connect(config, name)?;
+        let (client, rt) = Local::connect(config, name, false)?;
         let err = |e| pg_error(name, "preparing statements", e);
-        rt.run(client.batch_execute("SET synchronous_commit = off"))
-            .map_err(err)?;
         let prep = |sql: &str| rt.run(client.prepare(sql)).map_err(err);
         let st = Prepared {
             get: prep(&format!("SELECT v FROM {TABLE} WHERE k = $1"))?,
@@ -229,10 +238,8 @@ pub(super) struct SyncConn {
 
 impl SyncConn {
     pub fn open(config: &tokio_postgres::Config, name: &str) -> Result<SyncConn> {
-        let (client, rt) = Local::connect(config, name)?;
+        let (client, rt) = Local::connect(config, name, true)?;
         let err = |e| pg_error(name, "preparing statements", e);
-        rt.run(client.batch_execute("SET synchronous_commit = on"))
-            .map_err(err)?;
         let put_batch = rt
             .run(client.prepare(&format!(
                 "WITH t AS (SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[])
